@@ -1,0 +1,5 @@
+"""Allow ``python -m makestream``."""
+
+from makestream.cli import main
+
+main()

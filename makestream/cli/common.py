@@ -1,0 +1,161 @@
+"""What several commands share: connecting to Make (or the demo), output formats, and the one
+place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from makestream.errors import ExitCode, Interrupted, MakestreamError, UsageError
+
+if TYPE_CHECKING:
+    from makestream.clock import Clock
+    from makestream.make.client import ApiNotice, MakeClient
+    from makestream.sim import SimZone
+
+DEMO_URL = "http://demo.makestream.invalid/api/v2"
+
+
+class Format(str, Enum):
+    auto = "auto"
+    ndjson = "ndjson"
+    pretty = "pretty"
+    compact = "compact"
+
+
+class Color(str, Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+def die(message: str, code: int) -> NoReturn:
+    """Print one line on stderr and exit."""
+    typer.echo(f"makestream: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run(main: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
+    """Run a command's coroutine and exit with its status.
+
+    This is the one place where errors become exit codes: every MakestreamError carries its own;
+    a closed stdout ends quietly with 0; Ctrl-C is 130.
+    """
+    import anyio
+
+    try:
+        code = anyio.run(main)
+    except MakestreamError as exc:
+        die(exc.message, int(exc.exit_code))
+    except BrokenPipeError:
+        _quiet_stdout()
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    raise typer.Exit(code)
+
+
+def _quiet_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so a closed pipe stays quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+@dataclass
+class Connection:
+    """Where to find Make (or the demo zone) and how to pace requests."""
+
+    demo: bool = False
+    token_file: Path | None = None
+    api_limit: int | None = None
+    speed: float | None = None
+    seed: int = 0
+
+    def clock(self) -> Clock:
+        from makestream.clock import Clock
+
+        if self.speed is not None:
+            return Clock(self.speed)
+        try:
+            return Clock.from_env()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+@asynccontextmanager
+async def open_client(
+    conn: Connection, observer: Callable[[ApiNotice], None] | None = None
+) -> AsyncIterator[tuple[MakeClient, SimZone | None]]:
+    """A client for Make, or for the in-process simulated zone with --demo."""
+    from makestream.make.budget import Budget
+    from makestream.make.client import MakeClient, Token, base_url_for
+
+    clock = conn.clock()
+    budget = Budget(conn.api_limit or 60, clock=clock)
+    if conn.demo:
+        import httpx
+
+        from makestream.sim import DEMO_TOKEN, SimZone, demo_world
+
+        zone = SimZone(demo_world(), clock=clock, seed=conn.seed)
+        transport = httpx.ASGITransport(app=zone.app)
+        async with MakeClient(DEMO_URL, Token(DEMO_TOKEN), budget=budget, clock=clock,
+                              transport=transport, observer=observer) as client:
+            yield client, zone
+        return
+    env = os.environ
+    base_url = base_url_for(zone=env.get("MAKE_ZONE"), api_url=env.get("MAKE_API_URL"))
+    token = Token.from_env_or_file(conn.token_file, env)
+    if token is None:
+        raise UsageError(
+            "no API token: set MAKE_API_TOKEN or pass --token-file (or try --demo)"
+        )
+    async with MakeClient(base_url, token, budget=budget, clock=clock,
+                          observer=observer) as client:
+        yield client, None
+
+
+def default_zone_missing() -> bool:
+    env = os.environ
+    return not env.get("MAKE_API_URL") and not env.get("MAKE_ZONE")
+
+
+def interrupt_on_signals(stop: Callable[[Interrupted], None]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A task that turns SIGINT/SIGTERM into `stop(Interrupted)` (exit 130/143)."""
+
+    async def watcher() -> None:
+        import anyio
+
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                code = ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED
+                stop(Interrupted("interrupted", code=code))
+                return
+
+    return watcher
+
+
+# Options shared by commands that talk to Make.
+DemoOpt = typer.Option(False, "--demo", help="Use the built-in simulated Make zone (no account, no network).")
+TokenFileOpt = typer.Option(
+    None, "--token-file", help="Read the API token from this file instead of MAKE_API_TOKEN.",
+    dir_okay=False,
+)
+ApiLimitOpt = typer.Option(
+    None, "--api-limit", min=1,
+    help="The organization's requests per minute, when the token cannot read it (default 60). "
+    "makestream uses at most 80% of it.",
+)
+SpeedOpt = typer.Option(None, "--speed", min=0.001, hidden=True, help="Clock speed factor (demo and tests).")

@@ -1,0 +1,1 @@
+"""`makestream flow` (being built)."""

@@ -1,0 +1,1 @@
+"""`makestream render` (being built)."""

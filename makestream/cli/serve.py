@@ -1,0 +1,1 @@
+"""`makestream serve` (being built)."""

@@ -1,0 +1,64 @@
+"""`makestream state`: one JSON document about scenarios, for scripts and dashboards."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from makestream.cli import app
+from makestream.cli.common import (
+    ApiLimitOpt,
+    Connection,
+    DemoOpt,
+    SpeedOpt,
+    TokenFileOpt,
+    open_client,
+    run,
+)
+from makestream.errors import ExitCode, UsageError
+
+
+@app.command()
+def state(
+    scenarios: list[int] = typer.Argument(
+        None, metavar="[SCENARIO]...", help="Scenario ids.", show_default=False
+    ),
+    team: int | None = typer.Option(None, "--team", help="Every scenario of this team."),
+    last: int = typer.Option(10, "--last", min=1, max=200, help="Recent executions to list."),
+    exit_status: bool = typer.Option(
+        False, "--exit-status",
+        help="Exit with the code of the latest execution: 0 success, 3 warning, 1 error.",
+    ),
+    demo: bool = DemoOpt,
+    token_file: Path | None = TokenFileOpt,
+    api_limit: int | None = ApiLimitOpt,
+    speed: float | None = SpeedOpt,
+) -> None:
+    """Print flags, recent executions, success rate and p50/p95 durations as one JSON document."""
+    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit, speed=speed)
+
+    async def main() -> int:
+        import orjson
+
+        from makestream.engine.state import fetch_state, latest_outcome
+
+        async with open_client(conn) as (client, zone):
+            team_id = team
+            if zone is not None and not scenarios and team_id is None:
+                team_id = zone.world.teams[0].id
+            if not scenarios and team_id is None:
+                raise UsageError("name a scenario id or give --team")
+            document = await fetch_state(client, scenario_ids=list(scenarios or []),
+                                         team_id=team_id, last=last)
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+        if not exit_status:
+            return 0
+        outcome = latest_outcome(document)
+        return {"warning": ExitCode.EXECUTION_WARNING, "error": ExitCode.EXECUTION_ERROR}.get(
+            outcome or "", ExitCode.OK
+        )
+
+    run(main)

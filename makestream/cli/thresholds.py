@@ -1,0 +1,1 @@
+"""`makestream thresholds` (being built)."""

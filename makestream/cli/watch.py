@@ -1,0 +1,266 @@
+"""`makestream watch`: stream events about scenarios and their executions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from makestream.cli import app
+from makestream.cli.common import (
+    ApiLimitOpt,
+    Color,
+    Connection,
+    DemoOpt,
+    Format,
+    SpeedOpt,
+    TokenFileOpt,
+    interrupt_on_signals,
+    open_client,
+    run,
+)
+from makestream.errors import UsageError
+
+if TYPE_CHECKING:
+    from makestream.engine.watch import WatchOptions
+
+
+def parse_data(text: str | None) -> dict[str, Any] | None:
+    """`--data` as JSON text or `@file`; must be a JSON object."""
+    if text is None:
+        return None
+    source = "--data"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = f"--data file {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{source}: cannot read ({exc.strerror})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                         f"{exc.msg}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{source}: must be a JSON object such as '{{\"name\": \"Ann\"}}'")
+    return value
+
+
+def read_cursor_file(path: Path) -> str | None:
+    """The cursor saved in `path`, or None when the file does not exist yet."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"--cursor-file {path}: cannot read ({exc.strerror})") from None
+    return text or None
+
+
+def write_cursor_file(path: Path, cursor: str) -> None:
+    """Replace the file atomically: a crash leaves the old cursor or the new, never half."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(cursor + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def watch_options(
+    *,
+    scenarios: list[int],
+    team: int | None,
+    include: list[str],
+    exclude: list[str],
+    execution: str | None,
+    run_: bool,
+    data: str | None,
+    since: str | None,
+    follow: bool,
+    count: int | None,
+    timeout: str | None,
+    exit_status: bool,
+    resume: str | None,
+    cursor_file: Path | None,
+    interval: str,
+    api_limit: int | None,
+    modules: bool,
+    now: float,
+) -> WatchOptions:
+    """Turn command-line values into WatchOptions; every mistake is a UsageError (exit 2)."""
+    from makestream.engine.cursor import Cursor
+    from makestream.engine.watch import WatchOptions
+    from makestream.timeutil import parse_duration, parse_since
+
+    if run_ and execution:
+        raise UsageError("--run and --execution cannot be used together")
+    if (run_ or execution) and len(scenarios) != 1:
+        raise UsageError("--run and --execution need exactly one SCENARIO")
+    if data is not None and not run_:
+        raise UsageError("--data goes with --run")
+    if resume and cursor_file:
+        raise UsageError("--resume and --cursor-file cannot be used together")
+    if (include or exclude) and team is None:
+        raise UsageError("--include and --exclude filter the scenarios of --team")
+    position = resume
+    if cursor_file is not None:
+        position = read_cursor_file(cursor_file)
+    cursor = None
+    if position:
+        try:
+            cursor = Cursor.decode(position)
+        except UsageError as exc:
+            where = f"--cursor-file {cursor_file}" if cursor_file else "--resume"
+            raise UsageError(f"{where}: {exc.message}") from None
+    return WatchOptions(
+        scenario_ids=scenarios,
+        team_id=team,
+        include=include,
+        exclude=exclude,
+        execution_id=execution,
+        run=run_,
+        run_data=parse_data(data),
+        since_ms=int(parse_since(since, now=now) * 1000) if since else None,
+        follow=follow,
+        count=count,
+        timeout_s=parse_duration(timeout, option="--timeout") if timeout else None,
+        resume=cursor,
+        interval_s=parse_duration(interval, option="--interval"),
+        api_limit=api_limit,
+        modules=modules,
+        exit_status=exit_status,
+    )
+
+
+@app.command()
+def watch(
+    scenarios: list[int] = typer.Argument(
+        None, metavar="[SCENARIO]...", help="Scenario ids to watch.", show_default=False
+    ),
+    team: int | None = typer.Option(None, "--team", help="Watch every scenario of this team."),
+    include: list[str] = typer.Option(
+        [], "--include", metavar="GLOB", help="With --team: only scenarios whose name matches."
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", metavar="GLOB", help="With --team: skip scenarios whose name matches."
+    ),
+    execution: str | None = typer.Option(
+        None, "--execution", metavar="ID", help="Follow this execution of SCENARIO to its end."
+    ),
+    run_: bool = typer.Option(False, "--run", help="Run SCENARIO now and follow that run."),
+    data: str | None = typer.Option(
+        None, "--data", metavar="JSON|@FILE", help="Inputs for --run, as JSON or @file."
+    ),
+    since: str | None = typer.Option(
+        None, "--since", metavar="DURATION|TIME",
+        help="Also report runs that finished since then (1h, or 2026-11-26T10:00:00Z).",
+    ),
+    follow: bool = typer.Option(
+        True, "--follow/--no-follow",
+        help="Keep watching, or report what is new and exit (--no-follow alone: the last hour).",
+    ),
+    count: int | None = typer.Option(
+        None, "--count", min=1, metavar="N", help="Exit after N finished executions."
+    ),
+    timeout: str | None = typer.Option(
+        None, "--timeout", metavar="DURATION", help="Give up after this long (exit 5)."
+    ),
+    exit_status: bool = typer.Option(
+        False, "--exit-status",
+        help="Exit 1 if an execution failed, 3 if one ended with warnings.",
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", metavar="CURSOR", help="Continue after the event with this cursor."
+    ),
+    cursor_file: Path | None = typer.Option(
+        None, "--cursor-file", metavar="PATH", dir_okay=False,
+        help="Resume from the cursor in PATH and keep it up to date (atomic writes).",
+    ),
+    interval: str = typer.Option(
+        "1s", "--interval", metavar="DURATION",
+        help="Never scan one scenario's logs more often than this.",
+    ),
+    modules: bool = typer.Option(
+        False, "--modules", help="After each run, report every module's result (more requests)."
+    ),
+    format_: Format = typer.Option(
+        Format.auto, "--format", case_sensitive=False,
+        help="auto: pretty on a terminal, ndjson otherwise.",
+    ),
+    color: Color = typer.Option(Color.auto, "--color", case_sensitive=False,
+                                help="Colour in pretty and compact output (NO_COLOR is honoured)."),
+    demo: bool = DemoOpt,
+    token_file: Path | None = TokenFileOpt,
+    api_limit: int | None = ApiLimitOpt,
+    speed: float | None = SpeedOpt,
+) -> None:
+    """Stream events about scenario executions: NDJSON on a pipe, a live view on a terminal.
+
+    Examples:
+
+      makestream watch 123 | jq -c 'select(.type=="execution.finished")'
+
+      makestream watch 123 --run --exit-status --timeout 10m
+
+      makestream watch 123 --no-follow --cursor-file state.cur
+    """
+    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit,
+                      speed=speed if speed is not None else (10.0 if demo else None))
+
+    async def main() -> int:
+        from makestream.engine.watch import Watch, WatchOptions
+        from makestream.render import output_for
+
+        clock = conn.clock()
+        conn.speed = clock.speed
+        options = watch_options(
+            scenarios=list(scenarios or []), team=team, include=include, exclude=exclude,
+            execution=execution, run_=run_, data=data, since=since, follow=follow, count=count,
+            timeout=timeout, exit_status=exit_status, resume=resume, cursor_file=cursor_file,
+            interval=interval, api_limit=api_limit, modules=modules, now=clock.now(),
+        )
+        holder: list[Watch] = []
+        async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None) as (client, zone):
+            if zone is not None and not options.scenario_ids and options.team_id is None:
+                options.team_id = zone.world.teams[0].id
+            output = output_for(format_, color, sys.stdout)
+            return await _stream(client, options, output, cursor_file, holder)
+
+    run(main)
+
+
+async def _stream(client: Any, options: WatchOptions, output: Any, cursor_file: Path | None,
+                  holder: list[Any]) -> int:
+    import anyio
+
+    from makestream.engine.watch import Watch
+
+    watch = Watch(client, options)
+    holder.append(watch)
+    last_cursor = ""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        tg.start_soon(interrupt_on_signals(lambda exc: watch.stop(exc.message, exc.exit_code)))
+        try:
+            async for event in watch.events:
+                output.write(event)
+                if cursor_file is not None and event.cursor and event.cursor != last_cursor:
+                    write_cursor_file(cursor_file, event.cursor)
+                    last_cursor = event.cursor
+        except BrokenPipeError:
+            watch.stop("output closed")
+            raise
+        finally:
+            tg.cancel_scope.cancel()
+    output.close()
+    return int(watch.outcome.exit_code)

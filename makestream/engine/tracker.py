@@ -1,0 +1,276 @@
+"""The tracker: what makestream knows about every watched scenario and execution.
+
+It is the reducer of the engine: the poller feeds it observations (a page of logs, an execution's
+status, a scenario's flags) and it answers with the events those observations mean. It does no
+I/O and never reads a clock — the time of each observation is passed in — so every rule about
+deduplication, late or out-of-order log entries and status variants is tested without a network.
+
+Exactly-once delivery rests on `cursor.Position`: an execution is reported finished when it is
+first seen in a terminal state and is not yet in its scenario's delivered set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from makestream.engine.cursor import Cursor, Position, encode_positions, short_id
+from makestream.engine.history import History
+from makestream.events import (
+    ExecutionErrorInfo,
+    ExecutionFinished,
+    ExecutionProgress,
+    ExecutionStarted,
+    ScenarioChanged,
+    _Event,
+    rfc3339,
+)
+from makestream.make.models import ExecStatus, ExecutionDetail, ExecutionLog, Scenario
+
+# How long after a run ends its log entry may still appear; the look-back of every scan covers
+# at least this much, plus the longest recent run (Make may stamp entries with the start time).
+LATE_WINDOW_MS = 60_000
+MAX_LOOKBACK_MS = 50 * 60_000  # Make ends runs after 40-45 minutes.
+
+
+@dataclass
+class Running:
+    """An execution known to be in flight."""
+
+    execution_id: str
+    started_at: float | None  # epoch s; None when only the id is known
+    source: str
+    first_seen: float
+    last_progress: float = 0.0
+
+
+@dataclass
+class ScenarioState:
+    scenario_id: int
+    name: str | None = None
+    team_id: int | None = None
+    modules_total: int | None = None
+    info: Scenario | None = None
+    queue_count: int | None = None
+    history: History = field(default_factory=History)
+    position: Position = field(default_factory=lambda: Position(0))
+    running: dict[str, Running] = field(default_factory=dict)
+    last_finished_at: float | None = None
+
+    @property
+    def lookback_ms(self) -> int:
+        return min(MAX_LOOKBACK_MS, LATE_WINDOW_MS + int(self.history.longest_ms * 1.5))
+
+
+def _status_name(status: ExecStatus) -> str:
+    return status.value if status.terminal else "error"
+
+
+class Tracker:
+    """State of one stream; every method takes an observation and returns the events it means."""
+
+    def __init__(self, *, ui_base: str | None = None, stream: str = "") -> None:
+        self.scenarios: dict[int, ScenarioState] = {}
+        self.ui_base = ui_base
+        self.stream = stream
+        self._cursor_cache: tuple[int, str] | None = None
+        self._version = 0  # bumped on every change that a cursor encodes
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def add_scenario(self, scenario_id: int, *, floor_ms: int) -> ScenarioState:
+        state = self.scenarios.get(scenario_id)
+        if state is None:
+            state = self.scenarios[scenario_id] = ScenarioState(scenario_id)
+            state.position = Position(floor_ms)
+            self._version += 1
+        return state
+
+    def restore(self, cursor: Cursor) -> None:
+        """Take the positions of a cursor for the scenarios it knows."""
+        for sid, pos in cursor.positions.items():
+            self.add_scenario(sid, floor_ms=pos.floor_ms).position = pos
+        self._version += 1
+
+    def learn(self, scenario_id: int, entries: Iterable[ExecutionLog]) -> None:
+        """Take durations of finished runs into the scenario's history."""
+        history = self.scenarios[scenario_id].history
+        for entry in sorted(entries, key=lambda e: e.timestamp_ms):
+            if entry.status.terminal:
+                history.add(entry.duration_ms)
+
+    def prime(self, scenario_id: int, entries: Iterable[ExecutionLog]) -> None:
+        """Mark runs that ended before the stream began as delivered, without reporting them."""
+        position = self.scenarios[scenario_id].position
+        for entry in entries:
+            if entry.status.terminal and entry.timestamp_ms >= position.floor_ms:
+                position.add(entry.id, entry.timestamp_ms)
+        self._version += 1
+
+    # -- observations ----------------------------------------------------------------------------
+
+    def is_new(self, scenario_id: int, entry: ExecutionLog) -> bool:
+        """Whether a terminal log entry has not been delivered yet."""
+        return not self.scenarios[scenario_id].position.has(entry.id, entry.timestamp_ms)
+
+    def scan_complete(self, scenario_id: int, from_ms: int) -> None:
+        """A scan saw every entry from `from_ms` on: nothing older can still be undelivered."""
+        self.scenarios[scenario_id].position.raise_floor(from_ms)
+        self._version += 1
+
+    def started(
+        self, scenario_id: int, execution_id: str, *, now: float, source: str,
+        started_at: float | None = None,
+    ) -> list[_Event]:
+        state = self.scenarios[scenario_id]
+        if execution_id in state.running or execution_id_delivered(state, execution_id):
+            return []
+        state.running[execution_id] = Running(execution_id, started_at, source, first_seen=now)
+        begun = started_at if started_at is not None else now
+        return [
+            ExecutionStarted(
+                scenario_id=scenario_id,
+                execution_id=execution_id,
+                source=source,
+                started_at=rfc3339(begun),
+                expected_duration_ms=state.history.expected_ms,
+                modules_total=state.modules_total,
+                scenario_name=state.name,
+            )
+        ]
+
+    def finished(
+        self, scenario_id: int, log: ExecutionLog | None, detail: ExecutionDetail | None, *,
+        execution_id: str, now: float,
+    ) -> list[_Event]:
+        """A run ended. `log` gives its figures, `detail` its error; either may be missing."""
+        state = self.scenarios[scenario_id]
+        ts_ms = log.timestamp_ms if log is not None else int(now * 1000)
+        if state.position.has(execution_id, ts_ms):
+            state.running.pop(execution_id, None)
+            return []
+        status = log.status if log is not None else detail.status if detail else ExecStatus.UNKNOWN
+        if detail is not None and detail.status.terminal:
+            status = detail.status  # the executions endpoint is the documented authority
+        running = state.running.pop(execution_id, None)
+        state.position.add(execution_id, ts_ms)
+        self._version += 1
+        state.last_finished_at = now
+        duration = log.duration_ms if log is not None else None
+        state.history.add(duration)
+        started_at: str | None = None
+        if running is not None and running.started_at is not None:
+            started_at = rfc3339(running.started_at)
+        error = None
+        if detail is not None and detail.error is not None:
+            cause = detail.error.cause_module
+            error = ExecutionErrorInfo(
+                message=detail.error.message,
+                name=detail.error.name,
+                cause_module=cause.name if cause else None,
+                cause_app=cause.app_name if cause else None,
+            )
+        team = (log.team_id if log is not None else None) or state.team_id
+        url = None
+        if self.ui_base and team is not None:
+            url = f"{self.ui_base}/{team}/scenarios/{scenario_id}/logs/{execution_id}"
+        return [
+            ExecutionFinished(
+                scenario_id=scenario_id,
+                execution_id=execution_id,
+                status=_status_name(status),  # type: ignore[arg-type]
+                started_at=started_at,
+                duration_ms=duration,
+                operations=log.operations if log is not None else None,
+                transfer_bytes=log.transfer if log is not None else None,
+                centicredits=log.centicredits if log is not None else None,
+                error=error,
+                url=url,
+                scenario_name=state.name,
+            )
+        ]
+
+    def scenario_seen(
+        self, scenario: Scenario, *, queue_count: int | None = None
+    ) -> list[_Event]:
+        """A fresh copy of a scenario's flags; reports what changed since the last copy."""
+        state = self.scenarios[scenario.id]
+        state.name = scenario.name or state.name
+        state.team_id = scenario.team_id or state.team_id
+        before = state.info
+        state.info = scenario
+        if queue_count is None:
+            queue_count = state.queue_count
+        old_queue, state.queue_count = state.queue_count, queue_count
+        if before is None:
+            return []
+        changed = [
+            name
+            for name, old, new in (
+                ("is_active", before.is_active, scenario.is_active),
+                ("is_invalid", before.is_invalid, scenario.is_invalid),
+                ("is_paused", before.is_paused, scenario.is_paused),
+                ("dlq_count", before.dlq_count, scenario.dlq_count),
+                ("queue_count", old_queue, queue_count),
+            )
+            if old != new and not (name == "queue_count" and old is None)
+        ]
+        if not changed:
+            return []
+        return [
+            ScenarioChanged(
+                scenario_id=scenario.id,
+                changed=changed,
+                is_active=scenario.is_active,
+                is_invalid=scenario.is_invalid,
+                is_paused=scenario.is_paused,
+                dlq_count=scenario.dlq_count,
+                queue_count=queue_count,
+                scenario_name=state.name,
+            )
+        ]
+
+    def progress(self, now: float, *, every_s: float = 2.0) -> list[_Event]:
+        """Progress estimates for running executions, at most one per run every `every_s`."""
+        events: list[_Event] = []
+        for state in self.scenarios.values():
+            expected = state.history.expected_ms
+            for run in state.running.values():
+                if now - run.last_progress < every_s:
+                    continue
+                run.last_progress = now
+                begun = run.started_at if run.started_at is not None else run.first_seen
+                elapsed = max(0, int((now - begun) * 1000))
+                percent = None
+                if expected:
+                    # Never claim 100 % for a run that has not been seen to end.
+                    percent = round(min(99.0, 100.0 * elapsed / expected), 1)
+                events.append(
+                    ExecutionProgress(
+                        scenario_id=state.scenario_id,
+                        execution_id=run.execution_id,
+                        elapsed_ms=elapsed,
+                        expected_duration_ms=expected,
+                        percent=percent,
+                        basis="history",
+                    )
+                )
+        return events
+
+    # -- positions -------------------------------------------------------------------------------
+
+    def cursor(self, seq: int) -> str:
+        """The encoded cursor after event `seq`; cached until the positions change."""
+        if self._cursor_cache is None or self._cursor_cache[0] != self._version:
+            positions = {s: st.position for s, st in self.scenarios.items()}
+            self._cursor_cache = (self._version, encode_positions(positions))
+        # The seq rides outside the cached part so that a cursor costs nothing to re-stamp.
+        return f"{self._cursor_cache[1]}~{self.stream}.{seq}"
+
+    @property
+    def running_count(self) -> int:
+        return sum(len(s.running) for s in self.scenarios.values())
+
+
+def execution_id_delivered(state: ScenarioState, execution_id: str) -> bool:
+    return short_id(execution_id) in state.position.done

@@ -1,0 +1,286 @@
+"""The event contract: typed events, their NDJSON encoding, and a validating reader.
+
+Format
+------
+One JSON object per line, UTF-8, terminated by ``\\n``, flushed after every line. Objects are flat
+and snake_case so that ``jq`` filters stay short. Every event carries:
+
+``v``            schema version, currently ``1``
+``type``         one of the types below; consumers must ignore types they do not know
+``seq``          strictly increasing within one stream (starts at 1)
+``ts``           when makestream emitted the event, RFC 3339 UTC with milliseconds
+``cursor``       opaque; ``makestream watch --resume CURSOR`` continues after this event
+``scenario_id``  where the event concerns one scenario
+``execution_id`` where the event concerns one execution
+
+Types and their own fields:
+
+``stream.opened``       targets (scenario ids), api_limit, budget_per_min, follow, version
+``execution.started``   source, started_at, expected_duration_ms, modules_total, scenario_name
+``execution.progress``  elapsed_ms, expected_duration_ms, percent, basis (``history`` | ``modules``)
+``execution.finished``  status (``success`` | ``warning`` | ``error``), started_at, duration_ms,
+                        operations, transfer_bytes, centicredits, error {message, name,
+                        cause_module, cause_app}, url, scenario_name
+``module.result``       module_id, module, app, status, bundles, size
+``scenario.changed``    changed (names of the fields that changed), is_active, is_invalid,
+                        is_paused, dlq_count, queue_count, scenario_name
+``alert.raised``        alert_id, rule, severity, value, threshold, message
+``alert.resolved``      the same fields as alert.raised
+``api.throttled``       retry_in_s, rate_per_min
+``stream.error``        message, error_type, fatal, retry_in_s
+``stream.heartbeat``    used_last_minute, budget_per_min, running
+``stream.lagged``       message (an SSE subscriber fell behind and is disconnected)
+``stream.closed``       reason, exit_code, summary {finished, success, warning, error, ...}
+
+``execution.finished`` is delivered exactly once per execution across restarts when the stream is
+resumed from a cursor. Progress, heartbeats and errors are observations of the moment and are not
+replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from makestream.errors import UsageError
+
+SCHEMA_VERSION = 1
+
+
+def rfc3339(epoch_s: float) -> str:
+    """Format epoch seconds as RFC 3339 UTC with milliseconds (``2026-11-26T10:00:00.000Z``)."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _Event(BaseModel):
+    # Unknown fields are kept so that a newer producer's events survive a round trip.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: int = Field(default=SCHEMA_VERSION, description="Schema version.")
+    type: str = Field(default="", description="The event type; see the module docstring.")
+    seq: int = Field(default=0, description="Strictly increasing within one stream.")
+    ts: str = Field(default="", description="Emission time, RFC 3339 UTC.")
+    cursor: str = Field(default="", description="Opaque resume position after this event.")
+    scenario_id: int | None = Field(default=None, description="The scenario concerned.")
+    execution_id: str | None = Field(default=None, description="The execution concerned.")
+
+
+class StreamOpened(_Event):
+    type: Literal["stream.opened"] = "stream.opened"
+    targets: list[int] = Field(default_factory=list, description="Scenario ids watched.")
+    api_limit: int = Field(description="Organization limit, requests per minute.")
+    budget_per_min: float = Field(description="Requests per minute makestream allows itself.")
+    follow: bool = Field(default=True, description="False for --no-follow.")
+    version: str = Field(description="makestream version.")
+
+
+class ExecutionStarted(_Event):
+    type: Literal["execution.started"] = "execution.started"
+    source: str = Field(description="How the run began: run (by makestream), auto, manual, ...")
+    started_at: str = Field(description="RFC 3339 UTC.")
+    expected_duration_ms: int | None = Field(default=None, description="Median of recent runs.")
+    modules_total: int | None = Field(default=None, description="Modules in the blueprint.")
+    scenario_name: str | None = None
+
+
+class ExecutionProgress(_Event):
+    type: Literal["execution.progress"] = "execution.progress"
+    elapsed_ms: int
+    expected_duration_ms: int | None = None
+    percent: float | None = Field(default=None, description="0-99; None when nothing to go by.")
+    basis: Literal["history", "modules"] = Field(
+        default="history", description="What the estimate rests on."
+    )
+
+
+class ExecutionErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    message: str | None = None
+    name: str | None = None
+    cause_module: str | None = None
+    cause_app: str | None = None
+
+
+class ExecutionFinished(_Event):
+    type: Literal["execution.finished"] = "execution.finished"
+    status: Literal["success", "warning", "error"]
+    started_at: str | None = Field(default=None, description="RFC 3339 UTC, when known.")
+    duration_ms: int | None = None
+    operations: int | None = None
+    transfer_bytes: int | None = None
+    centicredits: int | None = None
+    error: ExecutionErrorInfo | None = None
+    url: str | None = Field(default=None, description="The run in Make's web UI.")
+    scenario_name: str | None = None
+
+
+class ModuleResult(_Event):
+    type: Literal["module.result"] = "module.result"
+    module_id: int
+    module: str | None = Field(default=None, description="Make module, app:Name.")
+    app: str | None = None
+    status: str
+    bundles: int | None = None
+    size: int | None = None
+
+
+class ScenarioChanged(_Event):
+    type: Literal["scenario.changed"] = "scenario.changed"
+    changed: list[str] = Field(default_factory=list)
+    is_active: bool | None = None
+    is_invalid: bool | None = None
+    is_paused: bool | None = None
+    dlq_count: int | None = None
+    queue_count: int | None = None
+    scenario_name: str | None = None
+
+
+class _AlertFields(_Event):
+    alert_id: str = Field(description="Stable per rule and subject.")
+    rule: str
+    severity: Literal["warning", "critical"]
+    value: float | None = None
+    threshold: float | None = None
+    message: str
+
+
+class AlertRaised(_AlertFields):
+    type: Literal["alert.raised"] = "alert.raised"
+
+
+class AlertResolved(_AlertFields):
+    type: Literal["alert.resolved"] = "alert.resolved"
+
+
+class ApiThrottled(_Event):
+    type: Literal["api.throttled"] = "api.throttled"
+    retry_in_s: float
+    rate_per_min: float | None = None
+
+
+class StreamError(_Event):
+    type: Literal["stream.error"] = "stream.error"
+    message: str
+    error_type: str | None = None
+    fatal: bool = False
+    retry_in_s: float | None = None
+
+
+class StreamHeartbeat(_Event):
+    type: Literal["stream.heartbeat"] = "stream.heartbeat"
+    used_last_minute: int | None = None
+    budget_per_min: float | None = None
+    running: int = 0
+
+
+class StreamLagged(_Event):
+    type: Literal["stream.lagged"] = "stream.lagged"
+    message: str
+
+
+class StreamClosed(_Event):
+    type: Literal["stream.closed"] = "stream.closed"
+    reason: str
+    exit_code: int
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+Event = Annotated[
+    StreamOpened
+    | ExecutionStarted
+    | ExecutionProgress
+    | ExecutionFinished
+    | ModuleResult
+    | ScenarioChanged
+    | AlertRaised
+    | AlertResolved
+    | ApiThrottled
+    | StreamError
+    | StreamHeartbeat
+    | StreamLagged
+    | StreamClosed,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[type[_Event], ...] = (
+    StreamOpened,
+    ExecutionStarted,
+    ExecutionProgress,
+    ExecutionFinished,
+    ModuleResult,
+    ScenarioChanged,
+    AlertRaised,
+    AlertResolved,
+    ApiThrottled,
+    StreamError,
+    StreamHeartbeat,
+    StreamLagged,
+    StreamClosed,
+)
+KNOWN_TYPES = frozenset(t.model_fields["type"].default for t in EVENT_TYPES)
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def encode(event: _Event) -> bytes:
+    """One NDJSON line (with its trailing newline). Unset optional fields are left out."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True)) + b"\n"
+
+
+def decode(line: bytes | str) -> _Event:
+    """Parse and validate one line. Raises ValueError with a short reason."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("type") not in KNOWN_TYPES:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "event"
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def read_ndjson(
+    lines: Iterable[bytes], *, source: str = "<stdin>", skip_invalid: bool = False
+) -> Iterator[_Event]:
+    """Yield validated events from NDJSON lines; blank lines are ignored.
+
+    A bad line raises UsageError naming the source and line number, unless ``skip_invalid``,
+    in which case it is skipped. Events of unknown types are skipped either way, as the
+    contract asks of consumers.
+    """
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield decode(raw)
+        except ValueError as exc:
+            if str(exc).startswith("unknown event type") and b'"type"' in raw:
+                continue
+            if skip_invalid:
+                continue
+            raise UsageError(f"{source}:{number}: invalid event: {exc}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every event (``makestream schema``)."""
+    schema = _adapter.json_schema()
+    schema["title"] = "makestream event"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def write_line(stream: IO[bytes], event: _Event) -> None:
+    """Write one event and flush, so a pipe reader sees it at once."""
+    stream.write(encode(event))
+    stream.flush()

@@ -1,0 +1,245 @@
+"""The shared request budget: how many requests makestream may send to one Make organization.
+
+Make limits requests per organization per minute (`license.apiLimit`: Core 60, Pro 120, ...), and
+every token and integration of the organization draws on the same limit. makestream keeps to a
+`share` of it (80 % by default) so that other integrations keep working, and so that a 429 is
+rare rather than routine.
+
+Three rules, all in clock time (see `makestream.clock`):
+
+- **Hard cap.** Never more than floor(share x api_limit) sends in any sliding 60 s window. Make does
+  not say whether its window is fixed or sliding; a sliding cap is safe under both.
+- **Pacing.** A token bucket at the same rate with a burst of about five seconds' worth spreads
+  requests over the minute instead of spending the whole cap in its first second.
+- **Priority.** Waiters are served strictly by `Priority`, then first come first served, so a
+  follow-up for a run that just ended never queues behind an idle scan.
+
+After a 429 every caller pauses (for `Retry-After`, else a full minute), the rate is halved, and it
+recovers by 10 % of nominal for every minute without another 429.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import anyio
+
+from makestream.clock import Clock
+
+WINDOW_S = 60.0
+# Make says "wait for one minute for the limit period to reset" and sends no documented
+# Retry-After; a full window is the only wait that is enough whichever window Make uses.
+DEFAULT_PAUSE_S = 60.0
+# A Retry-After beyond this is taken as a garbled header, not as an instruction to stall for days.
+MAX_PAUSE_S = 3600.0
+BURST_S = 5.0
+RECOVERY_PER_CLEAN_MINUTE = 0.1
+MIN_RATE_FACTOR = 0.125
+# Sleeping at least this long guarantees progress when float rounding leaves a sliver of delay.
+_MIN_SLEEP_S = 0.001
+_EPSILON = 1e-9
+
+
+class Priority(IntEnum):
+    """Who goes first when requests queue for the budget (lower value first)."""
+
+    URGENT = 0  # a follow-up for a run that just ended
+    HIGH = 1  # a run near its expected end, a schedule that is due
+    NORMAL = 2
+    LOW = 3  # idle scans, history
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """The budget's state at one moment, for `api.throttled` events, metrics and the live view."""
+
+    limit_per_min: int  # the organization's limit (license.apiLimit or --api-limit)
+    rate_per_min: float  # what makestream currently allows itself, after any tightening
+    used_last_minute: int
+    remaining: int  # sends still allowed in the current 60 s window
+    throttled_until: float | None  # clock epoch seconds, while a 429 pause lasts
+    share: float
+    waiting: int = 0  # callers queued in acquire()
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    seq: int
+    wake: anyio.Event = field(compare=False)
+
+
+class Budget:
+    """One organization's request budget, shared by every task of the process."""
+
+    def __init__(self, api_limit: int = 60, *, clock: Clock | None = None, share: float = 0.8):
+        if not 0 < share <= 1:
+            raise ValueError("budget share must be in (0, 1]")
+        self.clock = clock if clock is not None else Clock()
+        self.share = share
+        self._api_limit = _checked(api_limit)
+        # All internal times are clock.monotonic() readings: small numbers keep float error small.
+        now = self.clock.monotonic()
+        self._sends: deque[float] = deque()
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._sleepers: set[anyio.CancelScope] = set()
+        self._tokens = float(self._burst(self._nominal()))
+        self._refilled_at = now
+        self._paused_until: float | None = None
+        self._factor_base = 1.0  # the rate factor set by the last 429
+        self._clean_since = now  # when the last 429 pause ended (recovery counts from here)
+
+    @property
+    def api_limit(self) -> int:
+        return self._api_limit
+
+    def set_limit(self, api_limit: int) -> None:
+        """Adopt the organization's real limit (read from `license.apiLimit`)."""
+        self._api_limit = _checked(api_limit)
+        self._tokens = min(self._tokens, float(self._burst(self._rate(self.clock.monotonic()))))
+        self._interrupt()
+
+    async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
+        """Wait until one request may be sent now, then count it as sent."""
+        me = _Waiter(int(priority), next(self._seq), anyio.Event())
+        heapq.heappush(self._waiters, me)
+        if self._waiters[0] is me:
+            # Whoever was first is sleeping on a delay computed for itself: make it re-check.
+            self._interrupt()
+        served = False
+        try:
+            while True:
+                if self._waiters[0] is not me:
+                    # No await between the check and the wait, so no wake-up can be missed.
+                    me.wake = anyio.Event()
+                    await me.wake.wait()
+                    continue
+                now = self.clock.monotonic()
+                delay = self._delay(now)
+                if delay <= 0:
+                    heapq.heappop(self._waiters)
+                    self._sends.append(now)
+                    self._tokens -= 1.0
+                    served = True
+                    self._wake_first()
+                    return
+                with anyio.CancelScope() as scope:
+                    # Cancelled by throttled(), set_limit() or a more urgent arrival.
+                    self._sleepers.add(scope)
+                    try:
+                        await self.clock.sleep(max(delay, _MIN_SLEEP_S))
+                    finally:
+                        self._sleepers.discard(scope)
+        finally:
+            if not served:
+                # Cancelled while queued: leave the queue and let the next caller move up.
+                self._waiters = [w for w in self._waiters if w is not me]
+                heapq.heapify(self._waiters)
+                self._wake_first()
+
+    def throttled(self, retry_after: float | None = None) -> float:
+        """Make answered 429: pause every caller, halve the rate; returns the pause in seconds."""
+        wait = DEFAULT_PAUSE_S if retry_after is None else min(max(retry_after, 0.0), MAX_PAUSE_S)
+        now = self.clock.monotonic()
+        if self._paused_until is None or now >= self._paused_until:
+            # Requests already in flight when the limit ran out answer 429 together: halve once
+            # per pause, not once per answer.
+            self._factor_base = max(MIN_RATE_FACTOR, self._factor(now) / 2)
+            # Resume with one request at the end of the pause, then pace at the lower rate.
+            self._tokens = 1.0
+            self._paused_until = now + wait
+        else:
+            self._paused_until = max(self._paused_until, now + wait)
+        self._clean_since = self._paused_until
+        self._interrupt()
+        return self._paused_until - now
+
+    def snapshot(self) -> BudgetSnapshot:
+        now = self.clock.monotonic()
+        self._purge(now)
+        rate = self._rate(now)
+        used = len(self._sends)
+        until = None
+        if self._paused_until is not None and now < self._paused_until:
+            until = self.clock.now() + (self._paused_until - now)
+        return BudgetSnapshot(
+            limit_per_min=self._api_limit,
+            rate_per_min=rate,
+            used_last_minute=used,
+            remaining=max(0, self._cap(rate) - used),
+            throttled_until=until,
+            share=self.share,
+            waiting=len(self._waiters),
+        )
+
+    # --- the arithmetic ---------------------------------------------------------------------
+
+    def _nominal(self) -> float:
+        return self.share * self._api_limit
+
+    def _factor(self, now: float) -> float:
+        if self._paused_until is not None and now < self._paused_until:
+            return self._factor_base
+        clean_minutes = math.floor((now - self._clean_since) / WINDOW_S)
+        return min(1.0, self._factor_base + RECOVERY_PER_CLEAN_MINUTE * max(0, clean_minutes))
+
+    def _rate(self, now: float) -> float:
+        """Requests per minute allowed now: the nominal share, tightened after 429s."""
+        return max(1.0, self._nominal() * self._factor(now))
+
+    @staticmethod
+    def _cap(rate: float) -> int:
+        return max(1, math.floor(rate + _EPSILON))
+
+    def _burst(self, rate: float) -> int:
+        return max(1, min(self._cap(rate), math.floor(rate / WINDOW_S * BURST_S + _EPSILON)))
+
+    def _purge(self, now: float) -> None:
+        while self._sends and self._sends[0] <= now - WINDOW_S:
+            self._sends.popleft()
+
+    def _refill(self, now: float, rate: float) -> None:
+        # Tokens do not accumulate during a 429 pause, or the pause would end in a burst.
+        start = self._refilled_at
+        if self._paused_until is not None:
+            start = max(start, self._paused_until)
+        if now > start:
+            self._tokens = min(float(self._burst(rate)), self._tokens + (now - start) * rate / 60)
+        self._refilled_at = max(self._refilled_at, now)
+
+    def _delay(self, now: float) -> float:
+        """Seconds until one more send keeps every rule; 0 or less means send now."""
+        self._purge(now)
+        rate = self._rate(now)
+        self._refill(now, rate)
+        delay = 0.0
+        if self._paused_until is not None:
+            delay = max(delay, self._paused_until - now)
+        if self._tokens < 1.0:
+            delay = max(delay, (1.0 - self._tokens) * 60 / rate)
+        cap = self._cap(rate)
+        if len(self._sends) >= cap:
+            # The send that must leave the window before one more fits in it.
+            delay = max(delay, self._sends[len(self._sends) - cap] + WINDOW_S - now)
+        return delay
+
+    def _wake_first(self) -> None:
+        if self._waiters:
+            self._waiters[0].wake.set()
+
+    def _interrupt(self) -> None:
+        for scope in self._sleepers:
+            scope.cancel()
+        self._wake_first()
+
+
+def _checked(api_limit: int) -> int:
+    if api_limit < 1:
+        raise ValueError(f"API limit must be at least 1 request per minute, not {api_limit}")
+    return int(api_limit)

@@ -1,0 +1,122 @@
+"""Where each endpoint's payload sits in its JSON body, and how to get it out.
+
+Make wraps most answers in a named key (`{"scenario": {...}}`, `{"scenarioLogs": [...]}`), but
+not all (`/executions/{id}`), and some shapes are undocumented (triggers) or seen in several forms
+(the blueprint). Each function here takes a decoded body and returns models, raising ValueError
+(pydantic's ValidationError is one) when the body is not what it should be; the client turns that
+into a PayloadError naming the endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from makestream.make.models import (
+    Blueprint,
+    DlqBundleEntry,
+    ExecutionDetail,
+    ExecutionLog,
+    LogPage,
+    MakeModel,
+    ModuleLog,
+    ModuleLogPage,
+    Page,
+    Trigger,
+)
+
+M = TypeVar("M", bound=MakeModel)
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def one(body: Any, model: type[M], *keys: str) -> M:
+    """The object under the first of `keys` present in `body`."""
+    data = _object(body)
+    for key in keys:
+        if isinstance(data.get(key), dict):
+            return model.model_validate(data[key])
+    raise ValueError(f"no {' or '.join(repr(k) for k in keys)} object")
+
+
+def many(body: Any, model: type[M], key: str) -> list[M]:
+    """The list under `key` (a missing or null list is empty)."""
+    items = _object(body).get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValueError(f"{key!r} is not a list")
+    return [model.model_validate(item) for item in items]
+
+
+def page(body: Any) -> Page | None:
+    pg = _object(body).get("pg")
+    return Page.model_validate(pg) if isinstance(pg, dict) else None
+
+
+def log_page(body: Any) -> LogPage:
+    return LogPage(items=many(body, ExecutionLog, "scenarioLogs"), pg=page(body))
+
+
+def module_log_page(body: Any) -> ModuleLogPage:
+    return ModuleLogPage(items=many(body, ModuleLog, "moduleLogs"), pg=page(body))
+
+
+def execution_detail(body: Any) -> ExecutionDetail:
+    """The body itself (documented unwrapped); an `execution` wrapper is accepted too."""
+    data = _object(body)
+    if "status" not in data and isinstance(data.get("execution"), dict):
+        data = data["execution"]
+    return ExecutionDetail.model_validate(data)
+
+
+def blueprint(body: Any) -> Blueprint:
+    """The blueprint from `{"code":"OK","response":{"blueprint":...}}` (documented),
+    `{"response":{"blueprint":...}}`, `{"blueprint":...}` or a bare blueprint."""
+    data = _object(body)
+    if isinstance(data.get("response"), dict):
+        data = data["response"]
+    if isinstance(data.get("blueprint"), dict):
+        return Blueprint.model_validate(data["blueprint"])
+    if "flow" in data:  # a bare blueprint
+        return Blueprint.model_validate(data)
+    raise ValueError("no 'blueprint' object")
+
+
+_TRIGGER_KEYS = ("id", "queueCount", "typeName", "udid")
+
+
+def triggers(body: Any) -> list[Trigger]:
+    """The shape is undocumented: accept a list, `triggers`/`hooks` lists, `trigger`/`hook`
+    objects, or one bare trigger object (OAS)."""
+    if isinstance(body, list):
+        return [Trigger.model_validate(item) for item in body]
+    data = _object(body)
+    for key in ("triggers", "hooks"):
+        if key in data:
+            return many(data, Trigger, key)
+    for key in ("trigger", "hook"):
+        if key in data:
+            value = data[key]
+            return [] if value is None else [Trigger.model_validate(value)]
+    if any(key in data for key in _TRIGGER_KEYS):
+        return [Trigger.model_validate(data)]
+    if not data:
+        return []
+    raise ValueError("no 'triggers' list")
+
+
+def dlq_bundle(body: Any) -> dict[str, DlqBundleEntry]:
+    """`{"code":"OK","response":{"<moduleId>":{"error"|"value"}}}`: per-module data by module id."""
+    data = _object(body)
+    entries = data.get("response", data)
+    if not isinstance(entries, dict):
+        raise ValueError("'response' is not an object")
+    return {
+        str(module_id): DlqBundleEntry.model_validate(entry)
+        for module_id, entry in entries.items()
+        if isinstance(entry, dict)
+    }

@@ -1,0 +1,132 @@
+"""Compact output: one human-readable line per event, for logs and slow terminals.
+
+The text of a line is the same with or without colour; colour only wraps the leading word (and
+dims the clock and idle lines), so `grep` and eyes read the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from makestream.events import (
+    AlertRaised,
+    AlertResolved,
+    ApiThrottled,
+    ExecutionFinished,
+    ExecutionProgress,
+    ExecutionStarted,
+    ModuleResult,
+    ScenarioChanged,
+    StreamClosed,
+    StreamError,
+    StreamHeartbeat,
+    StreamOpened,
+    _Event,
+)
+from makestream.render.text import duration as _ms
+
+
+def describe(event: _Event) -> str:
+    """The text of one event, without time stamp."""
+    who = f"{event.scenario_id}" if event.scenario_id is not None else ""
+    name = getattr(event, "scenario_name", None)
+    if name:
+        who = f"{who} {name!r}"
+    run = f" {event.execution_id[:8]}" if event.execution_id else ""
+    match event:
+        case StreamOpened():
+            targets = ", ".join(map(str, event.targets))
+            return f"watching {targets} · budget {event.budget_per_min:g}/min of {event.api_limit}"
+        case ExecutionStarted():
+            eta = f", expected {_ms(event.expected_duration_ms)}" if event.expected_duration_ms else ""
+            return f"started  {who}{run} ({event.source}{eta})"
+        case ExecutionProgress():
+            pct = f"{event.percent:.0f}% " if event.percent is not None else ""
+            return f"running  {who}{run} {pct}{_ms(event.elapsed_ms)} elapsed (estimate)"
+        case ExecutionFinished():
+            extra = ""
+            if event.error is not None and event.error.message:
+                cause = f" in {event.error.cause_module}" if event.error.cause_module else ""
+                extra = f" · {event.error.message}{cause}"
+            ops = f" · {event.operations} ops" if event.operations is not None else ""
+            return f"{event.status:<8} {who}{run} {_ms(event.duration_ms)}{ops}{extra}"
+        case ModuleResult():
+            return f"module   {who}{run} #{event.module_id} {event.module} {event.status} " \
+                   f"({event.bundles} bundles)"
+        case ScenarioChanged():
+            fields = ", ".join(f"{f}={getattr(event, f)}" for f in event.changed)
+            return f"changed  {who} {fields}"
+        case AlertRaised():
+            return f"ALERT    [{event.severity}] {event.message}"
+        case AlertResolved():
+            return f"resolved [{event.severity}] {event.message}"
+        case ApiThrottled():
+            return f"throttled by Make; retrying in {event.retry_in_s:g}s"
+        case StreamError():
+            kind = "fatal" if event.fatal else "retrying"
+            return f"error    {event.message} ({kind})"
+        case StreamHeartbeat():
+            return f"idle     {event.running} running · {event.used_last_minute} requests last minute"
+        case StreamClosed():
+            s = event.summary
+            return (f"closed   {event.reason} · exit {event.exit_code} · {s.get('finished', 0)} "
+                    f"finished ({s.get('success', 0)} ok, {s.get('warning', 0)} warning, "
+                    f"{s.get('error', 0)} error)")
+    return f"{event.type} {who}{run}"
+
+
+# Plain ANSI SGR codes: the basic colours follow the terminal's palette (light or dark).
+_SGR = {"green": "32", "yellow": "33", "red": "31", "bold red": "1;31", "bold": "1", "dim": "2"}
+
+
+def _style(event: _Event) -> tuple[str, bool]:
+    """The style of the leading word, and whether it covers the whole line."""
+    match event:
+        case ExecutionFinished() | ModuleResult():
+            return {"success": "green", "warning": "yellow"}.get(event.status, "red"), False
+        case ExecutionStarted() | StreamOpened() | StreamClosed():
+            return "bold", False
+        case ExecutionProgress() | StreamHeartbeat():
+            return "dim", True
+        case ScenarioChanged():
+            return ("red" if event.is_invalid else "yellow" if event.is_paused else ""), False
+        case AlertRaised():
+            return ("bold red" if event.severity == "critical" else "yellow"), False
+        case AlertResolved():
+            return "green", False
+        case ApiThrottled():
+            return "yellow", False
+        case StreamError():
+            return ("bold red" if event.fatal else "yellow"), False
+    return "", False
+
+
+def paint(event: _Event, clock: str, text: str) -> str:
+    """The line `clock text` with ANSI colour; stripping the codes gives the plain line."""
+    style, whole = _style(event)
+    dim = f"\x1b[2m{clock}\x1b[0m"
+    if not style:
+        return f"{dim} {text}"
+    code = _SGR[style]
+    if whole:
+        return f"{dim} \x1b[{code}m{text}\x1b[0m"
+    word, space, rest = text.partition(" ")
+    return f"{dim} \x1b[{code}m{word}\x1b[0m{space}{rest}"
+
+
+class CompactWriter:
+    """Writes `HH:MM:SS text` lines, flushed per event, coloured when `color` is true."""
+
+    def __init__(self, stream: IO[str], *, color: bool = False) -> None:
+        self.stream = stream
+        self.color = color
+
+    def write(self, event: _Event) -> None:
+        clock = event.ts[11:19] if len(event.ts) >= 19 else ""
+        text = describe(event)
+        line = paint(event, clock, text) if self.color else f"{clock} {text}"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()

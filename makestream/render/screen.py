@@ -1,0 +1,325 @@
+"""The live screen and the closing summary, built from a `ViewState`.
+
+Everything here turns view-model data into finished rich objects (Text, tables of Text) at call
+time. The live writer calls `screen()` under its lock and hands the result to rich's refresh
+thread, which therefore never reads a state that is being changed. Nothing is laid out with
+markup strings: names and error messages from Make may contain `[brackets]`.
+
+Layout, top to bottom, each part only when it has something to say:
+
+    header       version, targets, health; budget gauge
+    running      one row per execution: bar, percent, elapsed, ETA (`~` marks estimates)
+    finished     the latest runs, newest first
+    alerts       open alerts
+    scenarios    scenarios that need attention (stopped, inactive, incomplete runs, queue)
+    flow         the module flow of the scenario in focus, on tall terminals
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from makestream.render.flow import FlowDiagram
+from makestream.render.text import (
+    SEVERITY_STYLE,
+    Glyphs,
+    clock_span,
+    duration,
+    glyphs,
+    plural,
+    status_style,
+    time_of_day,
+)
+from makestream.render.view import FinishedRow, RunningRow, ScenarioRow, ViewState
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from makestream.make.models import Blueprint
+
+BAR_WIDTH = 20
+FLOW_MIN_HEIGHT = 40  # terminal rows below which the flow diagram is left out
+HEALTH_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def bar(fraction: float | None, width: int, g: Glyphs, style: str = "") -> Text:
+    """A gauge that still reads without colour: done and to-do use different characters."""
+    if fraction is None:
+        return Text(g.bar_todo * width, style="dim")
+    done = max(0, min(width, round(fraction * width)))
+    text = Text(g.bar_done * done, style=style)
+    text.append(g.bar_todo * (width - done), style="dim")
+    return text
+
+
+def scenario_label(scenario_id: int | None, name: str | None) -> Text:
+    text = Text()
+    if scenario_id is not None:
+        text.append(str(scenario_id), style="dim")
+    if name:
+        text.append(f" {name}" if scenario_id is not None else name)
+    return text
+
+
+def _header(state: ViewState, now: float | None, g: Glyphs) -> Table:
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=48)
+    title = Text("makestream", style="bold")
+    if state.version:
+        title.append(f" {state.version}", style="dim")
+    if state.targets:
+        shown = ", ".join(map(str, state.targets))
+        title.append(f" {g.middot} watching {shown}")
+    level, words = state.health_at(now)
+    health = Text(f"{g.dot} ", style=HEALTH_STYLE[level])
+    health.append(words, style=HEALTH_STYLE[level] if level != "ok" else "")
+    grid.add_row(title, health)
+
+    gauge = Text("budget ", style="dim")
+    per_min = state.budget_per_min
+    used = state.used_last_minute
+    if per_min:
+        fraction = (used or 0) / per_min
+        style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
+        gauge.append_text(bar(fraction if used is not None else None, BAR_WIDTH, g, style))
+        gauge.append(f" {'?' if used is None else used}/{per_min:g} requests per minute")
+        if state.api_limit:
+            gauge.append(f" (limit {state.api_limit})", style="dim")
+    else:
+        gauge.append("not known yet", style="dim")
+    grid.add_row(gauge, Text(""))
+    return grid
+
+
+def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12)
+    grid.add_column(no_wrap=True, style="dim")  # run id
+    grid.add_column(no_wrap=True)  # bar
+    grid.add_column(no_wrap=True, justify="right", min_width=4)
+    grid.add_column(no_wrap=True, justify="right")  # elapsed
+    grid.add_column(no_wrap=True, min_width=10)  # ETA
+    for row in rows[:limit]:
+        percent = row.percent_at(now)
+        remaining = row.remaining_ms(now)
+        tilde = "~" if row.estimate else ""
+        overdue = remaining is not None and remaining < 0
+        gauge = bar(None if percent is None else percent / 100, BAR_WIDTH, g,
+                    "yellow" if overdue else "")
+        pct = Text(f"{tilde}{percent:.0f}%" if percent is not None else "")
+        if remaining is None:
+            eta = Text("ETA ?", style="dim")
+        elif overdue:
+            eta = Text(f"late {clock_span(-remaining)}", style="yellow")
+        else:
+            eta = Text(f"ETA {tilde}{clock_span(remaining)}")
+        grid.add_row(
+            scenario_label(row.scenario_id, row.scenario_name),
+            Text(row.execution_id[:8]),
+            gauge,
+            pct,
+            Text(clock_span(row.elapsed_at(now))),
+            eta,
+        )
+    if len(rows) > limit:
+        grid.add_row(Text(f"{g.ellipsis} and {len(rows) - limit} more", style="dim"))
+    return grid
+
+
+def status_text(status: str, g: Glyphs) -> Text:
+    return Text(f"{g.status(status)} {status}", style=status_style(status))
+
+
+def _finished(rows: list[FinishedRow], g: Glyphs, width: int) -> Table:
+    wide = width >= 100
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="dim", expand=False)
+    table.add_column("ended", no_wrap=True, style="dim")
+    table.add_column("scenario", no_wrap=True, overflow="ellipsis", ratio=2, min_width=12)
+    if wide:
+        table.add_column("run", no_wrap=True, style="dim")
+    table.add_column("status", no_wrap=True)
+    table.add_column("took", no_wrap=True, justify="right")
+    table.add_column("ops", no_wrap=True, justify="right")
+    table.add_column("error", no_wrap=True, overflow="ellipsis", ratio=3, style="red")
+    for row in rows:
+        cells = [Text(time_of_day(row.ended_ts)), scenario_label(row.scenario_id, row.scenario_name)]
+        if wide:
+            cells.append(Text(row.execution_id[:8]))
+        cells += [
+            status_text(row.status, g),
+            Text(duration(row.duration_ms)),
+            Text("" if row.operations is None else str(row.operations)),
+            Text(row.error or ""),
+        ]
+        table.add_row(*cells)
+    return table
+
+
+def _alerts(state: ViewState, g: Glyphs) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_column(no_wrap=True, style="dim")
+    for alert in state.alerts.values():
+        style = SEVERITY_STYLE.get(alert.severity, "yellow")
+        glyph = g.error if alert.severity == "critical" else g.warning
+        message = Text(alert.message)
+        if alert.value is not None and alert.threshold is not None:
+            message.append(f" ({alert.value:g} vs {alert.threshold:g})", style="dim")
+        grid.add_row(Text(f"{glyph} {alert.severity}", style=style), message,
+                     Text(f"since {time_of_day(alert.since_ts)}"))
+    return grid
+
+
+def flags_text(row: ScenarioRow, g: Glyphs) -> Text:
+    """What is wrong with a scenario, worst first."""
+    text = Text()
+    parts: list[tuple[str, str]] = []
+    if row.is_invalid:
+        parts.append(("stopped after errors", "red"))
+    if row.is_paused:
+        parts.append(("paused by Make", "yellow"))
+    if row.is_active is False:
+        parts.append(("inactive", "yellow"))
+    if row.dlq_count:
+        parts.append((plural(row.dlq_count, "incomplete run"), "yellow"))
+    if row.queue_count:
+        parts.append((f"{row.queue_count} queued", "dim"))
+    for index, (words, style) in enumerate(parts):
+        if index:
+            text.append(f" {g.middot} ", style="dim")
+        text.append(words, style=style)
+    return text
+
+
+def _scenarios(rows: list[ScenarioRow], g: Glyphs) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        grid.add_row(scenario_label(row.scenario_id, row.name), flags_text(row, g))
+    return grid
+
+
+def _title(words: str, count: int | None = None) -> Text:
+    text = Text(words, style="bold")
+    if count is not None:
+        text.append(f" ({count})", style="dim")
+    return text
+
+
+def screen(
+    state: ViewState,
+    *,
+    now: float | None = None,
+    width: int = 80,
+    height: int = 25,
+    blueprints: Mapping[int, Blueprint] | None = None,
+    ascii_only: bool = False,
+) -> RenderableType:
+    """The whole live view at stream time `now` (default: the latest event's time)."""
+    g = glyphs(ascii_only)
+    now = state.now if now is None else now
+    parts: list[RenderableType] = [_header(state, now, g), Text("")]
+    tall = height >= 30
+    running = list(state.running.values())
+    parts.append(_title("Running", len(running)))
+    if running:
+        parts.append(_running(running, now, g, limit=10 if tall else 5))
+    else:
+        idle = "waiting for executions" if not state.finished else "nothing running"
+        parts.append(Text(f"{idle}{g.ellipsis}" if not state.finished else idle, style="dim"))
+    if state.finished:
+        rows = list(reversed(state.finished))[: 8 if tall else 4]
+        parts += [Text(""), _title("Latest finished"), _finished(rows, g, width)]
+    if state.alerts:
+        parts += [Text(""), _title("Open alerts", len(state.alerts)), _alerts(state, g)]
+    notable = [row for row in state.scenarios.values() if row.notable]
+    if notable:
+        parts += [Text(""), _title("Needs attention"), _scenarios(notable, g)]
+    flow = _focus_flow(state, blueprints, height, g)
+    if flow is not None:
+        parts += [Text(""), *flow]
+    return Group(*parts)
+
+
+def _focus_flow(
+    state: ViewState, blueprints: Mapping[int, Blueprint] | None, height: int, g: Glyphs
+) -> list[RenderableType] | None:
+    if height < FLOW_MIN_HEIGHT or not blueprints or state.focus is None:
+        return None
+    blueprint = blueprints.get(state.focus)
+    if blueprint is None:
+        return None
+    modules = state.modules.get(state.focus)
+    title = _title("Flow")
+    title.append(f" {g.middot} ", style="dim")
+    title.append_text(scenario_label(state.focus, state.name_of(state.focus) or blueprint.name))
+    if modules is not None:
+        title.append(f" {g.middot} run {modules[0][:8]}", style="dim")
+    return [title, FlowDiagram(blueprint, modules[1] if modules else None, title="",
+                               ascii_only=g.bar_done != "━")]
+
+
+def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> RenderableType:
+    """What is left in the scrollback when the view ends: counts, last runs, open alerts."""
+    g = glyphs(ascii_only)
+    finished = sum(state.counts.values())
+    head = Text("Summary", style="bold")
+    head.append(f" {g.middot} {finished} finished")
+    if finished:
+        head.append(": ")
+        for index, status in enumerate(("success", "warning", "error")):
+            if index:
+                head.append(", ")
+            head.append(f"{state.counts[status]} {status}",
+                        style=status_style(status) if state.counts[status] else "dim")
+    if state.running:
+        head.append(f" {g.middot} {len(state.running)} still running")
+    parts: list[RenderableType] = [head]
+    if state.finished:
+        runs = Table.grid(padding=(0, 2))
+        runs.add_column(no_wrap=True, style="dim")
+        runs.add_column(no_wrap=True)
+        runs.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
+        runs.add_column(no_wrap=True, justify="right")
+        runs.add_column(ratio=1, no_wrap=True, overflow="ellipsis", style="red")
+        for row in list(state.finished)[-last:]:
+            ops = f" {g.middot} {row.operations} ops" if row.operations is not None else ""
+            runs.add_row(Text(f"  {time_of_day(row.ended_ts)}"), status_text(row.status, g),
+                         scenario_label(row.scenario_id, row.scenario_name),
+                         Text(f"{duration(row.duration_ms)}{ops}"), Text(row.error or ""))
+        parts.append(runs)
+    if state.alerts:
+        parts += [_title("Open alerts", len(state.alerts)), _alerts(state, g)]
+    elif state.alerts_raised:
+        parts.append(Text(f"{plural(state.alerts_raised, 'alert')} raised, all resolved",
+                          style="dim"))
+    trouble = _trouble(state)
+    if state.closed is not None or trouble:
+        line = Text("")
+        if state.closed is not None:
+            line.append(f"Stream closed: {state.closed.reason} (exit {state.closed.exit_code})",
+                        style="dim" if state.closed.exit_code == 0 else "yellow")
+        if trouble:
+            line.append(f"{' · ' if line else ''}{trouble}", style="dim")
+        parts.append(line)
+    return Group(*parts)
+
+
+def _trouble(state: ViewState) -> str:
+    h = state.health
+    parts = []
+    if h.throttles_seen:
+        parts.append(f"throttled {plural(h.throttles_seen, 'time')}")
+    if h.errors_seen:
+        parts.append(plural(h.errors_seen, "stream error"))
+    if h.error_fatal and h.error:
+        parts.append(f"last: {h.error}")
+    return ", ".join(parts)

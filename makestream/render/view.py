@@ -1,0 +1,358 @@
+"""The view model: everything the live view shows, rebuilt from events alone.
+
+`apply(state, event)` folds one event into a `ViewState`. It does no I/O and reads no clock; times
+come from the events' own `ts`, and questions that depend on "now" (elapsed time, ETA, whether a
+throttle is still in force) take `now` as an argument. So the same code serves the live terminal,
+`makestream render` of a saved NDJSON file, and the tests, and a saved stream rebuilds exactly
+the view its watcher saw.
+
+Events of types this module does not know are ignored, as the event contract asks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from makestream.events import (
+    AlertRaised,
+    AlertResolved,
+    ApiThrottled,
+    ExecutionFinished,
+    ExecutionProgress,
+    ExecutionStarted,
+    ModuleResult,
+    ScenarioChanged,
+    StreamClosed,
+    StreamError,
+    StreamHeartbeat,
+    StreamLagged,
+    StreamOpened,
+    _Event,
+)
+from makestream.render.flow import ModuleOutcome
+from makestream.render.text import parse_ts
+
+KEEP_FINISHED = 20
+
+
+@dataclass
+class RunningRow:
+    """An execution in flight, as far as the stream has told."""
+
+    execution_id: str
+    scenario_id: int | None
+    scenario_name: str | None = None
+    source: str | None = None
+    started_at: float | None = None  # epoch s
+    expected_ms: int | None = None
+    modules_total: int | None = None
+    elapsed_ms: int | None = None  # as last reported by execution.progress
+    reported_at: float | None = None  # stream time of that report
+    percent: float | None = None
+    basis: str = "history"
+
+    @property
+    def estimate(self) -> bool:
+        """True when progress rests on past durations rather than on observed modules."""
+        return self.basis == "history"
+
+    def elapsed_at(self, now: float | None) -> int | None:
+        """Milliseconds since the run began, at stream time `now`."""
+        if now is not None and self.started_at is not None:
+            return max(0, int((now - self.started_at) * 1000))
+        if self.elapsed_ms is None:
+            return None
+        if now is not None and self.reported_at is not None:
+            return self.elapsed_ms + max(0, int((now - self.reported_at) * 1000))
+        return self.elapsed_ms
+
+    def percent_at(self, now: float | None) -> float | None:
+        """Progress in percent. History-based estimates follow the clock and stop at 99 %,
+        since a run is never done until it is seen to end; module-based progress is only what
+        was reported."""
+        if self.estimate and self.expected_ms:
+            elapsed = self.elapsed_at(now)
+            if elapsed is not None:
+                return min(99.0, 100.0 * elapsed / self.expected_ms)
+        return self.percent
+
+    def remaining_ms(self, now: float | None) -> int | None:
+        """Expected time left; negative when the run is overdue; None when there is no basis."""
+        elapsed = self.elapsed_at(now)
+        if elapsed is None:
+            return None
+        if self.estimate:
+            return None if not self.expected_ms else self.expected_ms - elapsed
+        if self.percent:
+            return int(elapsed * (100.0 - self.percent) / self.percent)
+        return None
+
+
+@dataclass(frozen=True)
+class FinishedRow:
+    """An execution that ended."""
+
+    execution_id: str
+    scenario_id: int | None
+    scenario_name: str | None
+    status: str
+    ended_ts: str
+    duration_ms: int | None
+    operations: int | None
+    error: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert_id: str
+    rule: str
+    severity: str
+    message: str
+    value: float | None
+    threshold: float | None
+    since_ts: str
+    scenario_id: int | None
+
+
+@dataclass
+class ScenarioRow:
+    """The last known flags of a scenario (from scenario.changed)."""
+
+    scenario_id: int
+    name: str | None = None
+    is_active: bool | None = None
+    is_invalid: bool | None = None
+    is_paused: bool | None = None
+    dlq_count: int | None = None
+    queue_count: int | None = None
+
+    @property
+    def notable(self) -> bool:
+        """True when something about the scenario needs a person's attention."""
+        return bool(
+            self.is_invalid or self.is_paused or self.is_active is False
+            or self.dlq_count or self.queue_count
+        )
+
+
+@dataclass
+class Health:
+    """Stream trouble: a throttle or an error, each with the stream time it should lift."""
+
+    throttled_until: float | None = None
+    error: str | None = None
+    error_fatal: bool = False
+    retry_at: float | None = None
+    lagged: str | None = None
+    errors_seen: int = 0
+    throttles_seen: int = 0
+
+
+@dataclass
+class Closed:
+    reason: str
+    exit_code: int
+    summary: dict[str, object]
+
+
+@dataclass
+class ViewState:
+    """What the stream has said so far, shaped for display."""
+
+    version: str | None = None
+    targets: list[int] = field(default_factory=list)
+    follow: bool = True
+    api_limit: int | None = None
+    budget_per_min: float | None = None
+    used_last_minute: int | None = None
+    health: Health = field(default_factory=Health)
+    running: dict[str, RunningRow] = field(default_factory=dict)
+    finished: deque[FinishedRow] = field(default_factory=lambda: deque(maxlen=KEEP_FINISHED))
+    counts: Counter[str] = field(default_factory=Counter)
+    alerts: dict[str, AlertRow] = field(default_factory=dict)
+    alerts_raised: int = 0
+    scenarios: dict[int, ScenarioRow] = field(default_factory=dict)
+    # Per scenario: the execution whose module results arrived last, and those results.
+    modules: dict[int, tuple[str, dict[int, ModuleOutcome]]] = field(default_factory=dict)
+    closed: Closed | None = None
+    now: float | None = None  # stream time of the latest event
+    events: int = 0
+    focus: int | None = None  # the scenario the flow diagram shows
+
+    def name_of(self, scenario_id: int | None) -> str | None:
+        row = self.scenarios.get(scenario_id) if scenario_id is not None else None
+        return row.name if row is not None else None
+
+    def health_at(self, now: float | None) -> tuple[str, str]:
+        """(level, text): level is ok, warn or fail; text is a short description."""
+        h = self.health
+        if h.error_fatal:
+            return "fail", f"failed: {h.error}"
+        if self.closed is not None:
+            return ("ok" if self.closed.exit_code == 0 else "warn"), f"closed: {self.closed.reason}"
+        if h.lagged:
+            return "fail", f"lagged: {h.lagged}"
+        if now is not None and h.throttled_until is not None and now < h.throttled_until:
+            return "warn", f"throttled by Make, retry in {h.throttled_until - now:.0f}s"
+        if h.error is not None and (h.retry_at is None or (now is not None and now < h.retry_at)):
+            wait = f" in {h.retry_at - now:.0f}s" if h.retry_at is not None and now else ""
+            return "warn", f"retrying{wait}: {h.error}"
+        return "ok", "ok"
+
+
+def _scenario(state: ViewState, event: _Event, name: str | None = None) -> ScenarioRow | None:
+    sid = event.scenario_id
+    if sid is None:
+        return None
+    row = state.scenarios.get(sid)
+    if row is None:
+        row = state.scenarios[sid] = ScenarioRow(sid)
+    if name:
+        row.name = name
+    return row
+
+
+def apply(state: ViewState, event: _Event) -> ViewState:
+    """Fold one event into `state` (in place, for speed on long streams) and return it."""
+    at = parse_ts(event.ts)
+    if at is not None:
+        state.now = at if state.now is None else max(state.now, at)
+    state.events += 1
+    match event:
+        case StreamOpened():
+            state.version = event.version
+            state.targets = list(event.targets)
+            state.follow = event.follow
+            state.api_limit = event.api_limit
+            state.budget_per_min = event.budget_per_min
+        case ExecutionStarted():
+            _scenario(state, event, event.scenario_name)
+            eid = event.execution_id or f"?{event.seq}"
+            state.running[eid] = RunningRow(
+                execution_id=eid,
+                scenario_id=event.scenario_id,
+                scenario_name=event.scenario_name,
+                source=event.source,
+                started_at=parse_ts(event.started_at),
+                expected_ms=event.expected_duration_ms,
+                modules_total=event.modules_total,
+            )
+            state.focus = event.scenario_id
+        case ExecutionProgress():
+            _progress(state, event, at)
+        case ExecutionFinished():
+            _finished(state, event)
+        case ModuleResult():
+            _module(state, event)
+        case ScenarioChanged():
+            _changed(state, event)
+        case AlertRaised():
+            if event.alert_id not in state.alerts:
+                state.alerts_raised += 1
+            state.alerts[event.alert_id] = AlertRow(
+                alert_id=event.alert_id, rule=event.rule, severity=event.severity,
+                message=event.message, value=event.value, threshold=event.threshold,
+                since_ts=event.ts, scenario_id=event.scenario_id,
+            )
+        case AlertResolved():
+            state.alerts.pop(event.alert_id, None)
+        case ApiThrottled():
+            state.health.throttles_seen += 1
+            if at is not None:
+                state.health.throttled_until = at + event.retry_in_s
+            if event.rate_per_min is not None:
+                # The engine tightens its own budget after a 429; show the new rate.
+                state.budget_per_min = event.rate_per_min
+        case StreamError():
+            h = state.health
+            h.errors_seen += 1
+            h.error, h.error_fatal = event.message, event.fatal
+            h.retry_at = at + event.retry_in_s if at is not None and event.retry_in_s else None
+        case StreamHeartbeat():
+            if event.used_last_minute is not None:
+                state.used_last_minute = event.used_last_minute
+            if event.budget_per_min is not None:
+                state.budget_per_min = event.budget_per_min
+            # A heartbeat comes from a stream that is working again.
+            if not state.health.error_fatal:
+                state.health.error = None
+        case StreamLagged():
+            state.health.lagged = event.message
+        case StreamClosed():
+            state.closed = Closed(event.reason, event.exit_code, dict(event.summary))
+    return state
+
+
+def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> None:
+    eid = event.execution_id
+    if eid is None:
+        return
+    row = state.running.get(eid)
+    if row is None:
+        # A stream resumed mid-run: the start was before our first event.
+        row = state.running[eid] = RunningRow(
+            execution_id=eid, scenario_id=event.scenario_id,
+            scenario_name=state.name_of(event.scenario_id),
+        )
+    row.elapsed_ms = event.elapsed_ms
+    row.reported_at = at
+    row.percent = event.percent
+    row.basis = event.basis
+    if event.expected_duration_ms is not None:
+        row.expected_ms = event.expected_duration_ms
+
+
+def _finished(state: ViewState, event: ExecutionFinished) -> None:
+    _scenario(state, event, event.scenario_name)
+    eid = event.execution_id or f"?{event.seq}"
+    was = state.running.pop(eid, None)
+    message = None
+    if event.error is not None:
+        message = event.error.message or event.error.name
+        cause = event.error.cause_module or event.error.cause_app
+        if message and cause:
+            message = f"{message} (in {cause})"
+    name = event.scenario_name or (was.scenario_name if was else None)
+    state.finished.append(FinishedRow(
+        execution_id=eid, scenario_id=event.scenario_id,
+        scenario_name=name or state.name_of(event.scenario_id), status=event.status,
+        ended_ts=event.ts, duration_ms=event.duration_ms, operations=event.operations,
+        error=message, url=event.url,
+    ))
+    state.counts[event.status] += 1
+    if state.focus is None or not any(
+        r.scenario_id == state.focus for r in state.running.values()
+    ):
+        state.focus = event.scenario_id
+
+
+def _module(state: ViewState, event: ModuleResult) -> None:
+    sid, eid = event.scenario_id, event.execution_id or ""
+    if sid is None:
+        return
+    current = state.modules.get(sid)
+    if current is None or current[0] != eid:
+        current = state.modules[sid] = (eid, {})
+    current[1][event.module_id] = ModuleOutcome(
+        status=event.status, bundles=event.bundles, size=event.size
+    )
+
+
+def _changed(state: ViewState, event: ScenarioChanged) -> None:
+    row = _scenario(state, event, event.scenario_name)
+    if row is None:
+        return
+    for name in ("is_active", "is_invalid", "is_paused", "dlq_count", "queue_count"):
+        value = getattr(event, name)
+        if value is not None:
+            setattr(row, name, value)
+
+
+def reduce(events: list[_Event] | tuple[_Event, ...]) -> ViewState:
+    """The view after `events`, from an empty start."""
+    state = ViewState()
+    for event in events:
+        apply(state, event)
+    return state
