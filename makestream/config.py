@@ -243,8 +243,8 @@ def _check_merged(thresholds: EffectiveThresholds) -> Problem | None:
         for key in table:
             merged = thresholds.threshold(key, sid)
             if merged.enabled and not merged.active:
-                return Problem((*prefix, key), f"is turned on but has no value (e.g. {key} = "
-                               f"{{ value = ... }})")
+                return Problem((*prefix, key), f"needs a value to be turned on (e.g. {key} = "
+                               "1000)")
             if "min_runs" in merged.params and merged.param("min_runs") > merged.param(
                     "window_runs"):
                 return Problem((*prefix, key), "min_runs must not exceed window_runs")
@@ -455,6 +455,22 @@ def _tidy(doc: tomlkit.TOMLDocument, scenario: int | None) -> None:
         del doc["scenarios"]
 
 
+def _drop_key(table: Any, rule: str, key: str) -> None:
+    """Remove one key of a rule's entry. tomlkit leaves the separator of a removed inline-table
+    key behind (`{ value = 5  }`), so an inline table is rebuilt in the style it was written
+    in, keeping the comment after it."""
+    entry = table[rule]
+    if not isinstance(entry, tomlkit.items.InlineTable):
+        del entry[key]
+        return
+    parts = [f"{k.as_string().strip()} = {v.as_string().strip()}" for k, v in entry.value.body
+             if k is not None and k.key != key]
+    pad = " " if entry.as_string().startswith("{ ") else ""
+    fresh: Any = tomlkit.parse(f"x = {{{pad}{', '.join(parts)}{pad}}}")["x"]
+    fresh.trivia.comment_ws, fresh.trivia.comment = entry.trivia.comment_ws, entry.trivia.comment
+    table[rule] = fresh
+
+
 def _apply(table: Any, setting: Setting, severity: Severity | None) -> None:
     current = table.get(setting.rule)
     if setting.param is None and severity is None and not _is_table(current):
@@ -477,10 +493,10 @@ def _apply(table: Any, setting: Setting, severity: Severity | None) -> None:
         entry["enabled"] = setting.value
     else:
         entry["value"] = setting.value
-        if "enabled" in entry:
-            del entry["enabled"]  # a new value means the rule is wanted again
     if severity is not None:
         entry["severity"] = severity
+    if not isinstance(setting.value, bool) and setting.param is None and "enabled" in entry:
+        _drop_key(table, setting.rule, "enabled")  # a new value means the rule is wanted again
 
 
 def _open_for_edit(path: Path) -> tuple[tomlkit.TOMLDocument, bool]:
@@ -499,7 +515,11 @@ def _save(path: Path, doc: tomlkit.TOMLDocument, what: str) -> None:
     text = doc.as_string()
     result = check_document(tomlkit.parse(text).unwrap())
     if isinstance(result, Problem):
-        raise UsageError(f"{what}: {result.key.split('.', 1)[-1]}: {result.message}")
+        # Name the field within the rule ("value", "window_runs"); the rule is in `what`.
+        inner = result.loc[result.loc.index("thresholds") + 2:] if "thresholds" in result.loc \
+            else ()
+        field = f"{'.'.join(inner)} " if inner else ""
+        raise UsageError(f"{what}: {field}{result.message}")
     write_atomic(path, text)
 
 
@@ -523,9 +543,10 @@ def unset_threshold(path: Path, key: str, *, scenario: int | None = None) -> boo
         entry = table[rule]
         if not _is_table(entry) or param not in entry:
             return False
-        del entry[param]
-        if not entry:
+        if len(entry) == 1:
             del table[rule]
+        else:
+            _drop_key(table, rule, param)
     else:
         del table[rule]
     _tidy(doc, scenario)

@@ -269,7 +269,8 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
         assert budget.snapshot().waiting == 0
 
     await run_with(clock, main)
-    assert served == [("normal", pytest.approx(1.25))]
+    assert [name for name, _ in served] == ["normal"]
+    assert served[0][1] == pytest.approx(1.25)
 
 
 # --- 429 -----------------------------------------------------------------------------------
@@ -283,10 +284,11 @@ async def test_throttled_pauses_everyone_then_recovers_gradually() -> None:
 
     async def main() -> None:
         await budget.acquire()
-        assert budget.throttled(None) == 60.0  # no Retry-After: a full window
+        assert budget.throttled(None) == 2.0  # no Retry-After: a short first pause
         snap = budget.snapshot()
-        assert snap.throttled_until == pytest.approx(START + 60)
+        assert snap.throttled_until == pytest.approx(START + 2)
         assert snap.rate_per_min == pytest.approx(24)
+        assert snap.remaining == 0
         await budget.acquire()
         sends.append(clock.monotonic())
         await budget.acquire()
@@ -294,14 +296,47 @@ async def test_throttled_pauses_everyone_then_recovers_gradually() -> None:
         # Each clean minute after the pause gives back 10 % of nominal (4.8 per minute).
         rates = []
         for minute in range(1, 7):
-            await clock.sleep(60 + 60 * minute - clock.monotonic())
+            await clock.sleep(2 + 60 * minute - clock.monotonic())
             rates.append(budget.snapshot().rate_per_min)
         assert rates == pytest.approx([28.8, 33.6, 38.4, 43.2, 48.0, 48.0])
         assert budget.snapshot().throttled_until is None
 
     await run_with(clock, main)
     # One request right at the end of the pause, the next at the halved rate (2.5 s apart).
-    assert sends == pytest.approx([60.0, 62.5])
+    assert sends == pytest.approx([2.0, 4.5])
+
+
+@pytest.mark.anyio
+async def test_pauses_without_retry_after_double_while_429s_keep_coming() -> None:
+    clock = VirtualClock()
+    budget = Budget(60, clock=clock)
+    pauses: list[float] = []
+
+    async def main() -> None:
+        for _ in range(7):
+            pauses.append(budget.throttled(None))
+            await budget.acquire()  # the first request after the pause is refused again
+        budget.succeeded()  # an answer that is not a 429: the next pause starts short again
+        await budget.acquire()
+        pauses.append(budget.throttled(None))
+
+    await run_with(clock, main)
+    assert pauses == pytest.approx([2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 2.0])
+
+
+@pytest.mark.anyio
+async def test_successes_restore_the_rate_a_429_took() -> None:
+    clock = VirtualClock()
+    budget = Budget(60, clock=clock)
+
+    async def main() -> None:
+        budget.throttled(None)
+        assert budget.snapshot().rate_per_min == pytest.approx(24)
+        for _ in range(10):
+            budget.succeeded()
+        assert budget.snapshot().rate_per_min == pytest.approx(48 * 0.6)
+
+    await run_with(clock, main)
 
 
 @pytest.mark.anyio

@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
 from makestream.make import shapes
 from makestream.make.failures import errors_from_response
@@ -205,6 +207,11 @@ def test_status_parse(raw: object, status: ExecStatus) -> None:
     assert ExecStatus.parse(raw) is status
 
 
+@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()))
+def test_status_parse_never_fails(raw: object) -> None:
+    assert isinstance(ExecStatus.parse(raw), ExecStatus)
+
+
 def test_terminal_statuses() -> None:
     assert {s for s in ExecStatus if s.terminal} == {
         ExecStatus.SUCCESS,
@@ -247,6 +254,23 @@ def test_run_status_number_or_string(raw: object, status: ExecStatus) -> None:
 # --- tolerance -------------------------------------------------------------------------------
 
 
+# Keys the models read; anything else is an extra field and must be kept, never fatal.
+TOLERANT: list[type[BaseModel]] = [
+    Scenario,
+    ExecutionLog,
+    ExecutionDetail,
+    Organization,
+    Trigger,
+    Blueprint,
+]
+KNOWN_KEYS = {
+    key
+    for model in TOLERANT
+    for name, field in model.model_fields.items()
+    for key in (name, field.alias, *getattr(field.validation_alias, "choices", ()))
+} | {"license", "rawStatus"}
+
+
 def _log(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "imtId": "1632398122946_scenario.5.manual.cc1c49323b344687a324888762206003",
@@ -284,6 +308,27 @@ def test_extra_fields_are_kept_never_fatal() -> None:
     scenario = Scenario.model_validate({"id": 1, "brandNew": {"x": [1, 2]}, "isinvalid": True})
     assert scenario.is_invalid is True
     assert scenario.model_extra == {"brandNew": {"x": [1, 2]}}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text().filter(lambda k: k not in KNOWN_KEYS), json_values, max_size=6))
+def test_unknown_fields_never_fail(extra: dict[str, Any]) -> None:
+    bodies: list[dict[str, Any]] = [
+        {"id": 1},
+        _log(),
+        {"status": "SUCCESS"},
+        {"id": 1},
+        {},
+        {"flow": []},
+    ]
+    for model, body in zip(TOLERANT, bodies, strict=True):
+        assert model.model_validate({**extra, **body}).model_extra is not None
 
 
 def test_models_accept_field_names_too() -> None:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from makestream.sim import SimZone
 
 DEMO_URL = "http://demo.makestream.invalid/api/v2"
+# The demo's clock runs this much faster than real time, so that runs finish every few seconds.
+DEMO_SPEED = 20.0
 
 
 class Format(str, Enum):

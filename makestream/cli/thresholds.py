@@ -1,1 +1,298 @@
-"""`makestream thresholds` (being built)."""
+"""`makestream thresholds`: show, change, check and try out the alert thresholds.
+
+    makestream thresholds [--scenario ID] [--format table|json]
+    makestream thresholds set KEY VALUE [--scenario ID] [--severity warning|critical]
+    makestream thresholds unset KEY [--scenario ID]
+    makestream thresholds reset [--scenario ID]
+    makestream thresholds check [FILE]
+    makestream thresholds test SCENARIO [--last N] [--demo] [--token-file FILE]
+
+The file is `$MAKESTREAM_CONFIG`, else `$XDG_CONFIG_HOME/makestream/config.toml`; its format is
+described in `makestream.config`, the rules in `makestream.engine.rules`.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from makestream.cli import app
+from makestream.cli.common import (
+    ApiLimitOpt,
+    Connection,
+    DemoOpt,
+    SpeedOpt,
+    TokenFileOpt,
+    open_client,
+    run,
+)
+
+if TYPE_CHECKING:
+    from makestream.engine.alerts import AlertEvent
+    from makestream.engine.rules import EffectiveThresholds, Threshold
+
+thresholds_app = typer.Typer(
+    help="Show and change the alert thresholds (the config file), check it, and try the rules "
+    "on a scenario's recent runs.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(thresholds_app, name="thresholds")
+
+
+class OutputFormat(StrEnum):
+    auto = "auto"
+    table = "table"
+    json = "json"
+
+
+class SeverityChoice(StrEnum):
+    warning = "warning"
+    critical = "critical"
+
+
+ScenarioOpt = typer.Option(None, "--scenario", min=1, help="A scenario's own thresholds.")
+FormatOpt = typer.Option(OutputFormat.auto, "--format",
+                         help="table on a terminal, json otherwise, unless given.")
+SeverityOpt = typer.Option(None, "--severity", help="The alert severity.")
+CheckFileArg = typer.Argument(None, dir_okay=False,
+                              help="The file to check (default: the config file).")
+
+
+def _table_wanted(fmt: OutputFormat) -> bool:
+    return fmt is OutputFormat.table or (fmt is OutputFormat.auto and sys.stdout.isatty())
+
+
+def _note(message: str) -> None:
+    typer.echo(f"makestream: {message}", err=True)
+
+
+def _where(scenario: int | None) -> str:
+    return f"scenario {scenario}" if scenario is not None else "every scenario"
+
+
+# --- show ---------------------------------------------------------------------------------------
+
+
+def _value_text(threshold: Threshold) -> str:
+    from makestream.engine.rules import RULES
+
+    spec = RULES[threshold.key]
+    if not spec.has_value:
+        return "-"
+    if threshold.value is None:
+        return "(none)"
+    value = f"{threshold.value:g}"
+    return {"s": f"{value} s", "x": f"{value}x", "ratio": value, "": value}.get(
+        spec.unit, f"{value} {spec.unit}")
+
+
+def _describe(thresholds: EffectiveThresholds, scenario: int | None) -> dict[str, Any]:
+    from makestream.engine.rules import RULES
+
+    rules: dict[str, Any] = {}
+    for key, t in thresholds.for_scenario(scenario).items():
+        rules[key] = {"enabled": t.active, "value": t.value, "unit": RULES[key].unit or None,
+                      "severity": t.severity, "source": t.source, "params": dict(t.params),
+                      "summary": RULES[key].summary}
+    return {"scenario_id": scenario, "renotify_s": thresholds.renotify_s, "thresholds": rules}
+
+
+def _print_table(thresholds: EffectiveThresholds, scenario: int | None) -> None:
+    rows = [("RULE", "ON", "VALUE", "SEVERITY", "SOURCE", "PARAMETERS")]
+    for key, t in thresholds.for_scenario(scenario).items():
+        params = " ".join(f"{n}={v:g}" for n, v in t.params.items())
+        rows.append((key, "on" if t.active else "off", _value_text(t), t.severity, t.source,
+                     params))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@thresholds_app.callback()
+def show(
+    ctx: typer.Context,
+    scenario: int | None = ScenarioOpt,
+    fmt: OutputFormat = FormatOpt,
+) -> None:
+    """Show the thresholds in effect (for one scenario with --scenario)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def main() -> int:
+        import orjson
+
+        from makestream.config import load
+
+        config = load()
+        if _table_wanted(fmt):
+            origin = str(config.path) if config.exists else f"built-in defaults ({config.path} "\
+                "does not exist)"
+            typer.echo(f"Thresholds for {_where(scenario)}, from {origin}")
+            _print_table(config.thresholds, scenario)
+            return 0
+        document = {"config": str(config.path), "exists": config.exists,
+                    **_describe(config.thresholds, scenario)}
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+        return 0
+
+    run(main)
+
+
+# --- edit ---------------------------------------------------------------------------------------
+
+
+@thresholds_app.command("set")
+def set_(
+    key: str = typer.Argument(..., help="A rule (e.g. duration_max_s) or RULE.PARAM "
+                              "(e.g. error_rate.window_runs)."),
+    value: str = typer.Argument(..., help="A number, a duration for keys in seconds (10m), "
+                                "or on/off."),
+    scenario: int | None = ScenarioOpt,
+    severity: SeverityChoice | None = SeverityOpt,
+) -> None:
+    """Set a threshold in the config file (comments and order are kept)."""
+
+    async def main() -> int:
+        from makestream.config import default_path, set_threshold
+
+        path = default_path()
+        set_threshold(path, key, value, scenario=scenario,
+                      severity=severity.value if severity is not None else None)
+        extra = f" ({severity.value})" if severity is not None else ""
+        _note(f"{key} = {value}{extra} for {_where(scenario)} in {path}")
+        return 0
+
+    run(main)
+
+
+@thresholds_app.command()
+def unset(
+    key: str = typer.Argument(..., help="A rule or RULE.PARAM."),
+    scenario: int | None = ScenarioOpt,
+) -> None:
+    """Remove a threshold from the config file, so the default (or the general one) applies."""
+
+    async def main() -> int:
+        from makestream.config import default_path, unset_threshold
+
+        path = default_path()
+        if unset_threshold(path, key, scenario=scenario):
+            _note(f"{key} removed for {_where(scenario)} in {path}")
+        else:
+            _note(f"{key} was not set for {_where(scenario)} in {path}")
+        return 0
+
+    run(main)
+
+
+@thresholds_app.command()
+def reset(scenario: int | None = ScenarioOpt) -> None:
+    """Remove one scenario's thresholds, or (without --scenario) every threshold setting."""
+
+    async def main() -> int:
+        from makestream.config import default_path, reset_thresholds
+
+        path = default_path()
+        done = reset_thresholds(path, scenario=scenario)
+        what = f"scenario {scenario}'s thresholds" if scenario is not None else "all thresholds"
+        _note(f"{what} reset in {path}" if done else f"nothing to reset in {path}")
+        return 0
+
+    run(main)
+
+
+@thresholds_app.command()
+def check(
+    file: Path | None = CheckFileArg,
+) -> None:
+    """Validate a config file: exit 0 when valid, 2 (with the line at fault) when not."""
+
+    async def main() -> int:
+        from makestream.config import default_path, parse, read_text
+        from makestream.errors import ConfigError
+
+        path = file if file is not None else default_path()
+        text = read_text(path)
+        if text is None:
+            if file is not None:
+                raise ConfigError(f"{path}: no such file")
+            _note(f"no config file at {path}: the built-in defaults apply")
+            return 0
+        parse(text, str(path))
+        _note(f"{path}: valid")
+        return 0
+
+    run(main)
+
+
+# --- test ---------------------------------------------------------------------------------------
+
+
+def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
+    from makestream.events import encode
+
+    out = sys.stdout
+    for alert in alerts:
+        if table:
+            state = "RESOLVED" if alert.type == "alert.resolved" else "RAISED"
+            out.write(f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  "
+                      f"{alert.message}\n")
+        else:
+            out.buffer.write(encode(alert))
+    out.flush()
+
+
+@thresholds_app.command()
+def test(
+    scenario: int = typer.Argument(..., min=1, help="The scenario id."),
+    last: int = typer.Option(50, "--last", min=1, max=1000, help="Recent executions to replay."),
+    fmt: OutputFormat = FormatOpt,
+    demo: bool = DemoOpt,
+    token_file: Path | None = TokenFileOpt,
+    api_limit: int | None = ApiLimitOpt,
+    speed: float | None = SpeedOpt,
+) -> None:
+    """Replay a scenario's recent executions through the rules and show what would have fired.
+
+    Runs are taken oldest first at the time of their log entry; then the scenario's present
+    state (flags, webhook queue, schedule, runs still going) is judged as of now.
+    """
+    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit, speed=speed)
+
+    async def main() -> int:
+        from makestream.config import load
+        from makestream.engine.alerts import replay
+        from makestream.make.models import ExecutionLog
+
+        thresholds = load().thresholds  # a bad config fails before any request is spent
+        async with open_client(conn) as (client, _zone):
+            info = await client.scenario(scenario)
+            entries: list[ExecutionLog] = []
+            cursor: str | None = None
+            while len(entries) < last:
+                page = await client.logs(scenario, limit=min(100, last - len(entries)),
+                                         last=cursor)
+                entries += page.items
+                cursor = page.pg.last if page.pg is not None else None
+                if not page.items or cursor is None:
+                    break
+            queue = None
+            if info.hook_id is not None:
+                queue = sum(t.queue_count for t in await client.triggers(scenario))
+            alerts = replay(thresholds, info, entries[:last], now=client.clock.now(),
+                            queue_count=queue, budget=client.budget.snapshot())
+        _print_alerts(alerts, _table_wanted(fmt))
+        raised = sum(1 for a in alerts if a.type == "alert.raised")
+        runs = sum(1 for e in entries[:last] if e.status.terminal)
+        _note(f"{raised} alert{'s' * (raised != 1)} would have been raised over the last {runs} "
+              f"runs of scenario {scenario}")
+        return 0
+
+    run(main)

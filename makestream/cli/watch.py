@@ -13,6 +13,7 @@ import typer
 
 from makestream.cli import app
 from makestream.cli.common import (
+    DEMO_SPEED,
     ApiLimitOpt,
     Color,
     Connection,
@@ -24,10 +25,18 @@ from makestream.cli.common import (
     open_client,
     run,
 )
-from makestream.errors import UsageError
+from makestream.errors import MakestreamError, UsageError
 
 if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
+
+
+class MonitorFailed(MakestreamError):
+    """A fatal error already reported in the stream; `run()` prints it once on stderr."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code  # type: ignore[assignment]
 
 
 def parse_data(text: str | None) -> dict[str, Any] | None:
@@ -215,7 +224,7 @@ def watch(
       makestream watch 123 --no-follow --cursor-file state.cur
     """
     conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit,
-                      speed=speed if speed is not None else (10.0 if demo else None))
+                      speed=speed if speed is not None else (DEMO_SPEED if demo else None))
 
     async def main() -> int:
         from makestream.engine.watch import Watch, WatchOptions
@@ -232,7 +241,7 @@ def watch(
         holder: list[Watch] = []
         async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None) as (client, zone):
             if zone is not None and not options.scenario_ids and options.team_id is None:
-                options.team_id = zone.world.teams[0].id
+                options.scenario_ids = [s.id for s in zone.world.scenarios]
             output = output_for(format_, color, sys.stdout)
             return await _stream(client, options, output, cursor_file, holder)
 
@@ -248,6 +257,7 @@ async def _stream(client: Any, options: WatchOptions, output: Any, cursor_file: 
     watch = Watch(client, options)
     holder.append(watch)
     last_cursor = ""
+    broken = False
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch.run)
         tg.start_soon(interrupt_on_signals(lambda exc: watch.stop(exc.message, exc.exit_code)))
@@ -255,12 +265,18 @@ async def _stream(client: Any, options: WatchOptions, output: Any, cursor_file: 
             async for event in watch.events:
                 output.write(event)
                 if cursor_file is not None and event.cursor and event.cursor != last_cursor:
+                    # Only after the event went out: the file never runs ahead of the output.
                     write_cursor_file(cursor_file, event.cursor)
                     last_cursor = event.cursor
         except BrokenPipeError:
+            broken = True
             watch.stop("output closed")
-            raise
         finally:
+            watch.events.close()
             tg.cancel_scope.cancel()
+    if broken:
+        raise BrokenPipeError  # `run()` ends quietly
     output.close()
+    if watch.outcome.error is not None:
+        raise MonitorFailed(watch.outcome.error, watch.outcome.exit_code)
     return int(watch.outcome.exit_code)

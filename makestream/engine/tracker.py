@@ -55,6 +55,8 @@ class ScenarioState:
     history: History = field(default_factory=History)
     position: Position = field(default_factory=lambda: Position(0))
     running: dict[str, Running] = field(default_factory=dict)
+    # Runs seen in the logs whose report waits for more detail: the floor must stay below them.
+    held: dict[str, int] = field(default_factory=dict)
     last_finished_at: float | None = None
 
     @property
@@ -113,9 +115,19 @@ class Tracker:
         """Whether a terminal log entry has not been delivered yet."""
         return not self.scenarios[scenario_id].position.has(entry.id, entry.timestamp_ms)
 
+    def hold(self, scenario_id: int, entry: ExecutionLog) -> None:
+        """A terminal entry is known but not reported yet (its error detail is being fetched)."""
+        self.scenarios[scenario_id].held[entry.id] = entry.timestamp_ms
+
     def scan_complete(self, scenario_id: int, from_ms: int) -> None:
-        """A scan saw every entry from `from_ms` on: nothing older can still be undelivered."""
-        self.scenarios[scenario_id].position.raise_floor(from_ms)
+        """A scan saw every entry from `from_ms` on: nothing older can still be undelivered,
+        except runs held back for detail — a cursor must not pass over those."""
+        state = self.scenarios[scenario_id]
+        floor = min([from_ms, *state.held.values()])
+        for run in state.running.values():
+            if run.started_at is not None:
+                floor = min(floor, int(run.started_at * 1000) - LATE_WINDOW_MS)
+        state.position.raise_floor(floor)
         self._version += 1
 
     def started(
@@ -146,6 +158,7 @@ class Tracker:
         """A run ended. `log` gives its figures, `detail` its error; either may be missing."""
         state = self.scenarios[scenario_id]
         ts_ms = log.timestamp_ms if log is not None else int(now * 1000)
+        state.held.pop(execution_id, None)
         if state.position.has(execution_id, ts_ms):
             state.running.pop(execution_id, None)
             return []

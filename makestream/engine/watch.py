@@ -58,6 +58,7 @@ _OUTCOME = {"success": ExitCode.OK, "warning": ExitCode.EXECUTION_WARNING,
             "error": ExitCode.EXECUTION_ERROR}
 LOG_PAGE = 50
 _FOLLOW_UPS = frozenset({"log", "detail", "modules"})
+_ORG = 0  # the sweep group that stands for the whole organization
 
 
 @dataclass
@@ -82,7 +83,7 @@ class WatchOptions:
     exit_status: bool = False
     heartbeat_s: float = 15.0
     progress_s: float = 2.0
-    workers: int = 3
+    workers: int = 6
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Outcome:
 
     reason: str = "running"
     exit_code: ExitCode = ExitCode.OK
+    error: str | None = None  # the fatal error's message, when one ended the stream
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,6 +122,7 @@ class Watch:
         self._pending = 0  # follow-ups in flight, for --no-follow
         self._unscanned: set[int] = set()
         self._in_detail: set[str] = set()  # error runs whose detail is being fetched
+        self._org_id: int | None = None
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         self._blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
@@ -138,7 +141,7 @@ class Watch:
             stamped = event.model_copy(
                 update={"seq": self._seq, "ts": rfc3339(now), "cursor": self.tracker.cursor(self._seq)}
             )
-            self._send.send_nowait(stamped)
+            self._deliver(stamped)
             if isinstance(event, ExecutionFinished):
                 self._count_finished(event)
 
@@ -193,6 +196,8 @@ class Watch:
         self._check_caught_up()
 
     def _fatal(self, exc: MakestreamError) -> None:
+        if self.outcome.error is None:
+            self.outcome.error = exc.message
         self.emit([StreamError(message=exc.message, error_type=type(exc).__name__, fatal=True)])
         self.stop("error", exc.exit_code)
 
@@ -210,8 +215,14 @@ class Watch:
             reason=self.outcome.reason, exit_code=int(code), summary=dict(self._counts),
             seq=self._seq, ts=rfc3339(now), cursor=self.tracker.cursor(self._seq),
         )
-        self._send.send_nowait(closed)
+        self._deliver(closed)
         self._send.close()
+
+    def _deliver(self, event: _Event) -> None:
+        try:
+            self._send.send_nowait(event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.stop("consumer closed")  # nobody reads any more
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -234,8 +245,8 @@ class Watch:
             await self._start_target(scenarios[0])
         elif opts.follow:
             now = self.clock.now()
-            for team in sorted({t for t in self._team_of.values() if t is not None}):
-                self.schedule.at(now + self._sweep_every(), Action("sweep", team))
+            for group in self._sweep_groups():
+                self.schedule.at(now + self._sweep_every(), Action("sweep", group))
 
     async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
         """Start watching more scenarios while the stream runs (the SSE server's on-demand)."""
@@ -243,7 +254,7 @@ class Watch:
             if sid not in self.tracker.scenarios:
                 await self._adopt(await self.client.scenario(sid))
                 team = self._team_of.get(sid)
-                if team is not None and not any(
+                if self._org_id is None and team is not None and not any(
                     t == team for s, t in self._team_of.items() if s != sid
                 ):
                     self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team))
@@ -288,6 +299,7 @@ class Watch:
                 raise
             orgs = []  # no organizations:read scope: keep --api-limit
         org = orgs[0] if len(orgs) == 1 else None
+        self._org_id = org.id if org is not None else None
         if org is not None and opts.api_limit is None and org.api_limit:
             self.client.budget.set_limit(org.api_limit)
         host = org.zone if org is not None and org.zone else urlsplit(self.client.base_url).netloc
@@ -331,11 +343,17 @@ class Watch:
         if when > now:
             self.schedule.scan_at(scenario.id, when)
 
+    def _sweep_groups(self) -> list[int]:
+        """What one sweep request lists: the organization (0) when known, else each team."""
+        if self._org_id is not None:
+            return [_ORG]
+        return sorted({t for t in self._team_of.values() if t is not None})
+
     def _sweep_every(self) -> float:
         # Sweeps take about a sixth of the budget: one page tells about many scenarios.
-        teams = max(1, len({t for t in self._team_of.values() if t is not None}))
+        pages = sum(1 + len(self._team_of) // 100 for _ in self._sweep_groups()) or 1
         rate = self.client.budget.snapshot().rate_per_min / 60
-        return max(3.0, teams / max(rate / 6, 1e-6))
+        return max(3.0, pages / max(rate / 6, 1e-6))
 
     async def _start_target(self, scenario: Scenario) -> None:
         opts = self.options
@@ -549,6 +567,7 @@ class Watch:
                 if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING):
                     # Logs carry no error text; one more request fetches what went wrong.
                     self._in_detail.add(entry.id)
+                    self.tracker.hold(sid, entry)
                     self._pending += 1
                     self.schedule.follow_up(
                         Action("detail", sid, entry.id, log=entry, priority=Priority.HIGH)
@@ -567,14 +586,23 @@ class Watch:
                     sid, entry.id, now=now, expected_s=expected / 1000 if expected else None
                 )
 
-    async def _sweep(self, team_id: int) -> None:
-        watched = [s for s, t in self._team_of.items() if t == team_id]
+    async def _sweep(self, group: int) -> None:
+        if group == _ORG:
+            watched = list(self._team_of)
+        else:
+            watched = [s for s, t in self._team_of.items() if t == group]
+        # An id filter keeps the page short; past fifty ids the URL grows more than the page.
         ids = watched if len(watched) <= 50 else None
         try:
-            scenarios = await self.client.scenarios(team_id=team_id, ids=ids,
-                                                    priority=Priority.NORMAL)
+            if group == _ORG:
+                scenarios = await self.client.scenarios(
+                    organization_id=self._org_id, ids=ids, priority=Priority.NORMAL
+                )
+            else:
+                scenarios = await self.client.scenarios(team_id=group, ids=ids,
+                                                        priority=Priority.NORMAL)
         finally:
-            self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team_id))
+            self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
         now = self.clock.now()
         for scenario in scenarios:
             state = self.tracker.scenarios.get(scenario.id)
@@ -653,3 +681,4 @@ async def open_watch(client: MakeClient, options: WatchOptions) -> AsyncIterator
             yield watch
         finally:
             watch.stop("consumer closed")
+            watch.events.close()

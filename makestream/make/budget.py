@@ -11,11 +11,15 @@ Three rules, all in clock time (see `makestream.clock`):
   not say whether its window is fixed or sliding; a sliding cap is safe under both.
 - **Pacing.** A token bucket at the same rate with a burst of about five seconds' worth spreads
   requests over the minute instead of spending the whole cap in its first second.
-- **Priority.** Waiters are served strictly by `Priority`, then first come first served, so a
-  follow-up for a run that just ended never queues behind an idle scan.
+- **Priority.** Waiters are served by `Priority`, then first come first served, so a follow-up
+  for a run that just ended never queues behind an idle scan. A waiter moves up one level for
+  every `AGING_S` it waits, so nothing starves.
 
-After a 429 every caller pauses (for `Retry-After`, else a full minute), the rate is halved, and it
-recovers by 10 % of nominal for every minute without another 429.
+After a 429 every caller pauses — for `Retry-After` when Make sends one, else for 2 s, doubling
+with every 429 that follows without a success in between, up to a full minute — and the rate is
+halved. It recovers by 1 % of nominal with every answer that is not a 429 and by 10 % for every
+minute without one, so a spent organization limit is waited out with a handful of probes while a
+stray 429 costs seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -33,8 +37,13 @@ from makestream.clock import Clock
 
 WINDOW_S = 60.0
 # Make says "wait for one minute for the limit period to reset" and sends no documented
-# Retry-After; a full window is the only wait that is enough whichever window Make uses.
+# Retry-After. A full window is enough whichever window Make uses, but a lone 429 (another
+# integration's burst at the end of a fixed window) would then stall every watch for a minute:
+# probe early and double the pause while 429s keep coming, up to the full window.
+FIRST_PAUSE_S = 2.0
 DEFAULT_PAUSE_S = 60.0
+RECOVERY_PER_SUCCESS = 0.01
+AGING_S = 15.0
 # A Retry-After beyond this is taken as a garbled header, not as an instruction to stall for days.
 MAX_PAUSE_S = 3600.0
 BURST_S = 5.0
@@ -61,7 +70,7 @@ class BudgetSnapshot:
     limit_per_min: int  # the organization's limit (license.apiLimit or --api-limit)
     rate_per_min: float  # what makestream currently allows itself, after any tightening
     used_last_minute: int
-    remaining: int  # sends still allowed in the current 60 s window
+    remaining: int  # sends still allowed in the current 60 s window (0 during a pause)
     throttled_until: float | None  # clock epoch seconds, while a 429 pause lasts
     share: float
     waiting: int = 0  # callers queued in acquire()
@@ -94,6 +103,7 @@ class Budget:
         self._paused_until: float | None = None
         self._factor_base = 1.0  # the rate factor set by the last 429
         self._clean_since = now  # when the last 429 pause ended (recovery counts from here)
+        self._strikes = 0  # 429s since the last answer that was not a 429
 
     @property
     def api_limit(self) -> int:
@@ -118,7 +128,17 @@ class Budget:
                 if self._waiters[0] is not me:
                     # No await between the check and the wait, so no wake-up can be missed.
                     me.wake = anyio.Event()
-                    await me.wake.wait()
+                    with anyio.move_on_after(self.clock.real(AGING_S)):
+                        await me.wake.wait()
+                    if not me.wake.is_set() and me.priority > 0 and self._waiters[0] is not me:
+                        # Waited long behind more urgent callers: move up one level, so a
+                        # steady stream of urgent work cannot starve idle scans for ever.
+                        self._waiters.remove(me)
+                        me.priority -= 1
+                        heapq.heapify(self._waiters)
+                        heapq.heappush(self._waiters, me)
+                        if self._waiters[0] is me:
+                            self._interrupt()
                     continue
                 now = self.clock.monotonic()
                 delay = self._delay(now)
@@ -145,9 +165,15 @@ class Budget:
 
     def throttled(self, retry_after: float | None = None) -> float:
         """Make answered 429: pause every caller, halve the rate; returns the pause in seconds."""
-        wait = DEFAULT_PAUSE_S if retry_after is None else min(max(retry_after, 0.0), MAX_PAUSE_S)
         now = self.clock.monotonic()
-        if self._paused_until is None or now >= self._paused_until:
+        fresh = self._paused_until is None or now >= self._paused_until
+        if fresh:
+            self._strikes += 1
+        if retry_after is None:
+            wait = min(DEFAULT_PAUSE_S, FIRST_PAUSE_S * 2 ** (self._strikes - 1))
+        else:
+            wait = min(max(retry_after, 0.0), MAX_PAUSE_S)
+        if fresh:
             # Requests already in flight when the limit ran out answer 429 together: halve once
             # per pause, not once per answer.
             self._factor_base = max(MIN_RATE_FACTOR, self._factor(now) / 2)
@@ -160,19 +186,27 @@ class Budget:
         self._interrupt()
         return self._paused_until - now
 
+    def succeeded(self) -> None:
+        """An answer that was not a 429: the limit is not spent; creep back towards nominal."""
+        self._strikes = 0
+        if self._factor_base < 1.0:
+            self._factor_base = min(1.0, self._factor_base + RECOVERY_PER_SUCCESS)
+
     def snapshot(self) -> BudgetSnapshot:
         now = self.clock.monotonic()
         self._purge(now)
         rate = self._rate(now)
         used = len(self._sends)
         until = None
+        remaining = max(0, self._cap(rate) - used)
         if self._paused_until is not None and now < self._paused_until:
             until = self.clock.now() + (self._paused_until - now)
+            remaining = 0  # nothing may be sent until the pause ends
         return BudgetSnapshot(
             limit_per_min=self._api_limit,
             rate_per_min=rate,
             used_last_minute=used,
-            remaining=max(0, self._cap(rate) - used),
+            remaining=remaining,
             throttled_until=until,
             share=self.share,
             waiting=len(self._waiters),

@@ -447,8 +447,10 @@ class MakeClient:
             if budgeted:
                 await self.budget.acquire(priority)
             try:
-                return await self._once(method, path, parse, params, json, scope, http_timeout)
+                result = await self._once(method, path, parse, params, json, scope, http_timeout)
             except MonitorError as err:
+                if budgeted and not isinstance(err, RateLimitError):
+                    self.budget.succeeded()  # Make answered, so the limit is not spent
                 failed += 1
                 wait = self._plan_retry(err, failed, idempotent)
                 if isinstance(err, RateLimitError):
@@ -463,6 +465,10 @@ class MakeClient:
                     raise
                 log.debug("%s %s: retrying in %.1f s after: %s", method, path, wait, err)
                 await self.clock.sleep(wait)
+            else:
+                if budgeted:
+                    self.budget.succeeded()
+                return result
 
     def _plan_retry(self, err: MonitorError, failed: int, idempotent: bool) -> float | None:
         """Clock seconds before the next try, or None to give up."""

@@ -1,21 +1,54 @@
-"""Renderers: the ways events are shown (NDJSON, compact lines, the live terminal view)."""
+"""Renderers: the ways events are shown (NDJSON, compact lines, the live terminal view).
+
+Every writer has the same two methods, `write(event)` per event and `close()` once at the end;
+`output_for` picks one from `--format` and `--color` and the kind of stdout.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO, cast
+
+if TYPE_CHECKING:
+    from makestream.events import _Event
+    from makestream.make.models import Blueprint
 
 
-def output_for(format_: Any, color: Any, stdout: IO[str]) -> Any:
-    """The writer for `--format`/`--color` on this stdout (auto: pretty on a terminal)."""
-    from makestream.render.compact import CompactWriter
-    from makestream.render.ndjson import NdjsonWriter
+class Writer(Protocol):
+    """What the commands feed events to."""
+
+    def write(self, event: _Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def output_for(
+    format_: Any,
+    color: Any,
+    stdout: IO[str],
+    *,
+    blueprints: Mapping[int, Blueprint] | None = None,
+) -> Writer:
+    """The writer for `--format`/`--color` on this stdout (auto: pretty on a terminal).
+
+    `blueprints` (scenario id → blueprint) lets the live view draw the module flow of the
+    scenario in focus on tall terminals; it may be filled in while the view runs.
+    """
+    from makestream.render.console import isatty, wants_color
 
     name = getattr(format_, "value", format_)
     if name == "auto":
-        name = "pretty" if stdout.isatty() else "ndjson"
+        name = "pretty" if isatty(stdout) else "ndjson"
     if name == "ndjson":
-        return NdjsonWriter(stdout.buffer)
-    # The live view arrives with the rendering work; until then pretty is compact.
-    del color, os
-    return CompactWriter(stdout)
+        from makestream.render.ndjson import NdjsonWriter
+
+        return NdjsonWriter(cast(TextIO, stdout).buffer)
+    if name == "compact":
+        from makestream.render.compact import CompactWriter
+
+        return CompactWriter(stdout, color=wants_color(color, stdout))
+    if name == "pretty":
+        from makestream.render.live import LiveWriter
+
+        return LiveWriter(stdout, color=color, blueprints=blueprints)
+    raise ValueError(f"unknown output format {name!r}")

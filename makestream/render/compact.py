@@ -20,6 +20,7 @@ from makestream.events import (
     StreamClosed,
     StreamError,
     StreamHeartbeat,
+    StreamLagged,
     StreamOpened,
     _Event,
 )
@@ -38,11 +39,14 @@ def describe(event: _Event) -> str:
             targets = ", ".join(map(str, event.targets))
             return f"watching {targets} · budget {event.budget_per_min:g}/min of {event.api_limit}"
         case ExecutionStarted():
-            eta = f", expected {_ms(event.expected_duration_ms)}" if event.expected_duration_ms else ""
+            expected = event.expected_duration_ms
+            eta = f", expected {_ms(expected)}" if expected else ""
             return f"started  {who}{run} ({event.source}{eta})"
         case ExecutionProgress():
             pct = f"{event.percent:.0f}% " if event.percent is not None else ""
-            return f"running  {who}{run} {pct}{_ms(event.elapsed_ms)} elapsed (estimate)"
+            # Only progress that rests on past durations is an estimate; module counts are not.
+            note = " (estimate)" if event.basis == "history" else ""
+            return f"running  {who}{run} {pct}{_ms(event.elapsed_ms)} elapsed{note}"
         case ExecutionFinished():
             extra = ""
             if event.error is not None and event.error.message:
@@ -66,7 +70,10 @@ def describe(event: _Event) -> str:
             kind = "fatal" if event.fatal else "retrying"
             return f"error    {event.message} ({kind})"
         case StreamHeartbeat():
-            return f"idle     {event.running} running · {event.used_last_minute} requests last minute"
+            used = "?" if event.used_last_minute is None else event.used_last_minute
+            return f"idle     {event.running} running · {used} requests last minute"
+        case StreamLagged():
+            return f"lagged   {event.message}"
         case StreamClosed():
             s = event.summary
             return (f"closed   {event.reason} · exit {event.exit_code} · {s.get('finished', 0)} "
@@ -98,6 +105,8 @@ def _style(event: _Event) -> tuple[str, bool]:
             return "yellow", False
         case StreamError():
             return ("bold red" if event.fatal else "yellow"), False
+        case StreamLagged():
+            return "bold red", False
     return "", False
 
 

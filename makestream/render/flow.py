@@ -43,7 +43,9 @@ class ModuleOutcome:
     operations: int | None = None
 
 
-def outcomes_from(events: Iterable[_Event], execution_id: str | None = None) -> dict[int, ModuleOutcome]:
+def outcomes_from(
+    events: Iterable[_Event], execution_id: str | None = None
+) -> dict[int, ModuleOutcome]:
     """Module outcomes from `module.result` events (of one execution when `execution_id`)."""
     from makestream.events import ModuleResult
 
@@ -113,7 +115,8 @@ def _result(module: BlueprintModule, outcome: ModuleOutcome | None, g: Glyphs) -
         if module.module.startswith("builtin:"):
             return Text("")
         return Text(f"{g.skipped} not run", style="dim")
-    text = Text(g.status(outcome.status), style=status_style(outcome.status))
+    text = Text()
+    text.append(g.status(outcome.status), style=status_style(outcome.status))
     if outcome.status not in ("success", "warning", "error"):
         text.append(f" {outcome.status}")
     if outcome.bundles is not None:
@@ -150,8 +153,8 @@ class FlowDiagram:
         # Ids are right-aligned to one width so that module names line up within a chain.
         id_width = max((len(str(m.id)) for m in self.blueprint.walk()), default=1)
         grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True, overflow="ellipsis")
-        grid.add_column(no_wrap=True, overflow="ellipsis")
+        grid.add_column(no_wrap=True, overflow=g.overflow)
+        grid.add_column(no_wrap=True, overflow=g.overflow)
         for line in _lines(self.blueprint.flow, "", g, routed=False):
             grid.add_row(*self._row(line, g, id_width))
         if not self.blueprint.flow:
@@ -162,7 +165,9 @@ class FlowDiagram:
     def _row(self, line: _Line, g: Glyphs, id_width: int) -> tuple[Text, Text]:
         from rich.text import Text
 
-        text = Text(line.guides, style="dim")
+        # Text(x, style=s) would style everything appended later too; append each part instead.
+        text = Text()
+        text.append(line.guides, style="dim")
         if line.module is None:
             style = "yellow" if line.kind == "handler" else "dim" if line.kind == "filter" else ""
             text.append(line.label, style=style)

@@ -52,7 +52,8 @@ def bar(fraction: float | None, width: int, g: Glyphs, style: str = "") -> Text:
     if fraction is None:
         return Text(g.bar_todo * width, style="dim")
     done = max(0, min(width, round(fraction * width)))
-    text = Text(g.bar_done * done, style=style)
+    text = Text()
+    text.append(g.bar_done * done, style=style)
     text.append(g.bar_todo * (width - done), style="dim")
     return text
 
@@ -66,40 +67,46 @@ def scenario_label(scenario_id: int | None, name: str | None) -> Text:
     return text
 
 
-def _header(state: ViewState, now: float | None, g: Glyphs) -> Table:
+def _header(state: ViewState, now: float | None, g: Glyphs) -> RenderableType:
     grid = Table.grid(padding=(0, 1), expand=True)
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    grid.add_column(no_wrap=True, overflow="ellipsis", justify="right", max_width=48)
-    title = Text("makestream", style="bold")
+    grid.add_column(ratio=1, no_wrap=True, overflow=g.overflow)
+    grid.add_column(no_wrap=True, overflow=g.overflow, justify="right", max_width=48)
+    title = Text()
+    title.append("makestream", style="bold")
     if state.version:
         title.append(f" {state.version}", style="dim")
     if state.targets:
         shown = ", ".join(map(str, state.targets))
         title.append(f" {g.middot} watching {shown}")
     level, words = state.health_at(now)
-    health = Text(f"{g.dot} ", style=HEALTH_STYLE[level])
+    health = Text()
+    health.append(f"{g.dot} ", style=HEALTH_STYLE[level])
     health.append(words, style=HEALTH_STYLE[level] if level != "ok" else "")
     grid.add_row(title, health)
+    return Group(grid, _gauge(state, g))
 
-    gauge = Text("budget ", style="dim")
+
+def _gauge(state: ViewState, g: Glyphs) -> Text:
+    gauge = Text(no_wrap=True, overflow=g.overflow)
+    gauge.append("budget ", style="dim")
     per_min = state.budget_per_min
     used = state.used_last_minute
-    if per_min:
-        fraction = (used or 0) / per_min
-        style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
-        gauge.append_text(bar(fraction if used is not None else None, BAR_WIDTH, g, style))
-        gauge.append(f" {'?' if used is None else used}/{per_min:g} requests per minute")
-        if state.api_limit:
-            gauge.append(f" (limit {state.api_limit})", style="dim")
-    else:
+    if not per_min:
         gauge.append("not known yet", style="dim")
-    grid.add_row(gauge, Text(""))
-    return grid
+        return gauge
+    fraction = (used or 0) / per_min
+    style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
+    gauge.append_text(bar(fraction if used is not None else None, BAR_WIDTH, g, style))
+    gauge.append(f" {'?' if used is None else used}/{per_min:g} requests per minute")
+    if state.api_limit:
+        gauge.append(f" (limit {state.api_limit})", style="dim")
+    return gauge
 
 
 def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12)
+    # expand=True: fixed columns get their natural width, the ratio columns share the rest.
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(ratio=1, no_wrap=True, overflow=g.overflow, min_width=12)
     grid.add_column(no_wrap=True, style="dim")  # run id
     grid.add_column(no_wrap=True)  # bar
     grid.add_column(no_wrap=True, justify="right", min_width=4)
@@ -127,8 +134,7 @@ def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -
             Text(clock_span(row.elapsed_at(now))),
             eta,
         )
-    if len(rows) > limit:
-        grid.add_row(Text(f"{g.ellipsis} and {len(rows) - limit} more", style="dim"))
+    _more(grid, len(rows) - limit, g)
     return grid
 
 
@@ -137,36 +143,47 @@ def status_text(status: str, g: Glyphs) -> Text:
 
 
 def _finished(rows: list[FinishedRow], g: Glyphs, width: int) -> Table:
-    wide = width >= 100
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="dim", expand=False)
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="dim", expand=True)
     table.add_column("ended", no_wrap=True, style="dim")
-    table.add_column("scenario", no_wrap=True, overflow="ellipsis", ratio=2, min_width=12)
+    table.add_column("scenario", no_wrap=True, overflow=g.overflow, ratio=1)
+    wide = width >= 100
     if wide:
         table.add_column("run", no_wrap=True, style="dim")
     table.add_column("status", no_wrap=True)
     table.add_column("took", no_wrap=True, justify="right")
     table.add_column("ops", no_wrap=True, justify="right")
-    table.add_column("error", no_wrap=True, overflow="ellipsis", ratio=3, style="red")
     for row in rows:
-        cells = [Text(time_of_day(row.ended_ts)), scenario_label(row.scenario_id, row.scenario_name)]
+        who = scenario_label(row.scenario_id, row.scenario_name)
+        if row.error:
+            # Under the name, where the widest column gives the message the most room.
+            who.append(f"\n{g.arrow} {row.error}", style="red")
+        cells = [Text(time_of_day(row.ended_ts)), who]
         if wide:
             cells.append(Text(row.execution_id[:8]))
         cells += [
             status_text(row.status, g),
             Text(duration(row.duration_ms)),
             Text("" if row.operations is None else str(row.operations)),
-            Text(row.error or ""),
         ]
         table.add_row(*cells)
     return table
 
 
-def _alerts(state: ViewState, g: Glyphs) -> Table:
-    grid = Table.grid(padding=(0, 1))
+def _more(grid: Table, hidden: int, g: Glyphs) -> None:
+    if hidden > 0:
+        grid.add_row(Text(f"{g.ellipsis} and {hidden} more", style="dim"))
+
+
+def _alerts(state: ViewState, g: Glyphs, limit: int) -> Table:
+    grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(no_wrap=True)
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_column(ratio=1, no_wrap=True, overflow=g.overflow)
     grid.add_column(no_wrap=True, style="dim")
-    for alert in state.alerts.values():
+    alerts = list(state.alerts.values())
+    # Critical first; within a severity, the newest first (sorts are stable).
+    alerts.sort(key=lambda a: a.since_ts, reverse=True)
+    alerts.sort(key=lambda a: a.severity != "critical")
+    for alert in alerts[:limit]:
         style = SEVERITY_STYLE.get(alert.severity, "yellow")
         glyph = g.error if alert.severity == "critical" else g.warning
         message = Text(alert.message)
@@ -174,6 +191,7 @@ def _alerts(state: ViewState, g: Glyphs) -> Table:
             message.append(f" ({alert.value:g} vs {alert.threshold:g})", style="dim")
         grid.add_row(Text(f"{glyph} {alert.severity}", style=style), message,
                      Text(f"since {time_of_day(alert.since_ts)}"))
+    _more(grid, len(alerts) - limit, g)
     return grid
 
 
@@ -198,17 +216,19 @@ def flags_text(row: ScenarioRow, g: Glyphs) -> Text:
     return text
 
 
-def _scenarios(rows: list[ScenarioRow], g: Glyphs) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    for row in rows:
+def _scenarios(rows: list[ScenarioRow], g: Glyphs, limit: int) -> Table:
+    grid = Table.grid(padding=(0, 2), expand=True)
+    grid.add_column(no_wrap=True, overflow=g.overflow, ratio=1)
+    grid.add_column(ratio=1, no_wrap=True, overflow=g.overflow)
+    for row in rows[:limit]:
         grid.add_row(scenario_label(row.scenario_id, row.name), flags_text(row, g))
+    _more(grid, len(rows) - limit, g)
     return grid
 
 
 def _title(words: str, count: int | None = None) -> Text:
-    text = Text(words, style="bold")
+    text = Text()
+    text.append(words, style="bold")
     if count is not None:
         text.append(f" ({count})", style="dim")
     return text
@@ -229,20 +249,23 @@ def screen(
     parts: list[RenderableType] = [_header(state, now, g), Text("")]
     tall = height >= 30
     running = list(state.running.values())
-    parts.append(_title("Running", len(running)))
+    parts.append(_title("Running", len(running) or None))
     if running:
         parts.append(_running(running, now, g, limit=10 if tall else 5))
+    elif state.finished:
+        parts.append(Text("nothing running", style="dim"))
     else:
-        idle = "waiting for executions" if not state.finished else "nothing running"
-        parts.append(Text(f"{idle}{g.ellipsis}" if not state.finished else idle, style="dim"))
+        parts.append(Text(f"waiting for executions{g.ellipsis}", style="dim"))
     if state.finished:
         rows = list(reversed(state.finished))[: 8 if tall else 4]
         parts += [Text(""), _title("Latest finished"), _finished(rows, g, width)]
     if state.alerts:
-        parts += [Text(""), _title("Open alerts", len(state.alerts)), _alerts(state, g)]
+        parts += [Text(""), _title("Open alerts", len(state.alerts)),
+                  _alerts(state, g, limit=6 if tall else 3)]
     notable = [row for row in state.scenarios.values() if row.notable]
     if notable:
-        parts += [Text(""), _title("Needs attention"), _scenarios(notable, g)]
+        parts += [Text(""), _title("Needs attention", len(notable)),
+                  _scenarios(notable, g, limit=6 if tall else 3)]
     flow = _focus_flow(state, blueprints, height, g)
     if flow is not None:
         parts += [Text(""), *flow]
@@ -264,14 +287,15 @@ def _focus_flow(
     if modules is not None:
         title.append(f" {g.middot} run {modules[0][:8]}", style="dim")
     return [title, FlowDiagram(blueprint, modules[1] if modules else None, title="",
-                               ascii_only=g.bar_done != "━")]
+                               ascii_only=g.ascii_only)]
 
 
 def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> RenderableType:
     """What is left in the scrollback when the view ends: counts, last runs, open alerts."""
     g = glyphs(ascii_only)
     finished = sum(state.counts.values())
-    head = Text("Summary", style="bold")
+    head = Text()
+    head.append("Summary", style="bold")
     head.append(f" {g.middot} {finished} finished")
     if finished:
         head.append(": ")
@@ -284,20 +308,21 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
         head.append(f" {g.middot} {len(state.running)} still running")
     parts: list[RenderableType] = [head]
     if state.finished:
-        runs = Table.grid(padding=(0, 2))
+        runs = Table.grid(padding=(0, 2), expand=True)
         runs.add_column(no_wrap=True, style="dim")
         runs.add_column(no_wrap=True)
-        runs.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
+        runs.add_column(no_wrap=True, overflow=g.overflow, ratio=1)
         runs.add_column(no_wrap=True, justify="right")
-        runs.add_column(ratio=1, no_wrap=True, overflow="ellipsis", style="red")
         for row in list(state.finished)[-last:]:
+            who = scenario_label(row.scenario_id, row.scenario_name)
+            if row.error:
+                who.append(f"\n{g.arrow} {row.error}", style="red")
             ops = f" {g.middot} {row.operations} ops" if row.operations is not None else ""
             runs.add_row(Text(f"  {time_of_day(row.ended_ts)}"), status_text(row.status, g),
-                         scenario_label(row.scenario_id, row.scenario_name),
-                         Text(f"{duration(row.duration_ms)}{ops}"), Text(row.error or ""))
+                         who, Text(f"{duration(row.duration_ms)}{ops}"))
         parts.append(runs)
     if state.alerts:
-        parts += [_title("Open alerts", len(state.alerts)), _alerts(state, g)]
+        parts += [_title("Open alerts", len(state.alerts)), _alerts(state, g, limit=20)]
     elif state.alerts_raised:
         parts.append(Text(f"{plural(state.alerts_raised, 'alert')} raised, all resolved",
                           style="dim"))
@@ -308,7 +333,7 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
             line.append(f"Stream closed: {state.closed.reason} (exit {state.closed.exit_code})",
                         style="dim" if state.closed.exit_code == 0 else "yellow")
         if trouble:
-            line.append(f"{' · ' if line else ''}{trouble}", style="dim")
+            line.append(f"{f' {g.middot} ' if line else ''}{trouble}", style="dim")
         parts.append(line)
     return Group(*parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 
 def duration(ms: int | None) -> str:
@@ -70,6 +71,9 @@ class Glyphs:
     pipe: str
     middot: str
     ellipsis: str
+    # How rich shortens a cell that does not fit: "…" is not ASCII, so ASCII consoles crop.
+    overflow: Literal["ellipsis", "crop"]
+    ascii_only: bool
 
     def status(self, status: str) -> str:
         return {"success": self.success, "warning": self.warning, "error": self.error}.get(
@@ -80,10 +84,12 @@ class Glyphs:
 UNICODE = Glyphs(
     success="✓", warning="⚠", error="✗", skipped="–", dot="●", arrow="→",
     bar_done="━", bar_todo="─", tee="├─ ", elbow="└─ ", pipe="│  ", middot="·", ellipsis="…",
+    overflow="ellipsis", ascii_only=False,
 )
 ASCII = Glyphs(
     success="ok", warning="!!", error="xx", skipped="-", dot="*", arrow="->",
     bar_done="=", bar_todo="-", tee="|- ", elbow="`- ", pipe="|  ", middot="-", ellipsis="...",
+    overflow="crop", ascii_only=True,
 )
 
 

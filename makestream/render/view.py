@@ -12,6 +12,7 @@ Events of types this module does not know are ignored, as the event contract ask
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from makestream.events import (
@@ -313,7 +314,8 @@ def _finished(state: ViewState, event: ExecutionFinished) -> None:
         message = event.error.message or event.error.name
         cause = event.error.cause_module or event.error.cause_app
         if message and cause:
-            message = f"{message} (in {cause})"
+            # The module first: it survives when a narrow screen cuts the message short.
+            message = f"{cause}: {message}"
     name = event.scenario_name or (was.scenario_name if was else None)
     state.finished.append(FinishedRow(
         execution_id=eid, scenario_id=event.scenario_id,
@@ -350,7 +352,7 @@ def _changed(state: ViewState, event: ScenarioChanged) -> None:
             setattr(row, name, value)
 
 
-def reduce(events: list[_Event] | tuple[_Event, ...]) -> ViewState:
+def reduce(events: Iterable[_Event]) -> ViewState:
     """The view after `events`, from an empty start."""
     state = ViewState()
     for event in events:

@@ -170,6 +170,8 @@ class SimZone:
         self._per_minute: dict[int, int] = {}
         self._limit_window = -1
         self._limit_used = 0
+        # 429s the organization limit itself answered (not injected faults), for tests.
+        self.limited = 0
         self.states: dict[int, ScenarioState] = {}
         for spec in self.world.scenarios:
             settings = scenario_settings(spec.blueprint)
@@ -273,7 +275,10 @@ class SimZone:
             if window != self._limit_window:
                 self._limit_window, self._limit_used = window, 0
             self._limit_used += 1
-            return self._limit_used <= self.world.organization.api_limit
+            if self._limit_used > self.world.organization.api_limit:
+                self.limited += 1
+                return False
+            return True
 
     def organization_totals(self) -> tuple[int, int]:
         """Operations and transfer of every scenario in the current period."""

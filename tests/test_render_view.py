@@ -1,0 +1,208 @@
+"""The view model: running rows move to finished, alerts open and resolve, estimates are marked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snapshots import sample_events
+
+from makestream.events import (
+    AlertRaised,
+    AlertResolved,
+    ApiThrottled,
+    ExecutionErrorInfo,
+    ExecutionFinished,
+    ExecutionProgress,
+    ExecutionStarted,
+    ModuleResult,
+    ScenarioChanged,
+    StreamClosed,
+    StreamError,
+    StreamHeartbeat,
+    StreamOpened,
+    rfc3339,
+)
+from makestream.render.flow import ModuleOutcome
+from makestream.render.view import ViewState, apply, reduce
+
+T0 = 1_795_687_200.0  # 2026-11-26T10:00:00Z
+
+
+def at(seconds: float) -> dict[str, Any]:
+    return {"ts": rfc3339(T0 + seconds)}
+
+
+def started(eid: str = "e1", sid: int = 7, t: float = 0, expected: int | None = 10_000) -> Any:
+    return ExecutionStarted(scenario_id=sid, execution_id=eid, source="auto",
+                            started_at=rfc3339(T0 + t), expected_duration_ms=expected,
+                            scenario_name="Orders", **at(t))
+
+
+def finished(eid: str = "e1", sid: int = 7, t: float = 12, status: str = "success",
+             **fields: Any) -> Any:
+    return ExecutionFinished(scenario_id=sid, execution_id=eid, status=status,
+                             duration_ms=12_000, operations=4, **fields, **at(t))
+
+
+def alert(kind: type[Any], alert_id: str = "a1", t: float = 0) -> Any:
+    return kind(alert_id=alert_id, rule="error_rate", severity="critical", value=0.5,
+                threshold=0.2, message="half the runs failed", scenario_id=7, **at(t))
+
+
+def test_a_started_execution_is_running_and_moves_to_finished() -> None:
+    state = reduce([started(), finished()])
+    assert state.running == {}
+    [row] = state.finished
+    assert (row.execution_id, row.status, row.duration_ms, row.operations) == ("e1", "success",
+                                                                               12_000, 4)
+    assert row.scenario_name == "Orders"
+    assert state.counts == {"success": 1}
+
+
+def test_running_rows_keep_their_start_order_and_only_the_finished_one_leaves() -> None:
+    state = reduce([started("e1"), started("e2", sid=8, t=1), finished("e1", t=5)])
+    assert list(state.running) == ["e2"]
+    assert [row.execution_id for row in state.finished] == ["e1"]
+
+
+def test_history_progress_is_an_estimate_that_follows_the_clock_and_stops_at_99() -> None:
+    state = reduce([
+        started(expected=10_000),
+        ExecutionProgress(scenario_id=7, execution_id="e1", elapsed_ms=4000,
+                          expected_duration_ms=10_000, percent=40.0, basis="history", **at(4)),
+    ])
+    row = state.running["e1"]
+    assert row.estimate
+    assert row.percent_at(T0 + 4) == 40.0
+    assert row.percent_at(T0 + 6) == 60.0
+    assert row.remaining_ms(T0 + 6) == 4000
+    assert row.percent_at(T0 + 30) == 99.0  # overdue: never 100 until seen to end
+    assert row.remaining_ms(T0 + 30) == -20_000
+
+
+def test_module_based_progress_is_not_an_estimate_and_is_not_extrapolated() -> None:
+    state = reduce([
+        started(expected=None),
+        ExecutionProgress(scenario_id=7, execution_id="e1", elapsed_ms=3000, percent=50.0,
+                          basis="modules", **at(3)),
+    ])
+    row = state.running["e1"]
+    assert not row.estimate
+    assert row.percent_at(T0 + 9) == 50.0
+    assert row.remaining_ms(T0 + 3) == 3000
+
+
+def test_progress_for_an_unseen_run_creates_its_row_from_elapsed_time() -> None:
+    state = reduce([
+        ExecutionProgress(scenario_id=7, execution_id="late", elapsed_ms=5000, percent=None,
+                          **at(10)),
+    ])
+    row = state.running["late"]
+    assert row.started_at is None
+    assert row.elapsed_at(T0 + 12) == 7000
+    assert row.percent_at(T0 + 12) is None
+    assert row.remaining_ms(T0 + 12) is None
+
+
+def test_alerts_open_and_resolve_by_alert_id() -> None:
+    state = reduce([alert(AlertRaised, "a1"), alert(AlertRaised, "a2"),
+                    alert(AlertRaised, "a1", t=5), alert(AlertResolved, "a2", t=6)])
+    assert list(state.alerts) == ["a1"]
+    assert state.alerts_raised == 2  # raising a1 again updates it, it is not a new alert
+    apply(state, alert(AlertResolved, "a1", t=7))
+    assert state.alerts == {}
+    apply(state, alert(AlertResolved, "never-raised", t=8))
+    assert state.alerts == {}
+
+
+def test_budget_comes_from_opened_heartbeat_and_throttle() -> None:
+    state = reduce([StreamOpened(targets=[7], api_limit=60, budget_per_min=48, version="1",
+                                 **at(0))])
+    assert (state.budget_per_min, state.api_limit, state.used_last_minute) == (48, 60, None)
+    apply(state, StreamHeartbeat(used_last_minute=12, budget_per_min=47.5, **at(10)))
+    assert (state.budget_per_min, state.used_last_minute) == (47.5, 12)
+    apply(state, ApiThrottled(retry_in_s=30, rate_per_min=40, **at(11)))
+    assert state.budget_per_min == 40
+
+
+def test_health_shows_a_throttle_until_its_retry_time() -> None:
+    state = reduce([ApiThrottled(retry_in_s=30, **at(0))])
+    assert state.health_at(T0 + 10) == ("warn", "throttled by Make, retry in 20s")
+    assert state.health_at(T0 + 31) == ("ok", "ok")
+
+
+def test_health_shows_a_transient_error_until_retry_and_a_fatal_one_for_good() -> None:
+    state = reduce([StreamError(message="connection reset", retry_in_s=5, **at(0))])
+    assert state.health_at(T0 + 1) == ("warn", "retrying in 4s: connection reset")
+    assert state.health_at(T0 + 6) == ("ok", "ok")
+    apply(state, StreamError(message="token revoked", fatal=True, **at(7)))
+    assert state.health_at(T0 + 100) == ("fail", "failed: token revoked")
+
+
+def test_an_error_without_retry_time_lasts_until_the_next_heartbeat() -> None:
+    state = reduce([StreamError(message="HTTP 502", **at(0))])
+    assert state.health_at(T0 + 60)[0] == "warn"
+    apply(state, StreamHeartbeat(**at(61)))
+    assert state.health_at(T0 + 61) == ("ok", "ok")
+
+
+def test_scenario_flags_keep_the_last_known_value_of_each_field() -> None:
+    state = reduce([
+        ScenarioChanged(scenario_id=7, changed=["is_active"], is_active=True, is_invalid=False,
+                        dlq_count=0, scenario_name="Orders", **at(0)),
+        ScenarioChanged(scenario_id=7, changed=["dlq_count"], dlq_count=3, **at(5)),
+    ])
+    row = state.scenarios[7]
+    assert (row.name, row.is_active, row.is_invalid, row.dlq_count) == ("Orders", True, False, 3)
+    assert row.notable
+
+
+def test_finished_error_names_the_module_first() -> None:
+    error = ExecutionErrorInfo(message="503 Service Unavailable", cause_module="HTTP")
+    state = reduce([finished(status="error", error=error)])
+    assert state.finished[0].error == "HTTP: 503 Service Unavailable"
+    assert state.counts == {"error": 1}
+
+
+def test_module_results_are_kept_for_the_latest_execution_of_each_scenario() -> None:
+    def result(eid: str, module_id: int, status: str) -> ModuleResult:
+        return ModuleResult(scenario_id=7, execution_id=eid, module_id=module_id,
+                            status=status, bundles=1, **at(0))
+
+    state = reduce([result("e1", 1, "success"), result("e1", 2, "error"),
+                    result("e2", 1, "warning")])
+    assert state.modules[7] == ("e2", {1: ModuleOutcome("warning", 1)})
+
+
+def test_focus_follows_the_latest_start_and_stays_while_that_scenario_runs() -> None:
+    state = reduce([started("e1", sid=7), started("e2", sid=8, t=1)])
+    assert state.focus == 8
+    apply(state, finished("e1", sid=7, t=2))
+    assert state.focus == 8  # scenario 8 is still running
+    apply(state, finished("e2", sid=8, t=3))
+    apply(state, finished("x", sid=9, t=4))
+    assert state.focus == 9
+
+
+def test_closed_stream_is_recorded() -> None:
+    state = reduce([StreamClosed(reason="count reached", exit_code=0, summary={"finished": 1},
+                                 **at(0))])
+    assert state.closed is not None
+    assert state.health_at(T0) == ("ok", "closed: count reached")
+
+
+def test_the_sample_stream_rebuilds_the_expected_view() -> None:
+    state = reduce(sample_events())
+    assert state.targets == [101, 102, 103]
+    assert sorted(r.execution_id[:4] for r in state.running.values()) == ["6512", "d3d9"]
+    assert [r.status for r in state.finished] == ["success", "warning", "error"]
+    assert list(state.alerts) == ["error_rate:103"]
+    assert state.scenarios[103].is_invalid
+    assert state.health.throttles_seen == 1 and state.health.errors_seen == 1
+    assert state.closed is not None and state.closed.exit_code == 130
+
+
+def test_events_without_time_stamps_do_not_move_the_clock() -> None:
+    state = ViewState()
+    apply(state, StreamHeartbeat(ts="", used_last_minute=3))
+    assert state.now is None and state.used_last_minute == 3
