@@ -83,6 +83,14 @@ def test_unknown_keys_and_bad_values_exit_2_with_one_line(
     assert not path.exists()
 
 
+def test_show_options_before_a_subcommand_are_refused(tmp_path: Path) -> None:
+    result = cli(tmp_path / "c.toml", "--scenario", "5", "set", "queue_max", "1")
+    assert (result.exit_code, result.stderr) == (
+        2, "makestream: error: --scenario and --format go after the subcommand: makestream "
+           "thresholds set ... --scenario ID\n")
+    assert not (tmp_path / "c.toml").exists()
+
+
 def test_a_bad_severity_is_a_usage_error(tmp_path: Path) -> None:
     result = cli(tmp_path / "c.toml", "set", "queue_max", "5", "--severity", "fatal")
     assert result.exit_code == 2

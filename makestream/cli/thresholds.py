@@ -27,6 +27,7 @@ from makestream.cli.common import (
     DemoOpt,
     SpeedOpt,
     TokenFileOpt,
+    die,
     open_client,
     run,
 )
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from makestream.engine.rules import EffectiveThresholds, Threshold
 
 thresholds_app = typer.Typer(
-    help="Show and change the alert thresholds (the config file), check it, and try the rules "
-    "on a scenario's recent runs.",
+    help="Show the alert thresholds in effect (without a command), change them in the config "
+    "file, check the file, and try the rules on a scenario's recent runs.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -59,7 +60,7 @@ ScenarioOpt = typer.Option(None, "--scenario", min=1, help="A scenario's own thr
 FormatOpt = typer.Option(OutputFormat.auto, "--format",
                          help="table on a terminal, json otherwise, unless given.")
 SeverityOpt = typer.Option(None, "--severity", help="The alert severity.")
-CheckFileArg = typer.Argument(None, dir_okay=False,
+CheckFileArg = typer.Argument(None, dir_okay=False, metavar="FILE",
                               help="The file to check (default: the config file).")
 
 
@@ -122,6 +123,9 @@ def show(
 ) -> None:
     """Show the thresholds in effect (for one scenario with --scenario)."""
     if ctx.invoked_subcommand is not None:
+        if scenario is not None or fmt is not OutputFormat.auto:
+            die(f"--scenario and --format go after the subcommand: makestream thresholds "
+                f"{ctx.invoked_subcommand} ... --scenario ID", 2)
         return
 
     async def main() -> int:
@@ -150,10 +154,14 @@ def show(
 
 @thresholds_app.command("set")
 def set_(
-    key: str = typer.Argument(..., help="A rule (e.g. duration_max_s) or RULE.PARAM "
-                              "(e.g. error_rate.window_runs)."),
-    value: str = typer.Argument(..., help="A number, a duration for keys in seconds (10m), "
-                                "or on/off."),
+    key: str = typer.Argument(
+        ..., metavar="KEY",
+        help="A rule (e.g. duration_max_s) or RULE.PARAM (e.g. error_rate.window_runs).",
+    ),
+    value: str = typer.Argument(
+        ..., metavar="VALUE",
+        help="A number, a duration for keys in seconds (10m), or on/off.",
+    ),
     scenario: int | None = ScenarioOpt,
     severity: SeverityChoice | None = SeverityOpt,
 ) -> None:
@@ -174,7 +182,7 @@ def set_(
 
 @thresholds_app.command()
 def unset(
-    key: str = typer.Argument(..., help="A rule or RULE.PARAM."),
+    key: str = typer.Argument(..., metavar="KEY", help="A rule or RULE.PARAM."),
     scenario: int | None = ScenarioOpt,
 ) -> None:
     """Remove a threshold from the config file, so the default (or the general one) applies."""
@@ -251,7 +259,7 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
 
 @thresholds_app.command()
 def test(
-    scenario: int = typer.Argument(..., min=1, help="The scenario id."),
+    scenario: int = typer.Argument(..., min=1, metavar="SCENARIO", help="The scenario id."),
     last: int = typer.Option(50, "--last", min=1, max=1000, help="Recent executions to replay."),
     fmt: OutputFormat = FormatOpt,
     demo: bool = DemoOpt,

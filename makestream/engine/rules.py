@@ -195,11 +195,18 @@ class EffectiveThresholds:
     defaults: Mapping[str, Override] = field(default_factory=dict)
     scenarios: Mapping[int, Mapping[str, Override]] = field(default_factory=dict)
     renotify_s: float | None = None
+    # The evaluator asks for every rule of every scenario on each tick; merge each pair once.
+    _cache: dict[tuple[str, int | None], Threshold] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def threshold(self, key: str, scenario_id: int | None = None) -> Threshold:
+        cached = self._cache.get((key, scenario_id))
+        if cached is not None:
+            return cached
         merged = _merge(builtin(key), self.defaults.get(key), "config")
         if scenario_id is not None:
             merged = _merge(merged, self.scenarios.get(scenario_id, {}).get(key), "scenario")
+        self._cache[(key, scenario_id)] = merged
         return merged
 
     def get(self, key: str, scenario_id: int | None = None) -> Threshold | None:

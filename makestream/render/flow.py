@@ -81,18 +81,19 @@ def _lines(flow: list[BlueprintModule], prefix: str, g: Glyphs, *, routed: bool)
         if name and not (routed and index == 0):
             yield _Line(prefix, "filter", f"filter: {name}")
         yield _Line(prefix, "module", "", module)
-        branches: list[tuple[str, str, list[BlueprintModule], bool]] = []
+        branches: list[tuple[str, str, list[BlueprintModule]]] = []
         for number, route in enumerate(module.routes, start=1):
             first = _filter_name(route.flow[0]) if route.flow else None
             detail = f"filter: {first}" if first else "no filter"
-            branches.append(("route", f"route {number} {g.middot} {detail}", route.flow, True))
+            branches.append(("route", f"route {number} {g.middot} {detail}", route.flow))
         if module.onerror:
-            branches.append(("handler", "on error", module.onerror, False))
-        for position, (kind, label, chain, is_route) in enumerate(branches):
+            branches.append(("handler", "on error", module.onerror))
+        for position, (kind, label, chain) in enumerate(branches):
             last = position == len(branches) - 1
             extra = "" if chain else "empty"
             yield _Line(prefix + (g.elbow if last else g.tee), kind, label, extra=extra)
-            yield from _lines(chain, prefix + ("   " if last else g.pipe), g, routed=is_route)
+            yield from _lines(chain, prefix + ("   " if last else g.pipe), g,
+                              routed=kind == "route")
 
 
 def module_title(module: BlueprintModule, g: Glyphs) -> str:

@@ -198,8 +198,9 @@ class ViewState:
         if now is not None and h.throttled_until is not None and now < h.throttled_until:
             return "warn", f"throttled by Make, retry in {h.throttled_until - now:.0f}s"
         if h.error is not None and (h.retry_at is None or (now is not None and now < h.retry_at)):
-            wait = f" in {h.retry_at - now:.0f}s" if h.retry_at is not None and now else ""
-            return "warn", f"retrying{wait}: {h.error}"
+            if h.retry_at is not None and now is not None:
+                return "warn", f"retrying in {h.retry_at - now:.0f}s: {h.error}"
+            return "warn", f"retrying: {h.error}"
         return "ok", "ok"
 
 
