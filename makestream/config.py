@@ -73,14 +73,14 @@ NEW_FILE_HEADER = "# makestream configuration (see: makestream thresholds --help
 def _not_bool(value: Any) -> Any:
     # pydantic reads true as 1 in lax mode; a boolean where a number belongs is a mistake.
     if isinstance(value, bool):
-        raise PydanticCustomError("number_type", "must be a number, not {input}",
-                                  {"input": str(value).lower()})
+        raise PydanticCustomError(
+            "number_type", "must be a number, not {input}", {"input": str(value).lower()}
+        )
     return value
 
 
 def _number(integer: bool, minimum: float, exclusive: bool, maximum: float | None) -> Any:
-    limits = Field(gt=minimum if exclusive else None, ge=None if exclusive else minimum,
-                   le=maximum)
+    limits = Field(gt=minimum if exclusive else None, ge=None if exclusive else minimum, le=maximum)
     return Annotated[int if integer else float, BeforeValidator(_not_bool), limits]
 
 
@@ -102,9 +102,9 @@ class _Entry(BaseModel):
             return {"value": data}
         if isinstance(data, dict):
             return data
-        shape = "a number, true, false, or a table such as { value = 3, severity = \"critical\" }"
+        shape = 'a number, true, false, or a table such as { value = 3, severity = "critical" }'
         if not cls.has_value:
-            shape = "true, false, or a table such as { severity = \"warning\" }"
+            shape = 'true, false, or a table such as { severity = "warning" }'
         raise PydanticCustomError("threshold_shape", "must be {shape}", {"shape": shape})
 
 
@@ -136,7 +136,8 @@ class _Alerts(BaseModel):
 
 _Scenario = create_model("Scenario", __config__=_STRICT, thresholds=(_Table | None, None))
 _File = create_model(
-    "ConfigFile", __config__=_STRICT,
+    "ConfigFile",
+    __config__=_STRICT,
     alerts=(_Alerts, _Alerts()),
     thresholds=(_Table | None, None),
     scenarios=(dict[Annotated[int, Field(gt=0)], _Scenario], {}),
@@ -144,8 +145,19 @@ _File = create_model(
 
 # --- errors, and where they are in the file -----------------------------------------------------
 
-_VOCABULARY = sorted({"alerts", "thresholds", "scenarios", "renotify_s", "value", "severity",
-                      "enabled", *RULES, *(p for s in RULES.values() for p in s.params)})
+_VOCABULARY = sorted(
+    {
+        "alerts",
+        "thresholds",
+        "scenarios",
+        "renotify_s",
+        "value",
+        "severity",
+        "enabled",
+        *RULES,
+        *(p for s in RULES.values() for p in s.params),
+    }
+)
 _PART = r'(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')'
 _DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
 _HEADER = re.compile(rf"^\s*\[\[?\s*(?P<key>{_DOTTED})\s*\]\]?")
@@ -212,8 +224,11 @@ def _problem(exc: ValidationError) -> Problem:
     else:
         message = first["msg"].replace("Input should be", "must be")
         value = first.get("input")
-        if isinstance(value, int | float | str) and not isinstance(value, bool) and \
-                kind != "threshold_shape":
+        if (
+            isinstance(value, int | float | str)
+            and not isinstance(value, bool)
+            and kind != "threshold_shape"
+        ):
             message += f" (got {value!r})"
     return Problem(loc, message, len(errors) - 1)
 
@@ -225,9 +240,12 @@ def _overrides(table: Mapping[str, Any] | None) -> dict[str, Override]:
             continue
         params = {n: float(entry[n]) for n in RULES[key].params if entry.get(n) is not None}
         value = entry.get("value")
-        result[key] = Override(value=None if value is None else float(value),
-                               severity=entry.get("severity"), enabled=entry.get("enabled"),
-                               params=params)
+        result[key] = Override(
+            value=None if value is None else float(value),
+            severity=entry.get("severity"),
+            enabled=entry.get("enabled"),
+            params=params,
+        )
     return result
 
 
@@ -237,16 +255,17 @@ def _check_merged(thresholds: EffectiveThresholds) -> Problem | None:
     tables: list[tuple[tuple[str, ...], int | None, Mapping[str, Override]]] = [
         (("thresholds",), None, thresholds.defaults)
     ]
-    tables += [(("scenarios", str(sid), "thresholds"), sid, t)
-               for sid, t in thresholds.scenarios.items()]
+    tables += [
+        (("scenarios", str(sid), "thresholds"), sid, t) for sid, t in thresholds.scenarios.items()
+    ]
     for prefix, sid, table in tables:
         for key in table:
             merged = thresholds.threshold(key, sid)
             if merged.enabled and not merged.active:
-                return Problem((*prefix, key), f"needs a value to be turned on (e.g. {key} = "
-                               "1000)")
+                return Problem((*prefix, key), f"needs a value to be turned on (e.g. {key} = 1000)")
             if "min_runs" in merged.params and merged.param("min_runs") > merged.param(
-                    "window_runs"):
+                "window_runs"
+            ):
                 return Problem((*prefix, key), "min_runs must not exceed window_runs")
     return None
 
@@ -376,8 +395,9 @@ def split_key(key: str) -> tuple[str, str | None]:
     if rule not in RULES:
         hint = difflib.get_close_matches(rule, list(RULES), n=1, cutoff=0.6)
         suggestion = f" (did you mean {hint[0]}?)" if hint else ""
-        raise UsageError(f"unknown threshold {rule!r}{suggestion}; "
-                         "`makestream thresholds` lists them")
+        raise UsageError(
+            f"unknown threshold {rule!r}{suggestion}; `makestream thresholds` lists them"
+        )
     if param and param not in RULES[rule].params:
         known = ", ".join(RULES[rule].params) or "none"
         raise UsageError(f"{rule} has no parameter {param!r} (its parameters: {known})")
@@ -463,8 +483,11 @@ def _drop_key(table: Any, rule: str, key: str) -> None:
     if not isinstance(entry, tomlkit.items.InlineTable):
         del entry[key]
         return
-    parts = [f"{k.as_string().strip()} = {v.as_string().strip()}" for k, v in entry.value.body
-             if k is not None and k.key != key]
+    parts = [
+        f"{k.as_string().strip()} = {v.as_string().strip()}"
+        for k, v in entry.value.body
+        if k is not None and k.key != key
+    ]
     pad = " " if entry.as_string().startswith("{ ") else ""
     fresh: Any = tomlkit.parse(f"x = {{{pad}{', '.join(parts)}{pad}}}")["x"]
     fresh.trivia.comment_ws, fresh.trivia.comment = entry.trivia.comment_ws, entry.trivia.comment
@@ -516,15 +539,22 @@ def _save(path: Path, doc: tomlkit.TOMLDocument, what: str) -> None:
     result = check_document(tomlkit.parse(text).unwrap())
     if isinstance(result, Problem):
         # Name the field within the rule ("value", "window_runs"); the rule is in `what`.
-        inner = result.loc[result.loc.index("thresholds") + 2:] if "thresholds" in result.loc \
-            else ()
+        inner = (
+            result.loc[result.loc.index("thresholds") + 2 :] if "thresholds" in result.loc else ()
+        )
         field = f"{'.'.join(inner)} " if inner else ""
         raise UsageError(f"{what}: {field}{result.message}")
     write_atomic(path, text)
 
 
-def set_threshold(path: Path, key: str, value: str, *, scenario: int | None = None,
-                  severity: Severity | None = None) -> None:
+def set_threshold(
+    path: Path,
+    key: str,
+    value: str,
+    *,
+    scenario: int | None = None,
+    severity: Severity | None = None,
+) -> None:
     """`thresholds set`: set a rule's value (or on/off, or one parameter) and maybe severity."""
     setting = parse_setting(key, value)
     doc, _ = _open_for_edit(path)
@@ -562,9 +592,11 @@ def reset_thresholds(path: Path, *, scenario: int | None = None) -> bool:
         return False
     changed = False
     scenarios: Any = doc.get("scenarios")
-    targets = [scenario] if scenario is not None else [
-        int(s) for s in (scenarios or {}) if str(s).isdigit()
-    ]
+    targets = (
+        [scenario]
+        if scenario is not None
+        else [int(s) for s in (scenarios or {}) if str(s).isdigit()]
+    )
     for sid in targets:
         if _thresholds_table(doc, sid, create=False) is not None:
             del doc["scenarios"][str(sid)]["thresholds"]

@@ -30,18 +30,26 @@ def evaluator(toml: str = "") -> AlertEvaluator:
     return AlertEvaluator(parse(toml) if toml else EffectiveThresholds())
 
 
-def run(status: str = "success", *, sid: int = 1, seconds: float = 1.0, eid: str = "e",
-        **figures: int) -> ExecutionFinished:
-    return ExecutionFinished(scenario_id=sid, execution_id=eid, status=status,
-                             duration_ms=int(seconds * 1000), scenario_name="Orders", **figures)
+def run(
+    status: str = "success", *, sid: int = 1, seconds: float = 1.0, eid: str = "e", **figures: int
+) -> ExecutionFinished:
+    return ExecutionFinished(
+        scenario_id=sid,
+        execution_id=eid,
+        status=status,
+        duration_ms=int(seconds * 1000),
+        scenario_name="Orders",
+        **figures,
+    )
 
 
 def kinds(events: Sequence[AlertEvent]) -> list[tuple[str, str]]:
     return [(e.type.split(".")[1], e.alert_id) for e in events]
 
 
-def feed(ev: AlertEvaluator, events: Sequence[ExecutionFinished], start: float = T
-         ) -> list[list[tuple[str, str]]]:
+def feed(
+    ev: AlertEvaluator, events: Sequence[ExecutionFinished], start: float = T
+) -> list[list[tuple[str, str]]]:
     """Each event's alerts, one second apart."""
     return [kinds(ev.observe(e, start + i)) for i, e in enumerate(events)]
 
@@ -49,12 +57,15 @@ def feed(ev: AlertEvaluator, events: Sequence[ExecutionFinished], start: float =
 # --- per-run limits -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "field", "over", "under"), [
-    ("duration_max_s", "seconds", 11.0, 5.0),
-    ("operations_max", "operations", 11, 5),
-    ("transfer_max_bytes", "transfer_bytes", 11, 5),
-    ("centicredits_max", "centicredits", 11, 5),
-])
+@pytest.mark.parametrize(
+    ("key", "field", "over", "under"),
+    [
+        ("duration_max_s", "seconds", 11.0, 5.0),
+        ("operations_max", "operations", 11, 5),
+        ("transfer_max_bytes", "transfer_bytes", 11, 5),
+        ("centicredits_max", "centicredits", 11, 5),
+    ],
+)
 def test_a_per_run_limit_is_raised_once_and_resolved_by_a_run_within_it(
     key: str, field: str, over: float, under: float
 ) -> None:
@@ -73,7 +84,11 @@ def test_the_raised_alert_carries_value_threshold_severity_and_a_message() -> No
     [alert] = ev.observe(run(seconds=412), T)
     assert isinstance(alert, AlertRaised)
     assert (alert.rule, alert.severity, alert.value, alert.threshold) == (
-        "duration_max_s", "critical", 412.0, 300.0)
+        "duration_max_s",
+        "critical",
+        412.0,
+        300.0,
+    )
     assert alert.scenario_id == 1
     assert alert.message == "scenario 1 (Orders): a run took 6.9 min, over the limit of 5.0 min"
 
@@ -115,8 +130,10 @@ def test_learned_history_counts_from_the_first_run_watched() -> None:
 
 @pytest.mark.parametrize("key,status", [("error_rate", "error"), ("warning_rate", "warning")])
 def test_a_rate_over_a_window_of_runs_is_raised_and_resolved(key: str, status: str) -> None:
-    ev = evaluator(f"[thresholds]\n{key} = {{ value = 0.5, window_runs = 4, min_runs = 4 }}\n"
-                   "consecutive_failures = false\n")
+    ev = evaluator(
+        f"[thresholds]\n{key} = {{ value = 0.5, window_runs = 4, min_runs = 4 }}\n"
+        "consecutive_failures = false\n"
+    )
     ok, bad = run(), run(status)
     # window at each step: s | s b | s b b (3 < min_runs) | s b b s = 50% | b b s s | b s s s
     steps = feed(ev, [ok, bad, bad, ok, ok, ok])
@@ -126,8 +143,10 @@ def test_a_rate_over_a_window_of_runs_is_raised_and_resolved(key: str, status: s
 
 
 def test_a_rate_over_a_time_window_resolves_when_its_runs_age_out() -> None:
-    ev = evaluator("[thresholds]\nerror_rate = { value = 0.5, window_s = 60, min_runs = 2 }\n"
-                   "consecutive_failures = false\n")
+    ev = evaluator(
+        "[thresholds]\nerror_rate = { value = 0.5, window_s = 60, min_runs = 2 }\n"
+        "consecutive_failures = false\n"
+    )
     steps = feed(ev, [run("error"), run("error")])
     assert steps == [[], [("raised", "error_rate:1")]]
     state = {1: ScenarioState(1)}
@@ -139,8 +158,20 @@ def test_a_rate_over_a_time_window_resolves_when_its_runs_age_out() -> None:
 def test_consecutive_failures_count_errors_only_and_resolve_on_the_next_good_run() -> None:
     ev = evaluator("[thresholds]\nconsecutive_failures = 3\nerror_rate = false\n")
     alert = "consecutive_failures:1"
-    steps = feed(ev, [run("error"), run("error"), run("warning"), run("error"), run("error"),
-                      run("error"), run("error"), run("warning"), run("error")])
+    steps = feed(
+        ev,
+        [
+            run("error"),
+            run("error"),
+            run("warning"),
+            run("error"),
+            run("error"),
+            run("error"),
+            run("error"),
+            run("warning"),
+            run("error"),
+        ],
+    )
     assert steps == [[], [], [], [], [], [("raised", alert)], [], [("resolved", alert)], []]
 
 
@@ -153,8 +184,9 @@ def test_failing_runs_keep_one_incident_per_rule() -> None:
 # --- scenario flags, DLQ and queue ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key,field", [("scenario_invalid", "is_invalid"),
-                                       ("scenario_paused", "is_paused")])
+@pytest.mark.parametrize(
+    "key,field", [("scenario_invalid", "is_invalid"), ("scenario_paused", "is_paused")]
+)
 def test_a_flag_from_scenario_changed_is_raised_and_resolved(key: str, field: str) -> None:
     ev = evaluator()
     on = ScenarioChanged(scenario_id=1, changed=[field], **{field: True})
@@ -183,9 +215,15 @@ def test_dlq_growth_counts_from_the_lowest_count_seen() -> None:
         return kinds(ev.observe(ScenarioChanged(scenario_id=1, dlq_count=count), at))
 
     alert = "dlq_growth:1"
-    assert [dlq(5, T), dlq(6, T + 1), dlq(7, T + 2), dlq(9, T + 3), dlq(6, T + 4),
-            dlq(3, T + 5), dlq(5, T + 6)] == [
-        [], [], [("raised", alert)], [], [("resolved", alert)], [], [("raised", alert)]]
+    assert [
+        dlq(5, T),
+        dlq(6, T + 1),
+        dlq(7, T + 2),
+        dlq(9, T + 3),
+        dlq(6, T + 4),
+        dlq(3, T + 5),
+        dlq(5, T + 6),
+    ] == [[], [], [("raised", alert)], [], [("resolved", alert)], [], [("raised", alert)]]
 
 
 def test_a_webhook_queue_above_its_limit_is_raised_and_resolved() -> None:
@@ -242,11 +280,13 @@ def test_a_missed_interval_schedule_is_raised_and_resolved_by_the_next_run() -> 
     assert ev.tick(T + 80, {1: state}, None) == []  # due at T+60, within the grace
     [alert] = ev.tick(T + 91, {1: state}, None)
     assert alert.alert_id == "missed_schedule_grace_s:1"
-    assert alert.message.startswith(f"scenario 1 (Orders): no run since a run was due at "
-                                    f"{rfc3339(T + 60)}")
+    assert alert.message.startswith(
+        f"scenario 1 (Orders): no run since a run was due at {rfc3339(T + 60)}"
+    )
     assert ev.tick(T + 120, {1: state}, None) == []
-    started = ExecutionStarted(scenario_id=1, execution_id="x", source="auto",
-                               started_at=rfc3339(T + 130))
+    started = ExecutionStarted(
+        scenario_id=1, execution_id="x", source="auto", started_at=rfc3339(T + 130)
+    )
     assert kinds(ev.observe(started, T + 130)) == [("resolved", "missed_schedule_grace_s:1")]
     assert ev.tick(T + 131, {1: state}, None) == []
 
@@ -271,10 +311,15 @@ def test_a_next_exec_due_before_watching_began_gets_the_grace_from_then() -> Non
     assert kinds(ev.tick(T + 31, {1: state}, None)) == [("raised", "missed_schedule_grace_s:1")]
 
 
-@pytest.mark.parametrize("fields", [
-    {"isActive": False}, {"isPaused": True}, {"scheduling": {"type": "immediately"}},
-    {"scheduling": {"type": "on-demand"}},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"isActive": False},
+        {"isPaused": True},
+        {"scheduling": {"type": "immediately"}},
+        {"scheduling": {"type": "on-demand"}},
+    ],
+)
 def test_no_schedule_is_missed_when_none_is_expected(fields: dict[str, object]) -> None:
     ev = evaluator("[thresholds]\nmissed_schedule_grace_s = 30\nscenario_paused = false\n")
     state = _scheduled(**{"scheduling": {"type": "indefinitely", "interval": 60}, **fields})
@@ -291,8 +336,14 @@ def test_a_running_execution_is_not_a_missed_schedule() -> None:
 
 
 def _budget(used: int, rate: float = 48.0) -> BudgetSnapshot:
-    return BudgetSnapshot(limit_per_min=60, rate_per_min=rate, used_last_minute=used,
-                          remaining=max(0, int(rate) - used), throttled_until=None, share=0.8)
+    return BudgetSnapshot(
+        limit_per_min=60,
+        rate_per_min=rate,
+        used_last_minute=used,
+        remaining=max(0, int(rate) - used),
+        throttled_until=None,
+        share=0.8,
+    )
 
 
 def test_request_budget_usage_is_raised_and_resolved() -> None:
@@ -323,8 +374,9 @@ def test_an_active_alert_is_renotified_on_its_interval_with_the_same_id() -> Non
 
 
 def test_a_disabled_rule_never_fires() -> None:
-    ev = evaluator("[thresholds]\nconsecutive_failures = { value = 1, enabled = false }\n"
-                   "error_rate = false\n")
+    ev = evaluator(
+        "[thresholds]\nconsecutive_failures = { value = 1, enabled = false }\nerror_rate = false\n"
+    )
     assert feed(ev, [run("error")] * 5) == [[]] * 5
 
 
@@ -332,10 +384,15 @@ def test_events_without_a_scenario_are_ignored() -> None:
     assert evaluator().observe(StreamHeartbeat(), T) == []
 
 
-@pytest.mark.parametrize(("threshold", "severity", "expected"), [
-    ("warning", "warning", True), ("warning", "critical", True),
-    ("critical", "warning", False), ("critical", "critical", True),
-])
+@pytest.mark.parametrize(
+    ("threshold", "severity", "expected"),
+    [
+        ("warning", "warning", True),
+        ("warning", "critical", True),
+        ("critical", "warning", False),
+        ("critical", "critical", True),
+    ],
+)
 def test_fails_counts_critical_for_warning(threshold: str, severity: str, expected: bool) -> None:
     alert = AlertRaised(alert_id="a", rule="r", severity=severity, message="m")
     resolved = AlertResolved(alert_id="a", rule="r", severity=severity, message="m")
@@ -347,11 +404,13 @@ def test_raised_and_resolved_alternate_for_every_alert_over_a_long_random_run() 
     import random
 
     rng = random.Random(7)
-    ev = evaluator("[thresholds]\nconsecutive_failures = 2\nduration_max_s = 20\n"
-                   "error_rate = { value = 0.4, window_runs = 5, min_runs = 3 }\n"
-                   "warning_rate = { value = 0.4, window_runs = 5, min_runs = 3 }\n"
-                   "duration_p95_factor = { value = 1.5, min_samples = 5 }\n"
-                   "dlq_growth = 1\nqueue_max = 5\n")
+    ev = evaluator(
+        "[thresholds]\nconsecutive_failures = 2\nduration_max_s = 20\n"
+        "error_rate = { value = 0.4, window_runs = 5, min_runs = 3 }\n"
+        "warning_rate = { value = 0.4, window_runs = 5, min_runs = 3 }\n"
+        "duration_p95_factor = { value = 1.5, min_samples = 5 }\n"
+        "dlq_growth = 1\nqueue_max = 5\n"
+    )
     seen: dict[str, str] = {}
     for i in range(2000):
         now = T + i
@@ -360,14 +419,24 @@ def test_raised_and_resolved_alternate_for_every_alert_over_a_long_random_run() 
             seconds = rng.uniform(1, 10) if rng.random() < 0.95 else rng.uniform(10, 60)
             out = ev.observe(run(status, seconds=seconds), now)
         else:
-            out = ev.observe(ScenarioChanged(scenario_id=1, dlq_count=rng.randint(0, 3),
-                                             queue_count=rng.randint(0, 8)), now)
+            out = ev.observe(
+                ScenarioChanged(
+                    scenario_id=1, dlq_count=rng.randint(0, 3), queue_count=rng.randint(0, 8)
+                ),
+                now,
+            )
         for alert in out:
             assert seen.get(alert.alert_id, "alert.resolved") != alert.type, alert
             seen[alert.alert_id] = alert.type
-    assert sorted(seen) == ["consecutive_failures:1", "dlq_growth:1", "duration_max_s:1",
-                            "duration_p95_factor:1", "error_rate:1", "queue_max:1",
-                            "warning_rate:1"]
+    assert sorted(seen) == [
+        "consecutive_failures:1",
+        "dlq_growth:1",
+        "duration_max_s:1",
+        "duration_p95_factor:1",
+        "error_rate:1",
+        "queue_max:1",
+        "warning_rate:1",
+    ]
 
 
 # --- replay (thresholds test) ---------------------------------------------------------------------
@@ -375,8 +444,10 @@ def test_raised_and_resolved_alternate_for_every_alert_over_a_long_random_run() 
 
 def test_replay_shows_what_recent_runs_would_have_raised() -> None:
     ms = int(T * 1000)
-    logs = [log_entry(1, ts_ms=ms + i * 60_000, status=s, duration=5000)
-            for i, s in enumerate([1, 3, 3, 3, 1])]
+    logs = [
+        log_entry(1, ts_ms=ms + i * 60_000, status=s, duration=5000)
+        for i, s in enumerate([1, 3, 3, 3, 1])
+    ]
     thresholds = parse("[thresholds]\nconsecutive_failures = 3\nerror_rate = false\n")
     info = scenario(1, isPaused=True)
     alerts = replay(thresholds, info, list(reversed(logs)), now=T + 600)

@@ -36,9 +36,18 @@ class Sim:
     def __init__(self, url: str, env: dict[str, str]) -> None:
         self.url, self.env = url, env
 
-    def run(self, *args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(makestream(*args), env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
+    def run(
+        self, *args: str, timeout: float = 60, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            makestream(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **kw,
+        )  # type: ignore[call-overload]
 
 
 @pytest.fixture
@@ -47,14 +56,24 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
     world.write_text(json.dumps(outcome_world(api_limit=600).model_dump(mode="json")))
     port = free_port()
     clock = Clock(SPEED)
-    env = {**os.environ, "MAKESTREAM_CLOCK": clock.spec(), "MAKE_API_TOKEN": DEMO_TOKEN,
-           "MAKE_API_URL": f"http://127.0.0.1:{port}/api/v2", "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "MAKESTREAM_CLOCK": clock.spec(),
+        "MAKE_API_TOKEN": DEMO_TOKEN,
+        "MAKE_API_URL": f"http://127.0.0.1:{port}/api/v2",
+        "NO_COLOR": "1",
+    }
     env.pop("MAKE_ZONE", None)
     log = tmp_path / "sim.log"
-    with log.open("w") as stderr, subprocess.Popen(
-        makestream("sim", "serve", "--port", str(port), "--world", str(world)),
-        env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-    ) as server:
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            makestream("sim", "serve", "--port", str(port), "--world", str(world)),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        ) as server,
+    ):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -71,8 +90,9 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
             server.wait(timeout=10)
 
 
-@pytest.mark.parametrize(("scenario", "code", "status"),
-                         [(201, 0, "success"), (202, 3, "warning"), (203, 1, "error")])
+@pytest.mark.parametrize(
+    ("scenario", "code", "status"), [(201, 0, "success"), (202, 3, "warning"), (203, 1, "error")]
+)
 def test_run_exit_status_by_outcome(sim: Sim, scenario: int, code: int, status: str) -> None:
     done = sim.run("watch", str(scenario), "--run", "--exit-status", "--timeout", "10m")
     assert done.returncode == code, done.stderr
@@ -93,8 +113,9 @@ def test_timeout_exits_5(sim: Sim) -> None:
 
 def test_bad_token_exits_6_with_one_line(sim: Sim) -> None:
     env = {**sim.env, "MAKE_API_TOKEN": "00000000-0000-4000-8000-000000000000"}
-    done = subprocess.run(makestream("watch", "201"), env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        makestream("watch", "201"), env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 6
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("makestream: error: ")
@@ -103,29 +124,47 @@ def test_bad_token_exits_6_with_one_line(sim: Sim) -> None:
 
 
 def test_usage_errors_exit_2(sim: Sim) -> None:
-    for args in (["watch", "201", "--timeout", "soon"], ["watch", "201", "--resume", "x"],
-                 ["watch", "--run"], ["watch", "201", "--data", "{"]):
+    for args in (
+        ["watch", "201", "--timeout", "soon"],
+        ["watch", "201", "--resume", "x"],
+        ["watch", "--run"],
+        ["watch", "201", "--data", "{"],
+    ):
         done = sim.run(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stdout == ""
 
 
 def test_closed_pipe_ends_quietly(sim: Sim) -> None:
-    with subprocess.Popen(makestream("watch", "201", "202", "203"), env=sim.env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as watch:
+    with subprocess.Popen(
+        makestream("watch", "201", "202", "203"),
+        env=sim.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as watch:
         assert watch.stdout is not None and watch.stderr is not None
         watch.stdout.readline()
         watch.stdout.close()  # as `| head -1` does
-        subprocess.run(makestream("watch", "201", "--run"), env=sim.env, capture_output=True,
-                       timeout=60, check=False)
+        subprocess.run(
+            makestream("watch", "201", "--run"),
+            env=sim.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert watch.wait(timeout=30) == 0
         assert watch.stderr.read() == b""
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_close_the_stream(sim: Sim, sig: int, code: int) -> None:
-    with subprocess.Popen(makestream("watch", "201"), env=sim.env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as watch:
+    with subprocess.Popen(
+        makestream("watch", "201"),
+        env=sim.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as watch:
         assert watch.stdout is not None
         assert json.loads(watch.stdout.readline())["type"] == "stream.opened"
         watch.send_signal(sig)
@@ -136,8 +175,13 @@ def test_signals_close_the_stream(sim: Sim, sig: int, code: int) -> None:
 
 
 def test_demo_count_pipes_to_jq_shape() -> None:
-    done = subprocess.run(makestream("watch", "--demo", "--count", "3"), capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        makestream("watch", "--demo", "--count", "3"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert sum(e["type"] == "execution.finished" for e in events) == 3
@@ -169,6 +213,9 @@ def test_sim_serve_answers_with_make_shapes(sim: Sim) -> None:
     headers = {"Authorization": f"Token {DEMO_TOKEN}"}
     ok = httpx.get(f"{sim.url}/scenarios", params={"teamId": 1}, headers=headers)
     assert ok.status_code == 200 and "pg" in ok.json() and ok.json()["scenarios"]
-    bad = httpx.get(f"{sim.url}/scenarios", params={"teamId": 1},
-                    headers={"Authorization": "Token 00000000-0000-4000-8000-000000000000"})
+    bad = httpx.get(
+        f"{sim.url}/scenarios",
+        params={"teamId": 1},
+        headers={"Authorization": "Token 00000000-0000-4000-8000-000000000000"},
+    )
     assert bad.status_code == 401 and set(bad.json()) >= {"detail", "message", "code"}

@@ -35,7 +35,8 @@ consecutive_failures = { value = 1 }
 
 def test_the_path_comes_from_makestream_config_then_xdg_then_home(tmp_path: Path) -> None:
     assert default_path({"MAKESTREAM_CONFIG": "/etc/ms.toml", "XDG_CONFIG_HOME": "/x"}) == Path(
-        "/etc/ms.toml")
+        "/etc/ms.toml"
+    )
     assert default_path({"XDG_CONFIG_HOME": "/x"}) == Path("/x/makestream/config.toml")
     home = Path.home() / ".config" / "makestream" / "config.toml"
     assert default_path({}) == home
@@ -56,55 +57,90 @@ def test_thresholds_merge_defaults_file_and_scenario_field_by_field() -> None:
     thresholds = parse(EXAMPLE)
     assert thresholds.renotify_s == 3600
     general = thresholds.for_scenario(None)
-    assert (general["consecutive_failures"].value, general["consecutive_failures"].severity,
-            general["consecutive_failures"].source) == (3, "critical", "config")
+    assert (
+        general["consecutive_failures"].value,
+        general["consecutive_failures"].severity,
+        general["consecutive_failures"].source,
+    ) == (3, "critical", "config")
     assert general["error_rate"].params == {"window_runs": 50, "window_s": 3600, "min_runs": 10}
     assert general["operations_max"].active and general["operations_max"].value == 5000
     assert not general["scenario_paused"].active
     assert general["duration_max_s"].active is False
     own = thresholds.for_scenario(123)
-    assert (own["consecutive_failures"].value, own["consecutive_failures"].severity,
-            own["consecutive_failures"].source) == (1, "critical", "scenario")
+    assert (
+        own["consecutive_failures"].value,
+        own["consecutive_failures"].severity,
+        own["consecutive_failures"].source,
+    ) == (1, "critical", "scenario")
     assert (own["duration_max_s"].value, own["duration_max_s"].active) == (300, True)
     assert own["queue_max"].source == "default"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[thresholds]\n# about errors\nerror_rate = { value = 2 }\n",
-     "cfg.toml:3: thresholds.error_rate.value: must be less than or equal to 1 (got 2)"),
-    ("[thresholds]\nconsecutive_failure = 3\n",
-     "cfg.toml:2: thresholds.consecutive_failure: unknown key (did you mean "
-     "consecutive_failures?)"),
-    ("\n[scenarios.5.thresholds]\nqueue_max = { value = 3, severity = \"fatal\" }\n",
-     "cfg.toml:3: scenarios.5.thresholds.queue_max.severity: must be 'warning' or 'critical' "
-     "(got 'fatal')"),
-    ("[scenarios.abc.thresholds]\nqueue_max = 3\n",
-     "cfg.toml:1: scenarios.abc: scenario ids are positive numbers, as in "
-     "[scenarios.123.thresholds]"),
-    ("a = 1\n[thresholds\n", "cfg.toml:2: invalid TOML: Unexpected character: '\\n'"),
-    ("[thresholds]\nqueue_max = 10\noperations_max = true\n",
-     "cfg.toml:3: thresholds.operations_max: needs a value to be turned on (e.g. operations_max "
-     "= 1000)"),
-    ("[thresholds]\nscenario_paused = 3\n",
-     "cfg.toml:2: thresholds.scenario_paused: must be true, false, or a table such as "
-     "{ severity = \"warning\" }"),
-    ("[thresholds]\nconsecutive_failures = 2.5\n",
-     "cfg.toml:2: thresholds.consecutive_failures.value: must be a valid integer, got a number "
-     "with a fractional part (got 2.5)"),
-    ("[thresholds]\nqueue_max = { value = true }\n",
-     "cfg.toml:2: thresholds.queue_max.value: must be a number, not true"),
-    ("[thresholds]\nerror_rate = { min_runs = 30 }\n",
-     "cfg.toml:2: thresholds.error_rate: min_runs must not exceed window_runs"),
-    ("[thresholds]\nerror_rate = { window = 3 }\n",
-     "cfg.toml:2: thresholds.error_rate.window: unknown key (did you mean window_s?)"),
-    ("[alerts]\n\nrenotify_s = -1\n",
-     "cfg.toml:3: alerts.renotify_s: must be greater than or equal to 0 (got -1)"),
-    ("thresholds.queue_max = -1\n",
-     "cfg.toml:1: thresholds.queue_max.value: must be greater than or equal to 0 (got -1)"),
-    ("[scenarios.9]\nthresholds = { stuck_factor = { min_s = -5 } }\n",
-     "cfg.toml:2: scenarios.9.thresholds.stuck_factor.min_s: must be greater than or equal to 0 "
-     "(got -5)"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[thresholds]\n# about errors\nerror_rate = { value = 2 }\n",
+            "cfg.toml:3: thresholds.error_rate.value: must be less than or equal to 1 (got 2)",
+        ),
+        (
+            "[thresholds]\nconsecutive_failure = 3\n",
+            "cfg.toml:2: thresholds.consecutive_failure: unknown key (did you mean "
+            "consecutive_failures?)",
+        ),
+        (
+            '\n[scenarios.5.thresholds]\nqueue_max = { value = 3, severity = "fatal" }\n',
+            "cfg.toml:3: scenarios.5.thresholds.queue_max.severity: "
+            "must be 'warning' or 'critical' (got 'fatal')",
+        ),
+        (
+            "[scenarios.abc.thresholds]\nqueue_max = 3\n",
+            "cfg.toml:1: scenarios.abc: scenario ids are positive numbers, as in "
+            "[scenarios.123.thresholds]",
+        ),
+        ("a = 1\n[thresholds\n", "cfg.toml:2: invalid TOML: Unexpected character: '\\n'"),
+        (
+            "[thresholds]\nqueue_max = 10\noperations_max = true\n",
+            "cfg.toml:3: thresholds.operations_max: "
+            "needs a value to be turned on (e.g. operations_max = 1000)",
+        ),
+        (
+            "[thresholds]\nscenario_paused = 3\n",
+            "cfg.toml:2: thresholds.scenario_paused: must be true, false, or a table such as "
+            '{ severity = "warning" }',
+        ),
+        (
+            "[thresholds]\nconsecutive_failures = 2.5\n",
+            "cfg.toml:2: thresholds.consecutive_failures.value: "
+            "must be a valid integer, got a number with a fractional part (got 2.5)",
+        ),
+        (
+            "[thresholds]\nqueue_max = { value = true }\n",
+            "cfg.toml:2: thresholds.queue_max.value: must be a number, not true",
+        ),
+        (
+            "[thresholds]\nerror_rate = { min_runs = 30 }\n",
+            "cfg.toml:2: thresholds.error_rate: min_runs must not exceed window_runs",
+        ),
+        (
+            "[thresholds]\nerror_rate = { window = 3 }\n",
+            "cfg.toml:2: thresholds.error_rate.window: unknown key (did you mean window_s?)",
+        ),
+        (
+            "[alerts]\n\nrenotify_s = -1\n",
+            "cfg.toml:3: alerts.renotify_s: must be greater than or equal to 0 (got -1)",
+        ),
+        (
+            "thresholds.queue_max = -1\n",
+            "cfg.toml:1: thresholds.queue_max.value: must be greater than or equal to 0 (got -1)",
+        ),
+        (
+            "[scenarios.9]\nthresholds = { stuck_factor = { min_s = -5 } }\n",
+            "cfg.toml:2: scenarios.9.thresholds.stuck_factor.min_s: "
+            "must be greater than or equal to 0 (got -5)",
+        ),
+    ],
+)
 def test_an_invalid_file_names_file_line_and_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text, "cfg.toml")
@@ -134,7 +170,8 @@ def test_set_creates_the_file_and_its_directories(tmp_path: Path) -> None:
     assert path.read_text() == (
         "# makestream configuration (see: makestream thresholds --help)\n\n"
         "[scenarios.123.thresholds]\n"
-        "duration_max_s = {value = 300, severity = \"critical\"}\n")
+        'duration_max_s = {value = 300, severity = "critical"}\n'
+    )
     assert load(path).thresholds.get("duration_max_s", 123) is not None
 
 
@@ -146,10 +183,12 @@ def test_edits_keep_comments_and_order(tmp_path: Path) -> None:
     config.set_threshold(path, "scenario_paused", "on")
     config.set_threshold(path, "queue_max", "50", severity="critical")
     text = path.read_text()
-    assert "consecutive_failures = { value = 4, severity = \"critical\" }  # wake someone up\n" \
-        in text
-    assert "error_rate = { value = 0.3, window_runs = 40, window_s = 3600, min_runs = 10 }\n" \
-        in text
+    assert (
+        'consecutive_failures = { value = 4, severity = "critical" }  # wake someone up\n' in text
+    )
+    assert (
+        "error_rate = { value = 0.3, window_runs = 40, window_s = 3600, min_runs = 10 }\n" in text
+    )
     assert "scenario_paused = true\n" in text
     assert text.startswith("# alerting for the shop\n[alerts]\nrenotify_s = 3600\n")
     assert text.index("[thresholds]") < text.index("[scenarios.123.thresholds]")
@@ -173,7 +212,8 @@ def test_setting_a_value_turns_a_disabled_rule_back_on(tmp_path: Path) -> None:
     path.write_text("[thresholds]\nqueue_max = {enabled = false, value = 5}  # why\n")
     config.set_threshold(path, "queue_max", "8", severity="critical")
     assert path.read_text() == (
-        "[thresholds]\nqueue_max = {value = 8, severity = \"critical\"}  # why\n")
+        '[thresholds]\nqueue_max = {value = 8, severity = "critical"}  # why\n'
+    )
 
 
 def test_unset_of_a_parameter_keeps_the_rest_of_the_entry(tmp_path: Path) -> None:
@@ -207,23 +247,44 @@ def test_reset_of_one_scenario_leaves_the_rest(tmp_path: Path) -> None:
     assert thresholds.defaults["consecutive_failures"].value == 3
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("nope", "1", "unknown threshold 'nope'; `makestream thresholds` lists them"),
-    ("queue_mx", "1", "unknown threshold 'queue_mx' (did you mean queue_max?); `makestream "
-     "thresholds` lists them"),
-    ("error_rate.windows", "1", "error_rate has no parameter 'windows' (its parameters: "
-     "window_runs, window_s, min_runs)"),
-    ("error_rate", "2", "error_rate 2: value must be less than or equal to 1 (got 2)"),
-    ("error_rate", "lots", "error_rate: 'lots' is not a number"),
-    ("duration_max_s", "soon", "duration_max_s: 'soon' is not a number or a duration such as 90s "
-     "or 10m"),
-    ("scenario_invalid", "3", "scenario_invalid takes no value: use on or off"),
-    ("operations_max", "on", "operations_max on: needs a value to be turned on (e.g. "
-     "operations_max = 1000)"),
-    ("consecutive_failures", "1.5", "consecutive_failures 1.5: value must be a valid integer, got "
-     "a number with a fractional part (got 1.5)"),
-    ("queue_max", "nan", "queue_max: 'nan' is not a finite number"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("nope", "1", "unknown threshold 'nope'; `makestream thresholds` lists them"),
+        (
+            "queue_mx",
+            "1",
+            "unknown threshold 'queue_mx' (did you mean queue_max?); `makestream "
+            "thresholds` lists them",
+        ),
+        (
+            "error_rate.windows",
+            "1",
+            "error_rate has no parameter 'windows' (its parameters: "
+            "window_runs, window_s, min_runs)",
+        ),
+        ("error_rate", "2", "error_rate 2: value must be less than or equal to 1 (got 2)"),
+        ("error_rate", "lots", "error_rate: 'lots' is not a number"),
+        (
+            "duration_max_s",
+            "soon",
+            "duration_max_s: 'soon' is not a number or a duration such as 90s or 10m",
+        ),
+        ("scenario_invalid", "3", "scenario_invalid takes no value: use on or off"),
+        (
+            "operations_max",
+            "on",
+            "operations_max on: needs a value to be turned on (e.g. operations_max = 1000)",
+        ),
+        (
+            "consecutive_failures",
+            "1.5",
+            "consecutive_failures 1.5: value must be a valid integer, got "
+            "a number with a fractional part (got 1.5)",
+        ),
+        ("queue_max", "nan", "queue_max: 'nan' is not a finite number"),
+    ],
+)
 def test_bad_edits_are_refused_and_nothing_is_written(
     tmp_path: Path, key: str, value: str, message: str
 ) -> None:
@@ -238,9 +299,11 @@ def test_an_invalid_file_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     original = b"# mine\n[thresholds]\nerror_rate = 7\n"
     path.write_bytes(original)
-    for edit in (lambda: config.set_threshold(path, "queue_max", "5"),
-                 lambda: config.unset_threshold(path, "error_rate"),
-                 lambda: config.reset_thresholds(path)):
+    for edit in (
+        lambda: config.set_threshold(path, "queue_max", "5"),
+        lambda: config.unset_threshold(path, "error_rate"),
+        lambda: config.reset_thresholds(path),
+    ):
         with pytest.raises(ConfigError, match=r":3: thresholds.error_rate.value: .*not changed$"):
             edit()
         assert path.read_bytes() == original
@@ -261,9 +324,9 @@ def test_writes_are_atomic_keep_the_mode_and_follow_a_symlink(tmp_path: Path) ->
     assert sorted(os.listdir(real.parent)) == ["makestream.toml"]
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "config.toml"
     path.write_text("[thresholds]\nqueue_max = 1\n")
 

@@ -13,7 +13,8 @@ from makestream.cli import app
 from makestream.errors import UsageError
 from makestream.events import encode
 from makestream.render.replay import FLUSH_AT, iter_lines, paced, reemit
-from makestream.render.screen import screen, summary
+from makestream.render.screen import screen
+from makestream.render.summary import summary
 from makestream.render.view import reduce
 
 ENV = {"COLUMNS": "100", "LINES": "30", "NO_COLOR": "", "TERM": "xterm"}

@@ -18,7 +18,8 @@ from makestream.render.compact import CompactWriter
 from makestream.render.console import make_console, wants_color
 from makestream.render.live import LiveWriter
 from makestream.render.ndjson import NdjsonWriter
-from makestream.render.screen import screen, summary
+from makestream.render.screen import screen
+from makestream.render.summary import summary
 from makestream.render.view import reduce
 
 EVENTS = sample_events()

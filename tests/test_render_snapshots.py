@@ -16,7 +16,8 @@ from snapshots import assert_snapshot, render_text, sample_events
 from makestream.events import EVENT_TYPES
 from makestream.make.models import Blueprint
 from makestream.render.compact import CompactWriter, describe
-from makestream.render.screen import screen, summary
+from makestream.render.screen import screen
+from makestream.render.summary import summary
 from makestream.render.view import reduce
 
 EVENTS = sample_events()

@@ -48,8 +48,14 @@ class Receiver:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *headers = head.decode("latin-1").split("\r\n")
-                length = next((int(h.split(":", 1)[1]) for h in headers
-                               if h.lower().startswith("content-length:")), 0)
+                length = next(
+                    (
+                        int(h.split(":", 1)[1])
+                        for h in headers
+                        if h.lower().startswith("content-length:")
+                    ),
+                    0,
+                )
                 body = await reader.readexactly(length)
                 self.requests.append((request_line.split()[1], body))
                 if self.hang:
@@ -88,16 +94,31 @@ async def until(check: Callable[[], bool]) -> None:
 
 
 def raised(n: int = 1, **extra: Any) -> AlertRaised:
-    return AlertRaised(alert_id=f"consecutive_failures:{n}", rule="consecutive_failures",
-                       severity="critical", value=3, threshold=3, scenario_id=n,
-                       message=f"scenario {n}: 3 runs in a row failed", seq=n,
-                       ts="2026-11-26T10:00:00.000Z", cursor="c", **extra)
+    return AlertRaised(
+        alert_id=f"consecutive_failures:{n}",
+        rule="consecutive_failures",
+        severity="critical",
+        value=3,
+        threshold=3,
+        scenario_id=n,
+        message=f"scenario {n}: 3 runs in a row failed",
+        seq=n,
+        ts="2026-11-26T10:00:00.000Z",
+        cursor="c",
+        **extra,
+    )
 
 
 def resolved(n: int = 1) -> AlertResolved:
-    return AlertResolved(alert_id=f"consecutive_failures:{n}", rule="consecutive_failures",
-                         severity="critical", value=0, threshold=3, scenario_id=n,
-                         message=f"scenario {n}: back to normal")
+    return AlertResolved(
+        alert_id=f"consecutive_failures:{n}",
+        rule="consecutive_failures",
+        severity="critical",
+        value=0,
+        threshold=3,
+        scenario_id=n,
+        message=f"scenario {n}: back to normal",
+    )
 
 
 @asynccontextmanager
@@ -111,8 +132,12 @@ async def started(sink: WebhookSink | Any) -> AsyncIterator[None]:
 
 
 def webhook(url: str, errors: list[str], **options: Any) -> WebhookSink:
-    return WebhookSink(url + "/hooks/T0SECRET/abc", on_error=errors.append,
-                       backoff=options.pop("backoff", FAST), **options)
+    return WebhookSink(
+        url + "/hooks/T0SECRET/abc",
+        on_error=errors.append,
+        backoff=options.pop("backoff", FAST),
+        **options,
+    )
 
 
 # --- webhook --------------------------------------------------------------------------------------
@@ -127,8 +152,7 @@ async def test_each_alert_is_posted_as_its_ndjson_object_and_other_events_are_ig
             sink.offer(raised(1))
             sink.offer(resolved(1))
             await until(lambda: len(receiver.accepted) == 2)
-    assert receiver.accepted == [encode(raised(1)).rstrip(b"\n"),
-                                 encode(resolved(1)).rstrip(b"\n")]
+    assert receiver.accepted == [encode(raised(1)).rstrip(b"\n"), encode(resolved(1)).rstrip(b"\n")]
     assert receiver.requests[0][0] == "/hooks/T0SECRET/abc"
     assert errors == []
     assert sink.delivered == 2
@@ -146,9 +170,12 @@ async def test_a_failing_receiver_is_reported_retried_and_delivered_once_it_reco
             receiver.status = 200
             await until(lambda: len(receiver.accepted) == 2)
     assert [orjson.loads(b)["alert_id"] for b in receiver.accepted] == [
-        "consecutive_failures:1", "consecutive_failures:2"]
-    assert errors[0].startswith(f"webhook http://127.0.0.1:{receiver.port}/…: HTTP 500 "
-                                "(attempt 1); retrying in ")
+        "consecutive_failures:1",
+        "consecutive_failures:2",
+    ]
+    assert errors[0].startswith(
+        f"webhook http://127.0.0.1:{receiver.port}/…: HTTP 500 (attempt 1); retrying in "
+    )
     assert not any("SECRET" in e for e in errors)
 
 
@@ -262,7 +289,8 @@ async def test_a_broken_error_callback_does_not_stop_the_sink() -> None:
 
 def test_describe_hides_paths_queries_and_credentials() -> None:
     assert describe("https://user:pw@hooks.slack.com/services/T0/B0/XYZ?x=1") == (
-        "https://hooks.slack.com/…")
+        "https://hooks.slack.com/…"
+    )
     assert describe("http://am:9093") == "http://am:9093"
 
 

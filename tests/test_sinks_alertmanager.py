@@ -30,8 +30,13 @@ class FixedClock(Clock):
 
 def sink(receiver: Receiver, errors: list[str], **options: Any) -> AlertmanagerSink:
     options.setdefault("resend_s", 60.0)
-    return AlertmanagerSink(receiver.url, on_error=errors.append, clock=FixedClock(),
-                            backoff=Backoff(first_s=0.02, max_s=0.05), **options)
+    return AlertmanagerSink(
+        receiver.url,
+        on_error=errors.append,
+        clock=FixedClock(),
+        backoff=Backoff(first_s=0.02, max_s=0.05),
+        **options,
+    )
 
 
 def posts(receiver: Receiver) -> list[list[dict[str, Any]]]:
@@ -41,23 +46,38 @@ def posts(receiver: Receiver) -> list[list[dict[str, Any]]]:
 async def test_a_raised_alert_is_posted_with_labels_annotations_and_starts_at() -> None:
     errors: list[str] = []
     async with Receiver().running() as receiver:
-        am = sink(receiver, errors, labels={"instance": "ci-1"},
-                  generator_url="https://eu1.make.com/7/scenarios/1")
+        am = sink(
+            receiver,
+            errors,
+            labels={"instance": "ci-1"},
+            generator_url="https://eu1.make.com/7/scenarios/1",
+        )
         async with started(am):
             am.offer(ExecutionFinished(scenario_id=1, status="error"))
             am.offer(raised(1, execution_id="abc"))
             await until(lambda: len(receiver.accepted) == 1)
     assert [path for path, _ in receiver.requests] == ["/api/v2/alerts"]
-    assert posts(receiver) == [[{
-        "labels": {"alertname": "makestream_consecutive_failures",
-                   "rule": "consecutive_failures", "severity": "critical",
-                   "alert_id": "consecutive_failures:1", "scenario_id": "1",
-                   "execution_id": "abc", "instance": "ci-1"},
-        "annotations": {"summary": "scenario 1: 3 runs in a row failed",
-                        "description": "consecutive_failures: value 3, threshold 3"},
-        "startsAt": "2026-11-26T10:00:00.000Z",
-        "generatorURL": "https://eu1.make.com/7/scenarios/1",
-    }]]
+    assert posts(receiver) == [
+        [
+            {
+                "labels": {
+                    "alertname": "makestream_consecutive_failures",
+                    "rule": "consecutive_failures",
+                    "severity": "critical",
+                    "alert_id": "consecutive_failures:1",
+                    "scenario_id": "1",
+                    "execution_id": "abc",
+                    "instance": "ci-1",
+                },
+                "annotations": {
+                    "summary": "scenario 1: 3 runs in a row failed",
+                    "description": "consecutive_failures: value 3, threshold 3",
+                },
+                "startsAt": "2026-11-26T10:00:00.000Z",
+                "generatorURL": "https://eu1.make.com/7/scenarios/1",
+            }
+        ]
+    ]
     assert errors == []
 
 
@@ -82,13 +102,16 @@ async def test_active_alerts_are_re_sent_and_a_resolved_one_goes_once_with_ends_
     ids = [[a["labels"]["alert_id"] for a in post] for post in bodies]
     first_resolution = next(i for i, post in enumerate(bodies) if any("endsAt" in a for a in post))
     # before: both firing, again and again; the resolution once; then only the other one
-    assert all(set(p) == {"consecutive_failures:1", "consecutive_failures:2"}
-               for p in ids[:first_resolution])
+    assert all(
+        set(p) == {"consecutive_failures:1", "consecutive_failures:2"}
+        for p in ids[:first_resolution]
+    )
     assert first_resolution >= 2
     ended = [a for a in bodies[first_resolution] if "endsAt" in a]
     assert [(a["labels"]["alert_id"], a["endsAt"], a["startsAt"]) for a in ended] == [
-        ("consecutive_failures:1", rfc3339(NOW), "2026-11-26T10:00:00.000Z")]
-    assert all(p == ["consecutive_failures:2"] for p in ids[first_resolution + 1:-1])
+        ("consecutive_failures:1", rfc3339(NOW), "2026-11-26T10:00:00.000Z")
+    ]
+    assert all(p == ["consecutive_failures:2"] for p in ids[first_resolution + 1 : -1])
     assert [a.get("endsAt") for a in bodies[-1]] == [rfc3339(NOW)]
 
 
@@ -106,9 +129,11 @@ async def test_a_failing_alertmanager_is_reported_and_gets_the_resolution_after_
             await until(lambda: len(receiver.accepted) == 1)
     [delivered] = [orjson.loads(b) for b in receiver.accepted]
     assert [(a["labels"]["alert_id"], a["endsAt"]) for a in delivered] == [
-        ("consecutive_failures:1", rfc3339(NOW))]
-    assert errors[0].startswith(f"alertmanager http://127.0.0.1:{receiver.port}/…: HTTP 500; "
-                                "retrying in ")
+        ("consecutive_failures:1", rfc3339(NOW))
+    ]
+    assert errors[0].startswith(
+        f"alertmanager http://127.0.0.1:{receiver.port}/…: HTTP 500; retrying in "
+    )
 
 
 async def test_a_hanging_alertmanager_never_blocks_the_caller() -> None:
@@ -121,8 +146,11 @@ async def test_a_hanging_alertmanager_never_blocks_the_caller() -> None:
             for n in range(100):
                 am.offer(raised(n))
             assert time.perf_counter() - begun < 0.05
-            await until(lambda: any(e.endswith("timed out; retrying in " + e.split()[-2] + " s")
-                                    for e in errors))
+            await until(
+                lambda: any(
+                    e.endswith("timed out; retrying in " + e.split()[-2] + " s") for e in errors
+                )
+            )
             receiver.hang = False
             await until(lambda: len(receiver.accepted) >= 1)
     assert len(orjson.loads(receiver.accepted[0])) == 100
@@ -139,7 +167,9 @@ async def test_close_sends_pending_resolutions_and_returns() -> None:
             await am.run()
     [post] = posts(receiver)
     assert [(a["labels"]["alert_id"], "endsAt" in a) for a in post] == [
-        ("consecutive_failures:2", False), ("consecutive_failures:1", True)]
+        ("consecutive_failures:2", False),
+        ("consecutive_failures:1", True),
+    ]
 
 
 async def test_close_gives_up_within_its_grace_when_alertmanager_stays_down() -> None:

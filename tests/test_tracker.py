@@ -28,7 +28,11 @@ def test_a_finished_run_is_reported_once_with_its_figures() -> None:
     [event] = finish(t, entry)
     assert isinstance(event, ExecutionFinished)
     assert (event.status, event.duration_ms, event.operations, event.centicredits) == (
-        "success", 1234, 7, 700)
+        "success",
+        1234,
+        7,
+        700,
+    )
     assert event.url == f"https://eu1.make.com/7/scenarios/1/logs/{entry.id}"
     assert not t.is_new(1, entry)
     assert finish(t, entry) == []
@@ -85,8 +89,9 @@ def test_started_once_and_not_after_finish() -> None:
     [started] = t.started(1, "abc", now=T0 / 1000, source="run")
     assert isinstance(started, ExecutionStarted)
     assert t.started(1, "abc", now=T0 / 1000 + 1, source="run") == []
-    t.finished(1, log_entry(ts_ms=T0 + 1, execution_id="abc"), None, execution_id="abc",
-               now=T0 / 1000 + 2)
+    t.finished(
+        1, log_entry(ts_ms=T0 + 1, execution_id="abc"), None, execution_id="abc", now=T0 / 1000 + 2
+    )
     assert t.started(1, "abc", now=T0 / 1000 + 3, source="auto") == []
 
 
@@ -118,8 +123,9 @@ def test_scenario_changes_are_reported_by_field() -> None:
     assert event.changed == ["is_active", "is_invalid", "dlq_count"]
     assert t.scenario_seen(scenario(1, isinvalid=True, isActive=False, dlqCount=2)) == []
     t.scenario_seen(scenario(1, isinvalid=True, isActive=False, dlqCount=2), queue_count=3)
-    [queued] = t.scenario_seen(scenario(1, isinvalid=True, isActive=False, dlqCount=2),
-                               queue_count=9)
+    [queued] = t.scenario_seen(
+        scenario(1, isinvalid=True, isActive=False, dlqCount=2), queue_count=9
+    )
     assert queued.changed == ["queue_count"]  # type: ignore[attr-defined]
 
 

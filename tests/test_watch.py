@@ -30,16 +30,22 @@ pytestmark = pytest.mark.anyio
 
 def make_client(zone: SimZone, watch_holder: list[Watch], api_limit: int = 60) -> MakeClient:
     return MakeClient(
-        "http://sim.test/api/v2", Token(DEMO_TOKEN),
-        budget=Budget(api_limit, clock=zone.clock), clock=zone.clock,
+        "http://sim.test/api/v2",
+        Token(DEMO_TOKEN),
+        budget=Budget(api_limit, clock=zone.clock),
+        clock=zone.clock,
         transport=httpx.ASGITransport(app=zone.app),
         observer=lambda n: watch_holder[0].on_notice(n) if watch_holder else None,
     )
 
 
 async def collect(
-    zone: SimZone, options: WatchOptions, *, until: Callable[[list[_Event]], bool] | None = None,
-    max_clock_s: float = 3600, api_limit: int = 60,
+    zone: SimZone,
+    options: WatchOptions,
+    *,
+    until: Callable[[list[_Event]], bool] | None = None,
+    max_clock_s: float = 3600,
+    api_limit: int = 60,
 ) -> tuple[list[_Event], Watch]:
     """Run a watch until it ends, `until(events)` holds, or `max_clock_s` passes."""
     holder: list[Watch] = []
@@ -68,8 +74,11 @@ def finished(events: list[_Event]) -> list[ExecutionFinished]:
 
 @pytest.mark.parametrize(
     ("scenario", "status", "code"),
-    [(201, "success", ExitCode.OK), (202, "warning", ExitCode.EXECUTION_WARNING),
-     (203, "error", ExitCode.EXECUTION_ERROR)],
+    [
+        (201, "success", ExitCode.OK),
+        (202, "warning", ExitCode.EXECUTION_WARNING),
+        (203, "error", ExitCode.EXECUTION_ERROR),
+    ],
 )
 async def test_run_follows_the_triggered_execution_to_its_end(
     scenario: int, status: str, code: ExitCode
@@ -135,8 +144,9 @@ async def test_count_stops_after_n_finished() -> None:
     assert watch.outcome.reason == "count"
 
 
-def _check_exactly_once(zone: SimZone, reported: list[ExecutionFinished], start: float,
-                        end: float) -> int:
+def _check_exactly_once(
+    zone: SimZone, reported: list[ExecutionFinished], start: float, end: float
+) -> int:
     """Assert every run that ended in [start+1, end] was reported once, correctly."""
     truth = {r.execution_id: r for r in zone.truth()}
     counts = Counter(e.execution_id for e in reported)
@@ -165,8 +175,10 @@ async def test_two_thousand_executions_with_faults_exactly_once_across_a_restart
     start = zone.clock.now()
     # First part: watch until about 1,000 executions were reported, then "kill" the watch.
     first, _ = await collect(
-        zone, WatchOptions(scenario_ids=ids),
-        until=lambda evs: len(finished(evs)) >= 1000, api_limit=240,
+        zone,
+        WatchOptions(scenario_ids=ids),
+        until=lambda evs: len(finished(evs)) >= 1000,
+        api_limit=240,
     )
     cursor = next(e.cursor for e in reversed(first) if e.type == "execution.finished")
     # Events after that cursor were never "delivered": cut the stream there, as a crash would.
@@ -183,12 +195,16 @@ async def test_two_thousand_executions_with_faults_exactly_once_across_a_restart
         if zone.clock.now() < stop_at:
             return False
         seen = delivered_ids | {e.execution_id for e in finished(evs)}
-        return all(r.execution_id in seen for r in zone.truth()
-                   if start + 1 <= r.ended_at <= stop_at - 120)
+        return all(
+            r.execution_id in seen for r in zone.truth() if start + 1 <= r.ended_at <= stop_at - 120
+        )
 
     second, _ = await collect(
-        zone, WatchOptions(scenario_ids=ids, resume=Cursor.decode(cursor)),
-        until=caught_up, api_limit=240, max_clock_s=3 * 3600,
+        zone,
+        WatchOptions(scenario_ids=ids, resume=Cursor.decode(cursor)),
+        until=caught_up,
+        api_limit=240,
+        max_clock_s=3 * 3600,
     )
     reported = delivered + finished(second)
     expected = _check_exactly_once(zone, reported, start, stop_at - 120)
@@ -216,8 +232,10 @@ async def test_no_follow_reports_what_is_new_since_the_cursor_and_exits() -> Non
 async def test_sweeps_report_scenario_changes() -> None:
     zone = SimZone(outcome_world(), clock=Clock(100), seed=2)
     events, _ = await collect(
-        zone, WatchOptions(scenario_ids=[201, 203]),
-        until=lambda evs: any(e.type == "scenario.changed" for e in evs), max_clock_s=900,
+        zone,
+        WatchOptions(scenario_ids=[201, 203]),
+        until=lambda evs: any(e.type == "scenario.changed" for e in evs),
+        max_clock_s=900,
     )
     # Scenario 203 always fails: three runs in a row make Make deactivate it (isinvalid).
     for _ in range(3):

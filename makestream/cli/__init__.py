@@ -35,7 +35,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", "-V", callback=_version, is_eager=True,
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
         help="Print the version and exit.",
     ),
 ) -> None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,14 +27,14 @@ DEMO_URL = "http://demo.makestream.invalid/api/v2"
 DEMO_SPEED = 20.0
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     auto = "auto"
     ndjson = "ndjson"
     pretty = "pretty"
     compact = "compact"
 
 
-class Color(str, Enum):
+class Color(StrEnum):
     auto = "auto"
     always = "always"
     never = "never"
@@ -113,19 +113,22 @@ async def open_client(
 
         zone = SimZone(demo_world(), clock=clock, seed=conn.seed)
         transport = httpx.ASGITransport(app=zone.app)
-        async with MakeClient(DEMO_URL, Token(DEMO_TOKEN), budget=budget, clock=clock,
-                              transport=transport, observer=observer) as client:
+        async with MakeClient(
+            DEMO_URL,
+            Token(DEMO_TOKEN),
+            budget=budget,
+            clock=clock,
+            transport=transport,
+            observer=observer,
+        ) as client:
             yield client, zone
         return
     env = os.environ
     base_url = base_url_for(zone=env.get("MAKE_ZONE"), api_url=env.get("MAKE_API_URL"))
     token = Token.from_env_or_file(conn.token_file, env)
     if token is None:
-        raise UsageError(
-            "no API token: set MAKE_API_TOKEN or pass --token-file (or try --demo)"
-        )
-    async with MakeClient(base_url, token, budget=budget, clock=clock,
-                          observer=observer) as client:
+        raise UsageError("no API token: set MAKE_API_TOKEN or pass --token-file (or try --demo)")
+    async with MakeClient(base_url, token, budget=budget, clock=clock, observer=observer) as client:
         yield client, None
 
 
@@ -134,7 +137,9 @@ def default_zone_missing() -> bool:
     return not env.get("MAKE_API_URL") and not env.get("MAKE_ZONE")
 
 
-def interrupt_on_signals(stop: Callable[[Interrupted], None]) -> Callable[[], Coroutine[Any, Any, None]]:
+def interrupt_on_signals(
+    stop: Callable[[Interrupted], None],
+) -> Callable[[], Coroutine[Any, Any, None]]:
     """A task that turns SIGINT/SIGTERM into `stop(Interrupted)` (exit 130/143)."""
 
     async def watcher() -> None:
@@ -150,14 +155,22 @@ def interrupt_on_signals(stop: Callable[[Interrupted], None]) -> Callable[[], Co
 
 
 # Options shared by commands that talk to Make.
-DemoOpt = typer.Option(False, "--demo", help="Use the built-in simulated Make zone (no account, no network).")
+DemoOpt = typer.Option(
+    False, "--demo", help="Use the built-in simulated Make zone (no account, no network)."
+)
 TokenFileOpt = typer.Option(
-    None, "--token-file", help="Read the API token from this file instead of MAKE_API_TOKEN.",
+    None,
+    "--token-file",
+    help="Read the API token from this file instead of MAKE_API_TOKEN.",
     dir_okay=False,
 )
 ApiLimitOpt = typer.Option(
-    None, "--api-limit", min=1,
+    None,
+    "--api-limit",
+    min=1,
     help="The organization's requests per minute, when the token cannot read it (default 60). "
     "makestream uses at most 80% of it.",
 )
-SpeedOpt = typer.Option(None, "--speed", min=0.001, hidden=True, help="Clock speed factor (demo and tests).")
+SpeedOpt = typer.Option(
+    None, "--speed", min=0.001, hidden=True, help="Clock speed factor (demo and tests)."
+)

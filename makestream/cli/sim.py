@@ -10,8 +10,9 @@ from makestream.cli import app
 from makestream.cli.common import run
 from makestream.errors import UsageError
 
-sim_app = typer.Typer(help="The simulated Make zone (for trying makestream without an account).",
-                      no_args_is_help=True)
+sim_app = typer.Typer(
+    help="The simulated Make zone (for trying makestream without an account).", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 
 
@@ -20,16 +21,21 @@ def serve(
     port: int = typer.Option(8900, "--port", min=0, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated world."),
-    speed: float = typer.Option(1.0, "--speed", min=0.001,
-                                help="How much faster than real time the zone's clock runs."),
+    speed: float = typer.Option(
+        1.0, "--speed", min=0.001, help="How much faster than real time the zone's clock runs."
+    ),
     fault: list[str] = typer.Option(
-        [], "--fault", metavar="KIND:VALUE",
+        [],
+        "--fault",
+        metavar="KIND:VALUE",
         help="Inject faults, e.g. 429:0.1, 500:0.05, slow:0.1, drop:0.05, late-logs:5.",
     ),
-    world: Path | None = typer.Option(None, "--world", dir_okay=False,
-                                      help="A world file (TOML or JSON) instead of the demo."),
-    api_limit: int | None = typer.Option(None, "--api-limit", min=1,
-                                         help="The organization's requests per minute."),
+    world: Path | None = typer.Option(
+        None, "--world", dir_okay=False, help="A world file (TOML or JSON) instead of the demo."
+    ),
+    api_limit: int | None = typer.Option(
+        None, "--api-limit", min=1, help="The organization's requests per minute."
+    ),
 ) -> None:
     """Serve the simulated Make zone at http://HOST:PORT/api/v2.
 
@@ -55,8 +61,11 @@ def serve(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         zone = SimZone(spec, clock=clock, seed=seed, faults=faults)
-        print(f"makestream sim: serving http://{host}:{port}/api/v2 "
-              f"(token {DEMO_TOKEN}, MAKESTREAM_CLOCK={clock.spec()})", file=sys.stderr)
+        print(
+            f"makestream sim: serving http://{host}:{port}/api/v2 "
+            f"(token {DEMO_TOKEN}, MAKESTREAM_CLOCK={clock.spec()})",
+            file=sys.stderr,
+        )
         await serve_async(zone, host, port)
         return 0
 

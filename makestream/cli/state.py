@@ -28,7 +28,8 @@ def state(
     team: int | None = typer.Option(None, "--team", help="Every scenario of this team."),
     last: int = typer.Option(10, "--last", min=1, max=200, help="Recent executions to list."),
     exit_status: bool = typer.Option(
-        False, "--exit-status",
+        False,
+        "--exit-status",
         help="Exit with the code of the latest execution: 0 success, 3 warning, 1 error.",
     ),
     demo: bool = DemoOpt,
@@ -50,8 +51,9 @@ def state(
                 team_id = zone.world.teams[0].id
             if not scenarios and team_id is None:
                 raise UsageError("name a scenario id or give --team")
-            document = await fetch_state(client, scenario_ids=list(scenarios or []),
-                                         team_id=team_id, last=last)
+            document = await fetch_state(
+                client, scenario_ids=list(scenarios or []), team_id=team_id, last=last
+            )
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
         if not exit_status:

@@ -57,11 +57,13 @@ class SeverityChoice(StrEnum):
 
 
 ScenarioOpt = typer.Option(None, "--scenario", min=1, help="A scenario's own thresholds.")
-FormatOpt = typer.Option(OutputFormat.auto, "--format",
-                         help="table on a terminal, json otherwise, unless given.")
+FormatOpt = typer.Option(
+    OutputFormat.auto, "--format", help="table on a terminal, json otherwise, unless given."
+)
 SeverityOpt = typer.Option(None, "--severity", help="The alert severity.")
-CheckFileArg = typer.Argument(None, dir_okay=False, metavar="FILE",
-                              help="The file to check (default: the config file).")
+CheckFileArg = typer.Argument(
+    None, dir_okay=False, metavar="FILE", help="The file to check (default: the config file)."
+)
 
 
 def _table_wanted(fmt: OutputFormat) -> bool:
@@ -89,7 +91,8 @@ def _value_text(threshold: Threshold) -> str:
         return "(none)"
     value = f"{threshold.value:g}"
     return {"s": f"{value} s", "x": f"{value}x", "ratio": value, "": value}.get(
-        spec.unit, f"{value} {spec.unit}")
+        spec.unit, f"{value} {spec.unit}"
+    )
 
 
 def _describe(thresholds: EffectiveThresholds, scenario: int | None) -> dict[str, Any]:
@@ -97,9 +100,15 @@ def _describe(thresholds: EffectiveThresholds, scenario: int | None) -> dict[str
 
     rules: dict[str, Any] = {}
     for key, t in thresholds.for_scenario(scenario).items():
-        rules[key] = {"enabled": t.active, "value": t.value, "unit": RULES[key].unit or None,
-                      "severity": t.severity, "source": t.source, "params": dict(t.params),
-                      "summary": RULES[key].summary}
+        rules[key] = {
+            "enabled": t.active,
+            "value": t.value,
+            "unit": RULES[key].unit or None,
+            "severity": t.severity,
+            "source": t.source,
+            "params": dict(t.params),
+            "summary": RULES[key].summary,
+        }
     return {"scenario_id": scenario, "renotify_s": thresholds.renotify_s, "thresholds": rules}
 
 
@@ -107,8 +116,9 @@ def _print_table(thresholds: EffectiveThresholds, scenario: int | None) -> None:
     rows = [("RULE", "ON", "VALUE", "SEVERITY", "SOURCE", "PARAMETERS")]
     for key, t in thresholds.for_scenario(scenario).items():
         params = " ".join(f"{n}={v:g}" for n, v in t.params.items())
-        rows.append((key, "on" if t.active else "off", _value_text(t), t.severity, t.source,
-                     params))
+        rows.append(
+            (key, "on" if t.active else "off", _value_text(t), t.severity, t.source, params)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -124,8 +134,11 @@ def show(
     """Show the thresholds in effect (for one scenario with --scenario)."""
     if ctx.invoked_subcommand is not None:
         if scenario is not None or fmt is not OutputFormat.auto:
-            die(f"--scenario and --format go after the subcommand: makestream thresholds "
-                f"{ctx.invoked_subcommand} ... --scenario ID", 2)
+            die(
+                f"--scenario and --format go after the subcommand: makestream thresholds "
+                f"{ctx.invoked_subcommand} ... --scenario ID",
+                2,
+            )
         return
 
     async def main() -> int:
@@ -135,13 +148,19 @@ def show(
 
         config = load()
         if _table_wanted(fmt):
-            origin = str(config.path) if config.exists else f"built-in defaults ({config.path} "\
-                "does not exist)"
+            origin = (
+                str(config.path)
+                if config.exists
+                else f"built-in defaults ({config.path} does not exist)"
+            )
             typer.echo(f"Thresholds for {_where(scenario)}, from {origin}")
             _print_table(config.thresholds, scenario)
             return 0
-        document = {"config": str(config.path), "exists": config.exists,
-                    **_describe(config.thresholds, scenario)}
+        document = {
+            "config": str(config.path),
+            "exists": config.exists,
+            **_describe(config.thresholds, scenario),
+        }
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
         return 0
@@ -155,11 +174,13 @@ def show(
 @thresholds_app.command("set")
 def set_(
     key: str = typer.Argument(
-        ..., metavar="KEY",
+        ...,
+        metavar="KEY",
         help="A rule (e.g. duration_max_s) or RULE.PARAM (e.g. error_rate.window_runs).",
     ),
     value: str = typer.Argument(
-        ..., metavar="VALUE",
+        ...,
+        metavar="VALUE",
         help="A number, a duration for keys in seconds (10m), or on/off.",
     ),
     scenario: int | None = ScenarioOpt,
@@ -171,8 +192,13 @@ def set_(
         from makestream.config import default_path, set_threshold
 
         path = default_path()
-        set_threshold(path, key, value, scenario=scenario,
-                      severity=severity.value if severity is not None else None)
+        set_threshold(
+            path,
+            key,
+            value,
+            scenario=scenario,
+            severity=severity.value if severity is not None else None,
+        )
         extra = f" ({severity.value})" if severity is not None else ""
         _note(f"{key} = {value}{extra} for {_where(scenario)} in {path}")
         return 0
@@ -250,8 +276,9 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
     for alert in alerts:
         if table:
             state = "RESOLVED" if alert.type == "alert.resolved" else "RAISED"
-            out.write(f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  "
-                      f"{alert.message}\n")
+            out.write(
+                f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  {alert.message}\n"
+            )
         else:
             out.buffer.write(encode(alert))
     out.flush()
@@ -285,8 +312,7 @@ def test(
             entries: list[ExecutionLog] = []
             cursor: str | None = None
             while len(entries) < last:
-                page = await client.logs(scenario, limit=min(100, last - len(entries)),
-                                         last=cursor)
+                page = await client.logs(scenario, limit=min(100, last - len(entries)), last=cursor)
                 entries += page.items
                 cursor = page.pg.last if page.pg is not None else None
                 if not page.items or cursor is None:
@@ -294,13 +320,21 @@ def test(
             queue = None
             if info.hook_id is not None:
                 queue = sum(t.queue_count for t in await client.triggers(scenario))
-            alerts = replay(thresholds, info, entries[:last], now=client.clock.now(),
-                            queue_count=queue, budget=client.budget.snapshot())
+            alerts = replay(
+                thresholds,
+                info,
+                entries[:last],
+                now=client.clock.now(),
+                queue_count=queue,
+                budget=client.budget.snapshot(),
+            )
         _print_alerts(alerts, _table_wanted(fmt))
         raised = sum(1 for a in alerts if a.type == "alert.raised")
         runs = sum(1 for e in entries[:last] if e.status.terminal)
-        _note(f"{raised} alert{'s' * (raised != 1)} would have been raised over the last {runs} "
-              f"runs of scenario {scenario}")
+        _note(
+            f"{raised} alert{'s' * (raised != 1)} would have been raised over the last {runs} "
+            f"runs of scenario {scenario}"
+        )
         return 0
 
     run(main)

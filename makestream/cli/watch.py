@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
 
 
+class Severity(StrEnum):
+    warning = "warning"
+    critical = "critical"
+
+
 class MonitorFailed(MakestreamError):
     """A fatal error already reported in the stream; `run()` prints it once on stderr."""
 
@@ -54,10 +60,11 @@ def parse_data(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: "
-                         f"{exc.msg}") from None
+        raise UsageError(
+            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     if not isinstance(value, dict):
-        raise UsageError(f"{source}: must be a JSON object such as '{{\"name\": \"Ann\"}}'")
+        raise UsageError(f'{source}: must be a JSON object such as \'{{"name": "Ann"}}\'')
     return value
 
 
@@ -171,11 +178,14 @@ def watch(
         None, "--data", metavar="JSON|@FILE", help="Inputs for --run, as JSON or @file."
     ),
     since: str | None = typer.Option(
-        None, "--since", metavar="DURATION|TIME",
+        None,
+        "--since",
+        metavar="DURATION|TIME",
         help="Also report runs that finished since then (1h, or 2026-11-26T10:00:00Z).",
     ),
     follow: bool = typer.Option(
-        True, "--follow/--no-follow",
+        True,
+        "--follow/--no-follow",
         help="Keep watching, or report what is new and exit (--no-follow alone: the last hour).",
     ),
     count: int | None = typer.Option(
@@ -185,29 +195,64 @@ def watch(
         None, "--timeout", metavar="DURATION", help="Give up after this long (exit 5)."
     ),
     exit_status: bool = typer.Option(
-        False, "--exit-status",
+        False,
+        "--exit-status",
         help="Exit 1 if an execution failed, 3 if one ended with warnings.",
     ),
     resume: str | None = typer.Option(
         None, "--resume", metavar="CURSOR", help="Continue after the event with this cursor."
     ),
     cursor_file: Path | None = typer.Option(
-        None, "--cursor-file", metavar="PATH", dir_okay=False,
+        None,
+        "--cursor-file",
+        metavar="PATH",
+        dir_okay=False,
         help="Resume from the cursor in PATH and keep it up to date (atomic writes).",
     ),
     interval: str = typer.Option(
-        "1s", "--interval", metavar="DURATION",
+        "1s",
+        "--interval",
+        metavar="DURATION",
         help="Never scan one scenario's logs more often than this.",
     ),
     modules: bool = typer.Option(
         False, "--modules", help="After each run, report every module's result (more requests)."
     ),
+    fail_on_alert: Severity | None = typer.Option(
+        None,
+        "--fail-on-alert",
+        case_sensitive=False,
+        help="Exit 4 as soon as an alert of this severity (or worse) is raised.",
+    ),
+    alerts: bool = typer.Option(
+        True,
+        "--alerts/--no-alerts",
+        help="Evaluate the thresholds of the config file (see `makestream thresholds`).",
+    ),
+    webhook: list[str] = typer.Option(
+        [],
+        "--webhook",
+        metavar="URL",
+        help="POST every alert event as JSON to this URL.",
+    ),
+    alertmanager: str | None = typer.Option(
+        None,
+        "--alertmanager",
+        metavar="URL",
+        help="Send alerts to this Alertmanager (its base URL; /api/v2/alerts is added).",
+    ),
     format_: Format = typer.Option(
-        Format.auto, "--format", case_sensitive=False,
+        Format.auto,
+        "--format",
+        case_sensitive=False,
         help="auto: pretty on a terminal, ndjson otherwise.",
     ),
-    color: Color = typer.Option(Color.auto, "--color", case_sensitive=False,
-                                help="Colour in pretty and compact output (NO_COLOR is honoured)."),
+    color: Color = typer.Option(
+        Color.auto,
+        "--color",
+        case_sensitive=False,
+        help="Colour in pretty and compact output (NO_COLOR is honoured).",
+    ),
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
@@ -223,33 +268,91 @@ def watch(
 
       makestream watch 123 --no-follow --cursor-file state.cur
     """
-    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit,
-                      speed=speed if speed is not None else (DEMO_SPEED if demo else None))
+    conn = Connection(
+        demo=demo,
+        token_file=token_file,
+        api_limit=api_limit,
+        speed=speed if speed is not None else (DEMO_SPEED if demo else None),
+    )
 
     async def main() -> int:
-        from makestream.engine.watch import Watch, WatchOptions
+        from makestream.engine.watch import Watch
         from makestream.render import output_for
 
         clock = conn.clock()
         conn.speed = clock.speed
         options = watch_options(
-            scenarios=list(scenarios or []), team=team, include=include, exclude=exclude,
-            execution=execution, run_=run_, data=data, since=since, follow=follow, count=count,
-            timeout=timeout, exit_status=exit_status, resume=resume, cursor_file=cursor_file,
-            interval=interval, api_limit=api_limit, modules=modules, now=clock.now(),
+            scenarios=list(scenarios or []),
+            team=team,
+            include=include,
+            exclude=exclude,
+            execution=execution,
+            run_=run_,
+            data=data,
+            since=since,
+            follow=follow,
+            count=count,
+            timeout=timeout,
+            exit_status=exit_status,
+            resume=resume,
+            cursor_file=cursor_file,
+            interval=interval,
+            api_limit=api_limit,
+            modules=modules,
+            now=clock.now(),
         )
+        if alerts:
+            from makestream import config
+            from makestream.engine.alerts import AlertEvaluator
+
+            # Read before any request: a broken config file ends here with exit 2.
+            options.alerts = AlertEvaluator(config.load().thresholds)
+        options.fail_on_alert = fail_on_alert.value if fail_on_alert is not None else None
+        if fail_on_alert is not None and not alerts:
+            raise UsageError("--fail-on-alert needs alerts; drop --no-alerts")
         holder: list[Watch] = []
-        async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None) as (client, zone):
+        async with open_client(
+            conn, observer=lambda n: holder[0].on_notice(n) if holder else None
+        ) as (client, zone):
             if zone is not None and not options.scenario_ids and options.team_id is None:
                 options.scenario_ids = [s.id for s in zone.world.scenarios]
             output = output_for(format_, color, sys.stdout)
-            return await _stream(client, options, output, cursor_file, holder)
+            sinks = _sinks(webhook, alertmanager, client.clock, holder)
+            return await _stream(client, options, output, cursor_file, holder, sinks)
 
     run(main)
 
 
-async def _stream(client: Any, options: WatchOptions, output: Any, cursor_file: Path | None,
-                  holder: list[Any]) -> int:
+def _sinks(
+    webhooks: list[str], alertmanager: str | None, clock: Any, holder: list[Any]
+) -> list[Any]:
+    """Alert sinks; their failures become `stream.error` events and never stop the stream."""
+    if not webhooks and alertmanager is None:
+        return []
+    from makestream.events import StreamError
+    from makestream.sinks.alertmanager import AlertmanagerSink
+    from makestream.sinks.webhook import WebhookSink
+
+    def on_error(message: str) -> None:
+        if holder:
+            holder[0].emit([StreamError(message=message, error_type="sink", fatal=False)])
+
+    found: list[Any] = [WebhookSink(url, on_error=on_error, clock=clock) for url in webhooks]
+    if alertmanager is not None:
+        found.append(AlertmanagerSink(alertmanager, on_error=on_error, clock=clock))
+    return found
+
+
+async def _stream(
+    client: Any,
+    options: WatchOptions,
+    output: Any,
+    cursor_file: Path | None,
+    holder: list[Any],
+    sinks: list[Any],
+) -> int:
+    from contextlib import AsyncExitStack
+
     import anyio
 
     from makestream.engine.watch import Watch
@@ -258,11 +361,15 @@ async def _stream(client: Any, options: WatchOptions, output: Any, cursor_file: 
     holder.append(watch)
     last_cursor = ""
     broken = False
-    async with anyio.create_task_group() as tg:
+    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        for sink in sinks:
+            await stack.enter_async_context(sink)
         tg.start_soon(watch.run)
         tg.start_soon(interrupt_on_signals(lambda exc: watch.stop(exc.message, exc.exit_code)))
         try:
             async for event in watch.events:
+                for sink in sinks:
+                    sink.offer(event)  # never blocks: a sink keeps its own bounded queue
                 output.write(event)
                 if cursor_file is not None and event.cursor and event.cursor != last_cursor:
                     # Only after the event went out: the file never runs ahead of the output.

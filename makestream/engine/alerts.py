@@ -78,10 +78,17 @@ class _Active:
     notified_at: float
 
     def event(self, alert_id: str, **extra: object) -> AlertRaised:
-        return AlertRaised(alert_id=alert_id, rule=self.rule, severity=self.severity,
-                           value=self.value, threshold=self.threshold, message=self.message,
-                           scenario_id=self.scenario_id, execution_id=self.execution_id,
-                           **extra)
+        return AlertRaised(
+            alert_id=alert_id,
+            rule=self.rule,
+            severity=self.severity,
+            value=self.value,
+            threshold=self.threshold,
+            message=self.message,
+            scenario_id=self.scenario_id,
+            execution_id=self.execution_id,
+            **extra,
+        )
 
 
 class _Book:
@@ -91,28 +98,52 @@ class _Book:
         self.renotify_s = renotify_s
         self.active: dict[str, _Active] = {}
 
-    def fire(self, alert_id: str, rule: str, threshold: Threshold, *, scenario_id: int | None,
-             value: float | None, message: str, now: float,
-             execution_id: str | None = None) -> list[AlertEvent]:
+    def fire(
+        self,
+        alert_id: str,
+        rule: str,
+        threshold: Threshold,
+        *,
+        scenario_id: int | None,
+        value: float | None,
+        message: str,
+        now: float,
+        execution_id: str | None = None,
+    ) -> list[AlertEvent]:
         current = self.active.get(alert_id)
         if current is not None:
             # Still the same incident: remember the latest figures for re-notification only.
             current.value, current.message = value, message
             return []
-        active = _Active(rule, scenario_id, execution_id, threshold.severity, value,
-                         threshold.value, message, notified_at=now)
+        active = _Active(
+            rule,
+            scenario_id,
+            execution_id,
+            threshold.severity,
+            value,
+            threshold.value,
+            message,
+            notified_at=now,
+        )
         self.active[alert_id] = active
         return [active.event(alert_id)]
 
-    def clear(self, alert_id: str, *, message: str, value: float | None = None
-              ) -> list[AlertEvent]:
+    def clear(self, alert_id: str, *, message: str, value: float | None = None) -> list[AlertEvent]:
         active = self.active.pop(alert_id, None)
         if active is None:
             return []
-        return [AlertResolved(alert_id=alert_id, rule=active.rule, severity=active.severity,
-                              value=active.value if value is None else value,
-                              threshold=active.threshold, message=message,
-                              scenario_id=active.scenario_id, execution_id=active.execution_id)]
+        return [
+            AlertResolved(
+                alert_id=alert_id,
+                rule=active.rule,
+                severity=active.severity,
+                value=active.value if value is None else value,
+                threshold=active.threshold,
+                message=message,
+                scenario_id=active.scenario_id,
+                execution_id=active.execution_id,
+            )
+        ]
 
     def renotify(self, now: float) -> list[AlertEvent]:
         if not self.renotify_s:
@@ -132,8 +163,7 @@ class _Memory:
     first_seen: float | None = None  # when the stream first mentioned the scenario
     name: str | None = None
     durations: History = field(default_factory=History)
-    outcomes: deque[tuple[float, str]] = field(
-        default_factory=lambda: deque(maxlen=_OUTCOMES_KEPT))
+    outcomes: deque[tuple[float, str]] = field(default_factory=deque)
     streak: int = 0
     last_activity: float | None = None
     dlq_floor: int | None = None
@@ -149,8 +179,13 @@ class AlertEvaluator:
 
     # -- public -----------------------------------------------------------------------------
 
-    def learn(self, scenario_id: int, durations_ms: Iterable[int | None] = (), *,
-              last_run_at: float | None = None) -> None:
+    def learn(
+        self,
+        scenario_id: int,
+        durations_ms: Iterable[int | None] = (),
+        *,
+        last_run_at: float | None = None,
+    ) -> None:
         """Seed a scenario with runs that ended before the stream began: their durations
         (oldest first), so relative-duration alerts work from the first run watched, and when
         the last one ran, so a schedule is judged from it."""
@@ -173,12 +208,14 @@ class AlertEvaluator:
             return self._changed(sid, memory, event, now)
         if isinstance(event, ExecutionStarted | ExecutionProgress):
             memory.last_activity = now
-            return self._book.clear(f"missed_schedule_grace_s:{sid}",
-                                    message=f"{self._label(sid)}: a run has started")
+            return self._book.clear(
+                f"missed_schedule_grace_s:{sid}", message=f"{self._label(sid)}: a run has started"
+            )
         return []
 
-    def tick(self, now: float, scenarios: Mapping[int, ScenarioState],
-             budget: BudgetSnapshot | None) -> list[AlertEvent]:
+    def tick(
+        self, now: float, scenarios: Mapping[int, ScenarioState], budget: BudgetSnapshot | None
+    ) -> list[AlertEvent]:
         """Alerts that depend on time passing or on state no event announced (the flags of a
         scenario seen for the first time, running executions, the request budget)."""
         out: list[AlertEvent] = []
@@ -192,7 +229,7 @@ class AlertEvaluator:
                 out += self._dlq(sid, memory, state.info.dlq_count, now)
             if state.queue_count is not None:
                 out += self._queue(sid, state.queue_count, now)
-            out += self._rates(sid, memory, now)
+            out += self._rates(sid, memory, now, timed_only=True)
             out += self._stuck(sid, state, now)
             out += self._missed(sid, state, memory, now)
         if budget is not None:
@@ -208,8 +245,15 @@ class AlertEvaluator:
     def _remember(self, sid: int, now: float | None) -> _Memory:
         memory = self._memory.get(sid)
         if memory is None:
-            need = self.thresholds.threshold("duration_p95_factor", sid).param("min_samples")
-            memory = self._memory[sid] = _Memory(durations=History(max(50, int(need))))
+            get = self.thresholds.threshold
+            need = get("duration_p95_factor", sid).param("min_samples")
+            # Keep only as many outcomes as the widest rate window: thousands of scenarios
+            # may be watched at once.
+            runs = max(get(k, sid).param("window_runs") for k in ("error_rate", "warning_rate"))
+            memory = self._memory[sid] = _Memory(
+                durations=History(max(50, int(need))),
+                outcomes=deque(maxlen=min(_OUTCOMES_KEPT, int(runs))),
+            )
         if memory.first_seen is None:
             memory.first_seen = now
         return memory
@@ -219,38 +263,61 @@ class AlertEvaluator:
         name = memory.name if memory is not None else None
         return f"scenario {sid} ({name})" if name else f"scenario {sid}"
 
-    def _set(self, key: str, sid: int | None, threshold: Threshold, firing: bool | None, *,
-             value: float | None, raised: str, resolved: str, now: float,
-             alert_id: str | None = None, execution_id: str | None = None) -> list[AlertEvent]:
+    def _set(
+        self,
+        key: str,
+        sid: int | None,
+        threshold: Threshold,
+        firing: bool | None,
+        *,
+        value: float | None,
+        raised: str,
+        resolved: str,
+        now: float,
+        alert_id: str | None = None,
+        execution_id: str | None = None,
+    ) -> list[AlertEvent]:
         """Raise or resolve one alert; `firing` None leaves it as it is."""
         alert_id = alert_id or (f"{key}:{sid}" if sid is not None else key)
         label = self._label(sid) if sid is not None else "makestream"
         if firing:
-            return self._book.fire(alert_id, key, threshold, scenario_id=sid, value=value,
-                                   message=f"{label}: {raised}", now=now,
-                                   execution_id=execution_id)
+            return self._book.fire(
+                alert_id,
+                key,
+                threshold,
+                scenario_id=sid,
+                value=value,
+                message=f"{label}: {raised}",
+                now=now,
+                execution_id=execution_id,
+            )
         if firing is False:
             return self._book.clear(alert_id, message=f"{label}: {resolved}", value=value)
         return []
 
     # -- run rules --------------------------------------------------------------------------
 
-    def _finished(self, sid: int, memory: _Memory, event: ExecutionFinished, now: float
-                  ) -> list[AlertEvent]:
+    def _finished(
+        self, sid: int, memory: _Memory, event: ExecutionFinished, now: float
+    ) -> list[AlertEvent]:
         memory.last_activity = now
-        out = self._book.clear(f"missed_schedule_grace_s:{sid}",
-                               message=f"{self._label(sid)}: a run has ended")
+        out = self._book.clear(
+            f"missed_schedule_grace_s:{sid}", message=f"{self._label(sid)}: a run has ended"
+        )
         if event.execution_id is not None:
-            out += self._book.clear(f"stuck_factor:{sid}:{event.execution_id}",
-                                    message=f"{self._label(sid)}: the run ended ({event.status})")
+            out += self._book.clear(
+                f"stuck_factor:{sid}:{event.execution_id}",
+                message=f"{self._label(sid)}: the run ended ({event.status})",
+            )
         seconds = event.duration_ms / 1000 if event.duration_ms is not None else None
         out += self._limit(sid, "duration_max_s", seconds, _duration, now)
-        out += self._limit(sid, "operations_max", event.operations, "{:.0f} operations".format,
-                           now)
-        out += self._limit(sid, "transfer_max_bytes", event.transfer_bytes, "{:.0f} bytes".format,
-                           now)
-        out += self._limit(sid, "centicredits_max", event.centicredits,
-                           "{:.0f} centicredits".format, now)
+        out += self._limit(sid, "operations_max", event.operations, "{:.0f} operations".format, now)
+        out += self._limit(
+            sid, "transfer_max_bytes", event.transfer_bytes, "{:.0f} bytes".format, now
+        )
+        out += self._limit(
+            sid, "centicredits_max", event.centicredits, "{:.0f} centicredits".format, now
+        )
         out += self._relative(sid, memory, seconds, now)
         memory.durations.add(event.duration_ms)  # after the comparison: a run is not its own p95
         memory.outcomes.append((now, event.status))
@@ -258,26 +325,41 @@ class AlertEvaluator:
         memory.streak = memory.streak + 1 if event.status == "error" else 0
         threshold = self.thresholds.get("consecutive_failures", sid)
         if threshold is not None and threshold.value is not None:
-            out += self._set("consecutive_failures", sid, threshold,
-                             memory.streak >= threshold.value, value=memory.streak, now=now,
-                             raised="a run failed" if memory.streak == 1 else
-                             f"{memory.streak} runs in a row failed",
-                             resolved=f"a run ended with {event.status} after failures")
+            out += self._set(
+                "consecutive_failures",
+                sid,
+                threshold,
+                memory.streak >= threshold.value,
+                value=memory.streak,
+                now=now,
+                raised="a run failed"
+                if memory.streak == 1
+                else f"{memory.streak} runs in a row failed",
+                resolved=f"a run ended with {event.status} after failures",
+            )
         return out
 
-    def _limit(self, sid: int, key: str, observed: float | None, show: Callable[[float], str],
-               now: float) -> list[AlertEvent]:
+    def _limit(
+        self, sid: int, key: str, observed: float | None, show: Callable[[float], str], now: float
+    ) -> list[AlertEvent]:
         threshold = self.thresholds.get(key, sid)
         if threshold is None or threshold.value is None or observed is None:
             return []
         verb = "took" if key == "duration_max_s" else "used"
-        return self._set(key, sid, threshold, observed > threshold.value, value=observed,
-                         now=now, raised=f"a run {verb} {show(observed)}, over the limit of "
-                                         f"{show(threshold.value)}",
-                         resolved=f"the last run was within the limit ({show(observed)})")
+        return self._set(
+            key,
+            sid,
+            threshold,
+            observed > threshold.value,
+            value=observed,
+            now=now,
+            raised=f"a run {verb} {show(observed)}, over the limit of {show(threshold.value)}",
+            resolved=f"the last run was within the limit ({show(observed)})",
+        )
 
-    def _relative(self, sid: int, memory: _Memory, seconds: float | None, now: float
-                  ) -> list[AlertEvent]:
+    def _relative(
+        self, sid: int, memory: _Memory, seconds: float | None, now: float
+    ) -> list[AlertEvent]:
         threshold = self.thresholds.get("duration_p95_factor", sid)
         if threshold is None or threshold.value is None or seconds is None:
             return []
@@ -287,22 +369,35 @@ class AlertEvaluator:
         p95 = p95_ms / 1000
         factor = seconds / p95
         return self._set(
-            "duration_p95_factor", sid, threshold, factor > threshold.value,
-            value=round(factor, 2), now=now,
+            "duration_p95_factor",
+            sid,
+            threshold,
+            factor > threshold.value,
+            value=round(factor, 2),
+            now=now,
             raised=f"a run took {_duration(seconds)}, {factor:.1f}x the p95 of {_duration(p95)} "
-                   f"(limit {_number(threshold.value)}x)",
-            resolved=f"the last run took {_duration(seconds)}, {factor:.1f}x the p95")
+            f"(limit {_number(threshold.value)}x)",
+            resolved=f"the last run took {_duration(seconds)}, {factor:.1f}x the p95",
+        )
 
-    def _rates(self, sid: int, memory: _Memory, now: float) -> list[AlertEvent]:
+    def _rates(
+        self, sid: int, memory: _Memory, now: float, *, timed_only: bool = False
+    ) -> list[AlertEvent]:
+        """The error and warning rates; `timed_only` for ticks, where only a time window can
+        change the answer."""
         out: list[AlertEvent] = []
-        for key, status, verb in (("error_rate", "error", "failed"),
-                                  ("warning_rate", "warning", "ended with warnings")):
+        for key, status, verb in (
+            ("error_rate", "error", "failed"),
+            ("warning_rate", "warning", "ended with warnings"),
+        ):
             threshold = self.thresholds.get(key, sid)
             if threshold is None or threshold.value is None:
                 continue
             window_s = threshold.param("window_s")
+            if timed_only and not window_s:
+                continue
             recent = [s for t, s in memory.outcomes if not window_s or t >= now - window_s]
-            recent = recent[-int(threshold.param("window_runs")):]
+            recent = recent[-int(threshold.param("window_runs")) :]
             hits = sum(1 for s in recent if s == status)
             firing: bool | None = None
             if not recent:
@@ -310,17 +405,24 @@ class AlertEvaluator:
             elif len(recent) >= threshold.param("min_runs"):
                 firing = hits / len(recent) >= threshold.value
             rate = hits / len(recent) if recent else 0.0
-            out += self._set(key, sid, threshold, firing, value=round(rate, 4), now=now,
-                             raised=f"{hits} of the last {len(recent)} runs {verb} ({rate:.0%}, "
-                                    f"limit {threshold.value:.0%})",
-                             resolved=f"{hits} of the last {len(recent)} runs {verb} "
-                                      f"({rate:.0%})")
+            out += self._set(
+                key,
+                sid,
+                threshold,
+                firing,
+                value=round(rate, 4),
+                now=now,
+                raised=f"{hits} of the last {len(recent)} runs {verb} ({rate:.0%}, "
+                f"limit {threshold.value:.0%})",
+                resolved=f"{hits} of the last {len(recent)} runs {verb} ({rate:.0%})",
+            )
         return out
 
     # -- scenario rules ---------------------------------------------------------------------
 
-    def _changed(self, sid: int, memory: _Memory, event: ScenarioChanged, now: float
-                 ) -> list[AlertEvent]:
+    def _changed(
+        self, sid: int, memory: _Memory, event: ScenarioChanged, now: float
+    ) -> list[AlertEvent]:
         out: list[AlertEvent] = []
         if event.is_invalid is not None:
             out += self._flag(sid, "scenario_invalid", event.is_invalid, now)
@@ -331,8 +433,10 @@ class AlertEvaluator:
         if event.queue_count is not None:
             out += self._queue(sid, event.queue_count, now)
         if event.is_active is False:
-            out += self._book.clear(f"missed_schedule_grace_s:{sid}",
-                                    message=f"{self._label(sid)}: the scenario was turned off")
+            out += self._book.clear(
+                f"missed_schedule_grace_s:{sid}",
+                message=f"{self._label(sid)}: the scenario was turned off",
+            )
         return out
 
     def _flag(self, sid: int, key: str, on: bool, now: float) -> list[AlertEvent]:
@@ -340,9 +444,16 @@ class AlertEvaluator:
         if threshold is None:
             return []
         what = "deactivated by errors" if key == "scenario_invalid" else "paused"
-        return self._set(key, sid, threshold, on, value=1.0 if on else 0.0, now=now,
-                         raised=f"the scenario is {what}", resolved=f"the scenario is no longer "
-                         f"{what}")
+        return self._set(
+            key,
+            sid,
+            threshold,
+            on,
+            value=1.0 if on else 0.0,
+            now=now,
+            raised=f"the scenario is {what}",
+            resolved=f"the scenario is no longer {what}",
+        )
 
     def _dlq(self, sid: int, memory: _Memory, count: int, now: float) -> list[AlertEvent]:
         if memory.dlq_floor is None or count < memory.dlq_floor:
@@ -352,20 +463,32 @@ class AlertEvaluator:
         if threshold is None or threshold.value is None:
             return []
         growth = count - memory.dlq_floor
-        return self._set("dlq_growth", sid, threshold, growth >= threshold.value,
-                         value=float(growth), now=now,
-                         raised=f"{growth} new incomplete executions (DLQ now {count})",
-                         resolved=f"the incomplete executions are back to {count}")
+        return self._set(
+            "dlq_growth",
+            sid,
+            threshold,
+            growth >= threshold.value,
+            value=float(growth),
+            now=now,
+            raised=f"{growth} new incomplete executions (DLQ now {count})",
+            resolved=f"the incomplete executions are back to {count}",
+        )
 
     def _queue(self, sid: int, count: int, now: float) -> list[AlertEvent]:
         threshold = self.thresholds.get("queue_max", sid)
         if threshold is None or threshold.value is None:
             return []
         limit = _number(threshold.value)
-        return self._set("queue_max", sid, threshold, count > threshold.value, value=float(count),
-                         now=now,
-                         raised=f"the webhook queue holds {count} items, over {limit}",
-                         resolved=f"the webhook queue holds {count} items")
+        return self._set(
+            "queue_max",
+            sid,
+            threshold,
+            count > threshold.value,
+            value=float(count),
+            now=now,
+            raised=f"the webhook queue holds {count} items, over {limit}",
+            resolved=f"the webhook queue holds {count} items",
+        )
 
     # -- time rules -------------------------------------------------------------------------
 
@@ -373,9 +496,10 @@ class AlertEvaluator:
         out: list[AlertEvent] = []
         prefix = f"stuck_factor:{sid}:"
         for alert_id in [a for a in self._book.active if a.startswith(prefix)]:
-            if alert_id[len(prefix):] not in state.running:
-                out += self._book.clear(alert_id, message=f"{self._label(sid)}: the run is no "
-                                        "longer running")
+            if alert_id[len(prefix) :] not in state.running:
+                out += self._book.clear(
+                    alert_id, message=f"{self._label(sid)}: the run is no longer running"
+                )
         threshold = self.thresholds.get("stuck_factor", sid)
         if threshold is None or threshold.value is None:
             return out
@@ -388,48 +512,82 @@ class AlertEvaluator:
         for run in state.running.values():
             elapsed = now - _begun(run)
             out += self._set(
-                "stuck_factor", sid, threshold, elapsed > limit, value=round(elapsed, 1), now=now,
-                alert_id=prefix + run.execution_id, execution_id=run.execution_id,
+                "stuck_factor",
+                sid,
+                threshold,
+                elapsed > limit,
+                value=round(elapsed, 1),
+                now=now,
+                alert_id=prefix + run.execution_id,
+                execution_id=run.execution_id,
                 raised=f"a run has been running for {_duration(elapsed)}, past "
-                       f"{_duration(limit)} ({basis})",
-                resolved=f"the run is within {_duration(limit)} again")
+                f"{_duration(limit)} ({basis})",
+                resolved=f"the run is within {_duration(limit)} again",
+            )
         return out
 
-    def _missed(self, sid: int, state: ScenarioState, memory: _Memory, now: float
-                ) -> list[AlertEvent]:
+    def _missed(
+        self, sid: int, state: ScenarioState, memory: _Memory, now: float
+    ) -> list[AlertEvent]:
         threshold = self.thresholds.get("missed_schedule_grace_s", sid)
         info = state.info
         if threshold is None or threshold.value is None or info is None:
             return []
-        last = max((t for t in (memory.last_activity, state.last_finished_at,
-                                *(_begun(r) for r in state.running.values())) if t is not None),
-                   default=None)
+        last = max(
+            (
+                t
+                for t in (
+                    memory.last_activity,
+                    state.last_finished_at,
+                    *(_begun(r) for r in state.running.values()),
+                )
+                if t is not None
+            ),
+            default=None,
+        )
         watched_since = memory.first_seen if memory.first_seen is not None else now
         due = _due(info, last, watched_since)
         firing = False
         overdue = 0.0
-        if due is not None and not state.running and info.is_active and not info.is_invalid \
-                and not info.is_paused:
+        if (
+            due is not None
+            and not state.running
+            and info.is_active
+            and not info.is_invalid
+            and not info.is_paused
+        ):
             # A schedule that fell due before we watched gets the grace from when we began.
             overdue = now - max(due, watched_since)
             firing = overdue > threshold.value
-        return self._set("missed_schedule_grace_s", sid, threshold, firing, value=round(overdue),
-                         now=now,
-                         raised=f"no run since a run was due at {rfc3339(due or now)} "
-                                f"({_duration(overdue)} overdue)",
-                         resolved="the schedule is kept again")
+        return self._set(
+            "missed_schedule_grace_s",
+            sid,
+            threshold,
+            firing,
+            value=round(overdue),
+            now=now,
+            raised=f"no run since a run was due at {rfc3339(due or now)} "
+            f"({_duration(overdue)} overdue)",
+            resolved="the schedule is kept again",
+        )
 
     def _budget(self, budget: BudgetSnapshot, now: float) -> list[AlertEvent]:
         threshold = self.thresholds.get("budget_usage")
         if threshold is None or threshold.value is None:
             return []
         share = budget.used_last_minute / max(budget.rate_per_min, 1.0)
-        return self._set("budget_usage", None, threshold, share >= threshold.value,
-                         value=round(share, 4), now=now,
-                         raised=f"used {budget.used_last_minute} of its "
-                                f"{budget.rate_per_min:.0f} requests per minute ({share:.0%}); "
-                                "updates will come later than usual",
-                         resolved=f"request budget use is back to {share:.0%}")
+        return self._set(
+            "budget_usage",
+            None,
+            threshold,
+            share >= threshold.value,
+            value=round(share, 4),
+            now=now,
+            raised=f"used {budget.used_last_minute} of its "
+            f"{budget.rate_per_min:.0f} requests per minute ({share:.0%}); "
+            "updates will come later than usual",
+            resolved=f"request budget use is back to {share:.0%}",
+        )
 
 
 def _begun(run: Running) -> float:
@@ -449,31 +607,49 @@ def _due(info: Scenario, last: float | None, watched_since: float) -> float | No
     return None
 
 
-def replay(thresholds: EffectiveThresholds, scenario: Scenario, logs: Iterable[ExecutionLog], *,
-           now: float, queue_count: int | None = None, budget: BudgetSnapshot | None = None
-           ) -> list[AlertEvent]:
+def replay(
+    thresholds: EffectiveThresholds,
+    scenario: Scenario,
+    logs: Iterable[ExecutionLog],
+    *,
+    now: float,
+    queue_count: int | None = None,
+    budget: BudgetSnapshot | None = None,
+) -> list[AlertEvent]:
     """What would have fired over a scenario's recent runs (`makestream thresholds test`): the
     runs are fed oldest first at the time of their log entry, then one tick at `now`. Each alert
     has `ts` set to the moment it would have fired."""
     evaluator = AlertEvaluator(thresholds)
-    state = ScenarioState(scenario.id, name=scenario.name, team_id=scenario.team_id,
-                          info=scenario, queue_count=queue_count)
+    state = ScenarioState(
+        scenario.id,
+        name=scenario.name,
+        team_id=scenario.team_id,
+        info=scenario,
+        queue_count=queue_count,
+    )
     out: list[AlertEvent] = []
     for entry in sorted(logs, key=lambda e: e.timestamp_ms):
         at = entry.timestamp_ms / 1000
         if entry.status.terminal:
             finished = ExecutionFinished(
-                scenario_id=scenario.id, execution_id=entry.id,
+                scenario_id=scenario.id,
+                execution_id=entry.id,
                 status=cast(Literal["success", "warning", "error"], entry.status.value),
-                duration_ms=entry.duration_ms, operations=entry.operations,
-                transfer_bytes=entry.transfer, centicredits=entry.centicredits,
-                scenario_name=scenario.name or None)
-            out += [a.model_copy(update={"ts": rfc3339(at)})
-                    for a in evaluator.observe(finished, at)]
+                duration_ms=entry.duration_ms,
+                operations=entry.operations,
+                transfer_bytes=entry.transfer,
+                centicredits=entry.centicredits,
+                scenario_name=scenario.name or None,
+            )
+            out += [
+                a.model_copy(update={"ts": rfc3339(at)}) for a in evaluator.observe(finished, at)
+            ]
             state.history.add(entry.duration_ms)
             state.last_finished_at = at
         elif entry.status in (ExecStatus.RUNNING, ExecStatus.PAUSED):
             state.running[entry.id] = Running(entry.id, at, "log", first_seen=at)
-    out += [a.model_copy(update={"ts": rfc3339(now)})
-            for a in evaluator.tick(now, {scenario.id: state}, budget)]
+    out += [
+        a.model_copy(update={"ts": rfc3339(now)})
+        for a in evaluator.tick(now, {scenario.id: state}, budget)
+    ]
     return out

@@ -90,9 +90,17 @@ class Cursor:
                 # enough to prune them once the floor passes.
                 positions[int(sid)] = Position(int(floor_ms), {str(i): int(floor_ms) for i in ids})
             return cls(stream=stream, seq=int(seq or 0), positions=positions)
-        except (binascii.Error, zlib.error, orjson.JSONDecodeError, AttributeError, TypeError,
-                ValueError) as exc:
-            raise UsageError(f"invalid cursor: {type(exc).__name__}; it is damaged or cut") from None
+        except (
+            binascii.Error,
+            zlib.error,
+            orjson.JSONDecodeError,
+            AttributeError,
+            TypeError,
+            ValueError,
+        ) as exc:
+            raise UsageError(
+                f"invalid cursor: {type(exc).__name__}; it is damaged or cut"
+            ) from None
 
 
 def encode_positions(positions: dict[int, Position]) -> str:

@@ -95,7 +95,9 @@ class Schedule:
     def forget_execution(self, execution_id: str) -> None:
         self.polls.pop(execution_id, None)
 
-    def heat(self, scenario_id: int, now: float, *, factor: float = 20.0, for_s: float = 60.0) -> None:
+    def heat(
+        self, scenario_id: int, now: float, *, factor: float = 20.0, for_s: float = 60.0
+    ) -> None:
         """Something suggests this scenario ran or changed: scan it soon."""
         target = self.scans.get(scenario_id)
         if target is not None:
@@ -135,13 +137,13 @@ class Schedule:
                 return action, 0.0
             wait = when - now
         best_poll: PollTarget | None = None
-        for target in self.polls.values():
-            if target.in_flight:
+        for poll in self.polls.values():
+            if poll.in_flight:
                 continue
-            due = self._poll_due(target, now)
+            due = self._poll_due(poll, now)
             if due <= now:
                 if best_poll is None or self._poll_due(best_poll, now) > due:
-                    best_poll = target
+                    best_poll = poll
             else:
                 wait = min(wait, due - now)
         if best_poll is not None:

@@ -85,49 +85,160 @@ class RuleSpec:
 
 
 _RATE_PARAMS = {
-    "window_runs": ParamSpec(20, "how many recent runs the rate looks at"),
-    "window_s": ParamSpec(0, "only runs that ended this recently count (0: no time limit)",
-                          integer=False, minimum=0, unit="s"),
+    "window_runs": ParamSpec(20, "how many recent runs the rate looks at (at most 1000)"),
+    "window_s": ParamSpec(
+        0,
+        "only runs that ended this recently count (0: no time limit)",
+        integer=False,
+        minimum=0,
+        unit="s",
+    ),
     "min_runs": ParamSpec(5, "runs needed in the window before the rule can fire"),
 }
 
-RULES: Mapping[str, RuleSpec] = MappingProxyType({spec.key: spec for spec in (
-    RuleSpec("duration_max_s", "run duration above value seconds", "s", "critical", False),
-    RuleSpec("duration_p95_factor", "run duration above value x the p95 of earlier runs", "x",
-             "warning", True, 2.0, minimum=1.0,
-             params={"min_samples": ParamSpec(20, "earlier runs needed before the rule can fire")}),
-    RuleSpec("operations_max", "operations per run above value", "operations", "warning", False,
-             integer=True),
-    RuleSpec("transfer_max_bytes", "data transfer per run above value bytes", "bytes", "warning",
-             False, integer=True),
-    RuleSpec("centicredits_max", "centicredits per run above value", "centicredits", "warning",
-             False, integer=True),
-    RuleSpec("error_rate", "share of failed runs in the window at least value", "ratio",
-             "warning", True, 0.5, maximum=1.0, params=_RATE_PARAMS),
-    RuleSpec("warning_rate", "share of runs with warnings in the window at least value", "ratio",
-             "warning", True, 0.5, maximum=1.0, params=_RATE_PARAMS),
-    RuleSpec("consecutive_failures", "value failed runs in a row", "runs", "critical", True, 3,
-             integer=True),
-    RuleSpec("stuck_factor", "a run still RUNNING after value x the p95 duration", "x",
-             "warning", True, 3.0, minimum=1.0, params={
-                 "min_samples": ParamSpec(5, "runs needed to trust the p95"),
-                 "min_s": ParamSpec(300, "never call a run stuck before this", integer=False,
-                                    minimum=0, unit="s"),
-                 "fallback_s": ParamSpec(2700, "the limit while the p95 is not trusted",
-                                         integer=False, unit="s"),
-             }),
-    RuleSpec("missed_schedule_grace_s", "no run within value seconds after one was due", "s",
-             "warning", True, 300, exclusive_minimum=False),
-    RuleSpec("scenario_invalid", "the scenario was deactivated by errors", "", "critical", True,
-             has_value=False),
-    RuleSpec("scenario_paused", "the scenario is paused", "", "warning", True, has_value=False),
-    RuleSpec("dlq_growth", "incomplete executions grew by at least value", "executions",
-             "warning", True, 1, integer=True),
-    RuleSpec("queue_max", "webhook queue above value items", "items", "warning", True, 1000,
-             integer=True, exclusive_minimum=False),
-    RuleSpec("budget_usage", "request budget used at least value in the last minute", "ratio",
-             "warning", True, 0.9, maximum=1.0),
-)})
+RULES: Mapping[str, RuleSpec] = MappingProxyType(
+    {
+        spec.key: spec
+        for spec in (
+            RuleSpec("duration_max_s", "run duration above value seconds", "s", "critical", False),
+            RuleSpec(
+                "duration_p95_factor",
+                "run duration above value x the p95 of earlier runs",
+                "x",
+                "warning",
+                True,
+                2.0,
+                minimum=1.0,
+                params={
+                    "min_samples": ParamSpec(20, "earlier runs needed before the rule can fire")
+                },
+            ),
+            RuleSpec(
+                "operations_max",
+                "operations per run above value",
+                "operations",
+                "warning",
+                False,
+                integer=True,
+            ),
+            RuleSpec(
+                "transfer_max_bytes",
+                "data transfer per run above value bytes",
+                "bytes",
+                "warning",
+                False,
+                integer=True,
+            ),
+            RuleSpec(
+                "centicredits_max",
+                "centicredits per run above value",
+                "centicredits",
+                "warning",
+                False,
+                integer=True,
+            ),
+            RuleSpec(
+                "error_rate",
+                "share of failed runs in the window at least value",
+                "ratio",
+                "warning",
+                True,
+                0.5,
+                maximum=1.0,
+                params=_RATE_PARAMS,
+            ),
+            RuleSpec(
+                "warning_rate",
+                "share of runs with warnings in the window at least value",
+                "ratio",
+                "warning",
+                True,
+                0.5,
+                maximum=1.0,
+                params=_RATE_PARAMS,
+            ),
+            RuleSpec(
+                "consecutive_failures",
+                "value failed runs in a row",
+                "runs",
+                "critical",
+                True,
+                3,
+                integer=True,
+            ),
+            RuleSpec(
+                "stuck_factor",
+                "a run still RUNNING after value x the p95 duration",
+                "x",
+                "warning",
+                True,
+                3.0,
+                minimum=1.0,
+                params={
+                    "min_samples": ParamSpec(5, "runs needed to trust the p95"),
+                    "min_s": ParamSpec(
+                        300,
+                        "never call a run stuck before this",
+                        integer=False,
+                        minimum=0,
+                        unit="s",
+                    ),
+                    "fallback_s": ParamSpec(
+                        2700, "the limit while the p95 is not trusted", integer=False, unit="s"
+                    ),
+                },
+            ),
+            RuleSpec(
+                "missed_schedule_grace_s",
+                "no run within value seconds after one was due",
+                "s",
+                "warning",
+                True,
+                300,
+                exclusive_minimum=False,
+            ),
+            RuleSpec(
+                "scenario_invalid",
+                "the scenario was deactivated by errors",
+                "",
+                "critical",
+                True,
+                has_value=False,
+            ),
+            RuleSpec(
+                "scenario_paused", "the scenario is paused", "", "warning", True, has_value=False
+            ),
+            RuleSpec(
+                "dlq_growth",
+                "incomplete executions grew by at least value",
+                "executions",
+                "warning",
+                True,
+                1,
+                integer=True,
+            ),
+            RuleSpec(
+                "queue_max",
+                "webhook queue above value items",
+                "items",
+                "warning",
+                True,
+                1000,
+                integer=True,
+                exclusive_minimum=False,
+            ),
+            RuleSpec(
+                "budget_usage",
+                "request budget used at least value in the last minute",
+                "ratio",
+                "warning",
+                True,
+                0.9,
+                maximum=1.0,
+            ),
+        )
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -181,8 +292,14 @@ def _merge(base: Threshold, override: Override | None, source: Source) -> Thresh
 def builtin(key: str) -> Threshold:
     """A rule's threshold before any configuration."""
     spec = RULES[key]
-    return Threshold(key, spec.default_value, spec.default_severity, spec.enabled,
-                     {name: p.default for name, p in spec.params.items()}, "default")
+    return Threshold(
+        key,
+        spec.default_value,
+        spec.default_severity,
+        spec.enabled,
+        {name: p.default for name, p in spec.params.items()},
+        "default",
+    )
 
 
 @dataclass(frozen=True)
@@ -197,7 +314,8 @@ class EffectiveThresholds:
     renotify_s: float | None = None
     # The evaluator asks for every rule of every scenario on each tick; merge each pair once.
     _cache: dict[tuple[str, int | None], Threshold] = field(
-        default_factory=dict, init=False, repr=False, compare=False)
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def threshold(self, key: str, scenario_id: int | None = None) -> Threshold:
         cached = self._cache.get((key, scenario_id))

@@ -36,9 +36,10 @@ def scenario_state(
     newest = sorted(logs, key=lambda e: e.timestamp_ms, reverse=True)
     finished = [e for e in newest if e.status.terminal]
     running = [e for e in newest if e.status in (ExecStatus.RUNNING, ExecStatus.PAUSED)]
-    history = History(size=max(1, len(finished)), durations=[
-        e.duration_ms for e in finished if e.duration_ms is not None
-    ])
+    history = History(
+        size=max(1, len(finished)),
+        durations=[e.duration_ms for e in finished if e.duration_ms is not None],
+    )
     ok = sum(1 for e in finished if e.status is not ExecStatus.ERROR)
     return {
         "scenario_id": scenario.id,
@@ -108,8 +109,9 @@ async def fetch_state(
         if scenario.hook_id is not None:
             triggers = await client.triggers(scenario.id)
             queues[scenario.id] = sum(t.queue_count for t in triggers)
-    return build_state(scenarios, logs, queues, client.budget.snapshot(),
-                       now=client.clock.now(), last=last)
+    return build_state(
+        scenarios, logs, queues, client.budget.snapshot(), now=client.clock.now(), last=last
+    )
 
 
 def latest_outcome(document: Mapping[str, Any]) -> str | None:

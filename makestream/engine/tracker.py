@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from makestream.engine.cursor import Cursor, Position, encode_positions, short_id
 from makestream.engine.history import History
@@ -64,8 +65,13 @@ class ScenarioState:
         return min(MAX_LOOKBACK_MS, LATE_WINDOW_MS + int(self.history.longest_ms * 1.5))
 
 
-def _status_name(status: ExecStatus) -> str:
-    return status.value if status.terminal else "error"
+def _status_name(status: ExecStatus) -> Literal["success", "warning", "error"]:
+    """The outcome an event reports; an ended run whose status Make did not name counts as error."""
+    if status is ExecStatus.SUCCESS:
+        return "success"
+    if status is ExecStatus.WARNING:
+        return "warning"
+    return "error"
 
 
 class Tracker:
@@ -131,7 +137,12 @@ class Tracker:
         self._version += 1
 
     def started(
-        self, scenario_id: int, execution_id: str, *, now: float, source: str,
+        self,
+        scenario_id: int,
+        execution_id: str,
+        *,
+        now: float,
+        source: str,
         started_at: float | None = None,
     ) -> list[_Event]:
         state = self.scenarios[scenario_id]
@@ -152,8 +163,13 @@ class Tracker:
         ]
 
     def finished(
-        self, scenario_id: int, log: ExecutionLog | None, detail: ExecutionDetail | None, *,
-        execution_id: str, now: float,
+        self,
+        scenario_id: int,
+        log: ExecutionLog | None,
+        detail: ExecutionDetail | None,
+        *,
+        execution_id: str,
+        now: float,
     ) -> list[_Event]:
         """A run ended. `log` gives its figures, `detail` its error; either may be missing."""
         state = self.scenarios[scenario_id]
@@ -191,7 +207,7 @@ class Tracker:
             ExecutionFinished(
                 scenario_id=scenario_id,
                 execution_id=execution_id,
-                status=_status_name(status),  # type: ignore[arg-type]
+                status=_status_name(status),
                 started_at=started_at,
                 duration_ms=duration,
                 operations=log.operations if log is not None else None,
@@ -203,9 +219,7 @@ class Tracker:
             )
         ]
 
-    def scenario_seen(
-        self, scenario: Scenario, *, queue_count: int | None = None
-    ) -> list[_Event]:
+    def scenario_seen(self, scenario: Scenario, *, queue_count: int | None = None) -> list[_Event]:
         """A fresh copy of a scenario's flags; reports what changed since the last copy."""
         state = self.scenarios[scenario.id]
         state.name = scenario.name or state.name

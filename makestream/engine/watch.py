@@ -28,10 +28,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from makestream import __version__
+from makestream.engine.alerts import AlertEvaluator, fails
 from makestream.engine.cursor import Cursor
-from makestream.engine.poller import Action, Schedule, ScanTarget
-from makestream.engine.tracker import LATE_WINDOW_MS, Tracker
+from makestream.engine.poller import Action, ScanTarget, Schedule
+from makestream.engine.rules import Severity
+from makestream.engine.tracker import Tracker
 from makestream.errors import (
+    ApiError,
     AuthError,
     ExitCode,
     MakestreamError,
@@ -40,6 +43,8 @@ from makestream.errors import (
     worst,
 )
 from makestream.events import (
+    AlertRaised,
+    AlertResolved,
     ApiThrottled,
     ExecutionFinished,
     ModuleResult,
@@ -54,8 +59,11 @@ from makestream.make.budget import Priority
 from makestream.make.client import ApiNotice, MakeClient
 from makestream.make.models import Blueprint, ExecStatus, ExecutionLog, Scenario
 
-_OUTCOME = {"success": ExitCode.OK, "warning": ExitCode.EXECUTION_WARNING,
-            "error": ExitCode.EXECUTION_ERROR}
+_OUTCOME = {
+    "success": ExitCode.OK,
+    "warning": ExitCode.EXECUTION_WARNING,
+    "error": ExitCode.EXECUTION_ERROR,
+}
 LOG_PAGE = 50
 _FOLLOW_UPS = frozenset({"log", "detail", "modules"})
 _ORG = 0  # the sweep group that stands for the whole organization
@@ -84,6 +92,8 @@ class WatchOptions:
     heartbeat_s: float = 15.0
     progress_s: float = 2.0
     workers: int = 6
+    alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
+    fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised
 
 
 @dataclass
@@ -123,6 +133,7 @@ class Watch:
         self._unscanned: set[int] = set()
         self._in_detail: set[str] = set()  # error runs whose detail is being fetched
         self._org_id: int | None = None
+        self._ending: str | None = None  # a reason to end once follow-ups settle
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         self._blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
@@ -131,19 +142,36 @@ class Watch:
     # -- emitting --------------------------------------------------------------------------------
 
     def emit(self, events: Iterable[_Event]) -> None:
-        """Stamp and queue events. Call right after the state change they describe."""
+        """Stamp and queue events. Call right after the state change they describe.
+
+        Alert rules see every event; the alerts an event raises follow it directly.
+        """
+        alerts = self.options.alerts
         for event in events:
-            if self._done.is_set() and event.type != "stream.closed":
+            if self._done.is_set():
                 return
             self._seq += 1
             now = self.clock.now()
             self._last_emit = now
             stamped = event.model_copy(
-                update={"seq": self._seq, "ts": rfc3339(now), "cursor": self.tracker.cursor(self._seq)}
+                update={
+                    "seq": self._seq,
+                    "ts": rfc3339(now),
+                    "cursor": self.tracker.cursor(self._seq),
+                }
             )
             self._deliver(stamped)
             if isinstance(event, ExecutionFinished):
                 self._count_finished(event)
+            elif isinstance(event, AlertRaised):
+                self._alert_raised(event)
+            if alerts is not None and not isinstance(event, AlertRaised | AlertResolved):
+                self.emit(alerts.observe(stamped, now))
+
+    def _alert_raised(self, event: AlertRaised) -> None:
+        severity = self.options.fail_on_alert
+        if severity is not None and fails(severity, event):
+            self.stop("alert", ExitCode.ALERT)
 
     def _count_finished(self, event: ExecutionFinished) -> None:
         self._counts["finished"] += 1
@@ -152,16 +180,28 @@ class Watch:
         if event.execution_id in self._targets:
             self._targets.discard(event.execution_id)
             if not self._targets:
-                self.stop("finished")
+                self._end_when_settled("finished")
         if self.options.count is not None and self._counts["finished"] >= self.options.count:
-            self.stop("count")
+            self._end_when_settled("count")
+
+    def _end_when_settled(self, reason: str) -> None:
+        """End now, or — with --modules — once the module results of the last run are out."""
+        self._ending = self._ending or reason
+        if not self.options.modules or self._pending <= 0:
+            self.stop(self._ending)
 
     def on_notice(self, notice: ApiNotice) -> None:
         """Client observer: a 429 becomes an `api.throttled` event."""
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
-            self.emit([ApiThrottled(retry_in_s=notice.retry_in_s or 0.0,
-                                    rate_per_min=round(snap.rate_per_min, 2))])
+            self.emit(
+                [
+                    ApiThrottled(
+                        retry_in_s=notice.retry_in_s or 0.0,
+                        rate_per_min=round(snap.rate_per_min, 2),
+                    )
+                ]
+            )
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -205,15 +245,25 @@ class Watch:
         opts = self.options
         codes = list(self._codes)
         if not opts.exit_status:
-            codes = [c for c in codes if c not in _OUTCOME.values() and c != ExitCode.ALERT]
+            # Outcomes set the code only when asked; --fail-on-alert asks for exit 4 itself.
+            codes = [
+                c
+                for c in codes
+                if c not in _OUTCOME.values()
+                and (c != ExitCode.ALERT or opts.fail_on_alert is not None)
+            ]
         code = worst(*codes)
         self.outcome.exit_code = code
         self.outcome.summary = dict(self._counts)
         self._seq += 1
         now = self.clock.now()
         closed = StreamClosed(
-            reason=self.outcome.reason, exit_code=int(code), summary=dict(self._counts),
-            seq=self._seq, ts=rfc3339(now), cursor=self.tracker.cursor(self._seq),
+            reason=self.outcome.reason,
+            exit_code=int(code),
+            summary=dict(self._counts),
+            seq=self._seq,
+            ts=rfc3339(now),
+            cursor=self.tracker.cursor(self._seq),
         )
         self._deliver(closed)
         self._send.close()
@@ -235,11 +285,17 @@ class Watch:
         for scenario in scenarios:
             await self._adopt(scenario)
         budget = self.client.budget.snapshot()
-        self.emit([StreamOpened(
-            targets=[s.id for s in scenarios], api_limit=budget.limit_per_min,
-            budget_per_min=round(budget.limit_per_min * budget.share, 2),
-            follow=opts.follow, version=__version__,
-        )])
+        self.emit(
+            [
+                StreamOpened(
+                    targets=[s.id for s in scenarios],
+                    api_limit=budget.limit_per_min,
+                    budget_per_min=round(budget.limit_per_min * budget.share, 2),
+                    follow=opts.follow,
+                    version=__version__,
+                )
+            ]
+        )
         self.schedule.rate_per_s = budget.rate_per_min / 60
         if opts.run or opts.execution_id:
             await self._start_target(scenarios[0])
@@ -254,8 +310,10 @@ class Watch:
             if sid not in self.tracker.scenarios:
                 await self._adopt(await self.client.scenario(sid))
                 team = self._team_of.get(sid)
-                if self._org_id is None and team is not None and not any(
-                    t == team for s, t in self._team_of.items() if s != sid
+                if (
+                    self._org_id is None
+                    and team is not None
+                    and not any(t == team for s, t in self._team_of.items() if s != sid)
                 ):
                     self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team))
         self._wake.set()
@@ -277,7 +335,7 @@ class Watch:
             # The target run may predate the watch; one page of logs gives its expected length.
             state.position.floor_ms = 0
             page = await self.client.logs(sid, limit=LOG_PAGE, priority=Priority.NORMAL)
-            self.tracker.learn(sid, page.items)
+            self._learn(sid, page.items)
             return
         if not known and since is None:
             # The first scan tells history from news (see `_first_scan`), so that adopting a
@@ -360,7 +418,13 @@ class Watch:
         now = self.clock.now()
         sid = scenario.id
         if opts.run:
-            result = await self.client.run(sid, data=opts.run_data)
+            try:
+                result = await self.client.run(sid, data=opts.run_data)
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                # Make refused the inputs or the scenario's state: the user's to fix.
+                raise UsageError(f"--run: {exc.message}") from None
             eid, source = result.execution_id, "run"
             started: float | None = now
         else:
@@ -417,13 +481,23 @@ class Watch:
         finally:
             self._wake.set()
             self._check_caught_up()
+            if self._ending is not None:
+                self._end_when_settled(self._ending)
 
     def _retry(self, action: Action, exc: MakestreamError, started: float) -> None:
         now = self.clock.now()
         delay = min(30.0, 2.0 * 2 ** min(action.attempt, 4))
         if exc.transient:
-            self.emit([StreamError(message=exc.message, error_type=type(exc).__name__,
-                                   fatal=False, retry_in_s=round(delay, 1))])
+            self.emit(
+                [
+                    StreamError(
+                        message=exc.message,
+                        error_type=type(exc).__name__,
+                        fatal=False,
+                        retry_in_s=round(delay, 1),
+                    )
+                ]
+            )
         match action.kind:
             case "scan":
                 self.schedule.scanned(action.scenario_id, started, now, ok=False)
@@ -442,10 +516,18 @@ class Watch:
     def _later(self, when: float, action: Action) -> None:
         """Retry a follow-up at `when`."""
         self._pending += 1
-        self.schedule.at(when, Action(
-            action.kind, action.scenario_id, action.execution_id, log=action.log,
-            detail=action.detail, priority=action.priority, attempt=action.attempt + 1,
-        ))
+        self.schedule.at(
+            when,
+            Action(
+                action.kind,
+                action.scenario_id,
+                action.execution_id,
+                log=action.log,
+                detail=action.detail,
+                priority=action.priority,
+                attempt=action.attempt + 1,
+            ),
+        )
 
     async def _poll(self, action: Action) -> None:
         sid, eid = action.scenario_id, action.execution_id
@@ -463,7 +545,9 @@ class Watch:
         if detail.status.terminal:
             self.schedule.forget_execution(eid)
             self._pending += 1
-            self.schedule.follow_up(Action("log", sid, eid, detail=detail, priority=Priority.URGENT))
+            self.schedule.follow_up(
+                Action("log", sid, eid, detail=detail, priority=Priority.URGENT)
+            )
 
     async def _fetch_log(self, action: Action) -> None:
         sid, eid = action.scenario_id, action.execution_id
@@ -495,12 +579,13 @@ class Watch:
         )
         self.schedule.forget_execution(action.execution_id)
         self._in_detail.discard(action.execution_id)
-        self.emit(events)
         if events and self.options.modules:
+            # Queued before the event goes out, so that --count/--run wait for the modules.
             self._pending += 1
             self.schedule.follow_up(
                 Action("modules", sid, action.execution_id, priority=Priority.LOW)
             )
+        self.emit(events)
 
     async def _scan(self, sid: int, started: float) -> None:
         state = self.tracker.scenarios[sid]
@@ -513,13 +598,16 @@ class Watch:
         try:
             while True:
                 page = await self.client.logs(
-                    sid, from_ms=from_ms, limit=LOG_PAGE, last=last,
+                    sid,
+                    from_ms=from_ms,
+                    limit=LOG_PAGE,
+                    last=last,
                     priority=self._scan_priority(sid),
                 )
                 seen.extend(page.items)
                 if fresh and from_ms is None:
                     # First page of a fresh scenario: learn how far back runs can land.
-                    self.tracker.learn(sid, page.items)
+                    self._learn(sid, page.items)
                     from_ms = int(self._started_at * 1000) - state.lookback_ms
                     if page.items and page.items[-1].timestamp_ms < from_ms:
                         break
@@ -536,6 +624,17 @@ class Watch:
         self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
         self._unscanned.discard(sid)
 
+    def _learn(self, sid: int, entries: list[ExecutionLog]) -> None:
+        """History from runs before the stream, for expected durations and alert baselines."""
+        self.tracker.learn(sid, entries)
+        if self.options.alerts is not None:
+            past = sorted((e for e in entries if e.status.terminal), key=lambda e: e.timestamp_ms)
+            self.options.alerts.learn(
+                sid,
+                [e.duration_ms for e in past if e.duration_ms is not None],
+                last_run_at=past[-1].timestamp_ms / 1000 if past else None,
+            )
+
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.
 
@@ -547,9 +646,9 @@ class Watch:
         start_ms = int(self._started_at * 1000)
         state = self.tracker.scenarios[sid]
         state.position.floor_ms = floor_ms
-        self.tracker.prime(sid, [
-            e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms
-        ])
+        self.tracker.prime(
+            sid, [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
+        )
 
     def _scan_priority(self, sid: int) -> Priority:
         target = self.schedule.scans.get(sid)
@@ -573,14 +672,20 @@ class Watch:
                         Action("detail", sid, entry.id, log=entry, priority=Priority.HIGH)
                     )
                 else:
-                    self.emit(self.tracker.finished(sid, entry, None, execution_id=entry.id,
-                                                    now=now))
+                    self._finish(sid, entry, Action("scan", sid, entry.id, log=entry))
             elif entry.status in (ExecStatus.RUNNING, ExecStatus.PAUSED, ExecStatus.UNKNOWN):
                 # Some Make implementations list runs in flight: follow them by status.
                 if entry.timestamp_ms < self.tracker.scenarios[sid].position.floor_ms:
                     continue
-                self.emit(self.tracker.started(sid, entry.id, now=now, source=entry.type or "auto",
-                                               started_at=entry.timestamp_ms / 1000))
+                self.emit(
+                    self.tracker.started(
+                        sid,
+                        entry.id,
+                        now=now,
+                        source=entry.type or "auto",
+                        started_at=entry.timestamp_ms / 1000,
+                    )
+                )
                 expected = self.tracker.scenarios[sid].history.expected_ms
                 self.schedule.watch_execution(
                     sid, entry.id, now=now, expected_s=expected / 1000 if expected else None
@@ -599,8 +704,9 @@ class Watch:
                     organization_id=self._org_id, ids=ids, priority=Priority.NORMAL
                 )
             else:
-                scenarios = await self.client.scenarios(team_id=group, ids=ids,
-                                                        priority=Priority.NORMAL)
+                scenarios = await self.client.scenarios(
+                    team_id=group, ids=ids, priority=Priority.NORMAL
+                )
         finally:
             self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
         now = self.clock.now()
@@ -615,7 +721,10 @@ class Watch:
             # Counters that move when a run ends; whether Make updates them promptly is not
             # documented, so they only reorder scans, never replace them.
             if (before.operations, before.transfer, before.dlq_count, before.is_invalid) != (
-                scenario.operations, scenario.transfer, scenario.dlq_count, scenario.is_invalid
+                scenario.operations,
+                scenario.transfer,
+                scenario.dlq_count,
+                scenario.is_invalid,
             ):
                 self.schedule.heat(scenario.id, now)
             if scenario.next_exec != before.next_exec:
@@ -632,15 +741,23 @@ class Watch:
             )
         events: list[_Event] = []
         for module in blueprint.walk():
-            page = await self.client.module_logs(sid, module.id, limit=LOG_PAGE,
-                                                 priority=Priority.LOW)
+            page = await self.client.module_logs(
+                sid, module.id, limit=LOG_PAGE, priority=Priority.LOW
+            )
             for entry in page.items:
                 if entry.execution_id == eid:
-                    events.append(ModuleResult(
-                        scenario_id=sid, execution_id=eid, module_id=module.id,
-                        module=module.module, app=module.app, status=entry.status.value,
-                        bundles=entry.bundles, size=entry.size,
-                    ))
+                    events.append(
+                        ModuleResult(
+                            scenario_id=sid,
+                            execution_id=eid,
+                            module_id=module.id,
+                            module=module.module,
+                            app=module.app,
+                            status=entry.status.value,
+                            bundles=entry.bundles,
+                            size=entry.size,
+                        )
+                    )
                     break
         self.emit(events)
 
@@ -656,11 +773,20 @@ class Watch:
                 self.stop("timeout", ExitCode.TIMEOUT)
                 return
             self.emit(self.tracker.progress(now, every_s=opts.progress_s))
+            if opts.alerts is not None:
+                budget = self.client.budget.snapshot()
+                self.emit(opts.alerts.tick(now, self.tracker.scenarios, budget))
             if now - self._last_emit >= opts.heartbeat_s:
                 snap = self.client.budget.snapshot()
-                self.emit([StreamHeartbeat(used_last_minute=snap.used_last_minute,
-                                           budget_per_min=round(snap.rate_per_min, 2),
-                                           running=self.tracker.running_count)])
+                self.emit(
+                    [
+                        StreamHeartbeat(
+                            used_last_minute=snap.used_last_minute,
+                            budget_per_min=round(snap.rate_per_min, 2),
+                            running=self.tracker.running_count,
+                        )
+                    ]
+                )
             self.schedule.rate_per_s = self.client.budget.snapshot().rate_per_min / 60
 
     def _check_caught_up(self) -> None:

@@ -55,8 +55,10 @@ def describe(event: _Event) -> str:
             ops = f" · {event.operations} ops" if event.operations is not None else ""
             return f"{event.status:<8} {who}{run} {_ms(event.duration_ms)}{ops}{extra}"
         case ModuleResult():
-            return f"module   {who}{run} #{event.module_id} {event.module} {event.status} " \
-                   f"({event.bundles} bundles)"
+            return (
+                f"module   {who}{run} #{event.module_id} {event.module} {event.status} "
+                f"({event.bundles} bundles)"
+            )
         case ScenarioChanged():
             fields = ", ".join(f"{f}={getattr(event, f)}" for f in event.changed)
             return f"changed  {who} {fields}"
@@ -76,9 +78,11 @@ def describe(event: _Event) -> str:
             return f"lagged   {event.message}"
         case StreamClosed():
             s = event.summary
-            return (f"closed   {event.reason} · exit {event.exit_code} · {s.get('finished', 0)} "
-                    f"finished ({s.get('success', 0)} ok, {s.get('warning', 0)} warning, "
-                    f"{s.get('error', 0)} error)")
+            return (
+                f"closed   {event.reason} · exit {event.exit_code} · {s.get('finished', 0)} "
+                f"finished ({s.get('success', 0)} ok, {s.get('warning', 0)} warning, "
+                f"{s.get('error', 0)} error)"
+            )
     return f"{event.type} {who}{run}"
 
 

@@ -99,7 +99,7 @@ class LiveWriter:
                           blueprints=self.blueprints, ascii_only=self._ascii_only())
 
     def summary(self) -> RenderableType:
-        from makestream.render.screen import summary
+        from makestream.render.summary import summary
 
         with self._lock:
             return summary(self.state, ascii_only=self._ascii_only())

@@ -1,11 +1,12 @@
-"""The live screen and the closing summary, built from a `ViewState`.
+"""The live screen, built from a `ViewState`.
 
 Everything here turns view-model data into finished rich objects (Text, tables of Text) at call
 time. The live writer calls `screen()` under its lock and hands the result to rich's refresh
 thread, which therefore never reads a state that is being changed. Nothing is laid out with
 markup strings: names and error messages from Make may contain `[brackets]`.
 
-Layout, top to bottom, each part only when it has something to say:
+Layout, top to bottom, each part only when it has something to say (the summary left at the
+end is in `summary.py`):
 
     header       version, targets, health; budget gauge
     running      one row per execution: bar, percent, elapsed, ETA (`~` marks estimates)
@@ -174,7 +175,7 @@ def _more(grid: Table, hidden: int, g: Glyphs) -> None:
         grid.add_row(Text(f"{g.ellipsis} and {hidden} more", style="dim"))
 
 
-def _alerts(state: ViewState, g: Glyphs, limit: int) -> Table:
+def alerts_table(state: ViewState, g: Glyphs, limit: int) -> Table:
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(no_wrap=True)
     grid.add_column(ratio=1, no_wrap=True, overflow=g.overflow)
@@ -226,7 +227,7 @@ def _scenarios(rows: list[ScenarioRow], g: Glyphs, limit: int) -> Table:
     return grid
 
 
-def _title(words: str, count: int | None = None) -> Text:
+def section_title(words: str, count: int | None = None) -> Text:
     text = Text()
     text.append(words, style="bold")
     if count is not None:
@@ -249,7 +250,7 @@ def screen(
     parts: list[RenderableType] = [_header(state, now, g), Text("")]
     tall = height >= 30
     running = list(state.running.values())
-    parts.append(_title("Running", len(running) or None))
+    parts.append(section_title("Running", len(running) or None))
     if running:
         parts.append(_running(running, now, g, limit=10 if tall else 5))
     elif state.finished:
@@ -258,13 +259,13 @@ def screen(
         parts.append(Text(f"waiting for executions{g.ellipsis}", style="dim"))
     if state.finished:
         rows = list(reversed(state.finished))[: 8 if tall else 4]
-        parts += [Text(""), _title("Latest finished"), _finished(rows, g, width)]
+        parts += [Text(""), section_title("Latest finished"), _finished(rows, g, width)]
     if state.alerts:
-        parts += [Text(""), _title("Open alerts", len(state.alerts)),
-                  _alerts(state, g, limit=6 if tall else 3)]
+        parts += [Text(""), section_title("Open alerts", len(state.alerts)),
+                  alerts_table(state, g, limit=6 if tall else 3)]
     notable = [row for row in state.scenarios.values() if row.notable]
     if notable:
-        parts += [Text(""), _title("Needs attention", len(notable)),
+        parts += [Text(""), section_title("Needs attention", len(notable)),
                   _scenarios(notable, g, limit=6 if tall else 3)]
     flow = _focus_flow(state, blueprints, height, g)
     if flow is not None:
@@ -281,70 +282,10 @@ def _focus_flow(
     if blueprint is None:
         return None
     modules = state.modules.get(state.focus)
-    title = _title("Flow")
+    title = section_title("Flow")
     title.append(f" {g.middot} ", style="dim")
     title.append_text(scenario_label(state.focus, state.name_of(state.focus) or blueprint.name))
     if modules is not None:
         title.append(f" {g.middot} run {modules[0][:8]}", style="dim")
     return [title, FlowDiagram(blueprint, modules[1] if modules else None, title="",
                                ascii_only=g.ascii_only)]
-
-
-def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> RenderableType:
-    """What is left in the scrollback when the view ends: counts, last runs, open alerts."""
-    g = glyphs(ascii_only)
-    finished = sum(state.counts.values())
-    head = Text()
-    head.append("Summary", style="bold")
-    head.append(f" {g.middot} {finished} finished")
-    if finished:
-        head.append(": ")
-        for index, status in enumerate(("success", "warning", "error")):
-            if index:
-                head.append(", ")
-            head.append(f"{state.counts[status]} {status}",
-                        style=status_style(status) if state.counts[status] else "dim")
-    if state.running:
-        head.append(f" {g.middot} {len(state.running)} still running")
-    parts: list[RenderableType] = [head]
-    if state.finished:
-        runs = Table.grid(padding=(0, 2), expand=True)
-        runs.add_column(no_wrap=True, style="dim")
-        runs.add_column(no_wrap=True)
-        runs.add_column(no_wrap=True, overflow=g.overflow, ratio=1)
-        runs.add_column(no_wrap=True, justify="right")
-        for row in list(state.finished)[-last:]:
-            who = scenario_label(row.scenario_id, row.scenario_name)
-            if row.error:
-                who.append(f"\n{g.arrow} {row.error}", style="red")
-            ops = f" {g.middot} {row.operations} ops" if row.operations is not None else ""
-            runs.add_row(Text(f"  {time_of_day(row.ended_ts)}"), status_text(row.status, g),
-                         who, Text(f"{duration(row.duration_ms)}{ops}"))
-        parts.append(runs)
-    if state.alerts:
-        parts += [_title("Open alerts", len(state.alerts)), _alerts(state, g, limit=20)]
-    elif state.alerts_raised:
-        parts.append(Text(f"{plural(state.alerts_raised, 'alert')} raised, all resolved",
-                          style="dim"))
-    trouble = _trouble(state)
-    if state.closed is not None or trouble:
-        line = Text("")
-        if state.closed is not None:
-            line.append(f"Stream closed: {state.closed.reason} (exit {state.closed.exit_code})",
-                        style="dim" if state.closed.exit_code == 0 else "yellow")
-        if trouble:
-            line.append(f"{f' {g.middot} ' if line else ''}{trouble}", style="dim")
-        parts.append(line)
-    return Group(*parts)
-
-
-def _trouble(state: ViewState) -> str:
-    h = state.health
-    parts = []
-    if h.throttles_seen:
-        parts.append(f"throttled {plural(h.throttles_seen, 'time')}")
-    if h.errors_seen:
-        parts.append(plural(h.errors_seen, "stream error"))
-    if h.error_fatal and h.error:
-        parts.append(f"last: {h.error}")
-    return ", ".join(parts)

@@ -50,8 +50,11 @@ class _Alert:
     ends_at: str | None = None
 
     def payload(self, generator_url: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {"labels": self.labels, "annotations": self.annotations,
-                                "startsAt": self.starts_at}
+        body: dict[str, Any] = {
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": self.starts_at,
+        }
         if self.ends_at is not None:
             body["endsAt"] = self.ends_at
         if generator_url:
@@ -79,9 +82,16 @@ class AlertmanagerSink(Sink):
         labels: Mapping[str, str] | None = None,
         generator_url: str | None = None,
     ) -> None:
-        super().__init__(alerts_url(url), on_error=on_error, transport=transport, clock=clock,
-                         timeout_s=timeout_s, queue_size=queue_size, backoff=backoff,
-                         grace_s=grace_s)
+        super().__init__(
+            alerts_url(url),
+            on_error=on_error,
+            transport=transport,
+            clock=clock,
+            timeout_s=timeout_s,
+            queue_size=queue_size,
+            backoff=backoff,
+            grace_s=grace_s,
+        )
         self.resend_s = resend_s
         self.labels = dict(labels or {})
         self.generator_url = generator_url
@@ -111,8 +121,9 @@ class AlertmanagerSink(Sink):
                 continue
             if self._ended and (not self._dirty or self.past_deadline()):
                 if self._dirty:
-                    self.report(f"giving up at exit: {len(self._resolved)} resolved alerts not "
-                                "delivered")
+                    self.report(
+                        f"giving up at exit: {len(self._resolved)} resolved alerts not delivered"
+                    )
                 return
             await self._wait(now)
 
@@ -130,8 +141,12 @@ class AlertmanagerSink(Sink):
 
     def _take(self, event: AlertEvent) -> None:
         now = rfc3339(self.clock.now())
-        labels = {"alertname": f"makestream_{event.rule}", "rule": event.rule,
-                  "severity": event.severity, "alert_id": event.alert_id}
+        labels = {
+            "alertname": f"makestream_{event.rule}",
+            "rule": event.rule,
+            "severity": event.severity,
+            "alert_id": event.alert_id,
+        }
         if event.scenario_id is not None:
             labels["scenario_id"] = str(event.scenario_id)
         if event.execution_id is not None:
@@ -140,7 +155,7 @@ class AlertmanagerSink(Sink):
         annotations = {
             "summary": event.message,
             "description": f"{event.rule}: value {_figure(event.value)}, threshold "
-                           f"{_figure(event.threshold)}",
+            f"{_figure(event.threshold)}",
         }
         known = self.active.get(event.alert_id)
         if isinstance(event, AlertRaised):

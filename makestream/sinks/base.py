@@ -104,8 +104,9 @@ class Failure:
 async def post_json(client: httpx.AsyncClient, url: str, body: bytes) -> Failure | None:
     """POST a JSON body; None on a 2xx answer."""
     try:
-        response = await client.post(url, content=body,
-                                      headers={"Content-Type": "application/json"})
+        response = await client.post(
+            url, content=body, headers={"Content-Type": "application/json"}
+        )
     except httpx.TimeoutException:
         return Failure("timed out", retry=True)
     except httpx.HTTPError as exc:
@@ -167,8 +168,9 @@ class Sink:
         self._tasks.start_soon(self.run)
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
         assert self._tasks is not None
         self.close()
         return await self._tasks.__aexit__(kind, exc, tb)
@@ -199,8 +201,9 @@ class Sink:
 
     def report_drops(self) -> None:
         if self.dropped > self._reported_drops:
-            self.report(f"queue full: dropped {self.dropped - self._reported_drops} oldest "
-                        "alert events")
+            self.report(
+                f"queue full: dropped {self.dropped - self._reported_drops} oldest alert events"
+            )
             self._reported_drops = self.dropped
 
     def past_deadline(self) -> bool:

@@ -1,0 +1,130 @@
+"""Shared wiring: a client on the simulated zone in process, and the process's own health.
+
+A fast clock only gives true latencies while the event loop keeps up with it: a loop that is
+busy for 20 ms at `Clock(20)` delays everything by 0.4 simulated seconds, and a saturated loop
+delays everything without bound. `LoopLag` measures that directly (a task sleeps 10 ms of real
+time and records how late it wakes up); `CpuMeter` says how much of one core the process used.
+Benchmarks report both next to their figures, and lower the clock speed when the lag is high.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from bench.report import percentile
+from makestream.clock import Clock
+from makestream.make.budget import Budget
+from makestream.make.client import ApiNotice, MakeClient, RetryPolicy, Token
+from makestream.sim import DEMO_TOKEN, SimZone
+
+BASE_URL = "http://sim.bench/api/v2"
+# Above this p95 overshoot of a 10 ms sleep the loop is taken as not keeping up with the clock.
+LAG_LIMIT_MS = 5.0
+
+
+def sim_client(
+    zone: SimZone,
+    api_limit: int,
+    *,
+    clock: Clock,
+    observer: Callable[[ApiNotice], None] | None = None,
+) -> MakeClient:
+    """A MakeClient on `zone` through httpx.ASGITransport, with its own Budget (80 % share)."""
+    return MakeClient(
+        BASE_URL,
+        Token(DEMO_TOKEN),
+        budget=Budget(api_limit, clock=clock),
+        clock=clock,
+        transport=httpx.ASGITransport(app=zone.app),
+        observer=observer,
+        retry=RetryPolicy(),
+    )
+
+
+@dataclass
+class NoticeCounter:
+    """Client observer: requests by endpoint kind, throttled notices, errors."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    throttled: int = 0
+    retries: int = 0
+    failed: int = 0
+    forward: Callable[[ApiNotice], None] | None = None
+
+    def __call__(self, notice: ApiNotice) -> None:
+        if notice.kind == "throttled":
+            self.throttled += 1
+        elif notice.kind == "retry":
+            self.retries += 1
+        elif notice.kind == "request":
+            kind = endpoint_kind(notice.method, notice.path)
+            self.requests[kind] = self.requests.get(kind, 0) + 1
+            if notice.status is None or notice.status >= 400:
+                self.failed += 1
+        if self.forward is not None:
+            self.forward(notice)
+
+
+def endpoint_kind(method: str, path: str) -> str:
+    """A request's endpoint with ids replaced: 'GET /scenarios/{id}/logs'."""
+    parts = [p for p in path.split("/") if p]
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if part.isdigit() or (i > 0 and parts[i - 1] in ("logs", "executions")):
+            out.append("{id}")
+        else:
+            out.append(part)
+    return f"{method} /" + "/".join(out)
+
+
+class LoopLag:
+    """Samples how late a 10 ms real-time sleep wakes up, in milliseconds."""
+
+    def __init__(self, interval_s: float = 0.010) -> None:
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await anyio.sleep(self.interval_s)
+            self.samples.append((time.perf_counter() - t0 - self.interval_s) * 1000)
+
+    def summary(self) -> dict[str, float]:
+        s = self.samples
+        if not s:
+            return {"lag_p50_ms": 0.0, "lag_p95_ms": 0.0, "lag_p99_ms": 0.0, "lag_max_ms": 0.0}
+        return {
+            "lag_p50_ms": round(percentile(s, 50), 3),
+            "lag_p95_ms": round(percentile(s, 95), 3),
+            "lag_p99_ms": round(percentile(s, 99), 3),
+            "lag_max_ms": round(max(s), 3),
+        }
+
+
+class CpuMeter:
+    """CPU seconds of this process per real second, between `start()` and `stop()`."""
+
+    def __init__(self) -> None:
+        self._cpu0 = self._wall0 = 0.0
+        self.cpu_s = self.wall_s = 0.0
+
+    def start(self) -> None:
+        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+
+    def stop(self) -> dict[str, Any]:
+        self.cpu_s = time.process_time() - self._cpu0
+        self.wall_s = time.perf_counter() - self._wall0
+        return {
+            "cpu_s": round(self.cpu_s, 2),
+            "wall_s": round(self.wall_s, 2),
+            "cpu_share": round(self.cpu_s / self.wall_s, 3) if self.wall_s else None,
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }

@@ -1,0 +1,283 @@
+"""Benchmark 1: request economy and detection latency, makestream against a naive poller.
+
+Workload: `generated_world(n)` (scheduled, webhook and on-demand scenarios; runs arrive at random
+and last what each scenario's profile says), with a quarter hour of history so that the watchers
+start on an organization that has been running. For each case (scenarios x organization limit),
+two child processes run side by side, each with its own zone built from the same seed on one
+shared fast clock — the two zones hold the same runs, shifted by the few milliseconds between
+their creations:
+
+- makestream: `Watch(client, WatchOptions(scenario_ids=all))`, in process over
+  `httpx.ASGITransport`, its client spending a `Budget` of 80 % of the limit;
+- naive: `bench.naive.NaiveLogPoller` at the same 80 % of the limit, same client class.
+
+Measured over the window [watcher start, start + minutes]:
+
+- detection latency of each run = emission clock time of its report - its true `ended_at`,
+  over the runs that ended in [start + 1 s, end - 2 min]; a run never reported counts as
+  infinitely late, so a percentile that lands on missed runs reads ∞;
+- requests per clock minute as the zone counted them (full minutes inside the window);
+- 429s answered by the organization limit (`zone.limited`) and `throttled` notices;
+- missed (expected, never reported) and duplicated (reported more than once) runs;
+- the child's loop lag and CPU share. When the p95 lag passes `LAG_LIMIT_MS`, the case runs again
+  at half the clock speed; the speed used is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from bench.harness import LAG_LIMIT_MS, CpuMeter, LoopLag, NoticeCounter, sim_client
+from bench.naive import NaiveLogPoller
+from bench.report import Result, percentile, ratio
+from makestream.clock import Clock
+from makestream.engine.watch import Watch, WatchOptions
+from makestream.make.client import MakeClient
+from makestream.sim import SimZone, generated_world
+from makestream.sim.world import TeamSpec, WorldSpec
+
+SHARE = 0.8  # makestream's default budget share; the naive poller gets the same rate
+TAIL_S = 120.0  # runs that ended this close to the end of the window are not counted
+MIN_SPEED = 2.0
+
+
+@dataclass(frozen=True)
+class Case:
+    scenarios: int
+    api_limit: int
+    minutes: float
+    speed: float
+    seed: int = 1
+    history_s: float = 900.0
+    by_team: bool = True  # adopt the scenarios as `--team` does (one list page per 100)
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenarios} scenarios @ {self.api_limit}/min"
+
+
+FULL = [
+    Case(20, 60, 20, 30), Case(20, 240, 20, 30),
+    Case(200, 60, 20, 20), Case(200, 240, 20, 20),
+    Case(1000, 60, 20, 12), Case(1000, 240, 20, 12),
+]
+QUICK = [Case(20, 240, 6, 30)]
+
+
+TEAM = 1
+
+
+def bench_world(case: Case) -> WorldSpec:
+    """`generated_world(n)` with history, all scenarios in one team (see the module docstring)."""
+    world = generated_world(case.scenarios, seed=case.seed, api_limit=case.api_limit)
+    if case.by_team:
+        scenarios = [s.model_copy(update={"team_id": TEAM}) for s in world.scenarios]
+        world = world.model_copy(update={"teams": [TeamSpec(id=TEAM, name="Everything")],
+                                         "scenarios": scenarios})
+    return world.model_copy(update={"history": case.history_s})
+
+
+# ---------------------------------------------------------------- one side, in a child process
+
+def run_side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
+    """Run one watcher ('makestream' or 'naive') against its own zone; returns raw figures."""
+    return anyio.run(_side, kind, case, anchor)
+
+
+async def _side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
+    clock = Clock(case.speed, anchor=anchor)
+    world = bench_world(case)
+    zone = SimZone(world, clock=clock, seed=case.seed)
+    zone.truth()  # generate the history now, not inside the first request
+    ids = [s.id for s in world.scenarios]
+    counter = NoticeCounter()
+    lag, cpu = LoopLag(), CpuMeter()
+    out: dict[str, Any] = {}
+    async with sim_client(zone, case.api_limit, clock=clock, observer=counter) as client:
+        start = clock.now()
+        end = start + case.minutes * 60
+        cpu.start()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lag.run)
+            if kind == "makestream":
+                out = await _makestream(client, ids, end, counter, by_team=case.by_team)
+            else:
+                out = await _naive(client, ids, case, end)
+            tg.cancel_scope.cancel()
+        out.update(cpu.stop())
+    counted = [
+        (r.execution_id, r.ended_at) for r in zone.truth() if start + 1 <= r.ended_at <= end - TAIL_S
+    ]
+    per_minute = zone.requests_per_minute()
+    first_minute = zone.started_ms // 60_000
+    window = [
+        per_minute[m - first_minute]
+        for m in range(math.ceil(start / 60), math.floor(end / 60))
+        if 0 <= m - first_minute < len(per_minute)
+    ]
+    out.update(
+        kind=kind, start=start, end=end, expected=counted, rpm=window,
+        limited=zone.limited, throttled=counter.throttled, requests=counter.requests,
+        failed_requests=counter.failed, **lag.summary(),
+    )
+    return out
+
+
+async def _makestream(
+    client: MakeClient, ids: list[int], end: float, counter: NoticeCounter, *, by_team: bool
+) -> dict[str, Any]:
+    clock = client.clock
+    options = WatchOptions(team_id=TEAM) if by_team else WatchOptions(scenario_ids=ids)
+    watch = Watch(client, options)
+    counter.forward = watch.on_notice
+    detected: dict[str, float] = {}
+    reports: Counter[str] = Counter()
+    opened: float | None = None
+    events = 0
+
+    def take(event: Any) -> None:
+        nonlocal opened, events
+        events += 1
+        if event.type == "execution.finished":
+            eid = event.execution_id
+            reports[eid] += 1
+            detected.setdefault(eid, _epoch(event.ts))
+        elif event.type == "stream.opened":
+            opened = _epoch(event.ts)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        with anyio.move_on_after(clock.real(end - clock.now())):
+            async for event in watch.events:
+                take(event)
+        watch.stop("bench")
+        async for event in watch.events:
+            take(event)
+    return {"detected": detected, "reports": dict(reports), "opened": opened, "events": events,
+            "closed": watch.outcome.reason}
+
+
+async def _naive(client: MakeClient, ids: list[int], case: Case, end: float) -> dict[str, Any]:
+    poller = NaiveLogPoller(client, ids, per_minute=SHARE * case.api_limit, clock=client.clock)
+    with anyio.move_on_after(client.clock.real(end - client.clock.now())):
+        await poller.run()
+    return {"detected": poller.detected, "reports": poller.reports, "opened": poller.started_at,
+            "errors": poller.errors}
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------- analysis, in the parent
+
+def summarize(side: dict[str, Any], case: Case) -> dict[str, Any]:
+    """The figures of one side of one case."""
+    detected: dict[str, float] = side["detected"]
+    reports: dict[str, int] = side["reports"]
+    expected: list[tuple[str, float]] = side["expected"]
+    latencies = [detected.get(eid, math.inf) - ended for eid, ended in expected]
+    found = [x for x in latencies if math.isfinite(x)]
+    rpm: list[int] = side["rpm"]
+    budget = SHARE * case.api_limit
+    return {
+        "expected": len(expected),
+        "missed": sum(1 for x in latencies if not math.isfinite(x)),
+        "duplicated": sum(1 for n in reports.values() if n > 1),
+        "p50_s": percentile(latencies, 50),
+        "p95_s": percentile(latencies, 95),
+        "p99_s": percentile(latencies, 99),
+        "detected_p95_s": percentile(found, 95) if found else math.nan,
+        "rpm_mean": round(sum(rpm) / len(rpm), 1) if rpm else math.nan,
+        "rpm_max": max(rpm) if rpm else 0,
+        "rpm_max_pct_limit": round(100 * max(rpm) / case.api_limit, 1) if rpm else math.nan,
+        "within_budget": bool(rpm) and max(rpm) <= math.floor(budget + 1e-9),
+        "limited_429": side["limited"],
+        "throttled": side["throttled"],
+        "opened_after_s": (
+            round(side["opened"] - side["start"], 1) if side.get("opened") is not None else None
+        ),
+        "lag_p95_ms": side["lag_p95_ms"],
+        "lag_max_ms": side["lag_max_ms"],
+        "cpu_share": side["cpu_share"],
+        "requests": side["requests"],
+    }
+
+
+def run_case(case: Case, pool: ProcessPoolExecutor) -> tuple[Case, dict[str, dict[str, Any]]]:
+    """Both sides of one case in parallel; again at half speed while the loop lags."""
+    while True:
+        anchor = time.time()
+        futures = {kind: pool.submit(run_side, kind, case, anchor) for kind in ("makestream",
+                                                                               "naive")}
+        sides = {kind: f.result() for kind, f in futures.items()}
+        worst = max(s["lag_p95_ms"] for s in sides.values())
+        if worst <= LAG_LIMIT_MS or case.speed / 2 < MIN_SPEED:
+            return case, {kind: summarize(side, case) for kind, side in sides.items()}
+        print(f"  {case.label}: loop lag p95 {worst:.1f} ms at speed {case.speed:g}; "
+              f"again at {case.speed / 2:g}", flush=True)
+        case = replace(case, speed=case.speed / 2)
+
+
+def bench(quick: bool = False, cases: list[Case] | None = None) -> Result:
+    chosen = cases if cases is not None else (QUICK if quick else FULL)
+    result = Result("latency", "Request economy and detection latency (simulated zone)")
+    ctx = multiprocessing.get_context("spawn")
+    done: list[tuple[Case, dict[str, dict[str, Any]]]] = []
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        for case in chosen:
+            t0 = time.perf_counter()
+            print(f"latency: {case.label}, {case.minutes:g} simulated min at speed "
+                  f"{case.speed:g} ...", flush=True)
+            done.append(run_case(case, pool))
+            print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
+    for case, sides in done:
+        ms, nv = sides["makestream"], sides["naive"]
+        for kind, s in sides.items():
+            result.rows.append({
+                "case": case.label, "watcher": kind, "speed": case.speed,
+                "expected": s["expected"], "missed": s["missed"], "dup": s["duplicated"],
+                "p50 s": s["p50_s"], "p95 s": s["p95_s"], "p99 s": s["p99_s"],
+                "p95 vs naive": ratio(s["p95_s"], nv["p95_s"]) if kind == "makestream" else None,
+                "req/min": s["rpm_mean"], "max/min": s["rpm_max"],
+                "max % limit": s["rpm_max_pct_limit"], "429": s["limited_429"],
+                "throttled": s["throttled"], "opened s": s["opened_after_s"],
+                "lag p95 ms": s["lag_p95_ms"], "cpu": s["cpu_share"],
+            })
+        p95_ok = (ms["p95_s"] <= nv["p95_s"] / 3) if math.isfinite(ms["p95_s"]) else False
+        result.goals += [
+            (f"{case.label}: zero missed ({ms['missed']})", ms["missed"] == 0),
+            (f"{case.label}: zero duplicated ({ms['duplicated']})", ms["duplicated"] == 0),
+            (f"{case.label}: zero 429 ({ms['limited_429']} limited, {ms['throttled']} throttled)",
+             ms["limited_429"] == 0 and ms["throttled"] == 0),
+            (f"{case.label}: at most 80% of the limit (max {ms['rpm_max']}/min)",
+             ms["within_budget"]),
+            (f"{case.label}: p95 at most 1/3 of naive ({_s(ms['p95_s'])} vs {_s(nv['p95_s'])})",
+             p95_ok),
+        ]
+        result.raw[case.label] = {"case": asdict(case), **sides}
+    result.tables.append(("makestream requests by endpoint (whole window):", [
+        {"case": case.label, **sides["makestream"]["requests"]} for case, sides in done
+    ]))
+    result.notes += [
+        "latency = clock time of the report - the run's true end (simulated seconds); "
+        "percentiles over the runs that ended in [start+1 s, end-2 min], a missed run counts as ∞",
+        "req/min: mean and max over full clock minutes inside the window, as the zone counted them",
+        "opened s: simulated seconds from the watcher's start to stream.opened (set-up requests)",
+        "both watchers run at the same time in two processes, each with its own zone "
+        "(same seed, same clock)",
+    ]
+    return result
+
+
+def _s(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.1f} s"
