@@ -277,7 +277,7 @@ def watch(
 
     async def main() -> int:
         from makestream.engine.watch import Watch
-        from makestream.render import output_for
+        from makestream.render import output_for, output_is_live
 
         clock = conn.clock()
         conn.speed = clock.speed
@@ -316,6 +316,10 @@ def watch(
         ) as (client, zone):
             if zone is not None and not options.scenario_ids and options.team_id is None:
                 options.scenario_ids = [s.id for s in zone.world.scenarios]
+            if output_is_live(format_, sys.stdout):
+                # The live view draws module flows and a budget gauge: fetch blueprints and
+                # report the budget more often than the NDJSON default.
+                options.blueprints, options.heartbeat_s = True, 5.0
             output = output_for(format_, color, sys.stdout)
             sinks = _sinks(webhook, alertmanager, client.clock, holder)
             return await _stream(client, options, output, cursor_file, holder, sinks)
@@ -359,6 +363,8 @@ async def _stream(
 
     watch = Watch(client, options)
     holder.append(watch)
+    if hasattr(output, "blueprints"):
+        output.blueprints = watch.blueprints  # filled as the watch fetches them
     last_cursor = ""
     broken = False
     async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
@@ -381,9 +387,10 @@ async def _stream(
         finally:
             watch.events.close()
             tg.cancel_scope.cancel()
+            if not broken:
+                output.close()  # also on errors: the live view leaves its summary
     if broken:
         raise BrokenPipeError  # `run()` ends quietly
-    output.close()
     if watch.outcome.error is not None:
         raise MonitorFailed(watch.outcome.error, watch.outcome.exit_code)
     return int(watch.outcome.exit_code)

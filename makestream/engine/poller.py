@@ -26,7 +26,7 @@ from typing import Literal
 from makestream.make.budget import Priority
 from makestream.make.models import ExecutionDetail, ExecutionLog
 
-ActionKind = Literal["poll", "log", "detail", "scan", "sweep", "scenario", "triggers", "modules"]
+ActionKind = Literal["poll", "log", "detail", "scan", "sweep", "modules", "blueprint"]
 
 
 @dataclass(frozen=True)

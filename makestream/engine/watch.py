@@ -92,6 +92,7 @@ class WatchOptions:
     heartbeat_s: float = 15.0
     progress_s: float = 2.0
     workers: int = 6
+    blueprints: bool = False  # fetch the targets' blueprints (few targets only) for the view
     alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
     fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised
 
@@ -123,6 +124,7 @@ class Watch:
         self._send, self.events = anyio.create_memory_object_stream[_Event](math.inf)
         self._seq = 0
         self._last_emit = 0.0
+        self._last_heartbeat = self.clock.now()
         self._done = anyio.Event()
         self._wake = anyio.Event()
         self.outcome = Outcome()
@@ -135,7 +137,8 @@ class Watch:
         self._org_id: int | None = None
         self._ending: str | None = None  # a reason to end once follow-ups settle
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
-        self._blueprints: dict[int, Blueprint] = {}
+        # Blueprints fetched so far (for --modules and the live view's module flow).
+        self.blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
 
@@ -297,6 +300,11 @@ class Watch:
             ]
         )
         self.schedule.rate_per_s = budget.rate_per_min / 60
+        if opts.blueprints and len(scenarios) <= 10:
+            # For the live view's module flow: cheap for a few scenarios, pointless for many.
+            for scenario in scenarios:
+                self.schedule.at(self.clock.now(), Action("blueprint", scenario.id,
+                                                          priority=Priority.LOW))
         if opts.run or opts.execution_id:
             await self._start_target(scenarios[0])
         elif opts.follow:
@@ -470,6 +478,11 @@ class Watch:
                     await self._sweep(action.scenario_id)
                 case "modules":
                     await self._modules(action)
+                case "blueprint":
+                    if action.scenario_id not in self.blueprints:
+                        self.blueprints[action.scenario_id] = await self.client.blueprint(
+                            action.scenario_id, priority=Priority.LOW
+                        )
         except MakestreamError as exc:
             if not exc.transient and not isinstance(exc, NotFoundError):
                 self._fatal(exc)
@@ -734,9 +747,9 @@ class Watch:
 
     async def _modules(self, action: Action) -> None:
         sid, eid = action.scenario_id, action.execution_id
-        blueprint = self._blueprints.get(sid)
+        blueprint = self.blueprints.get(sid)
         if blueprint is None:
-            blueprint = self._blueprints[sid] = await self.client.blueprint(
+            blueprint = self.blueprints[sid] = await self.client.blueprint(
                 sid, priority=Priority.LOW
             )
         events: list[_Event] = []
@@ -776,7 +789,8 @@ class Watch:
             if opts.alerts is not None:
                 budget = self.client.budget.snapshot()
                 self.emit(opts.alerts.tick(now, self.tracker.scenarios, budget))
-            if now - self._last_emit >= opts.heartbeat_s:
+            if now - self._last_heartbeat >= opts.heartbeat_s:
+                self._last_heartbeat = now
                 snap = self.client.budget.snapshot()
                 self.emit(
                     [

@@ -22,6 +22,14 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+def output_is_live(format_: Any, stdout: IO[str]) -> bool:
+    """Whether `output_for` would pick the live view."""
+    from makestream.render.console import isatty
+
+    name = getattr(format_, "value", format_)
+    return name == "pretty" or (name == "auto" and isatty(stdout))
+
+
 def output_for(
     format_: Any,
     color: Any,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from makestream.errors import UsageError
-from makestream.events import _adapter, _Event, decode, encode
+from makestream.events import EVENT_ADAPTER, _Event, decode, encode
 from makestream.render.text import parse_ts
 
 CHUNK = 1 << 20
@@ -82,7 +82,7 @@ def reemit(
     `flush_each` flushes after every event (for a terminal); otherwise output goes out in 64 KB
     batches and whenever the input has nothing more to give right now.
     """
-    validate = _adapter.validate_json
+    validate = EVENT_ADAPTER.validate_json
     number = 0
     written = 0
     pending = bytearray()
