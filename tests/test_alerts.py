@@ -347,12 +347,18 @@ def _budget(used: int, rate: float = 48.0) -> BudgetSnapshot:
 
 
 def test_request_budget_usage_is_raised_and_resolved() -> None:
-    ev = evaluator("[thresholds]\nbudget_usage = 0.9\n")
+    # Measured against the organization's limit (60 here): makestream's own cap is 48.
+    ev = evaluator("[thresholds]\nbudget_usage = 0.75\n")
     assert ev.tick(T, {}, _budget(40)) == []
     [alert] = ev.tick(T + 1, {}, _budget(45))
-    assert (alert.alert_id, alert.scenario_id, alert.value) == ("budget_usage", None, 0.9375)
+    assert (alert.alert_id, alert.scenario_id, alert.value) == ("budget_usage", None, 0.75)
     assert ev.tick(T + 2, {}, _budget(48)) == []
     assert kinds(ev.tick(T + 3, {}, _budget(10))) == [("resolved", "budget_usage")]
+
+
+def test_budget_usage_stays_quiet_while_makestream_keeps_to_its_share() -> None:
+    ev = evaluator("")
+    assert ev.tick(T, {}, _budget(48)) == []
 
 
 # --- lifecycle ------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_compact_colour_wraps_the_same_text() -> None:
     assert words == ["\x1b[32msuccess", "\x1b[33mwarning", "\x1b[31merror"]
     alerts = [line for line in colour.getvalue().splitlines() if "ALERT" in line]
     assert ["\x1b[1;31mALERT" in line for line in alerts] == [True, False]  # critical, warning
-    assert lines["stream.heartbeat"].startswith("\x1b[2m10:01:06\x1b[0m \x1b[2midle")
+    assert lines["stream.heartbeat"].startswith("\x1b[2m10:01:06\x1b[0m \x1b[2mbudget")
 
 
 def test_describe_gives_each_event_kind_its_own_words() -> None:

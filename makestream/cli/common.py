@@ -111,7 +111,9 @@ async def open_client(
 
         from makestream.sim import DEMO_TOKEN, SimZone, demo_world
 
-        zone = SimZone(demo_world(), clock=clock, seed=conn.seed)
+        # The demo lists runs in flight in the logs (a variant Make's docs allow) so that the
+        # live view has progress to show.
+        zone = SimZone(demo_world(), clock=clock, seed=conn.seed, running_in_logs=True)
         transport = httpx.ASGITransport(app=zone.app)
         async with MakeClient(
             DEMO_URL,

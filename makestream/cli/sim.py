@@ -36,6 +36,12 @@ def serve(
     api_limit: int | None = typer.Option(
         None, "--api-limit", min=1, help="The organization's requests per minute."
     ),
+    running_in_logs: bool = typer.Option(
+        False, "--running-in-logs", help="List runs in flight in /logs with status 0."
+    ),
+    log_timestamp: str = typer.Option(
+        "start", "--log-timestamp", help="Stamp log entries with the run's start or end."
+    ),
 ) -> None:
     """Serve the simulated Make zone at http://HOST:PORT/api/v2.
 
@@ -60,7 +66,12 @@ def serve(
             clock = Clock.from_env() if speed == 1.0 else Clock(speed)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        zone = SimZone(spec, clock=clock, seed=seed, faults=faults)
+        if log_timestamp not in ("start", "end"):
+            raise UsageError("--log-timestamp: use start or end")
+        zone = SimZone(
+            spec, clock=clock, seed=seed, faults=faults, running_in_logs=running_in_logs,
+            log_timestamp="start" if log_timestamp == "start" else "end",
+        )
         print(
             f"makestream sim: serving http://{host}:{port}/api/v2 "
             f"(token {DEMO_TOKEN}, MAKESTREAM_CLOCK={clock.spec()})",

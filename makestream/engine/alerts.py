@@ -575,7 +575,9 @@ class AlertEvaluator:
         threshold = self.thresholds.get("budget_usage")
         if threshold is None or threshold.value is None:
             return []
-        share = budget.used_last_minute / max(budget.rate_per_min, 1.0)
+        # Measured against the organization's limit, not makestream's own share of it: using
+        # all of its share is makestream working as designed, not something to alert on.
+        share = budget.used_last_minute / max(budget.limit_per_min, 1)
         return self._set(
             "budget_usage",
             None,
@@ -583,9 +585,9 @@ class AlertEvaluator:
             share >= threshold.value,
             value=round(share, 4),
             now=now,
-            raised=f"used {budget.used_last_minute} of its "
-            f"{budget.rate_per_min:.0f} requests per minute ({share:.0%}); "
-            "updates will come later than usual",
+            raised=f"makestream used {budget.used_last_minute} of the organization's "
+            f"{budget.limit_per_min} requests per minute ({share:.0%}); "
+            "other integrations may be starved",
             resolved=f"request budget use is back to {share:.0%}",
         )
 

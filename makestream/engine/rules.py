@@ -30,8 +30,9 @@ scenario_paused          -           warning   yes    the scenario is paused (su
 dlq_growth               1           warning   yes    the incomplete executions (DLQ) grew by at
                                                       least value since the lowest count seen
 queue_max                1000        warning   yes    the webhook queue holds more than value items
-budget_usage             0.9         warning   yes    makestream used at least value of its request
-                                                      budget in the last minute
+budget_usage             0.9         warning   yes    makestream used at least value of the
+                                                      organization's per-minute request limit (it
+                                                      keeps to 0.8 of it unless told otherwise)
 =======================  ==========  ========  =====  =============================================
 
 Thresholds merge field by field: built-in defaults, then the config file's `[thresholds]`, then
@@ -229,7 +230,7 @@ RULES: Mapping[str, RuleSpec] = MappingProxyType(
             ),
             RuleSpec(
                 "budget_usage",
-                "request budget used at least value in the last minute",
+                "share of the organization's request limit used in the last minute",
                 "ratio",
                 "warning",
                 True,

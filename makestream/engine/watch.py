@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +141,10 @@ class Watch:
         self.blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
+        # Hooks for long-lived consumers (the SSE server): scenarios already known, so that a
+        # restart does not fetch each one again, and an observer of every page of logs read.
+        self.known_scenarios: dict[int, Scenario] = {}
+        self.on_logs: Callable[[int, list[ExecutionLog]], None] | None = None
 
     # -- emitting --------------------------------------------------------------------------------
 
@@ -389,7 +393,7 @@ class Watch:
             if any(s.id == sid for s in found):
                 continue
             try:
-                found.append(await self.client.scenario(sid))
+                found.append(self.known_scenarios.get(sid) or await self.client.scenario(sid))
             except NotFoundError:
                 raise NotFoundError(
                     f"scenario {sid} not found (or not visible to this token)", status=404
@@ -630,6 +634,8 @@ class Watch:
             ok = True
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok)
+        if self.on_logs is not None:
+            self.on_logs(sid, seen)
         if fresh:
             self._first_scan(sid, seen, from_ms or 0)
             seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]

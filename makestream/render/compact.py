@@ -73,7 +73,7 @@ def describe(event: _Event) -> str:
             return f"error    {event.message} ({kind})"
         case StreamHeartbeat():
             used = "?" if event.used_last_minute is None else event.used_last_minute
-            return f"idle     {event.running} running · {used} requests last minute"
+            return f"budget   {used} requests last minute · {event.running} running"
         case StreamLagged():
             return f"lagged   {event.message}"
         case StreamClosed():

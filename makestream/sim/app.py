@@ -245,8 +245,20 @@ async def list_logs(request: Request) -> Response:
     _bool(request, "showCheckRuns")  # validated, no effect: there are no check runs
     org_id = zone.world.organization.id
     with zone.lock:
-        entries = _state(request).logs.page(page, keep)
+        state = _state(request)
+        entries = state.logs.page(page, keep)
         items = [payloads.scenario_log(ex, org_id) for ex in entries]
+        if zone.running_in_logs and page.last is None and page.offset == 0 and page.desc:
+            # Runs in flight head the first page, newest first, with status 0 ("pending").
+            now = zone.clock.now_ms()
+            low, high = page.from_ms, page.to_ms
+            running = [
+                payloads.running_log(ex, org_id, now)
+                for ex in sorted(state.in_flight.values(), key=lambda e: -e.start_ms)
+                if ex.start_ms <= now and (low is None or ex.log_ms >= low)
+                and (high is None or ex.log_ms <= high)
+            ]
+            items = running + items
     return JSONResponse({"scenarioLogs": items,
                          "pg": payloads.pg_logs(page.limit, page.desc, page.show_last, items)})
 

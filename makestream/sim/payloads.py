@@ -95,6 +95,14 @@ def scenario_log(execution: Execution, organization_id: int) -> Json:
     }
 
 
+def running_log(execution: Execution, organization_id: int, now_ms: int) -> Json:
+    """A `scenarioLogs` entry for a run still in flight: status 0, figures so far."""
+    body = scenario_log(execution, organization_id)
+    body.update(status=0, duration=max(0, now_ms - execution.start_ms), operations=0,
+                centicredits=0, transfer=0, timestamp=iso(execution.start_ms))
+    return body
+
+
 def module_log(execution: Execution, run: ModuleRun, organization_id: int) -> Json:
     """One entry of `moduleLogs`; `warning`/`error` are `{}` when there is none."""
     return {

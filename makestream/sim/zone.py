@@ -120,6 +120,7 @@ class ScenarioState:
     queue: int = 0
     slots: list[int] = field(default_factory=lambda: [0])
     counters: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, Execution] = field(default_factory=dict)  # started, log not visible
 
     @property
     def is_active(self) -> bool:
@@ -143,6 +144,7 @@ class SimZone:
         faults: Faults | None = None,
         log_timestamp: Literal["start", "end"] = LOG_TIMESTAMP,
         limit_retry_after: bool = False,
+        running_in_logs: bool = False,
     ) -> None:
         if log_timestamp not in ("start", "end"):
             raise ValueError("log_timestamp must be 'start' or 'end'")
@@ -154,6 +156,9 @@ class SimZone:
         self.log_timestamp = log_timestamp
         # Make sends no Retry-After with its rate-limit 429 as far as anyone has seen; opt in.
         self.limit_retry_after = limit_retry_after
+        # Whether `/logs` lists runs in flight (status 0) before they end. Make's docs do not
+        # say; clients must handle both, and the demo turns it on to show live progress.
+        self.running_in_logs = running_in_logs
         # Guards state when a benchmark reads truth() from another thread than uvicorn's.
         self.lock = threading.RLock()
         self.started_ms = self.clock.now_ms()
@@ -386,6 +391,7 @@ class SimZone:
         self._executions[execution.id] = execution
         self._started.append(execution)
         state = self.states[execution.scenario_id]
+        state.in_flight[execution.id] = execution
         self._push(execution.end_ms, _END, lambda: self._end(state, execution))
         self._push(execution.visible_ms, _VISIBLE, lambda: self._show(state, execution))
 
@@ -419,6 +425,7 @@ class SimZone:
             self._dlqs[item.id] = item
 
     def _show(self, state: ScenarioState, execution: Execution) -> None:
+        state.in_flight.pop(execution.id, None)
         state.logs.add(execution.imt_id, execution)
         for module_run in execution.plan.modules:
             book = state.module_logs.setdefault(module_run.module_id, LogBook())
