@@ -6,6 +6,7 @@ and every rate (requests per minute, run lengths) stays as it would be in real t
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -246,3 +247,70 @@ async def test_sweeps_report_scenario_changes() -> None:
 
 def _kinds(events: list[Any]) -> Counter[str]:
     return Counter(e.type for e in events)
+
+
+async def test_render_of_saved_ndjson_reproduces_the_watch_view(tmp_path: Any) -> None:
+    """What `watch | tee run.ndjson` showed is what `render run.ndjson` shows later."""
+    import io
+
+    from makestream.events import encode
+    from makestream.render.live import LiveWriter
+
+    zone = SimZone(demo_world(), clock=Clock(100), seed=4, running_in_logs=True)
+    ids = [s.id for s in zone.world.scenarios]
+    events, _ = await collect(zone, WatchOptions(scenario_ids=ids, count=4))
+    shown = io.StringIO()
+    live = LiveWriter(shown, color="never")
+    for event in events:
+        live.write(event)
+    live.close()
+    saved = tmp_path / "run.ndjson"
+    saved.write_bytes(b"".join(encode(e) for e in events))
+    replayed = await anyio.run_process(
+        [sys.executable, "-m", "makestream", "render", str(saved), "--format", "pretty",
+         "--color", "never"], check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.decode() == shown.getvalue()
+    assert "4 finished" in shown.getvalue()
+
+
+async def test_execution_follows_a_run_that_began_before_the_watch() -> None:
+    zone = SimZone(outcome_world(duration=20), clock=Clock(50), seed=1)
+    eid = zone.start_execution(202)
+    await anyio.sleep(zone.clock.real(5))
+    events, watch = await collect(
+        zone, WatchOptions(scenario_ids=[202], execution_id=eid, exit_status=True),
+        max_clock_s=300,
+    )
+    [done] = finished(events)
+    assert done.execution_id == eid and done.status == "warning"
+    assert watch.outcome.exit_code == ExitCode.EXECUTION_WARNING
+
+
+async def test_unknown_execution_is_fatal() -> None:
+    zone = SimZone(outcome_world(), clock=Clock(50), seed=1)
+    _, watch = await collect(
+        zone, WatchOptions(scenario_ids=[201], execution_id="0" * 32), max_clock_s=120
+    )
+    assert watch.outcome.exit_code == ExitCode.CANNOT_MONITOR
+    assert "not found" in (watch.outcome.error or "")
+
+
+@pytest.mark.parametrize("stamp", ["start", "end"])
+@pytest.mark.parametrize("running_in_logs", [False, True])
+async def test_both_log_variants_are_reported_exactly_once(
+    stamp: str, running_in_logs: bool
+) -> None:
+    """Make's docs leave open whether a log's timestamp is the run's start or end, and whether
+    runs in flight are listed; every combination must give the same, complete stream."""
+    zone = SimZone(busy_world(6, rate_per_minute=6.0, api_limit=240), clock=Clock(60), seed=3,
+                   log_timestamp=stamp, running_in_logs=running_in_logs)  # type: ignore[arg-type]
+    ids = [s.id for s in zone.world.scenarios]
+    start = zone.clock.now()
+    events, _ = await collect(zone, WatchOptions(scenario_ids=ids), max_clock_s=8 * 60,
+                              api_limit=240)
+    expected = _check_exactly_once(zone, finished(events), start, zone.clock.now() - 60)
+    assert expected > 100
+    if running_in_logs:
+        assert any(e.type == "execution.started" for e in events)

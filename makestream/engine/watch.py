@@ -488,10 +488,10 @@ class Watch:
                             action.scenario_id, priority=Priority.LOW
                         )
         except MakestreamError as exc:
-            if not exc.transient and not isinstance(exc, NotFoundError):
-                self._fatal(exc)
-                return
-            if isinstance(exc, NotFoundError) and action.kind in ("scan", "sweep"):
+            # A watched scenario or target run that is gone ends the watch; a missing module
+            # log or blueprint only costs its detail.
+            gone = isinstance(exc, NotFoundError) and action.kind in ("scan", "sweep", "poll")
+            if gone or not (exc.transient or isinstance(exc, NotFoundError)):
                 self._fatal(exc)
                 return
             self._retry(action, exc, started)

@@ -1,0 +1,635 @@
+"""Fan-out: one upstream watch, many SSE subscribers, a replay ring, and catch-up from Make.
+
+Upstream
+    One `Watch` serves every subscriber, however many there are, so Make sees the same requests
+    for one client as for ten thousand. It starts with the server (which checks the token and
+    the scenarios before listening), stops after `idle_stop_s` without any subscriber, and starts
+    again for the next one, resumed from the last cursor it produced: runs that ended while it
+    was stopped are reported then, nothing is lost. A scenario a client asks for that is allowed
+    but not watched yet is added to the running watch and stays watched until the watch stops.
+
+Fan-out
+    An anyio memory stream hands each item to one receiver, so every subscriber has its own
+    bounded stream. `publish` never waits: a subscriber whose stream is full is dropped at once
+    (it gets `stream.lagged` and resumes from its last id), so a slow client never delays the
+    others and never makes memory grow. Each event's SSE frame is encoded once for everyone.
+
+Replay (``Last-Event-ID`` or ``?cursor=``)
+    The ring keeps the last `ring_size` events in order, across upstream restarts. A cursor whose
+    stream key and seq are in the ring resumes from the next event there. Any other cursor (too
+    old for the ring, from before a server restart, from `makestream watch`) is resumed from
+    Make's logs: a catch-up watch (`follow=False`, `resume=cursor`) finds the executions that
+    finished since, and only `execution.finished` events come from it — progress, heartbeats and
+    the like describe moments that are gone. The subscriber joins the live stream *before* the
+    catch-up starts and buffers it meanwhile; afterwards live events resume, skipping
+    `execution.finished` for executions the catch-up already delivered. So there is no gap and no
+    duplicate across the switch. Identical catch-ups that have not started yet are shared (a
+    reconnect storm after a restart costs one), and at most `catchup_limit` run at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from makestream.engine.cursor import Cursor
+from makestream.engine.state import build_state
+from makestream.engine.watch import Watch, WatchOptions
+from makestream.errors import ExitCode, MakestreamError
+from makestream.events import (
+    KNOWN_TYPES,
+    ExecutionFinished,
+    StreamClosed,
+    StreamError,
+    StreamLagged,
+    StreamOpened,
+    _Event,
+    rfc3339,
+)
+from makestream.make.client import ApiNotice, MakeClient
+from makestream.make.models import ExecStatus, ExecutionLog, Scenario
+from makestream.server.metrics import Metrics
+from makestream.server.sse import event_frame
+
+IDLE = "idle"  # the stop reason of an upstream nobody listens to
+SHUTDOWN = "server shutting down"
+# Moments, not facts: dropped while a subscriber catches up, since they are stale by then.
+EPHEMERAL = frozenset({"execution.progress", "stream.heartbeat"})
+# They end a connection, so they reach every subscriber whatever its type filter.
+CONTROL = frozenset({"stream.closed", "stream.lagged"})
+# Live news about a run the catch-up already reported finished: skipped after the switch.
+_SETTLED = frozenset({"execution.started", "execution.progress", "execution.finished"})
+RECENT_LOGS = 50  # per scenario, for /v1/state (as many as `makestream state` reads)
+TEAM_REFRESH_S = 60.0  # how often a team's scenario list may be re-read for an unknown id
+
+
+class Forbidden(Exception):
+    """A client asked for a scenario outside what this server was started for."""
+
+
+class Unavailable(Exception):
+    """No stream can be served now (the upstream failed, or the server is shutting down)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamFailed(MakestreamError):
+    """The upstream watch could not open (bad token, unknown scenario, ...)."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What one subscriber wants: some scenarios and some event types (None: all).
+
+    A type is a name (``execution.finished``) or a family (``execution.*``). Events without a
+    scenario (``stream.*``, ``api.throttled``) pass the scenario filter.
+    """
+
+    scenarios: frozenset[int] | None = None
+    types: frozenset[str] | None = None
+
+    def matches(self, event: _Event) -> bool:
+        if event.type in CONTROL:
+            return True
+        if self.scenarios is not None and event.scenario_id is not None \
+                and event.scenario_id not in self.scenarios:
+            return False
+        return self.wants_type(event.type)
+
+    def wants_type(self, name: str) -> bool:
+        if self.types is None:
+            return True
+        family = name.partition(".")[0] + ".*"
+        return name in self.types or family in self.types
+
+
+def valid_type(name: str) -> bool:
+    """Whether `name` is a known event type or a family of known types."""
+    if name.endswith(".*"):
+        return any(t.startswith(name[:-1]) for t in KNOWN_TYPES)
+    return name in KNOWN_TYPES
+
+
+@dataclass(frozen=True)
+class Item:
+    """An event with its SSE frame, encoded once for every subscriber."""
+
+    event: _Event
+    frame: bytes
+
+
+class _Subscriber:
+    def __init__(self, filter_: Filter, queue_size: int) -> None:
+        self.filter = filter_
+        self.send: MemoryObjectSendStream[Item]
+        self.receive: MemoryObjectReceiveStream[Item]
+        self.send, self.receive = anyio.create_memory_object_stream[Item](queue_size)
+        self.catching_up = False
+        self.final: _Event | None = None  # made up for this connection, sent after the last item
+
+
+@dataclass(eq=False)
+class _Catchup:
+    cursor: Cursor
+    key: tuple[str, frozenset[int]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    items: list[Item] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class HubOptions:
+    """How the hub runs; `watch` shapes the upstream (scenarios or team, limits, alerts)."""
+
+    watch: WatchOptions
+    queue_size: int = 1000  # events buffered per subscriber before it counts as lagging
+    ring_size: int = 10_000  # recent events kept for Last-Event-ID
+    idle_stop_s: float | None = 60.0  # stop the upstream after this long without subscribers
+    retry_after_error_s: float = 30.0  # wait before restarting an upstream that failed
+    catchup_limit: int = 2  # catch-ups from Make's logs running at once
+    catchup_timeout_s: float = 300.0
+
+
+@dataclass
+class HubStats:
+    upstream_starts: int = 0
+    catchups: int = 0
+    lagged: int = 0
+
+
+class Subscription:
+    """One client's stream: a replay (from the ring or from Make), then live events."""
+
+    def __init__(self, hub: Hub, sub: _Subscriber, replay: list[Item],
+                 catchup: _Catchup | None) -> None:
+        self._hub, self._sub, self._replay, self._catchup = hub, sub, replay, catchup
+
+    def close(self) -> None:
+        """Leave the hub (the client is gone)."""
+        self._hub._leave(self._sub)
+
+    async def frames(self) -> AsyncGenerator[bytes, None]:
+        sub = self._sub
+        last: _Event | None = None
+        for item in self._replay:
+            last = item.event
+            yield item.frame
+        self._replay = []
+        delivered: set[str] = set()
+        if self._catchup is not None:
+            await self._catchup.done.wait()
+            if self._catchup.error is not None:
+                # Live events after an incomplete replay would hide a gap behind their cursors.
+                if self._hub.closing:
+                    sub.final = sub.final or self._hub._closed_event(SHUTDOWN)
+                yield event_frame(sub.final or StreamError(
+                    message=f"replay from Make failed ({self._catchup.error}); "
+                    "reconnect to try again",
+                    error_type="ReplayFailed", fatal=False, retry_in_s=5.0,
+                    ts=rfc3339(self._hub.client.clock.now()),
+                ), with_id=False)
+                return
+            for item in self._catchup.items:
+                if sub.filter.matches(item.event):
+                    delivered.add(item.event.execution_id or "")
+                    last = item.event
+                    yield item.frame
+            sub.catching_up = False
+        async for item in sub.receive:
+            if sub.final is not None:
+                break  # dropped: what is still queued is stale, the client will resume
+            event = item.event
+            if delivered and event.execution_id in delivered and event.type in _SETTLED:
+                continue  # the catch-up told how this run ended
+            last = event
+            yield item.frame
+        if sub.final is not None:
+            final = sub.final
+            if isinstance(final, StreamLagged) and last is not None:
+                final = final.model_copy(update={"seq": last.seq, "cursor": last.cursor})
+            yield event_frame(final, with_id=False)
+
+
+class Hub:
+    """Runs the upstream watch and fans its events out; see the module docstring."""
+
+    def __init__(self, client: MakeClient, options: HubOptions,
+                 metrics: Metrics | None = None) -> None:
+        self.client = client
+        self.options = options
+        self.metrics = metrics
+        self.stats = HubStats()
+        self.watch: Watch | None = None
+        self.running = False
+        self._tg: TaskGroup | None = None
+        self._subs: set[_Subscriber] = set()
+        self._want = anyio.Event()
+        self._want.set()  # the first start checks the configuration before the server listens
+        self._closing = False
+        self._cursor: str | None = None
+        self._ring: deque[Item] = deque()
+        self._ring_start = 0  # absolute position of _ring[0]
+        self._ring_at: dict[tuple[str, int], int] = {}  # (stream, seq) -> absolute position
+        self._targets: set[int] = set()  # scenarios the upstream watches (or watched)
+        self._added: set[int] = set()  # added on demand; part of every later start
+        self._team: set[int] | None = None
+        self._team_read_at = -TEAM_REFRESH_S
+        self._add_lock = anyio.Lock()
+        self._first_open = anyio.Event()
+        self._opened = anyio.Event()
+        self._ever_opened = False
+        self._failure: str | None = None
+        self._failure_code = ExitCode.CANNOT_MONITOR
+        self._failed_at = 0.0
+        self._idle_since: float | None = time.monotonic()
+        self._pending: dict[tuple[str, frozenset[int]], _Catchup] = {}
+        self._catchup_limiter = anyio.CapacityLimiter(max(1, options.catchup_limit))
+        self._logs: dict[int, dict[str, ExecutionLog]] = {}
+        if metrics is not None:
+            metrics.watch_budget(client.budget.snapshot)
+            metrics.clients.set_function(lambda: len(self._subs))
+            metrics.upstream_up.set_function(lambda: 1 if self.running else 0)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervise the upstream until `close()`; run it in the server's task group."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                while not self._closing:
+                    await self._want.wait()
+                    if self._closing:
+                        break
+                    await self._run_upstream()
+                    self._want = anyio.Event()
+                    if self._subs and self._failure is None:
+                        self._want.set()  # someone arrived while it was stopping
+            finally:
+                self._closing = True
+                for sub in list(self._subs):
+                    self._end(sub, self._closed_event(SHUTDOWN))
+                tg.cancel_scope.cancel()
+
+    async def started(self) -> UpstreamFailed | None:
+        """Wait for the first upstream to open; its error if it could not."""
+        await self._first_open.wait()
+        if self._ever_opened:
+            return None
+        return UpstreamFailed(self._failure or "the upstream watch ended before it opened",
+                              self._failure_code)
+
+    def close(self, reason: str = SHUTDOWN) -> None:
+        """End every stream with `stream.closed` and stop (idempotent)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._want.set()
+        if self.watch is not None and self.running:
+            self.watch.stop(reason)  # its stream.closed reaches every subscriber
+        else:
+            for sub in list(self._subs):
+                self._end(sub, self._closed_event(reason))
+
+    async def _run_upstream(self) -> None:
+        base = self.options.watch
+        resume = Cursor.decode(self._cursor) if self._cursor else base.resume
+        options = replace(base, resume=resume,
+                          scenario_ids=sorted(set(base.scenario_ids) | self._added))
+        watch = Watch(self.client, options)
+        watch.known_scenarios = self._known_scenarios()
+        watch.on_logs = self._record_logs
+        self.watch, self.running, self._opened = watch, True, anyio.Event()
+        self.stats.upstream_starts += 1
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch.run)
+                if self.options.idle_stop_s:
+                    tg.start_soon(self._stop_when_idle, watch, self.options.idle_stop_s)
+                async for event in watch.events:
+                    self._take(watch, event)
+                tg.cancel_scope.cancel()
+        finally:
+            self.running = False
+            self._opened.set()
+            self._first_open.set()
+
+    async def _stop_when_idle(self, watch: Watch, grace_s: float) -> None:
+        while True:
+            await anyio.sleep(min(1.0, grace_s / 4))
+            since = self._idle_since
+            if since is not None and time.monotonic() - since >= grace_s:
+                watch.stop(IDLE)
+                return
+
+    def _take(self, watch: Watch, event: _Event) -> None:
+        """One upstream event: note what it tells about the upstream, then publish it."""
+        if event.cursor:
+            self._cursor = event.cursor
+        if isinstance(event, StreamOpened):
+            self._targets.update(event.targets)
+            self._failure = None
+            self._ever_opened = True
+            self._opened.set()
+            self._first_open.set()
+        elif isinstance(event, StreamError) and event.fatal:
+            self._failure = event.message
+            self._failed_at = time.monotonic()
+        elif isinstance(event, StreamClosed):
+            self._failure_code = watch.outcome.exit_code
+            if watch.outcome.reason == IDLE:
+                return  # nobody listens; the next start resumes from its cursor
+            # Not kept in the ring: replayed later, it would read as the end of the replay.
+            self.publish(event, ring=False)
+            for sub in list(self._subs):
+                self._end(sub)
+            return
+        elif isinstance(event, ExecutionFinished):
+            self._record_finished(event)
+        self.publish(event)
+
+    # -- fan-out -----------------------------------------------------------------------------
+
+    def publish(self, event: _Event, *, ring: bool = True) -> None:
+        """Hand a stamped event to the ring and every subscriber that wants it; never waits."""
+        item = Item(event, event_frame(event))
+        if self.metrics is not None:
+            self.metrics.observe_event(event)
+        if ring and event.cursor:
+            self._remember(item)
+        ephemeral = event.type in EPHEMERAL
+        for sub in list(self._subs):
+            if not sub.filter.matches(event) or (ephemeral and sub.catching_up):
+                continue
+            try:
+                sub.send.send_nowait(item)
+            except anyio.WouldBlock:
+                self._end(sub, StreamLagged(
+                    message=f"fell behind by {self.options.queue_size} events and was "
+                    "disconnected; reconnect with Last-Event-ID to resume",
+                    ts=rfc3339(self.client.clock.now()),
+                ))
+                self.stats.lagged += 1
+                if self.metrics is not None:
+                    self.metrics.lagged.inc()
+
+    def _remember(self, item: Item) -> None:
+        event = item.event
+        stream, _, _ = event.cursor.rpartition("~")[2].rpartition(".")
+        self._ring_at[(stream, event.seq)] = self._ring_start + len(self._ring)
+        self._ring.append(item)
+        while len(self._ring) > self.options.ring_size:
+            old = self._ring.popleft().event
+            self._ring_start += 1
+            old_stream = old.cursor.rpartition("~")[2].rpartition(".")[0]
+            self._ring_at.pop((old_stream, old.seq), None)
+
+    def _end(self, sub: _Subscriber, final: _Event | None = None) -> None:
+        """Stop feeding a subscriber; its stream ends after what it already has (or `final`)."""
+        if final is not None and sub.final is None:
+            sub.final = final
+        self._subs.discard(sub)
+        sub.send.close()
+        if not self._subs:
+            self._idle_since = time.monotonic()
+
+    def _leave(self, sub: _Subscriber) -> None:
+        self._end(sub)
+        sub.receive.close()
+
+    def _closed_event(self, reason: str) -> StreamClosed:
+        return StreamClosed(reason=reason, exit_code=0, ts=rfc3339(self.client.clock.now()))
+
+    @property
+    def client_count(self) -> int:
+        return len(self._subs)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    async def check_scenarios(self, ids: Iterable[int]) -> None:
+        """Raise Forbidden for a scenario outside the ones or the team given at start."""
+        base = self.options.watch
+        for sid in ids:
+            if sid in self._targets or sid in base.scenario_ids:
+                continue
+            if base.team_id is None:
+                raise Forbidden(f"scenario {sid} is not served here")
+            if self._team is None or sid not in self._team:
+                now = time.monotonic()
+                if now - self._team_read_at >= TEAM_REFRESH_S:
+                    self._team_read_at = now
+                    team = await self.client.scenarios(team_id=base.team_id)
+                    self._team = {s.id for s in team}
+            if self._team is None or sid not in self._team:
+                raise Forbidden(f"scenario {sid} is not in team {base.team_id}")
+
+    async def subscribe(self, filter_: Filter, after: str | None = None) -> Subscription:
+        """Join the live stream, then work out the replay after cursor `after`.
+
+        `after` must decode (the routes check it). Scenarios in the filter must have passed
+        `check_scenarios`; those not watched yet are added to the upstream.
+        """
+        if self._closing:
+            raise Unavailable("the server is shutting down")
+        if self._failure is not None and not self.running:
+            wait = self.options.retry_after_error_s - (time.monotonic() - self._failed_at)
+            if wait > 0:
+                raise Unavailable(f"upstream failed: {self._failure}", retry_after_s=wait)
+            self._failure = None
+        sub = _Subscriber(filter_, self.options.queue_size)
+        # From here to the end of the replay plan nothing awaits: the ring snapshot ends exactly
+        # where the subscriber's live queue begins.
+        self._subs.add(sub)
+        self._idle_since = None
+        self._want.set()
+        replay: list[Item] = []
+        catchup: _Catchup | None = None
+        if after is not None:
+            cursor = Cursor.decode(after)
+            at = self._ring_at.get((cursor.stream, cursor.seq))
+            if at is not None:
+                start = at - self._ring_start + 1
+                replay = [i for i in islice(self._ring, start, None) if filter_.matches(i.event)]
+            elif filter_.wants_type("execution.finished"):
+                scenarios = filter_.scenarios if filter_.scenarios is not None else self._targets
+                catchup = self._catchup_for(after, cursor, frozenset(scenarios))
+                sub.catching_up = True
+        wanted = set(filter_.scenarios or ()) - self._targets
+        if wanted:
+            try:
+                await self._watch_more(wanted)
+            except BaseException:
+                self._leave(sub)
+                raise
+        return Subscription(self, sub, replay, catchup)
+
+    async def _watch_more(self, ids: set[int]) -> None:
+        async with self._add_lock:
+            ids = ids - self._targets
+            if not ids:
+                return
+            self._added |= ids
+            watch = self.watch
+            if watch is None or not self.running:
+                return  # the next start includes them
+            await self._opened.wait()
+            if watch is self.watch and self.running:
+                await watch.add_scenarios(sorted(ids))
+                self._targets |= ids
+
+    # -- catch-up from Make's logs -------------------------------------------------------------
+
+    def _catchup_for(self, text: str, cursor: Cursor, scenarios: frozenset[int]) -> _Catchup:
+        key = (text, scenarios)
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending  # not started yet: this subscriber's live queue began before it will
+        catchup = self._pending[key] = _Catchup(cursor, key)
+        assert self._tg is not None, "Hub.run() is not running"
+        self._tg.start_soon(self._run_catchup, catchup)
+        return catchup
+
+    async def _run_catchup(self, catchup: _Catchup) -> None:
+        complete = False
+        try:
+            async with self._catchup_limiter:
+                self._pending.pop(catchup.key, None)
+                self.stats.catchups += 1
+                with anyio.fail_after(self.options.catchup_timeout_s):
+                    found = await self._finished_since(catchup)
+                catchup.items = [Item(e, event_frame(e)) for e in found]
+                complete = True
+        except TimeoutError:
+            catchup.error = "timed out"
+        except MakestreamError as exc:
+            catchup.error = exc.message
+        finally:
+            if not complete:
+                catchup.error = catchup.error or "cancelled"  # the server is shutting down
+            self._pending.pop(catchup.key, None)
+            catchup.done.set()
+
+    async def _finished_since(self, catchup: _Catchup) -> list[ExecutionFinished]:
+        base = self.options.watch
+        scenarios = sorted(catchup.key[1])
+        if not scenarios:
+            return []
+        options = WatchOptions(
+            scenario_ids=scenarios, follow=False, resume=catchup.cursor,
+            api_limit=base.api_limit, interval_s=base.interval_s, workers=base.workers,
+            heartbeat_s=3600.0, progress_s=3600.0,
+        )
+        watch = Watch(self.client, options)
+        watch.known_scenarios = self._known_scenarios()
+        found: list[ExecutionFinished] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.run)
+            async for event in watch.events:
+                if isinstance(event, ExecutionFinished):
+                    found.append(event)
+        if watch.outcome.error is not None:
+            raise MakestreamError(watch.outcome.error)
+        return found
+
+    def _known_scenarios(self) -> dict[int, Scenario]:
+        if self.watch is None:
+            return {}
+        return {sid: st.info for sid, st in self.watch.tracker.scenarios.items()
+                if st.info is not None}
+
+    # -- what the server knows, for /v1/state and /readyz ----------------------------------------
+
+    def _record_logs(self, sid: int, entries: list[ExecutionLog]) -> None:
+        book = self._logs.setdefault(sid, {})
+        for entry in entries:
+            book[entry.id] = entry
+        if len(book) > RECENT_LOGS * 2:
+            keep = sorted(book.values(), key=lambda e: e.timestamp_ms)[-RECENT_LOGS:]
+            self._logs[sid] = {e.id: e for e in keep}
+
+    def _record_finished(self, event: ExecutionFinished) -> None:
+        # The next scan brings the real log entry; until then the event stands in for it, so
+        # that a run shown as running in /v1/state does not stay so.
+        if event.scenario_id is None or event.execution_id is None:
+            return
+        book = self._logs.get(event.scenario_id)
+        if book is None or event.execution_id not in book:
+            return
+        old = book[event.execution_id]
+        if old.status.terminal:
+            return
+        book[old.id] = old.model_copy(update={
+            "status": ExecStatus(event.status), "duration_ms": event.duration_ms,
+            "operations": event.operations or 0, "transfer": event.transfer_bytes or 0,
+            "centicredits": event.centicredits,
+        })
+
+    def state_document(self, scenario_ids: Iterable[int] | None = None,
+                       last: int = 10) -> dict[str, Any]:
+        """The `makestream state` document, from what the upstream already learned."""
+        wanted = set(scenario_ids) if scenario_ids is not None else None
+        scenarios: list[Scenario] = []
+        logs: dict[int, list[ExecutionLog]] = {}
+        queues: dict[int, int | None] = {}
+        if self.watch is not None:
+            for sid, st in sorted(self.watch.tracker.scenarios.items()):
+                if st.info is None or (wanted is not None and sid not in wanted):
+                    continue
+                scenarios.append(st.info)
+                queues[sid] = st.queue_count
+                entries = dict(self._logs.get(sid, {}))
+                for run in st.running.values():
+                    if run.execution_id not in entries:
+                        begun = run.started_at if run.started_at is not None else run.first_seen
+                        entries[run.execution_id] = ExecutionLog(
+                            id=run.execution_id, scenario_id=sid,
+                            timestamp=datetime.fromtimestamp(begun, UTC),
+                            status=ExecStatus.RUNNING,
+                        )
+                logs[sid] = list(entries.values())
+        return build_state(scenarios, logs, queues, self.client.budget.snapshot(),
+                           now=self.client.clock.now(), last=last)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the upstream is usable: opened, no fatal error, not in a 429 pause."""
+        snap = self.client.budget.snapshot()
+        body: dict[str, Any] = {
+            "upstream": "running" if self.running else "idle",
+            "clients": len(self._subs),
+            "budget_remaining": snap.remaining,
+        }
+        if self._closing:
+            return False, {"status": "shutting down", **body}
+        if self._failure is not None:
+            return False, {"status": "failed", "error": self._failure, **body}
+        if not self._ever_opened:
+            return False, {"status": "starting", **body}
+        if snap.throttled_until is not None:
+            return False, {"status": "throttled", **body}
+        return True, {"status": "ready", **body}
+
+    def on_notice(self, notice: ApiNotice) -> None:
+        """The client's observer: metrics, and `api.throttled` events from the live watch."""
+        if self.metrics is not None:
+            self.metrics.observe_notice(notice)
+        if self.watch is not None and self.running:
+            self.watch.on_notice(notice)

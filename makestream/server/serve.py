@@ -1,0 +1,103 @@
+"""Running the app on uvicorn, and stopping so that every open stream ends properly.
+
+uvicorn stops on SIGINT/SIGTERM by waiting for open connections to finish, which endless event
+streams never do by themselves. So when uvicorn is asked to exit, the hub is closed first: each
+stream gets a final `stream.closed` and ends, and uvicorn's wait ends with them. A client that
+does not read any more is cut off by the send timeout; `shutdown_timeout_s` is the last resort.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Generator
+from types import FrameType
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from makestream.errors import UsageError
+from makestream.server.hub import Hub
+from makestream.server.sse import QuietAbandonedStreams
+
+BACKLOG = 4096  # a reconnect storm of thousands of clients should queue, not be refused
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server to this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen on host:port now, so that a taken port is a one-line usage error (exit 2)."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising the stop signal afterwards: the command picks its exit code."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+        self.stop_signal: int | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = sig
+        super().handle_exit(sig, frame)
+
+
+async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeout_s: float,
+                handle_signals: bool = True) -> int | None:
+    """Serve on `sock` until a signal, or until `hub.close()`; `hub.run()` runs elsewhere.
+
+    Returns the signal that stopped the server, if one did.
+    """
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietAbandonedStreams) for f in logger.filters):
+        logger.addFilter(QuietAbandonedStreams())
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="warning", access_log=False,
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
+    )
+    server = _Server(config, handle_signals=handle_signals)
+
+    async def close_streams_on_exit() -> None:
+        while not server.should_exit and not hub.closing:
+            await anyio.sleep(0.1)
+        hub.close()
+        server.should_exit = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close_streams_on_exit)
+        await server.serve(sockets=[sock])
+        tg.cancel_scope.cancel()
+    return server.stop_signal
