@@ -1,1 +1,283 @@
-"""`makestream serve` (being built)."""
+"""`makestream serve-sse`: serve the event stream to many HTTP clients as Server-Sent Events.
+
+Parsing builds a `ServeOptions` (`serve_options`, testable without a server); running it lives in
+`makestream.server`, imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from makestream.cli import app
+from makestream.cli.common import (
+    DEMO_SPEED,
+    ApiLimitOpt,
+    Connection,
+    DemoOpt,
+    SpeedOpt,
+    open_client,
+    run,
+)
+from makestream.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from makestream.engine.watch import WatchOptions
+
+TOKEN_ENV = "MAKESTREAM_SSE_TOKEN"
+
+
+@dataclass
+class ServeOptions:
+    """Everything `serve-sse` was asked for, checked."""
+
+    scenarios: list[int]
+    team: int | None
+    host: str
+    port: int
+    token: str | None
+    allow_origins: list[str] = field(default_factory=list)
+    max_clients: int = 10_000
+    max_per_address: int = 1000
+    idle_stop_s: float | None = 60.0
+    heartbeat_s: float = 15.0
+    send_timeout_s: float = 10.0
+    queue_size: int = 1000
+    ring_size: int = 10_000
+    interval_s: float = 1.0
+    api_limit: int | None = None
+    alerts: bool = True
+
+
+def read_token(path: Path | None, env: dict[str, str] | os._Environ[str]) -> str | None:
+    """The server's bearer token, from `path` or MAKESTREAM_SSE_TOKEN."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--auth-token-file {path}: cannot read ({exc.strerror})") from None
+        if not text:
+            raise UsageError(f"--auth-token-file {path}: the file is empty")
+        return text
+    text = env.get(TOKEN_ENV, "").strip()
+    return text or None
+
+
+def serve_options(
+    *,
+    scenarios: list[int],
+    team: int | None,
+    host: str,
+    port: int,
+    auth_token_file: Path | None,
+    insecure_no_auth: bool,
+    allow_origin: list[str],
+    max_clients: int,
+    max_per_address: int,
+    idle_stop: str,
+    heartbeat: str,
+    send_timeout: str,
+    queue: int,
+    replay: int,
+    interval: str,
+    api_limit: int | None,
+    alerts: bool,
+    env: dict[str, str] | os._Environ[str] = os.environ,
+) -> ServeOptions:
+    """Turn command-line values into ServeOptions; every mistake is a UsageError (exit 2)."""
+    from makestream.server.serve import is_loopback
+    from makestream.timeutil import parse_duration
+
+    token = read_token(auth_token_file, env)
+    if token is None and not insecure_no_auth and not is_loopback(host):
+        raise UsageError(
+            f"--host {host} is reachable from other machines: set a bearer token with "
+            f"--auth-token-file or {TOKEN_ENV}, or pass --insecure-no-auth"
+        )
+    for origin in allow_origin:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise UsageError(f"--allow-origin {origin!r}: expected scheme://host[:port] or *")
+    idle = parse_duration(idle_stop, option="--idle-stop")
+    beat = parse_duration(heartbeat, option="--heartbeat")
+    send = parse_duration(send_timeout, option="--send-timeout")
+    if beat <= 0 or send <= 0:
+        raise UsageError("--heartbeat and --send-timeout must be more than 0s")
+    return ServeOptions(
+        scenarios=scenarios, team=team, host=host, port=port, token=token,
+        allow_origins=[o.rstrip("/") for o in allow_origin], max_clients=max_clients,
+        max_per_address=max_per_address, idle_stop_s=idle or None, heartbeat_s=beat,
+        send_timeout_s=send, queue_size=queue, ring_size=replay,
+        interval_s=parse_duration(interval, option="--interval"), api_limit=api_limit,
+        alerts=alerts,
+    )
+
+
+def upstream_options(opts: ServeOptions) -> WatchOptions:
+    """The upstream watch: the named scenarios, or else every scenario of the team."""
+    from makestream.engine.watch import WatchOptions
+
+    options = WatchOptions(
+        scenario_ids=list(opts.scenarios), team_id=None if opts.scenarios else opts.team,
+        interval_s=opts.interval_s, api_limit=opts.api_limit,
+    )
+    if opts.alerts:
+        from makestream import config
+        from makestream.engine.alerts import AlertEvaluator
+
+        # Read before any request: a broken config file ends here with exit 2.
+        options.alerts = AlertEvaluator(config.load().thresholds)
+    return options
+
+
+@app.command("serve-sse")
+def serve_sse(
+    scenarios: list[int] = typer.Argument(
+        None, metavar="[SCENARIO]...", help="Scenario ids to watch.", show_default=False
+    ),
+    team: int | None = typer.Option(
+        None, "--team",
+        help="Without SCENARIO: watch every scenario of this team. With SCENARIO: clients may "
+        "also ask for any scenario of this team (?scenario=ID starts watching it).",
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host",
+        help="Address to listen on. Anything but loopback needs a token (or --insecure-no-auth).",
+    ),
+    port: int = typer.Option(8787, "--port", min=0, max=65535, help="TCP port."),
+    auth_token_file: Path | None = typer.Option(
+        None, "--auth-token-file", metavar="PATH", dir_okay=False,
+        help=f"Clients must send this bearer token (Authorization: Bearer, or ?access_token= "
+        f"on /v1/events). Default: ${TOKEN_ENV}; without either, no auth.",
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth",
+        help="Allow a non-loopback --host without a token: anyone who reaches it reads events.",
+    ),
+    allow_origin: list[str] = typer.Option(
+        [], "--allow-origin", metavar="ORIGIN",
+        help="Let web pages of this origin read the API (CORS), e.g. https://dash.example.com. "
+        "Repeatable; none by default.",
+    ),
+    max_clients: int = typer.Option(
+        10_000, "--max-clients", min=1, metavar="N", help="Event streams open at once, in all."
+    ),
+    max_per_address: int = typer.Option(
+        1000, "--max-per-address", min=1, metavar="N",
+        help="Event streams open at once from one client address.",
+    ),
+    idle_stop: str = typer.Option(
+        "60s", "--idle-stop", metavar="DURATION",
+        help="Stop polling Make after this long without clients; the next client resumes the "
+        "watch where it stopped. 0: never stop.",
+    ),
+    heartbeat: str = typer.Option(
+        "15s", "--heartbeat", metavar="DURATION", help="Send a ': ping' comment this often."
+    ),
+    send_timeout: str = typer.Option(
+        "10s", "--send-timeout", metavar="DURATION",
+        help="Drop a client that takes longer than this to accept one write.",
+    ),
+    queue: int = typer.Option(
+        1000, "--client-queue", min=1, metavar="N",
+        help="Events held for a slow client before it is dropped with stream.lagged.",
+    ),
+    replay: int = typer.Option(
+        10_000, "--replay-buffer", min=1, metavar="N",
+        help="Recent events kept in memory for Last-Event-ID; older positions resume from "
+        "Make's logs.",
+    ),
+    interval: str = typer.Option(
+        "1s", "--interval", metavar="DURATION",
+        help="Never scan one scenario's logs more often than this.",
+    ),
+    alerts: bool = typer.Option(
+        True, "--alerts/--no-alerts",
+        help="Evaluate the thresholds of the config file (see `makestream thresholds`).",
+    ),
+    demo: bool = DemoOpt,
+    make_token_file: Path | None = typer.Option(
+        None, "--make-token-file", metavar="PATH", dir_okay=False,
+        help="Read Make's API token from this file instead of MAKE_API_TOKEN.",
+    ),
+    api_limit: int | None = ApiLimitOpt,
+    speed: float | None = SpeedOpt,
+) -> None:
+    """Serve events over HTTP as Server-Sent Events, to any number of clients.
+
+    One watch polls Make for all clients. Endpoints: GET /v1/events (the stream; ?scenario=,
+    ?type=, resumes from Last-Event-ID or ?cursor=), /v1/state, /healthz, /readyz, /metrics,
+    and / (a live page). SIGTERM or Ctrl-C ends every stream with stream.closed.
+
+    Examples:
+
+      makestream serve-sse --demo
+
+      MAKESTREAM_SSE_TOKEN=secret makestream serve-sse --team 42 --host 0.0.0.0
+
+      curl -N -H 'Authorization: Bearer secret' 'http://HOST:8787/v1/events?type=execution.*'
+    """
+    opts = serve_options(
+        scenarios=list(scenarios or []), team=team, host=host, port=port,
+        auth_token_file=auth_token_file, insecure_no_auth=insecure_no_auth,
+        allow_origin=allow_origin, max_clients=max_clients, max_per_address=max_per_address,
+        idle_stop=idle_stop, heartbeat=heartbeat, send_timeout=send_timeout, queue=queue,
+        replay=replay, interval=interval, api_limit=api_limit, alerts=alerts,
+    )
+    if not demo and not opts.scenarios and opts.team is None:
+        raise UsageError("name a scenario id or give --team (or try --demo)")
+    if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):
+        raise UsageError("no Make API token: set MAKE_API_TOKEN or pass --make-token-file "
+                         "(or try --demo)")
+    if demo and speed is None and not os.environ.get("MAKESTREAM_CLOCK"):
+        speed = DEMO_SPEED
+    conn = Connection(demo=demo, token_file=make_token_file, api_limit=api_limit, speed=speed)
+    run(lambda: _serve(opts, conn))
+
+
+async def _serve(opts: ServeOptions, conn: Connection) -> int:
+    import anyio
+
+    from makestream.server import AppOptions, Hub, HubOptions, Metrics, bind, create_app, serve
+
+    watch_options = upstream_options(opts)
+    sock = bind(opts.host, opts.port)
+    try:
+        hubs: list[Hub] = []
+        async with open_client(conn, observer=lambda n: hubs[0].on_notice(n) if hubs else None
+                               ) as (client, zone):
+            if zone is not None and not opts.scenarios and opts.team is None:
+                watch_options.scenario_ids = [s.id for s in zone.world.scenarios]
+            metrics = Metrics()
+            hub = Hub(client, HubOptions(
+                watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
+                idle_stop_s=opts.idle_stop_s,
+            ), metrics)
+            hubs.append(hub)
+            web = create_app(hub, AppOptions(
+                token=opts.token, allow_origins=opts.allow_origins, max_clients=opts.max_clients,
+                max_per_address=opts.max_per_address, heartbeat_s=opts.heartbeat_s,
+                send_timeout_s=opts.send_timeout_s,
+            ), metrics)
+            stopped_by: int | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hub.run)
+                failure = await hub.started()
+                if failure is None:
+                    address, port = sock.getsockname()[:2]
+                    shown = f"[{address}]" if ":" in address else address
+                    print(f"makestream serve-sse: listening on http://{shown}:{port}/ "
+                          f"(auth {'on' if opts.token else 'off'})", file=sys.stderr, flush=True)
+                    stopped_by = await serve(web, hub, sock,
+                                             shutdown_timeout_s=opts.send_timeout_s + 5)
+                hub.close()
+            if failure is not None:
+                raise failure
+    finally:
+        sock.close()
+    return int(ExitCode.INTERRUPTED) if stopped_by == signal.SIGINT else 0
