@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ class ServeOptions:
     alerts: bool = True
 
 
-def read_token(path: Path | None, env: dict[str, str] | os._Environ[str]) -> str | None:
+def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
     """The server's bearer token, from `path` or MAKESTREAM_SSE_TOKEN."""
     if path is not None:
         try:
@@ -88,10 +89,10 @@ def serve_options(
     interval: str,
     api_limit: int | None,
     alerts: bool,
-    env: dict[str, str] | os._Environ[str] = os.environ,
+    env: Mapping[str, str] = os.environ,
 ) -> ServeOptions:
     """Turn command-line values into ServeOptions; every mistake is a UsageError (exit 2)."""
-    from makestream.server.serve import is_loopback
+    from makestream.server.runner import is_loopback
     from makestream.timeutil import parse_duration
 
     token = read_token(auth_token_file, env)
@@ -222,22 +223,26 @@ def serve_sse(
 
       curl -N -H 'Authorization: Bearer secret' 'http://HOST:8787/v1/events?type=execution.*'
     """
-    opts = serve_options(
-        scenarios=list(scenarios or []), team=team, host=host, port=port,
-        auth_token_file=auth_token_file, insecure_no_auth=insecure_no_auth,
-        allow_origin=allow_origin, max_clients=max_clients, max_per_address=max_per_address,
-        idle_stop=idle_stop, heartbeat=heartbeat, send_timeout=send_timeout, queue=queue,
-        replay=replay, interval=interval, api_limit=api_limit, alerts=alerts,
-    )
-    if not demo and not opts.scenarios and opts.team is None:
-        raise UsageError("name a scenario id or give --team (or try --demo)")
-    if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):
-        raise UsageError("no Make API token: set MAKE_API_TOKEN or pass --make-token-file "
-                         "(or try --demo)")
     if demo and speed is None and not os.environ.get("MAKESTREAM_CLOCK"):
         speed = DEMO_SPEED
     conn = Connection(demo=demo, token_file=make_token_file, api_limit=api_limit, speed=speed)
-    run(lambda: _serve(opts, conn))
+
+    async def main() -> int:
+        opts = serve_options(
+            scenarios=list(scenarios or []), team=team, host=host, port=port,
+            auth_token_file=auth_token_file, insecure_no_auth=insecure_no_auth,
+            allow_origin=allow_origin, max_clients=max_clients, max_per_address=max_per_address,
+            idle_stop=idle_stop, heartbeat=heartbeat, send_timeout=send_timeout, queue=queue,
+            replay=replay, interval=interval, api_limit=api_limit, alerts=alerts,
+        )
+        if not demo and not opts.scenarios and opts.team is None:
+            raise UsageError("name a scenario id or give --team (or try --demo)")
+        if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):
+            raise UsageError("no Make API token: set MAKE_API_TOKEN or pass --make-token-file "
+                             "(or try --demo)")
+        return await _serve(opts, conn)
+
+    run(main)
 
 
 async def _serve(opts: ServeOptions, conn: Connection) -> int:

@@ -2,7 +2,7 @@
 
 Modules: hub.py (one upstream watch fanned out to every subscriber, the replay ring, catch-up
 from Make's logs), app.py (routes, auth, caps, CORS), sse.py (framing and the streaming
-response), metrics.py (Prometheus), serve.py (uvicorn and a clean shutdown), static/ (the live
+response), metrics.py (Prometheus), runner.py (uvicorn and a clean shutdown), static/ (the live
 page). Used from Python::
 
     hub = Hub(client, HubOptions(WatchOptions(scenario_ids=[123])), metrics)
@@ -17,7 +17,7 @@ page). Used from Python::
 from makestream.server.app import AppOptions, create_app
 from makestream.server.hub import Filter, Hub, HubOptions, Subscription
 from makestream.server.metrics import Metrics
-from makestream.server.serve import bind, is_loopback, serve
+from makestream.server.runner import bind, is_loopback, serve
 
 __all__ = [
     "AppOptions",

@@ -238,7 +238,7 @@ class _Routes:
 
 
 def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
-    """The Starlette app; `hub.run()` must run alongside it (see `makestream.server.serve`)."""
+    """The Starlette app; `hub.run()` must run alongside it (see `makestream.server.runner`)."""
     routes = _Routes(hub, options, metrics)
     middleware = []
     if options.allow_origins:

@@ -241,6 +241,7 @@ class Hub:
         self._want = anyio.Event()
         self._want.set()  # the first start checks the configuration before the server listens
         self._closing = False
+        self._closed = anyio.Event()
         self._cursor: str | None = None
         self._ring: deque[Item] = deque()
         self._ring_start = 0  # absolute position of _ring[0]
@@ -282,6 +283,7 @@ class Hub:
                         self._want.set()  # someone arrived while it was stopping
             finally:
                 self._closing = True
+                self._closed.set()
                 for sub in list(self._subs):
                     self._end(sub, self._closed_event(SHUTDOWN))
                 tg.cancel_scope.cancel()
@@ -294,11 +296,15 @@ class Hub:
         return UpstreamFailed(self._failure or "the upstream watch ended before it opened",
                               self._failure_code)
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
     def close(self, reason: str = SHUTDOWN) -> None:
         """End every stream with `stream.closed` and stop (idempotent)."""
         if self._closing:
             return
         self._closing = True
+        self._closed.set()
         self._want.set()
         if self.watch is not None and self.running:
             self.watch.stop(reason)  # its stream.closed reaches every subscriber

@@ -8,6 +8,7 @@ does not read any more is cut off by the send timeout; `shutdown_timeout_s` is t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -51,8 +52,10 @@ def bind(host: str, port: int) -> socket.socket:
 class _Server(uvicorn.Server):
     """uvicorn, minus re-raising the stop signal afterwards: the command picks its exit code."""
 
-    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Hub, *, handle_signals: bool) -> None:
         super().__init__(config)
+        self.hub = hub
+        self.loop = asyncio.get_running_loop()
         self.handle_signals = handle_signals
         self.stop_signal: int | None = None
 
@@ -73,6 +76,8 @@ class _Server(uvicorn.Server):
         if self.stop_signal is None:
             self.stop_signal = sig
         super().handle_exit(sig, frame)
+        # A signal handler interrupts the loop at any point: close the hub from the loop itself.
+        self.loop.call_soon_threadsafe(self.hub.close)
 
 
 async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeout_s: float,
@@ -88,16 +93,14 @@ async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeo
         app, lifespan="off", log_level="warning", access_log=False,
         timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
     )
-    server = _Server(config, handle_signals=handle_signals)
+    server = _Server(config, hub, handle_signals=handle_signals)
 
-    async def close_streams_on_exit() -> None:
-        while not server.should_exit and not hub.closing:
-            await anyio.sleep(0.1)
-        hub.close()
+    async def exit_when_closed() -> None:
+        await hub.wait_closed()
         server.should_exit = True
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(close_streams_on_exit)
+        tg.start_soon(exit_when_closed)
         await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()
     return server.stop_signal
