@@ -56,7 +56,7 @@ class NoticeCounter:
     throttled: int = 0
     retries: int = 0
     failed: int = 0
-    forward: Callable[[ApiNotice], None] | None = None
+    forward: list[Callable[[ApiNotice], None]] = field(default_factory=list)
 
     def __call__(self, notice: ApiNotice) -> None:
         if notice.kind == "throttled":
@@ -68,8 +68,8 @@ class NoticeCounter:
             self.requests[kind] = self.requests.get(kind, 0) + 1
             if notice.status is None or notice.status >= 400:
                 self.failed += 1
-        if self.forward is not None:
-            self.forward(notice)
+        for listener in self.forward:
+            listener(notice)
 
 
 def endpoint_kind(method: str, path: str) -> str:

@@ -41,7 +41,7 @@ from bench.naive import NaiveLogPoller
 from bench.report import Result, percentile, ratio
 from makestream.clock import Clock
 from makestream.engine.watch import Watch, WatchOptions
-from makestream.make.client import MakeClient
+from makestream.make.client import ApiNotice, MakeClient
 from makestream.sim import SimZone, generated_world
 from makestream.sim.world import TeamSpec, WorldSpec
 
@@ -67,13 +67,13 @@ class Case:
 
 FULL = [
     Case(20, 60, 20, 30), Case(20, 240, 20, 30),
-    Case(200, 60, 20, 12), Case(200, 240, 20, 12),
+    Case(200, 60, 20, 8), Case(200, 240, 20, 8),
     Case(1000, 60, 20, 3), Case(1000, 240, 20, 3),
 ]
 QUICK = [Case(20, 240, 6, 30)]
 PARALLEL_CASES = 2  # cases run at once (two processes each); the lag check guards the result
 ADOPTION = [(1000, 60), (1000, 240)]
-ADOPTION_SPEED = 30.0
+ADOPTION_SPEED = 60.0
 
 
 TEAM = 1
@@ -102,7 +102,8 @@ async def _side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
     zone = SimZone(world, clock=clock, seed=case.seed)
     zone.truth()  # generate the history now, not inside the first request
     ids = [s.id for s in world.scenarios]
-    counter = NoticeCounter()
+    first_pass = FirstPass(clock, ids)
+    counter = NoticeCounter(forward=[first_pass])
     lag, cpu = LoopLag(), CpuMeter()
     out: dict[str, Any] = {}
     async with sim_client(zone, case.api_limit, clock=clock, observer=counter) as client:
@@ -133,8 +134,34 @@ async def _side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
         kind=kind, start=start, end=end, expected=counted, rpm=window,
         limited=zone.limited, throttled=counter.throttled, requests=counter.requests,
         failed_requests=counter.failed, **lag.summary(),
+        first_pass_s=None if first_pass.done_at is None else round(first_pass.done_at - start, 1),
+        first_pass_scanned=len(first_pass.seen), rescans_in_first_pass=first_pass.rescans,
     )
     return out
+
+
+class FirstPass:
+    """Client observer: when every scenario's logs had been read once, and how many log reads
+    went to scenarios already read before that moment."""
+
+    def __init__(self, clock: Clock, ids: list[int]) -> None:
+        self.clock = clock
+        self.left = set(ids)
+        self.seen: set[int] = set()
+        self.done_at: float | None = None
+        self.rescans = 0
+
+    def __call__(self, notice: ApiNotice) -> None:
+        parts = notice.path.strip("/").split("/")
+        if notice.kind != "request" or len(parts) != 3 or parts[2] != "logs":
+            return
+        sid = int(parts[1])
+        if self.done_at is None and sid in self.seen:
+            self.rescans += 1
+        self.seen.add(sid)
+        self.left.discard(sid)
+        if not self.left and self.done_at is None:
+            self.done_at = self.clock.now()
 
 
 async def _makestream(
@@ -143,7 +170,7 @@ async def _makestream(
     clock = client.clock
     options = WatchOptions(team_id=TEAM) if by_team else WatchOptions(scenario_ids=ids)
     watch = Watch(client, options)
-    counter.forward = watch.on_notice
+    counter.forward.append(watch.on_notice)
     detected: dict[str, float] = {}
     reports: Counter[str] = Counter()
     opened: float | None = None
@@ -246,6 +273,9 @@ def summarize(side: dict[str, Any], case: Case) -> dict[str, Any]:
         "cpu_share": side["cpu_share"],
         "requests": side["requests"],
         "events": side.get("events"),
+        "first_pass_s": side["first_pass_s"],
+        "first_pass_scanned": side["first_pass_scanned"],
+        "rescans_in_first_pass": side["rescans_in_first_pass"],
     }
 
 
@@ -287,12 +317,6 @@ def bench(quick: bool = False, cases: list[Case] | None = None) -> Result:
     for case in chosen:
         waves.setdefault(case.scenarios, []).append(case)
     with ProcessPoolExecutor(max_workers=2 * PARALLEL_CASES, mp_context=ctx) as pool:
-        if not quick and cases is None:
-            anchor = time.time()
-            pending = [pool.submit(run_adoption, n, limit, ADOPTION_SPEED, anchor)
-                       for n, limit in ADOPTION]
-        else:
-            pending = []
         for size, wave in waves.items():
             t0 = time.perf_counter()
             print(f"latency: {size} scenarios, limits "
@@ -301,7 +325,13 @@ def bench(quick: bool = False, cases: list[Case] | None = None) -> Result:
             for i in range(0, len(wave), PARALLEL_CASES):
                 done += run_wave(wave[i : i + PARALLEL_CASES], pool)
             print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
-        adoption = [f.result() for f in pending]
+        if not quick and cases is None:
+            which = ", ".join(f"{n} @ {lim}/min" for n, lim in ADOPTION)
+            print(f"latency: adoption by id ({which}) ...", flush=True)
+            anchor = time.time()
+            pending = [pool.submit(run_adoption, n, limit, ADOPTION_SPEED, anchor)
+                       for n, limit in ADOPTION]
+            adoption = [f.result() for f in pending]
     _fill(result, done, adoption)
     return result
 
@@ -329,6 +359,7 @@ def _fill(
                 "req/min": s["rpm_mean"], "max/min": s["rpm_max"],
                 "max % limit": s["rpm_max_pct_limit"], "429": s["limited_429"],
                 "throttled": s["throttled"], "opened s": s["opened_after_s"],
+                "1st pass s": s["first_pass_s"], "rescans in 1st pass": s["rescans_in_first_pass"],
                 "lag p95 ms": s["lag_p95_ms"], "lag max ms": s["lag_max_ms"],
                 "cpu": s["cpu_share"],
             })
@@ -364,7 +395,9 @@ def _fill(
         "team); adopting by id costs one request per scenario first (see the adoption table)",
         "req/min: mean and max over full clock minutes inside the window, as the zone counted "
         "them; 429 = answers of the organization limit; throttled = the client's 429 notices",
-        "opened s: simulated seconds from the watcher's start to stream.opened",
+        "opened s: simulated seconds from the watcher's start to stream.opened; 1st pass s: "
+        "until every scenario's logs had been read once (- when the window ended first); "
+        "rescans in 1st pass: log reads of already-read scenarios before that",
         "each case runs both watchers at once in two processes, each with its own zone (same "
         "seed, one shared clock); speed = the clock speed used after the loop-lag check",
     ]

@@ -389,6 +389,12 @@ class Watch:
                 found.append(scenario)
             if not found and not opts.scenario_ids:
                 raise UsageError(f"no scenario of team {opts.team_id} matches the filters")
+        wanted = [sid for sid in opts.scenario_ids if not any(s.id == sid for s in found)]
+        if len(wanted) > 3 and self._org_id is not None:
+            # One listing page describes a hundred scenarios; asking one by one would spend
+            # minutes of budget before the first event for a large fleet.
+            listed = await self.client.scenarios(organization_id=self._org_id, ids=wanted)
+            found.extend(s for s in listed if s.id in set(wanted))
         for sid in opts.scenario_ids:
             if any(s.id == sid for s in found):
                 continue
