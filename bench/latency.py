@@ -194,6 +194,7 @@ async def _makestream(
         watch.stop("bench")
         async for event in watch.events:
             take(event)
+        watch.events.close()
     return {"detected": detected, "reports": dict(reports), "opened": opened, "events": events,
             "closed": watch.outcome.reason}
 
@@ -233,6 +234,7 @@ async def _adoption(scenarios: int, api_limit: int, speed: float, anchor: float)
                 if event.type == "stream.opened":
                     opened = clock.now()
                     watch.stop("bench")
+            watch.events.close()
     return {"scenarios": scenarios, "api_limit": api_limit, "speed": speed,
             "opened_after_s": None if opened is None else round(opened - start, 1),
             "requests": counter.requests, "limited": zone.limited}

@@ -96,7 +96,13 @@ class CommandDoc:
 
     @property
     def options(self) -> tuple[ParamDoc, ...]:
+        """Its options, --help included."""
         return tuple(p for p in self.params if p.kind == "option")
+
+    @property
+    def own_options(self) -> tuple[ParamDoc, ...]:
+        """Its options except --help, which every command has."""
+        return tuple(p for p in self.options if p.name != "help")
 
     @property
     def arguments(self) -> tuple[ParamDoc, ...]:
@@ -105,7 +111,7 @@ class CommandDoc:
     def usage(self) -> str:
         """A synopsis line: `makestream watch [OPTIONS] [SCENARIO]...`."""
         pieces = [self.name]
-        if self.options:
+        if self.own_options:
             pieces.append("[OPTIONS]")
         pieces.extend(_argument_usage(a) for a in self.arguments)
         if self.is_group:
@@ -122,8 +128,12 @@ class CommandDoc:
 def collect(app: typer.Typer) -> CommandDoc:
     """Describe the whole command tree of `app`, leaving out hidden commands and options."""
     root = typer.main.get_command(app)
-    ctx = _click.Context(root, info_name="makestream")
-    return _describe(root, (), ctx)
+    return _describe(root, (), _context(root, "makestream", None))
+
+
+def _context(command: _click.Command, name: str, parent: _click.Context | None) -> _click.Context:
+    # The command's own context settings hold its help option names (-h, --help).
+    return _click.Context(command, info_name=name, parent=parent, **command.context_settings)
 
 
 def _describe(command: _click.Command, path: tuple[str, ...], ctx: _click.Context) -> CommandDoc:
@@ -135,20 +145,18 @@ def _describe(command: _click.Command, path: tuple[str, ...], ctx: _click.Contex
     if help_option is not None:
         params = (*params, _param(help_option, ctx))
     subcommands: list[CommandDoc] = []
-    is_group = isinstance(command, TyperGroup)
     if isinstance(command, TyperGroup):
         for name in _ordered(command.list_commands(ctx)):
             sub = command.get_command(ctx, name)
             if sub is None or sub.hidden:
                 continue
-            sub_ctx = _click.Context(sub, info_name=name, parent=ctx)
-            subcommands.append(_describe(sub, (*path, name), sub_ctx))
+            subcommands.append(_describe(sub, (*path, name), _context(sub, name, ctx)))
     return CommandDoc(
         path=path,
         help=inspect.cleandoc(command.help or ""),
         params=params,
         subcommands=tuple(subcommands),
-        is_group=is_group,
+        is_group=isinstance(command, TyperGroup),
         runs_without_subcommand=bool(getattr(command, "invoke_without_command", False)),
     )
 

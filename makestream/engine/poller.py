@@ -49,6 +49,7 @@ class ScanTarget:
     heated_at: float = float("-inf")
     due_at: float | None = None  # a moment worth scanning at (expected end of a scheduled run)
     in_flight: bool = False
+    idle_flight: bool = False  # the scan in flight was handed out as an idle one
 
 
 @dataclass
@@ -71,6 +72,11 @@ class Schedule:
     sweep_every_s: float = 10.0
     rate_per_s: float = 0.8
     poll_share: float = 0.6
+    # Idle scans that may wait for the budget at once. Workers are few; if every one of them
+    # sat in the budget queue with an idle scan, a hot scenario would wait for a worker even
+    # though the budget serves it first.
+    idle_slots: int = 3
+    _idle_in_flight: int = 0
     urgent: deque[Action] = field(default_factory=deque)
     scans: dict[int, ScanTarget] = field(default_factory=dict)
     polls: dict[str, PollTarget] = field(default_factory=dict)
@@ -158,6 +164,7 @@ class Schedule:
             return None, wait
         best: ScanTarget | None = None
         best_score = 0.0
+        idle_allowed = self._idle_in_flight < self.idle_slots
         for target in self.scans.values():
             if target.in_flight:
                 continue
@@ -170,6 +177,9 @@ class Schedule:
                 heat = max(heat, 20.0)
             elif target.due_at is not None:
                 wait = min(wait, target.due_at - now)
+            if heat <= 1.0 and not idle_allowed:
+                wait = min(wait, 0.25)  # look again when an idle slot may have freed
+                continue
             score = min(age, 1e9) * heat
             if best is None or score > best_score:
                 best, best_score = target, score
@@ -177,6 +187,9 @@ class Schedule:
             return None, max(wait, 0.01)
         best.in_flight = True
         hot = now < best.hot_until or (best.due_at is not None and now >= best.due_at)
+        if not hot:
+            best.idle_flight = True
+            self._idle_in_flight += 1
         return (
             Action(
                 "scan",
@@ -202,6 +215,9 @@ class Schedule:
     def scanned(self, scenario_id: int, started: float, now: float, *, ok: bool) -> None:
         target = self.scans[scenario_id]
         target.in_flight = False
+        if target.idle_flight:
+            target.idle_flight = False
+            self._idle_in_flight -= 1
         if ok:
             target.last_scan = started
             if target.due_at is not None and now >= target.due_at:

@@ -67,6 +67,7 @@ _OUTCOME = {
 LOG_PAGE = 50
 _FOLLOW_UPS = frozenset({"log", "detail", "modules"})
 _ORG = 0  # the sweep group that stands for the whole organization
+SWEEP_SHARE = 0.3
 
 
 @dataclass
@@ -389,7 +390,8 @@ class Watch:
                 found.append(scenario)
             if not found and not opts.scenario_ids:
                 raise UsageError(f"no scenario of team {opts.team_id} matches the filters")
-        wanted = [sid for sid in opts.scenario_ids if not any(s.id == sid for s in found)]
+        wanted = [sid for sid in opts.scenario_ids
+                  if sid not in self.known_scenarios and not any(s.id == sid for s in found)]
         if len(wanted) > 3 and self._org_id is not None:
             # One listing page describes a hundred scenarios; asking one by one would spend
             # minutes of budget before the first event for a large fleet.
@@ -426,10 +428,11 @@ class Watch:
         return sorted({t for t in self._team_of.values() if t is not None})
 
     def _sweep_every(self) -> float:
-        # Sweeps take about a sixth of the budget: one page tells about many scenarios.
+        # Sweeps are the cheapest detector — one page tells which of a hundred scenarios ran —
+        # so they get SWEEP_SHARE of the budget, but never more than one a second.
         pages = sum(1 + len(self._team_of) // 100 for _ in self._sweep_groups()) or 1
         rate = self.client.budget.snapshot().rate_per_min / 60
-        return max(3.0, pages / max(rate / 6, 1e-6))
+        return max(1.0, pages / max(rate * SWEEP_SHARE, 1e-6))
 
     async def _start_target(self, scenario: Scenario) -> None:
         opts = self.options

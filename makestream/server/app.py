@@ -141,6 +141,8 @@ class _Routes:
         except UsageError as exc:
             return self._refuse(400, exc.message, "bad request")
         opts = self.options
+        if request.method == "HEAD":
+            return Response(media_type="text/event-stream")  # the headers, without a stream
         address = request.client.host if request.client else "unknown"
         if self.connections >= opts.max_clients:
             return self._refuse(503, "too many clients", "max clients", 5)

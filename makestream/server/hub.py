@@ -279,7 +279,12 @@ class Hub:
                         break
                     await self._run_upstream()
                     self._want = anyio.Event()
-                    if self._subs and self._failure is None:
+                    if self._failure is not None:
+                        # Try again later by itself, so that /readyz recovers with Make.
+                        with anyio.move_on_after(self.options.retry_after_error_s):
+                            await self._closed.wait()
+                        self._want.set()
+                    elif self._subs:
                         self._want.set()  # someone arrived while it was stopping
             finally:
                 self._closing = True
@@ -331,6 +336,7 @@ class Hub:
                     self._take(watch, event)
                 tg.cancel_scope.cancel()
         finally:
+            watch.events.close()
             self.running = False
             self._opened.set()
             self._first_open.set()
@@ -429,6 +435,11 @@ class Hub:
     def closing(self) -> bool:
         return self._closing
 
+    @property
+    def last_cursor(self) -> str | None:
+        """The cursor of the last upstream event."""
+        return self._cursor
+
     # -- subscribing -------------------------------------------------------------------------
 
     async def check_scenarios(self, ids: Iterable[int]) -> None:
@@ -458,9 +469,7 @@ class Hub:
             raise Unavailable("the server is shutting down")
         if self._failure is not None and not self.running:
             wait = self.options.retry_after_error_s - (time.monotonic() - self._failed_at)
-            if wait > 0:
-                raise Unavailable(f"upstream failed: {self._failure}", retry_after_s=wait)
-            self._failure = None
+            raise Unavailable(f"upstream failed: {self._failure}", retry_after_s=max(1.0, wait))
         sub = _Subscriber(filter_, self.options.queue_size)
         # From here to the end of the replay plan nothing awaits: the ring snapshot ends exactly
         # where the subscriber's live queue begins.
@@ -547,11 +556,12 @@ class Hub:
         watch = Watch(self.client, options)
         watch.known_scenarios = self._known_scenarios()
         found: list[ExecutionFinished] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch.run)
-            async for event in watch.events:
-                if isinstance(event, ExecutionFinished):
-                    found.append(event)
+        with watch.events:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch.run)
+                async for event in watch.events:
+                    if isinstance(event, ExecutionFinished):
+                        found.append(event)
         if watch.outcome.error is not None:
             raise MakestreamError(watch.outcome.error)
         return found

@@ -21,10 +21,11 @@ from types import FrameType
 import anyio
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from makestream.errors import UsageError
 from makestream.server.hub import Hub
-from makestream.server.sse import QuietAbandonedStreams
+from makestream.server.sse import ABORT, QuietAbandonedStreams
 
 BACKLOG = 4096  # a reconnect storm of thousands of clients should queue, not be refused
 
@@ -47,6 +48,21 @@ def bind(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=BACKLOG)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class _AbortableH11(H11Protocol):
+    """uvicorn's h11 protocol, plus a way for a response to drop its connection at once.
+
+    After a send timeout the client is not reading; asyncio's `close()` would keep the socket
+    and its unsent bytes until the client takes them, which it may never do. The response finds
+    `transport.abort` in its scope's extensions instead.
+    """
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.transport is not None:
+            scope.setdefault("extensions", {})[ABORT] = self.transport.abort
 
 
 class _Server(uvicorn.Server):
@@ -90,7 +106,7 @@ async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeo
     if not any(isinstance(f, QuietAbandonedStreams) for f in logger.filters):
         logger.addFilter(QuietAbandonedStreams())
     config = uvicorn.Config(
-        app, lifespan="off", log_level="warning", access_log=False,
+        app, lifespan="off", log_level="warning", access_log=False, http=_AbortableH11,
         timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
     )
     server = _Server(config, hub, handle_signals=handle_signals)

@@ -51,14 +51,17 @@ def retry_frame(ms: int) -> bytes:
 
 # How a stream ended, as told to `on_close`.
 ENDED, DISCONNECTED, TIMED_OUT = "ended", "disconnected", "timed out"
+# A scope extension the server may provide: a callable that drops the connection at once.
+ABORT = "makestream.abort"
 
 
 class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` response fed by `frames`, with heartbeats and a send timeout.
 
     It ends when `frames` is exhausted (the response is then completed normally), when the
-    client disconnects, or when one write takes longer than `send_timeout_s` (the connection is
-    then abandoned, and uvicorn closes it).
+    client disconnects, or when one write takes longer than `send_timeout_s`: the connection is
+    then dropped at once through the server's ``makestream.abort`` scope extension (see
+    `runner`), or left to the server to close.
     """
 
     def __init__(
@@ -143,6 +146,10 @@ class EventStreamResponse(StreamingResponse):
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await self.frames.aclose()
+                if self.outcome == TIMED_OUT:
+                    abort = scope.get("extensions", {}).get(ABORT)
+                    if callable(abort):
+                        abort()  # else the server closes it once the client reads again
                 if self.on_close is not None:
                     self.on_close(self.outcome)
 

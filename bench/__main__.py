@@ -1,0 +1,101 @@
+"""The benchmark runner: `python -m bench all [--quick]` or one benchmark by name.
+
+    python -m bench all            # every benchmark, full size (about 15 minutes)
+    python -m bench all --quick    # every benchmark, small (well under 2 minutes)
+    python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
+    python -m bench run | startup | ndjson | memory [--quick]
+
+Each benchmark prints its table and writes `bench/results/<name>[-quick]-<UTC stamp>.json`
+(and `-latest.json`); `all` also writes `all[-quick]-latest.json` with every goal.
+`sse` and `soak` are reserved for the SSE fan-out and soak benchmarks, which need the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import latency, memory, ndjson, run, startup
+from bench.report import RESULTS, Result, emit, machine
+
+Bench = Callable[[bool], Result]
+
+BENCHES: dict[str, Bench] = {
+    "startup": startup.bench,
+    "ndjson": ndjson.bench,
+    "run": run.bench,
+    "memory": memory.bench,
+    "latency": latency.bench,
+}
+# Planned, once `makestream serve-sse` exists: fan-out of one stream to many SSE clients
+# (events/s, delivery lag per client, RSS per client) and a multi-hour soak (RSS, fds, lag).
+PLANNED = {
+    "sse": "SSE fan-out: needs the server (makestream.server / serve-sse), not written yet",
+    "soak": "soak: needs the server (makestream.server / serve-sse), not written yet",
+}
+
+
+def _latency(args: argparse.Namespace) -> Result:
+    if args.scenarios is None:
+        return latency.bench(args.quick)
+    case = latency.Case(args.scenarios, args.limit, args.minutes, args.speed)
+    return latency.bench(args.quick, cases=[case])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("name", choices=["all", *BENCHES, *PLANNED])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    group = parser.add_argument_group("latency: one custom case instead of the matrix")
+    group.add_argument("--scenarios", type=int)
+    group.add_argument("--limit", type=int, default=240)
+    group.add_argument("--minutes", type=float, default=10.0)
+    group.add_argument("--speed", type=float, default=20.0)
+    args = parser.parse_args(argv)
+
+    if args.name in PLANNED:
+        print(f"{args.name}: {PLANNED[args.name]}", file=sys.stderr)
+        return 2
+    names = list(BENCHES) if args.name == "all" else [args.name]
+    t0 = time.perf_counter()
+    results: list[tuple[Result, float, str]] = []
+    for name in names:
+        started = time.perf_counter()
+        result = _latency(args) if name == "latency" else BENCHES[name](args.quick)
+        path = emit(result, quick=args.quick)
+        results.append((result, time.perf_counter() - started, str(path)))
+    total = time.perf_counter() - t0
+    if args.name == "all":
+        _summary(results, total, args.quick)
+    else:
+        print(f"{names[0]}: {total:.0f} s; results in {results[0][2]}")
+    return 0
+
+
+def _summary(results: list[tuple[Result, float, str]], total: float, quick: bool) -> None:
+    print(f"## Summary ({total:.0f} s in all)")
+    doc: dict[str, Any] = {"quick": quick, "seconds": round(total, 1), "machine": machine(),
+                           "benchmarks": {}, "planned": PLANNED}
+    for result, seconds, path in results:
+        met = sum(1 for _, ok in result.goals if ok)
+        print(f"- {result.name}: {met}/{len(result.goals)} goals met, {seconds:.0f} s ({path})")
+        for goal, ok in result.goals:
+            if not ok:
+                print(f"    {'not measured' if ok is None else 'MISSED'}: {goal}")
+        doc["benchmarks"][result.name] = {
+            "seconds": round(seconds, 1), "file": path,
+            "goals": [{"goal": g, "met": ok} for g, ok in result.goals],
+        }
+    for name, why in PLANNED.items():
+        print(f"- {name}: skipped ({why})")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if quick else ""
+    (RESULTS / f"all{suffix}-latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""What the documentation says that the command definitions cannot: exit statuses, environment,
+files, examples, and the event reference.
+
+Each table is written once here and rendered twice, into the man page and into the README, so the
+two never tell different stories. Text uses a small markup both renderers understand: ``code``
+in backticks, paragraphs separated by blank lines.
+
+Where a fact lives in code, the table is checked against the code rather than copied from it:
+every `ExitCode` member must have a description, every event type a summary, and the docs tests
+check that each documented environment variable is read somewhere in the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from makestream.errors import ExitCode
+from makestream.events import EVENT_TYPES, SCHEMA_VERSION
+
+# --- exit status --------------------------------------------------------------------------------
+
+EXIT_STATUS: dict[ExitCode, str] = {
+    ExitCode.OK: "Success. Also when a reader closed the pipe (`| head -1`): makestream ends "
+    "quietly.",
+    ExitCode.EXECUTION_ERROR: "An execution ended in error (with `--exit-status`).",
+    ExitCode.USAGE: "Usage or configuration error: a bad option, argument, value, cursor or "
+    "config file.",
+    ExitCode.EXECUTION_WARNING: "An execution ended with warnings (with `--exit-status`).",
+    ExitCode.ALERT: "A threshold alert of the failing severity was raised (`--fail-on-alert`).",
+    ExitCode.TIMEOUT: "`--timeout` was reached first.",
+    ExitCode.CANNOT_MONITOR: "Cannot monitor: authentication failed, the scenario or execution "
+    "was not found, or Make's API stayed unreachable after retries.",
+    ExitCode.INTERRUPTED: "Interrupted (SIGINT, Ctrl-C).",
+    ExitCode.TERMINATED: "Terminated (SIGTERM).",
+}
+
+EXIT_STATUS_NOTE = (
+    "With several executions the worst outcome wins: 6 > 1 > 5 > 4 > 3 > 0. `watch` and "
+    "`state` report outcomes (1, 3) only with `--exit-status`; `watch` exits 4 only with "
+    "`--fail-on-alert`."
+)
+
+# --- environment --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """A variable makestream reads, and what it does."""
+
+    name: str
+    text: str
+
+
+ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar(
+        "MAKE_API_TOKEN",
+        "The Make API token (Profile > API access > Add token) or an OAuth access token. A "
+        "monitor needs the `scenarios:read` scope; `--run` also needs `scenarios:run`, and "
+        "`organizations:read` lets makestream read the organization's request limit. "
+        "`--token-file` (`--make-token-file` for `serve-sse`) takes precedence. The token never "
+        "appears in output, logs, errors or events.",
+    ),
+    EnvVar(
+        "MAKE_ZONE",
+        "The Make zone of the token: `eu1.make.com`, `eu2.make.com`, `us1.make.com`, "
+        "`us2.make.com`, `eu1.make.celonis.com` or `us1.make.celonis.com`.",
+    ),
+    EnvVar(
+        "MAKE_API_URL",
+        "The API base URL, for a private or White Label instance or the simulator "
+        "(`http://127.0.0.1:8900/api/v2`). Takes precedence over `MAKE_ZONE`.",
+    ),
+    EnvVar(
+        "MAKESTREAM_CONFIG",
+        "The configuration file, instead of `$XDG_CONFIG_HOME/makestream/config.toml`.",
+    ),
+    EnvVar(
+        "XDG_CONFIG_HOME",
+        "Where the configuration directory is; `~/.config` when unset or not an absolute path.",
+    ),
+    EnvVar(
+        "NO_COLOR",
+        "When set to anything non-empty, `--color auto` means no colour.",
+    ),
+    EnvVar(
+        "MAKESTREAM_SSE_TOKEN",
+        "The bearer token `serve-sse` requires of its clients, unless `--auth-token-file` is "
+        "given.",
+    ),
+    EnvVar(
+        "MAKESTREAM_CLOCK",
+        "For testing only: `SPEED@EPOCH_SECONDS` makes makestream's clock run `SPEED` times "
+        "faster than real time, so it can share a fast clock with `makestream sim serve`. "
+        "Against a real Make zone it only makes makestream's own timing wrong.",
+    ),
+)
+
+# --- files --------------------------------------------------------------------------------------
+
+FILES: tuple[tuple[str, str], ...] = (
+    (
+        "$XDG_CONFIG_HOME/makestream/config.toml",
+        "The configuration: alert thresholds, in general and per scenario (default "
+        "`~/.config/makestream/config.toml`; `MAKESTREAM_CONFIG` names another file). A missing "
+        "file means the built-in defaults. `makestream thresholds set`, `unset` and `reset` edit "
+        "it in place, keeping comments and order, and replace it atomically; `makestream "
+        "thresholds check` validates it.",
+    ),
+    (
+        "cursor files (--cursor-file PATH)",
+        "One line: the cursor of the last event written to the output. `watch --cursor-file` "
+        "reads it at start (a missing file means: start afresh) and replaces it atomically after "
+        "every event it has written, so a crash leaves the old cursor or the new one and a rerun "
+        "reports exactly what it has not reported yet. The directory must exist.",
+    ),
+    (
+        "token files (--token-file PATH)",
+        "The Make API token on one line, as an alternative to `MAKE_API_TOKEN`.",
+    ),
+)
+
+# --- examples (man page) ------------------------------------------------------------------------
+
+# (what it does, the command). Scenario 123 and team 42 stand for the reader's own ids; the
+# README's tour uses the simulated zone's ids instead, so that its examples run.
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "Try makestream without an account: a live view of the built-in simulated zone.",
+        "makestream watch --demo",
+    ),
+    (
+        "One line per finished execution, as they happen:",
+        "makestream watch 123 | jq -c 'select(.type == \"execution.finished\")\n"
+        "    | {execution_id, status, duration_ms}'",
+    ),
+    (
+        "The failures of the last hour in a team, with their error and a link to the run:",
+        "makestream watch --team 42 --no-follow | jq -r 'select(.type == \"execution.finished\"\n"
+        "    and .status == \"error\") | \"\\(.scenario_name): \\(.error.message) \\(.url)\"'",
+    ),
+    (
+        "Runs, failures and average duration per scenario over the last hour:",
+        "makestream watch --team 42 --no-follow | jq -s 'map(select(.type == "
+        "\"execution.finished\"))\n"
+        "    | group_by(.scenario_id) | map({scenario: .[0].scenario_name, runs: length,\n"
+        "      errors: map(select(.status == \"error\")) | length,\n"
+        "      avg_ms: (map(.duration_ms) | add / length | floor)})'",
+    ),
+    (
+        "From cron, every five minutes: append what finished since the last run, nothing twice "
+        "(a crontab line):",
+        "*/5 * * * * makestream watch --team 42 --no-follow \\\n"
+        "    --cursor-file \"$HOME/.local/state/makestream/team-42.cur\" \\\n"
+        "    >> \"$HOME/makestream/team-42.ndjson\"",
+    ),
+    (
+        "In CI, run a scenario and fail the job unless the run succeeds within ten minutes:",
+        "makestream watch 123 --run --data '{\"order\": 1001}' --exit-status --timeout 10m",
+    ),
+    (
+        "Alert when two runs in a row fail, and stop with status 4 when it happens:",
+        "makestream thresholds set consecutive_failures 2 --severity critical\n"
+        "makestream watch --team 42 --fail-on-alert critical",
+    ),
+    (
+        "Serve the events to dashboards, then read them with curl:",
+        "MAKESTREAM_SSE_TOKEN=secret makestream serve-sse --team 42 --host 0.0.0.0\n"
+        "curl -N -H 'Authorization: Bearer secret' \\\n"
+        "    'http://HOST:8787/v1/events?type=execution.*'",
+    ),
+    (
+        "Save a stream and look at it again later:",
+        "makestream watch 123 --count 10 > runs.ndjson\nmakestream render runs.ndjson",
+    ),
+)
+
+SEE_ALSO: tuple[tuple[str, int], ...] = (("jq", 1), ("curl", 1))
+
+DESCRIPTION_EXTRA = (
+    "Make offers no push API for executions, so makestream learns about them by polling Make's "
+    "REST API. It keeps to 80% of the organization's per-minute request limit (read from the "
+    "organization, else `--api-limit`), spends requests where a run is most likely to have "
+    "started or ended, and backs off when Make answers 429, reporting it as an `api.throttled` "
+    "event rather than failing.\n\n"
+    "Standard output carries data only: NDJSON events (one JSON object per line, flushed per "
+    "event) when it is a pipe or a file, a live view when it is a terminal (`--format` "
+    "overrides). Diagnostics go to standard error. Colour follows `--color` and `NO_COLOR`.\n\n"
+    "SCENARIO is a scenario id, the number in the scenario's URL in Make. Without an account, "
+    "`--demo` uses a built-in simulated Make zone, and `makestream sim serve` serves one over "
+    "HTTP."
+)
+
+# --- events -------------------------------------------------------------------------------------
+
+# One line per event type. A model's own docstring, when it has one, takes precedence, so these
+# can move into `makestream.events` without touching the generator. A new event type with
+# neither makes the generator fail, so it cannot go undocumented.
+EVENT_SUMMARIES: dict[str, str] = {
+    "stream.opened": "The first event of every stream: what is watched and the request budget.",
+    "execution.started": "A run began, or makestream first saw it running.",
+    "execution.progress": "A running execution's elapsed time and, where history or module "
+    "data allows, an estimated percentage; `basis` says which.",
+    "execution.finished": "A run ended. Delivered exactly once per execution, also across "
+    "restarts resumed from a cursor.",
+    "module.result": "One module's result in a finished run (`watch --modules`).",
+    "scenario.changed": "A scenario was activated, deactivated, invalidated or paused, or its "
+    "incomplete executions (DLQ) or webhook queue changed.",
+    "alert.raised": "A threshold rule fired (see `makestream thresholds`).",
+    "alert.resolved": "A raised alert's condition no longer holds.",
+    "api.throttled": "Make answered 429; makestream waits and tightens its budget.",
+    "stream.error": "Something failed. Transient errors are retried and the stream goes on; a "
+    "fatal one ends it.",
+    "stream.heartbeat": "A sign of life, with the request budget in use.",
+    "stream.lagged": "An SSE client fell behind and is disconnected.",
+    "stream.closed": "The last event: why the stream ended, its exit status and a summary.",
+}
+
+# What a field means, for fields whose model gives no `description`. As with the summaries, the
+# model's own description takes precedence. Keys are "type.field", or "field" for every type.
+FIELD_NOTES: dict[str, str] = {
+    "scenario_name": "The scenario's name in Make.",
+    "execution.progress.elapsed_ms": "Time since the run started.",
+    "execution.progress.expected_duration_ms": "The expected total duration, when known.",
+    "execution.finished.status": "How the run ended.",
+    "execution.finished.duration_ms": "How long the run took.",
+    "execution.finished.operations": "Operations the run used.",
+    "execution.finished.transfer_bytes": "Data the run transferred, in bytes.",
+    "execution.finished.centicredits": "What the run cost, in hundredths of a credit.",
+    "execution.finished.error": "For a failed run: Make's message, the error's name, and the "
+    "module and app at fault.",
+    "module.result.module_id": "The module's id in the blueprint.",
+    "module.result.app": "The module's app.",
+    "module.result.status": "The module's result: `success`, `warning` or `error`.",
+    "module.result.bundles": "Bundles the module processed.",
+    "module.result.size": "Data the module transferred, in bytes.",
+    "scenario.changed.changed": "The names of the fields below that changed.",
+    "scenario.changed.is_active": "The scenario is on.",
+    "scenario.changed.is_invalid": "Make deactivated the scenario after errors.",
+    "scenario.changed.is_paused": "The scenario is paused (a subscription problem).",
+    "scenario.changed.dlq_count": "Incomplete executions waiting (DLQ).",
+    "scenario.changed.queue_count": "Webhook requests waiting in the scenario's queue.",
+    "rule": "The rule's key, as `makestream thresholds` lists it.",
+    "severity": "How serious it is.",
+    "value": "The value that was measured.",
+    "threshold": "The threshold it was compared with.",
+    "message": "One line for people.",
+    "api.throttled.retry_in_s": "Seconds until makestream asks again.",
+    "api.throttled.rate_per_min": "The request rate makestream now keeps to, per minute.",
+    "stream.error.error_type": "The kind of error, e.g. `TransportError`, `AuthError`, `sink`.",
+    "stream.error.fatal": "True when the error ends the stream.",
+    "stream.error.retry_in_s": "For a transient error: seconds until the next try.",
+    "stream.heartbeat.used_last_minute": "Requests sent in the last minute.",
+    "stream.heartbeat.budget_per_min": "Requests per minute makestream allows itself.",
+    "stream.heartbeat.running": "Executions in flight.",
+    "stream.closed.reason": "Why it ended: `finished`, `count`, `caught up`, `timeout`, "
+    "`alert`, `error`, `interrupted`, ...",
+    "stream.closed.exit_code": "The exit status the process ends with.",
+    "stream.closed.summary": "Counts of finished executions: `finished`, `success`, `warning`, "
+    "`error`.",
+}
+
+EVENT_FORMAT = (
+    "One JSON object per line, UTF-8, each line flushed as it is written. Objects are flat and "
+    f"snake_case. Every event carries the common fields below; schema version `v` is "
+    f"{SCHEMA_VERSION}. New event types and fields may appear: consumers ignore what they do not "
+    "know. Fields without a value are left out. `makestream schema` prints the JSON Schema."
+)
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One field of an event, for the reference tables."""
+
+    name: str
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class EventDoc:
+    """One event type: its summary and its own fields (the common ones are listed once)."""
+
+    type: str
+    summary: str
+    fields: tuple[FieldDoc, ...]
+
+
+def event_reference() -> tuple[tuple[FieldDoc, ...], tuple[EventDoc, ...]]:
+    """The common fields and every event type, from the models in `makestream.events`."""
+    from makestream.events import json_schema
+
+    schema = json_schema()
+    defs: dict[str, Any] = schema["$defs"]
+    models = [(model, defs[model.__name__]["properties"]) for model in EVENT_TYPES]
+    # The common fields are those every event type has, in the order of the first.
+    common_names = [
+        name for name in models[0][1] if all(name in props for _model, props in models)
+    ]
+    first = models[0][1]
+    common = tuple(
+        # `type` is a different constant in every model; in common it is a string.
+        FieldDoc(name, "string", "The event type: one of those below.")
+        if "const" in first[name]
+        else FieldDoc(name, _json_type(first[name], defs), str(first[name].get("description", "")))
+        for name in common_names
+    )
+    events: list[EventDoc] = []
+    for model, properties in models:
+        type_name = str(model.model_fields["type"].default)
+        own = tuple(
+            FieldDoc(name, _json_type(prop, defs), _meaning(type_name, name, prop))
+            for name, prop in properties.items()
+            if name not in common_names
+        )
+        events.append(EventDoc(type_name, _summary(model, type_name), own))
+    return common, tuple(events)
+
+
+def _meaning(type_name: str, name: str, prop: dict[str, Any]) -> str:
+    own = str(prop.get("description", ""))
+    return own or FIELD_NOTES.get(f"{type_name}.{name}") or FIELD_NOTES.get(name, "")
+
+
+def _summary(model: type, type_name: str) -> str:
+    own_doc = model.__dict__.get("__doc__")
+    if own_doc:
+        return " ".join(own_doc.split())
+    try:
+        return EVENT_SUMMARIES[type_name]
+    except KeyError:
+        raise LookupError(
+            f"event type {type_name!r} has no summary: give {model.__name__} a docstring "
+            "or add it to makestream.docs.reference.EVENT_SUMMARIES"
+        ) from None
+
+
+def _json_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A short type for a JSON Schema property: `integer`, `"a" | "b"`, `string[]`, `{a, b}`."""
+    if "const" in prop:
+        return f'"{prop["const"]}"'
+    if "enum" in prop:
+        return " | ".join(f'"{value}"' for value in prop["enum"])
+    if "$ref" in prop:
+        target = defs[prop["$ref"].rsplit("/", 1)[-1]]
+        return "{" + ", ".join(target.get("properties", {})) + "}"
+    if "anyOf" in prop:
+        # Optional fields are `X | null`; the encoder leaves None out, so name only X.
+        kinds = [_json_type(p, defs) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " | ".join(kinds)
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return _json_type(prop.get("items", {}), defs) + "[]"
+    return str(kind)

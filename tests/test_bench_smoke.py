@@ -1,0 +1,69 @@
+"""The benchmark harness, small: correctness only, never timings.
+
+One short latency case (20 scenarios, 240/min, four simulated minutes at speed 30) runs both
+watchers in process: makestream must report every run that ended in the window exactly once
+without a single 429, and keep to its 80 % budget; the naive baseline must see every run too
+(else the comparison would be against a broken baseline).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import endpoint_kind  # noqa: E402
+from bench.latency import Case, _side, summarize  # noqa: E402
+from bench.report import percentile, table  # noqa: E402
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_quick_latency_case_reports_every_run_once_within_budget() -> None:
+    case = Case(scenarios=20, api_limit=240, minutes=4, speed=30)
+    anchor = time.time()
+    sides: dict[str, dict[str, object]] = {}
+
+    async def one(kind: str) -> None:
+        sides[kind] = await _side(kind, case, anchor)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "makestream")
+        tg.start_soon(one, "naive")
+    ms = summarize(sides["makestream"], case)
+    naive = summarize(sides["naive"], case)
+    assert ms["expected"] > 0, "the window must hold finished runs"
+    assert ms["missed"] == 0
+    assert ms["duplicated"] == 0
+    assert ms["limited_429"] == 0 and ms["throttled"] == 0
+    assert ms["within_budget"], f"max {ms['rpm_max']}/min is over 80 % of {case.api_limit}"
+    assert naive["missed"] == 0 and naive["duplicated"] == 0 and naive["limited_429"] == 0
+    assert math.isfinite(ms["p95_s"]) and math.isfinite(naive["p95_s"])
+
+
+def test_percentile_is_nearest_rank_and_keeps_missed_runs_infinite() -> None:
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
+    assert percentile([1.0, 2.0, math.inf], 95) == math.inf
+    assert percentile([1.0] * 99 + [math.inf], 99) == 1.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_endpoint_kind_hides_ids() -> None:
+    assert endpoint_kind("GET", "/scenarios/1001/logs") == "GET /scenarios/{id}/logs"
+    assert endpoint_kind("GET", "/scenarios/7/executions/ab12") == (
+        "GET /scenarios/{id}/executions/{id}"
+    )
+    assert endpoint_kind("GET", "/scenarios") == "GET /scenarios"
+
+
+def test_table_formats_missing_and_infinite_values() -> None:
+    text = table([{"a": 1.234, "b": math.inf, "c": None}])
+    assert "1.23" in text and "∞" in text and "-" in text.splitlines()[-1]
