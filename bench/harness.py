@@ -10,9 +10,13 @@ Benchmarks report both next to their figures, and lower the clock speed when the
 from __future__ import annotations
 
 import resource
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -85,27 +89,69 @@ def endpoint_kind(method: str, path: str) -> str:
 
 
 class LoopLag:
-    """Samples how late a 10 ms real-time sleep wakes up, in milliseconds."""
+    """Samples how late a 10 ms real-time sleep wakes up, in milliseconds.
 
-    def __init__(self, interval_s: float = 0.010) -> None:
+    A watchdog thread also catches *stalls*: when the loop has not woken the sampler for
+    `stall_ms`, it records where the loop's thread is (the innermost frames of makestream, the
+    simulator or the benchmark), so that a long block can be traced to the code that caused it.
+    """
+
+    def __init__(self, interval_s: float = 0.010, stall_ms: float = 100.0) -> None:
         self.interval_s = interval_s
+        self.stall_ms = stall_ms
         self.samples: list[float] = []
+        self.stalls: list[dict[str, Any]] = []
+        self._beat = time.perf_counter()
+        self._thread_id = threading.get_ident()
+        self._stop = threading.Event()
 
     async def run(self) -> None:
-        while True:
-            t0 = time.perf_counter()
-            await anyio.sleep(self.interval_s)
-            self.samples.append((time.perf_counter() - t0 - self.interval_s) * 1000)
+        self._thread_id = threading.get_ident()
+        watchdog = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            while True:
+                t0 = time.perf_counter()
+                self._beat = t0
+                await anyio.sleep(self.interval_s)
+                now = time.perf_counter()
+                self._beat = now
+                lag = (now - t0 - self.interval_s) * 1000
+                self.samples.append(lag)
+                if self.stalls and self.stalls[-1]["ms"] is None:
+                    self.stalls[-1]["ms"] = round(lag, 1)
+        finally:
+            self._stop.set()
 
-    def summary(self) -> dict[str, float]:
-        s = self.samples
-        if not s:
-            return {"lag_p50_ms": 0.0, "lag_p95_ms": 0.0, "lag_p99_ms": 0.0, "lag_max_ms": 0.0}
+    def _watch(self) -> None:
+        caught = 0.0
+        while not self._stop.wait(0.01):
+            beat = self._beat
+            late = (time.perf_counter() - beat) * 1000 - self.interval_s * 1000
+            if late < self.stall_ms or beat == caught:
+                continue
+            caught = beat
+            frame = sys._current_frames().get(self._thread_id)
+            if frame is None:
+                continue
+            where = [
+                f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                for f in traceback.extract_stack(frame)
+                if any(part in f.filename for part in ("/makestream/", "/bench/"))
+            ]
+            if len(self.stalls) < 200:
+                self.stalls.append({"ms": None, "stack": where[-6:]})
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples or [0.0]
+        stalls = sorted(self.stalls, key=lambda x: x["ms"] or 0.0, reverse=True)
         return {
             "lag_p50_ms": round(percentile(s, 50), 3),
             "lag_p95_ms": round(percentile(s, 95), 3),
             "lag_p99_ms": round(percentile(s, 99), 3),
             "lag_max_ms": round(max(s), 3),
+            "stalls": len(self.stalls),
+            "longest_stalls": stalls[:5],
         }
 
 

@@ -8,6 +8,7 @@ description, so that figures can always be traced to the run and the machine the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -110,12 +111,13 @@ def machine() -> dict[str, Any]:
     """Where the figures were measured."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
             check=False,
         ).stdout.strip()
     except OSError:
         commit = ""
     return {
+        "package_digest": package_digest(),
         "nproc": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": sys.version.split()[0],
@@ -124,6 +126,16 @@ def machine() -> dict[str, Any]:
         "git_commit": commit or None,
         "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+def package_digest() -> str:
+    """A short digest of makestream's source: which code the figures belong to, even when the
+    working tree differs from the commit (others may be editing it while a benchmark runs)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "makestream").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _cpu_model() -> str | None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from makestream.clock import Clock
 from makestream.make.budget import Budget, Priority
 
+STEP = 60 / 46  # seconds between sends at 60/min once the burst is spent (cap 48, burst 2)
 START = 1_700_000_000.0
 
 
@@ -110,7 +111,7 @@ async def test_many_callers_never_exceed_the_cap(api_limit: int) -> None:
 @pytest.mark.anyio
 async def test_sends_are_spread_over_the_minute() -> None:
     clock = VirtualClock()
-    budget = Budget(60, clock=clock)  # 48 per minute, 0.8 per second, burst of 4
+    budget = Budget(60, clock=clock)  # a cap of 48 per minute, a burst of 2, refilled at 46
     sends: list[float] = []
 
     async def caller() -> None:
@@ -125,10 +126,11 @@ async def test_sends_are_spread_over_the_minute() -> None:
 
     await run_with(clock, main)
     assert len(sends) == 48
-    # A burst at first, then one send every 1.25 s: never the whole cap in the first second.
-    assert sum(1 for t in sends if t < 1.0) == 4
-    gaps = [b - a for a, b in itertools.pairwise(sorted(sends)[4:])]
-    assert all(gap == pytest.approx(1.25) for gap in gaps)
+    # A burst at first, then one send every 60/46 s: never the whole cap in the first second,
+    # and a burst plus a minute of refill never runs into the cap.
+    assert sum(1 for t in sends if t < 1.0) == 2
+    gaps = [b - a for a, b in itertools.pairwise(sorted(sends)[2:])]
+    assert all(gap == pytest.approx(STEP, abs=0.002) for gap in gaps)
 
 
 @pytest.mark.anyio
@@ -233,7 +235,7 @@ async def test_an_urgent_arrival_overtakes_a_sleeping_low_caller() -> None:
         served.append((name, clock.monotonic()))
 
     async def main() -> None:
-        for _ in range(4):
+        for _ in range(2):  # spend the burst
             await budget.acquire()
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller, "low", Priority.LOW, 0.0)
@@ -241,8 +243,8 @@ async def test_an_urgent_arrival_overtakes_a_sleeping_low_caller() -> None:
 
     await run_with(clock, main)
     assert [name for name, _ in served] == ["urgent", "low"]
-    assert served[0][1] == pytest.approx(1.25)
-    assert served[1][1] == pytest.approx(2.5)
+    assert served[0][1] == pytest.approx(STEP)
+    assert served[1][1] == pytest.approx(2 * STEP)
 
 
 @pytest.mark.anyio
@@ -256,7 +258,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
         served.append((name, clock.monotonic()))
 
     async def main() -> None:
-        for _ in range(4):
+        for _ in range(2):  # spend the burst
             await budget.acquire()
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller, "normal", Priority.NORMAL)
@@ -270,7 +272,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
 
     await run_with(clock, main)
     assert [name for name, _ in served] == ["normal"]
-    assert served[0][1] == pytest.approx(1.25)
+    assert served[0][1] == pytest.approx(STEP)
 
 
 # --- 429 -----------------------------------------------------------------------------------
@@ -302,8 +304,8 @@ async def test_throttled_pauses_everyone_then_recovers_gradually() -> None:
         assert budget.snapshot().throttled_until is None
 
     await run_with(clock, main)
-    # One request right at the end of the pause, the next at the halved rate (2.5 s apart).
-    assert sends == pytest.approx([2.0, 4.5])
+    # One request right at the end of the pause, the next at the halved rate (cap 24, burst 1).
+    assert sends == pytest.approx([2.0, 2.0 + 60 / 23])
 
 
 @pytest.mark.anyio
@@ -368,10 +370,10 @@ async def test_throttled_wakes_a_caller_already_waiting() -> None:
         sends.append(clock.monotonic())
 
     async def main() -> None:
-        for _ in range(4):
+        for _ in range(2):  # spend the burst
             await budget.acquire()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(caller)  # would go at 1.25 s
+            tg.start_soon(caller)  # would go at STEP s
             await clock.sleep(0.5)
             budget.throttled(10)
 

@@ -92,7 +92,7 @@ class WatchOptions:
     exit_status: bool = False
     heartbeat_s: float = 15.0
     progress_s: float = 2.0
-    workers: int = 6
+    workers: int = 8
     blueprints: bool = False  # fetch the targets' blueprints (few targets only) for the view
     alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
     fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised
@@ -136,6 +136,7 @@ class Watch:
         self._unscanned: set[int] = set()
         self._in_detail: set[str] = set()  # error runs whose detail is being fetched
         self._org_id: int | None = None
+        self._sweeping: set[int] = set()
         self._ending: str | None = None  # a reason to end once follow-ups settle
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         # Blueprints fetched so far (for --modules and the live view's module flow).
@@ -414,12 +415,12 @@ class Watch:
 
     def _plan_schedule(self, scenario: Scenario, now: float) -> None:
         """A scheduled run is worth a scan shortly after its expected end."""
-        if scenario.next_exec is None:
-            return
-        expected = (self.tracker.scenarios[scenario.id].history.expected_ms or 0) / 1000
-        when = scenario.next_exec.timestamp() + expected + 1.0
-        if when > now:
-            self.schedule.scan_at(scenario.id, when)
+        if scenario.next_exec is not None:
+            self._scan_after_run(scenario.id, scenario.next_exec.timestamp(), now)
+
+    def _scan_after_run(self, sid: int, started: float, now: float) -> None:
+        expected = (self.tracker.scenarios[sid].history.expected_ms or 0) / 1000
+        self.schedule.scan_at(sid, max(now, started + expected + 0.5))
 
     def _sweep_groups(self) -> list[int]:
         """What one sweep request lists: the organization (0) when known, else each team."""
@@ -486,7 +487,7 @@ class Watch:
                 case "detail":
                     await self._fetch_detail(action)
                 case "scan":
-                    await self._scan(action.scenario_id, started)
+                    await self._scan(action.scenario_id, started, action.priority)
                 case "sweep":
                     await self._sweep(action.scenario_id)
                 case "modules":
@@ -530,7 +531,7 @@ class Watch:
             case "poll":
                 self.schedule.polled(action.execution_id, now)
             case "sweep":
-                self.schedule.at(now + self._sweep_every(), action)
+                pass  # the next sweep is already planned
             case "modules" if action.attempt >= 3:
                 pass  # per-module detail is a nicety; the run itself was reported
             case "log" | "detail" if action.attempt >= 8:
@@ -613,7 +614,7 @@ class Watch:
             )
         self.emit(events)
 
-    async def _scan(self, sid: int, started: float) -> None:
+    async def _scan(self, sid: int, started: float, priority: Priority) -> None:
         state = self.tracker.scenarios[sid]
         now_ms = int(started * 1000)
         fresh = sid in self._fresh
@@ -628,7 +629,7 @@ class Watch:
                     from_ms=from_ms,
                     limit=LOG_PAGE,
                     last=last,
-                    priority=self._scan_priority(sid),
+                    priority=priority,
                 )
                 seen.extend(page.items)
                 if fresh and from_ms is None:
@@ -678,12 +679,6 @@ class Watch:
             sid, [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
         )
 
-    def _scan_priority(self, sid: int) -> Priority:
-        target = self.schedule.scans.get(sid)
-        if target is not None and self.clock.now() < target.hot_until:
-            return Priority.HIGH
-        return Priority.LOW
-
     def _absorb(self, sid: int, entries: list[ExecutionLog]) -> None:
         """Hand a scan's entries to the tracker, oldest first."""
         now = self.clock.now()
@@ -720,23 +715,33 @@ class Watch:
                 )
 
     async def _sweep(self, group: int) -> None:
+        # A fixed cadence from the start of this sweep, whatever its wait and answer took; but
+        # never two of one group at once, or a slow budget would fill every worker with sweeps.
+        self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
+        if group in self._sweeping:
+            return
+        self._sweeping.add(group)
+        try:
+            scenarios = await self._list_group(group)
+        finally:
+            self._sweeping.discard(group)
+        self._absorb_sweep(scenarios)
+
+    async def _list_group(self, group: int) -> list[Scenario]:
         if group == _ORG:
             watched = list(self._team_of)
         else:
             watched = [s for s, t in self._team_of.items() if t == group]
         # An id filter keeps the page short; past fifty ids the URL grows more than the page.
         ids = watched if len(watched) <= 50 else None
-        try:
-            if group == _ORG:
-                scenarios = await self.client.scenarios(
-                    organization_id=self._org_id, ids=ids, priority=Priority.NORMAL
-                )
-            else:
-                scenarios = await self.client.scenarios(
-                    team_id=group, ids=ids, priority=Priority.NORMAL
-                )
-        finally:
-            self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
+        # Sweeps find most runs first, so they queue with the hot scans they trigger.
+        if group == _ORG:
+            return await self.client.scenarios(
+                organization_id=self._org_id, ids=ids, priority=Priority.HIGH
+            )
+        return await self.client.scenarios(team_id=group, ids=ids, priority=Priority.HIGH)
+
+    def _absorb_sweep(self, scenarios: list[Scenario]) -> None:
         now = self.clock.now()
         for scenario in scenarios:
             state = self.tracker.scenarios.get(scenario.id)
@@ -756,9 +761,10 @@ class Watch:
             ):
                 self.schedule.heat(scenario.id, now)
             if scenario.next_exec != before.next_exec:
-                self._plan_schedule(scenario, now)
                 if before.next_exec is not None and before.next_exec.timestamp() <= now:
-                    self.schedule.heat(scenario.id, now, factor=5.0, for_s=120.0)
+                    # nextExec moved on: a run began at the old one; look when it should end.
+                    self._scan_after_run(scenario.id, before.next_exec.timestamp(), now)
+                self._plan_schedule(scenario, now)
 
     async def _modules(self, action: Action) -> None:
         sid, eid = action.scenario_id, action.execution_id

@@ -9,8 +9,9 @@ Three rules, all in clock time (see `makestream.clock`):
 
 - **Hard cap.** Never more than floor(share x api_limit) sends in any sliding 60 s window. Make does
   not say whether its window is fixed or sliding; a sliding cap is safe under both.
-- **Pacing.** A token bucket at the same rate with a burst of about five seconds' worth spreads
-  requests over the minute instead of spending the whole cap in its first second.
+- **Pacing.** A token bucket with a burst of about three seconds' worth spreads requests over
+  the minute instead of spending the whole cap in its first second. It refills at the cap less
+  the burst, so that a burst never runs into the hard cap a minute later and stalls everyone.
 - **Priority.** Waiters are served by `Priority`, then first come first served, so a follow-up
   for a run that just ended never queues behind an idle scan. A waiter moves up one level for
   every `AGING_S` it waits, so nothing starves.
@@ -46,7 +47,7 @@ RECOVERY_PER_SUCCESS = 0.01
 AGING_S = 15.0
 # A Retry-After beyond this is taken as a garbled header, not as an instruction to stall for days.
 MAX_PAUSE_S = 3600.0
-BURST_S = 5.0
+BURST_S = 3.0
 RECOVERY_PER_CLEAN_MINUTE = 0.1
 MIN_RATE_FACTOR = 0.125
 # Sleeping at least this long guarantees progress when float rounding leaves a sliver of delay.
@@ -234,6 +235,12 @@ class Budget:
     def _burst(self, rate: float) -> int:
         return max(1, min(self._cap(rate), math.floor(rate / WINDOW_S * BURST_S + _EPSILON)))
 
+    def _fill(self, rate: float) -> float:
+        """Tokens per minute. A full burst plus a minute of refill must fit under the hard cap;
+        refilling at the cap itself would let every burst run into it a minute later and stall
+        all callers for seconds."""
+        return float(max(1, self._cap(rate) - self._burst(rate)))
+
     def _purge(self, now: float) -> None:
         while self._sends and self._sends[0] <= now - WINDOW_S:
             self._sends.popleft()
@@ -244,7 +251,9 @@ class Budget:
         if self._paused_until is not None:
             start = max(start, self._paused_until)
         if now > start:
-            self._tokens = min(float(self._burst(rate)), self._tokens + (now - start) * rate / 60)
+            self._tokens = min(
+                float(self._burst(rate)), self._tokens + (now - start) * self._fill(rate) / 60
+            )
         self._refilled_at = max(self._refilled_at, now)
 
     def _delay(self, now: float) -> float:
@@ -256,7 +265,7 @@ class Budget:
         if self._paused_until is not None:
             delay = max(delay, self._paused_until - now)
         if self._tokens < 1.0:
-            delay = max(delay, (1.0 - self._tokens) * 60 / rate)
+            delay = max(delay, (1.0 - self._tokens) * 60 / self._fill(rate))
         cap = self._cap(rate)
         if len(self._sends) >= cap:
             # The send that must leave the window before one more fits in it.
