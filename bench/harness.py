@@ -29,8 +29,12 @@ from makestream.make.client import ApiNotice, MakeClient, RetryPolicy, Token
 from makestream.sim import DEMO_TOKEN, SimZone
 
 BASE_URL = "http://sim.bench/api/v2"
-# Above this p95 overshoot of a 10 ms sleep the loop is taken as not keeping up with the clock.
-LAG_LIMIT_MS = 5.0
+# The loop is taken as not keeping up with the clock when the overshoot of a 10 ms sleep passes
+# either limit. The p95 has a floor of about 5 ms in this harness whatever the speed: handling one
+# request in process (zone + client) is a chunk of that size, so a p95 limit under it would slow
+# every case down without making it more accurate; the mean catches a loop that falls behind.
+LAG_LIMIT_MS = 8.0
+LAG_MEAN_LIMIT_MS = 2.0
 
 
 def sim_client(
@@ -146,10 +150,12 @@ class LoopLag:
         s = self.samples or [0.0]
         stalls = sorted(self.stalls, key=lambda x: x["ms"] or 0.0, reverse=True)
         return {
+            "lag_mean_ms": round(sum(s) / len(s), 3),
             "lag_p50_ms": round(percentile(s, 50), 3),
             "lag_p95_ms": round(percentile(s, 95), 3),
             "lag_p99_ms": round(percentile(s, 99), 3),
             "lag_max_ms": round(max(s), 3),
+            "lagging": percentile(s, 95) > LAG_LIMIT_MS or sum(s) / len(s) > LAG_MEAN_LIMIT_MS,
             "stalls": len(self.stalls),
             "longest_stalls": stalls[:5],
         }

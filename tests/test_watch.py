@@ -20,7 +20,7 @@ from makestream.clock import Clock
 from makestream.engine.cursor import Cursor
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.errors import ExitCode
-from makestream.events import ExecutionFinished, _Event
+from makestream.events import ExecutionFinished, ScenarioChanged, _Event
 from makestream.make.budget import Budget
 from makestream.make.client import MakeClient, Token
 from makestream.sim import DEMO_TOKEN, Faults, SimZone, demo_world
@@ -231,18 +231,32 @@ async def test_no_follow_reports_what_is_new_since_the_cursor_and_exits() -> Non
 
 
 async def test_sweeps_report_scenario_changes() -> None:
-    zone = SimZone(outcome_world(), clock=Clock(100), seed=2)
-    events, _ = await collect(
-        zone,
-        WatchOptions(scenario_ids=[201, 203]),
-        until=lambda evs: any(e.type == "scenario.changed" for e in evs),
-        max_clock_s=900,
-    )
-    # Scenario 203 always fails: three runs in a row make Make deactivate it (isinvalid).
-    for _ in range(3):
+    zone = SimZone(outcome_world(duration=2), clock=Clock(60), seed=2)
+    for _ in range(3):  # three failures in a row: Make deactivates the scenario (isinvalid)
         zone.start_execution(203)
-    changed = [e for e in events if e.type == "scenario.changed"]
-    assert changed == [] or changed[0].scenario_id == 203  # type: ignore[union-attr]
+        await anyio.sleep(zone.clock.real(3))
+
+    def invalid(evs: list[_Event]) -> bool:
+        return any(isinstance(e, ScenarioChanged) and e.is_invalid for e in evs)
+
+    already_events, _ = await collect(zone, WatchOptions(scenario_ids=[201, 203]), until=invalid,
+                                    max_clock_s=60)
+    assert not invalid(already_events)  # already invalid before the watch: no change to report
+    zone = SimZone(outcome_world(duration=2), clock=Clock(60), seed=2)
+
+    async def fail_three_times() -> None:
+        await anyio.sleep(zone.clock.real(5))
+        for _ in range(3):
+            zone.start_execution(203)
+            await anyio.sleep(zone.clock.real(3))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fail_three_times)
+        events, _ = await collect(zone, WatchOptions(scenario_ids=[201, 203]), until=invalid,
+                                  max_clock_s=120)
+    [changed] = [e for e in events if isinstance(e, ScenarioChanged)]
+    assert changed.scenario_id == 203 and changed.is_invalid and changed.is_active is False
+    assert set(changed.changed) >= {"is_invalid", "is_active"}
 
 
 def _kinds(events: list[Any]) -> Counter[str]:
@@ -304,11 +318,11 @@ async def test_both_log_variants_are_reported_exactly_once(
 ) -> None:
     """Make's docs leave open whether a log's timestamp is the run's start or end, and whether
     runs in flight are listed; every combination must give the same, complete stream."""
-    zone = SimZone(busy_world(6, rate_per_minute=6.0, api_limit=240), clock=Clock(60), seed=3,
+    zone = SimZone(busy_world(6, rate_per_minute=8.0, api_limit=240), clock=Clock(80), seed=3,
                    log_timestamp=stamp, running_in_logs=running_in_logs)  # type: ignore[arg-type]
     ids = [s.id for s in zone.world.scenarios]
     start = zone.clock.now()
-    events, _ = await collect(zone, WatchOptions(scenario_ids=ids), max_clock_s=8 * 60,
+    events, _ = await collect(zone, WatchOptions(scenario_ids=ids), max_clock_s=5 * 60,
                               api_limit=240)
     expected = _check_exactly_once(zone, finished(events), start, zone.clock.now() - 60)
     assert expected > 100
