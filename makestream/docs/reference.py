@@ -32,7 +32,8 @@ EXIT_STATUS: dict[ExitCode, str] = {
     ExitCode.CANNOT_MONITOR: "Cannot monitor: authentication failed, the scenario or execution "
     "was not found, or Make's API stayed unreachable after retries.",
     ExitCode.INTERRUPTED: "Interrupted (SIGINT, Ctrl-C).",
-    ExitCode.TERMINATED: "Terminated (SIGTERM).",
+    ExitCode.TERMINATED: "Terminated (SIGTERM). `serve-sse` treats SIGTERM as its normal "
+    "shutdown: it closes every stream with `stream.closed` and exits 0.",
 }
 
 EXIT_STATUS_NOTE = (
