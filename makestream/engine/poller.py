@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from makestream.engine.history import History
 from makestream.make.budget import Priority
 from makestream.make.models import ExecutionDetail, ExecutionLog
 
@@ -57,7 +58,8 @@ class PollTarget:
     scenario_id: int
     execution_id: str
     started: float
-    expected_s: float | None
+    expected_s: float | None  # the median of recent runs
+    earliest_s: float | None = None  # the short end of recent runs (10th percentile)
     polls: int = 0
     last_polled: float = 0.0
     in_flight: bool = False
@@ -93,10 +95,16 @@ class Schedule:
         heapq.heappush(self._timed, (when, next(self._tie), action))
 
     def watch_execution(
-        self, scenario_id: int, execution_id: str, *, now: float, expected_s: float | None
+        self, scenario_id: int, execution_id: str, *, now: float, history: History,
+        started: float | None = None,
     ) -> None:
+        """Poll a running execution; `history` (the scenario's past durations) shapes when."""
         if execution_id not in self.polls:
-            self.polls[execution_id] = PollTarget(scenario_id, execution_id, now, expected_s)
+            expected, earliest = history.percentile(50), history.percentile(10)
+            self.polls[execution_id] = PollTarget(
+                scenario_id, execution_id, started if started is not None else now,
+                expected / 1000 if expected else None, earliest / 1000 if earliest else None,
+            )
 
     def forget_execution(self, execution_id: str) -> None:
         self.polls.pop(execution_id, None)
@@ -122,14 +130,21 @@ class Schedule:
         """Seconds between two status polls of one running execution."""
         # The polls of all running executions together take at most `poll_share` of the budget.
         floor = max(1.0, len(self.polls) / max(self.rate_per_s * self.poll_share, 1e-6))
+        if not self.scanning:
+            # --run/--execution: this run is all there is to watch, and a run's length varies
+            # too much for history to say when to look; poll at the budget's pace.
+            return floor
         if target.expected_s is None:
             return min(5.0, floor * 1.3**target.polls)
-        remaining = target.started + target.expected_s - now
-        if remaining > 0:
-            return max(floor, min(remaining / 3, 30.0))
-        # Past the expected end: dense at first, then back off towards 5 s.
-        overdue = -remaining
-        return max(floor, min(5.0, 1.0 + overdue / 10))
+        # Sparse until the earliest plausible end, dense from there to a little past the
+        # expected end, then backing off towards 5 s for a run that overstays.
+        earliest = target.started + (target.earliest_s or target.expected_s * 0.5)
+        if now < earliest:
+            return max(floor, min((earliest - now) / 2, 30.0))
+        overdue = now - (target.started + target.expected_s)
+        if overdue <= 0:
+            return floor
+        return max(floor, min(5.0, floor + overdue / 10))
 
     def next(self, now: float) -> tuple[Action | None, float]:
         """The most valuable action due now, or None and how long until something is due."""

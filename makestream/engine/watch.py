@@ -454,11 +454,10 @@ class Watch:
             eid, source, started = opts.execution_id, "existing", None
         self._targets.add(eid)
         self.emit(self.tracker.started(sid, eid, now=now, source=source, started_at=started))
-        expected = self.tracker.scenarios[sid].history.expected_ms
         self.schedule.scanning = False
         self.schedule.poll_share = 0.8  # nothing else competes for the budget
         self.schedule.watch_execution(
-            sid, eid, now=now, expected_s=expected / 1000 if expected else None
+            sid, eid, now=now, history=self.tracker.scenarios[sid].history, started=started
         )
         self._wake.set()
 
@@ -709,9 +708,9 @@ class Watch:
                         started_at=entry.timestamp_ms / 1000,
                     )
                 )
-                expected = self.tracker.scenarios[sid].history.expected_ms
                 self.schedule.watch_execution(
-                    sid, entry.id, now=now, expected_s=expected / 1000 if expected else None
+                    sid, entry.id, now=now, history=self.tracker.scenarios[sid].history,
+                    started=entry.timestamp_ms / 1000,
                 )
 
     async def _sweep(self, group: int) -> None:
