@@ -241,7 +241,9 @@ def decode(line: bytes | str) -> _Event:
         raise ValueError(f"not JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    if data.get("type") not in KNOWN_TYPES:
+    if not isinstance(data.get("type"), str):
+        raise ValueError("type: missing or not a string")
+    if data["type"] not in KNOWN_TYPES:
         raise ValueError(f"unknown event type {data.get('type')!r}")
     try:
         return EVENT_ADAPTER.validate_python(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -27,8 +28,12 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
             raise UsageError(
                 f"{option}: {text!r} is not a duration (try 30s, 10m, 1h30m)"
             ) from None
-    if value < 0 or value != value:
+    if not math.isfinite(value):
+        raise UsageError(f"{option}: {text!r} is not a finite duration")
+    if value < 0:
         raise UsageError(f"{option}: {text!r} must not be negative")
+    if value > 366 * 86400:
+        raise UsageError(f"{option}: {text!r} is more than a year")
     return value
 
 
@@ -46,4 +51,6 @@ def parse_since(text: str, *, now: float, option: str = "--since") -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if moment.timestamp() > now + 60:
+        raise UsageError(f"{option}: {text!r} is in the future")
     return moment.timestamp()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -116,3 +117,37 @@ def test_missing_token_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["watch", "101"])
     assert result.exit_code == 2
     assert "no API token" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["watch", "--demo", "101", "--since", "inf"], "--since"),
+        (["watch", "--demo", "101", "--timeout", "inf"], "not a finite duration"),
+        (["watch", "--demo", "101", "--interval", "1e300"], "more than a year"),
+        (["watch", "--demo", "101", "--cursor-file", "/nonexistent/dir/c"], "--cursor-file"),
+        (["watch", "--demo", "101", "--webhook", "ftp://example.invalid"], "--webhook"),
+        (["watch", "--demo", "101", "--webhook", "http://[::1"], "--webhook"),
+    ],
+)
+def test_bad_values_are_one_line_usage_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, [*args, *FAST])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_non_ascii_token_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAKE_API_TOKEN", "tökén-secret")
+    monkeypatch.setenv("MAKE_ZONE", "eu1.make.com")
+    result = runner.invoke(app, ["watch", "101"])
+    assert result.exit_code == 2
+    assert "non-ASCII" in result.output and "secret" not in result.output
+
+
+def test_binary_cursor_file_is_a_usage_error(tmp_path: Path) -> None:
+    cursor = tmp_path / "c.cur"
+    cursor.write_bytes(b"\xff\xfe\x00garbage")
+    result = runner.invoke(app, ["watch", "--demo", "101", "--cursor-file", str(cursor), *FAST])
+    assert result.exit_code == 2 and "not UTF-8" in result.output
+    assert cursor.read_bytes() == b"\xff\xfe\x00garbage"

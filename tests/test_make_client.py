@@ -198,7 +198,7 @@ def test_token_header_and_secrecy() -> None:
         assert "****" in shown
     with pytest.raises(UsageError, match="empty"):
         Token("  \n")
-    with pytest.raises(UsageError, match="spaces or control characters") as info:
+    with pytest.raises(UsageError, match="spaces, control or non-ASCII characters") as info:
         Token("abc def")
     assert "abc" not in str(info.value)
 

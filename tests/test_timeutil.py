@@ -17,7 +17,9 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "ten minutes", "10x", "m10", "-5", "1h 30m"])
+@pytest.mark.parametrize(
+    "text", ["", "ten minutes", "10x", "m10", "-5", "1h 30m", "inf", "nan", "1e300", "400d"]
+)
 def test_bad_durations_name_the_option(text: str) -> None:
     with pytest.raises(UsageError, match="--timeout"):
         parse_duration(text, option="--timeout")
@@ -25,7 +27,10 @@ def test_bad_durations_name_the_option(text: str) -> None:
 
 def test_since_accepts_durations_and_times() -> None:
     assert parse_since("1h", now=10_000) == 6_400
-    assert parse_since("2026-09-21T14:13:20Z", now=0) == 1_790_000_000
-    assert parse_since("2026-09-21T14:13:20", now=0) == 1_790_000_000  # naive means UTC
+    now = 1_800_000_000
+    assert parse_since("2026-09-21T14:13:20Z", now=now) == 1_790_000_000
+    assert parse_since("2026-09-21T14:13:20", now=now) == 1_790_000_000  # naive means UTC
+    with pytest.raises(UsageError, match="in the future"):
+        parse_since("2026-09-21T14:13:20Z", now=1_780_000_000)
     with pytest.raises(UsageError, match="neither a duration"):
         parse_since("yesterday", now=0)

@@ -55,7 +55,12 @@ def run(main: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
     import anyio
 
     try:
-        code = anyio.run(main)
+        try:
+            code = anyio.run(main)
+        except BaseExceptionGroup as group:
+            # Task groups wrap what their tasks raise; the first error that means something
+            # to the user decides, as if it had been raised alone.
+            raise _first_meaningful(group) from None
     except MakestreamError as exc:
         die(exc.message, int(exc.exit_code))
     except BrokenPipeError:
@@ -64,6 +69,25 @@ def run(main: Callable[[], Coroutine[Any, Any, int]]) -> NoReturn:
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     raise typer.Exit(code)
+
+
+def _first_meaningful(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a user should hear about from an exception group (else the group itself)."""
+    leaves: list[BaseException] = []
+
+    def flatten(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                flatten(inner)
+        else:
+            leaves.append(exc)
+
+    flatten(group)
+    for kind in (MakestreamError, BrokenPipeError, KeyboardInterrupt):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return group
 
 
 def _quiet_stdout() -> None:

@@ -57,6 +57,8 @@ def parse_data(text: str | None) -> dict[str, Any] | None:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{source}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{source}: not UTF-8 text") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -73,20 +75,33 @@ def read_cursor_file(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise UsageError(
+                f"--cursor-file {path}: its folder does not exist or is not writable"
+            ) from None
         return None
     except OSError as exc:
         raise UsageError(f"--cursor-file {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--cursor-file {path}: not a cursor (not UTF-8 text)") from None
     return text or None
 
 
 def write_cursor_file(path: Path, cursor: str) -> None:
     """Replace the file atomically: a crash leaves the old cursor or the new, never half."""
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"--cursor-file {path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(cursor + "\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"--cursor-file {path}: cannot write ({exc.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -341,9 +356,16 @@ def _sinks(
         if holder:
             holder[0].emit([StreamError(message=message, error_type="sink", fatal=False)])
 
-    found: list[Any] = [WebhookSink(url, on_error=on_error, clock=clock) for url in webhooks]
-    if alertmanager is not None:
-        found.append(AlertmanagerSink(alertmanager, on_error=on_error, clock=clock))
+    found: list[Any] = []
+    try:
+        for url in webhooks:
+            option = "--webhook"
+            found.append(WebhookSink(url, on_error=on_error, clock=clock))
+        if alertmanager is not None:
+            option = "--alertmanager"
+            found.append(AlertmanagerSink(alertmanager, on_error=on_error, clock=clock))
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
     return found
 
 
@@ -377,10 +399,12 @@ async def _stream(
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
                 output.write(event)
-                if cursor_file is not None and event.cursor and event.cursor != last_cursor:
-                    # Only after the event went out: the file never runs ahead of the output.
+                position = event.cursor.partition("~")[0]
+                if cursor_file is not None and position and position != last_cursor:
+                    # Only after the event went out: the file never runs ahead of the output;
+                    # and only when the positions changed, not for every seq.
                     write_cursor_file(cursor_file, event.cursor)
-                    last_cursor = event.cursor
+                    last_cursor = position
         except BrokenPipeError:
             broken = True
             watch.stop("output closed")
@@ -388,7 +412,10 @@ async def _stream(
             watch.events.close()
             tg.cancel_scope.cancel()
             if not broken:
-                output.close()  # also on errors: the live view leaves its summary
+                try:
+                    output.close()  # also on errors: the live view leaves its summary
+                except BrokenPipeError:
+                    broken = True
     if broken:
         raise BrokenPipeError  # `run()` ends quietly
     if watch.outcome.error is not None:

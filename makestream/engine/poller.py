@@ -71,7 +71,6 @@ class Schedule:
 
     floor_s: float = 1.0  # --interval: no scenario is scanned more often than this
     scanning: bool = True
-    sweep_every_s: float = 10.0
     rate_per_s: float = 0.8
     poll_share: float = 0.6
     # Idle scans that may wait for the budget at once. Workers are few; if every one of them
@@ -118,6 +117,12 @@ class Schedule:
             target.heat = max(target.heat, factor)
             target.hot_until = max(target.hot_until, now + for_s)
             target.heated_at = now
+
+    def scan_not_before(self, scenario_id: int, when: float) -> None:
+        """Back off a scenario whose scan failed, so that it does not eat the budget."""
+        target = self.scans.get(scenario_id)
+        if target is not None:
+            target.last_scan = max(target.last_scan, when - self.floor_s)
 
     def scan_at(self, scenario_id: int, when: float) -> None:
         target = self.scans.get(scenario_id)

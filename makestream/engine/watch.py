@@ -65,7 +65,7 @@ _OUTCOME = {
     "error": ExitCode.EXECUTION_ERROR,
 }
 LOG_PAGE = 50
-_FOLLOW_UPS = frozenset({"log", "detail", "modules"})
+_FOLLOW_UPS = frozenset({"log", "detail", "modules", "blueprint"})
 _ORG = 0  # the sweep group that stands for the whole organization
 SWEEP_SHARE = 0.3
 
@@ -234,17 +234,40 @@ class Watch:
             self._close()
 
     async def _guarded_setup_and_work(self, tg: anyio.abc.TaskGroup) -> None:
-        try:
-            await self._setup()
-        except MakestreamError as exc:
-            self._fatal(exc)
-            return
+        delay = 2.0
+        while True:
+            try:
+                target = await self._setup()
+                break
+            except MakestreamError as exc:
+                # A 429 or an outage at start-up is waited out like any other (DESIGN.md); only
+                # what retrying cannot fix — a bad token, an unknown scenario — ends the watch.
+                timeout = self.options.timeout_s
+                if timeout is not None and self.clock.now() - self._started_at + delay > timeout:
+                    self.stop("timeout", ExitCode.TIMEOUT)
+                    return
+                if not exc.transient:
+                    self._fatal(exc)
+                    return
+                self.emit([StreamError(message=exc.message, error_type=type(exc).__name__,
+                                       fatal=False, retry_in_s=delay)])
+                await self.clock.sleep(delay)
+                delay = min(60.0, delay * 2)
+        if target is not None:
+            try:
+                await self._start_target(target)
+            except MakestreamError as exc:
+                # Not retried: a run request that may have reached Make must not be sent twice.
+                self._fatal(exc)
+                return
         for _ in range(max(1, self.options.workers)):
             tg.start_soon(self._worker)
         tg.start_soon(self._ticker)
         self._check_caught_up()
 
     def _fatal(self, exc: MakestreamError) -> None:
+        if self._done.is_set():
+            return  # the stream already ended for another reason
         if self.outcome.error is None:
             self.outcome.error = exc.message
         self.emit([StreamError(message=exc.message, error_type=type(exc).__name__, fatal=True)])
@@ -285,7 +308,8 @@ class Watch:
 
     # -- set-up ----------------------------------------------------------------------------------
 
-    async def _setup(self) -> None:
+    async def _setup(self) -> Scenario | None:
+        """Resolve targets and positions; returns the scenario of --run/--execution, if any."""
         opts = self.options
         await self._read_organization()
         scenarios = await self._resolve_targets()
@@ -309,14 +333,17 @@ class Watch:
         if opts.blueprints and len(scenarios) <= 10:
             # For the live view's module flow: cheap for a few scenarios, pointless for many.
             for scenario in scenarios:
-                self.schedule.at(self.clock.now(), Action("blueprint", scenario.id,
-                                                          priority=Priority.LOW))
+                self._pending += 1  # a follow-up like any other (see _FOLLOW_UPS)
+                self.schedule.at(
+                    self.clock.now(), Action("blueprint", scenario.id, priority=Priority.LOW)
+                )
         if opts.run or opts.execution_id:
-            await self._start_target(scenarios[0])
-        elif opts.follow:
+            return scenarios[0]
+        if opts.follow:
             now = self.clock.now()
             for group in self._sweep_groups():
                 self.schedule.at(now + self._sweep_every(), Action("sweep", group))
+        return None
 
     async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
         """Start watching more scenarios while the stream runs (the SSE server's on-demand)."""
@@ -330,7 +357,7 @@ class Watch:
                     and not any(t == team for s, t in self._team_of.items() if s != sid)
                 ):
                     self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team))
-        self._wake.set()
+        self._kick()
 
     async def _adopt(self, scenario: Scenario) -> None:
         """Take a scenario into the watch, at the position the options ask for."""
@@ -459,15 +486,20 @@ class Watch:
         self.schedule.watch_execution(
             sid, eid, now=now, history=self.tracker.scenarios[sid].history, started=started
         )
-        self._wake.set()
+        self._kick()
 
     # -- work --------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """New work may be due: wake every idle worker."""
+        self._wake.set()
+        self._wake = anyio.Event()
 
     async def _worker(self) -> None:
         while True:
             action, wait = self.schedule.next(self.clock.now())
             if action is None:
-                self._wake = anyio.Event()
+                # Every idle worker waits on the same event; `_kick` wakes them all.
                 with anyio.move_on_after(self.clock.real(min(wait, 5.0))):
                     await self._wake.wait()
                 continue
@@ -505,7 +537,7 @@ class Watch:
                 return
             self._retry(action, exc, started)
         finally:
-            self._wake.set()
+            self._kick()
             self._check_caught_up()
             if self._ending is not None:
                 self._end_when_settled(self._ending)
@@ -527,12 +559,13 @@ class Watch:
         match action.kind:
             case "scan":
                 self.schedule.scanned(action.scenario_id, started, now, ok=False)
+                self.schedule.scan_not_before(action.scenario_id, now + delay)
             case "poll":
                 self.schedule.polled(action.execution_id, now)
             case "sweep":
                 pass  # the next sweep is already planned
-            case "modules" if action.attempt >= 3:
-                pass  # per-module detail is a nicety; the run itself was reported
+            case "modules" | "blueprint" if action.attempt >= 3:
+                pass  # per-module detail and the flow are niceties; the runs are reported
             case "log" | "detail" if action.attempt >= 8:
                 # The figures never came: report the end with what is known.
                 self._finish(action.scenario_id, action.log, action)
@@ -599,12 +632,19 @@ class Watch:
         self._finish(sid, action.log, Action("detail", sid, eid, log=action.log, detail=detail))
 
     def _finish(self, sid: int, log: ExecutionLog | None, action: Action) -> None:
+        if self._done.is_set():
+            return  # as in `_scan`: record nothing the stream can no longer report
         now = self.clock.now()
         events = self.tracker.finished(
             sid, log or action.log, action.detail, execution_id=action.execution_id, now=now
         )
         self.schedule.forget_execution(action.execution_id)
         self._in_detail.discard(action.execution_id)
+        if not events and action.execution_id in self._targets:
+            # Delivered before (the cursor says so): the target is done all the same.
+            self._targets.discard(action.execution_id)
+            if not self._targets:
+                self._end_when_settled("finished")
         if events and self.options.modules:
             # Queued before the event goes out, so that --count/--run wait for the modules.
             self._pending += 1
@@ -637,12 +677,14 @@ class Watch:
                     from_ms = int(self._started_at * 1000) - state.lookback_ms
                     if page.items and page.items[-1].timestamp_ms < from_ms:
                         break
-                if len(page.items) < LOG_PAGE or not page.items[-1].imt_id:
-                    break
+                if len(page.items) < LOG_PAGE or page.items[-1].imt_id in (None, last):
+                    break  # the end, or a server that ignores pg[last]
                 last = page.items[-1].imt_id
             ok = True
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok)
+        if self._done.is_set():
+            return  # the stream is closed: its last cursor must not cover runs never emitted
         if self.on_logs is not None:
             self.on_logs(sid, seen)
         if fresh:
@@ -731,8 +773,8 @@ class Watch:
             watched = list(self._team_of)
         else:
             watched = [s for s, t in self._team_of.items() if t == group]
-        # An id filter keeps the page short; past fifty ids the URL grows more than the page.
-        ids = watched if len(watched) <= 50 else None
+        # An id filter keeps pages to the watched scenarios (the client sends 100 ids a request).
+        ids = watched
         # Sweeps find most runs first, so they queue with the hot scans they trigger.
         if group == _ORG:
             return await self.client.scenarios(

@@ -67,12 +67,12 @@ class Token:
         secret = secret.strip()
         if not secret:
             raise UsageError(f"the Make API token is empty: check {TOKEN_ENV} or the token file")
-        if any(ch.isspace() or not ch.isprintable() for ch in secret):
+        if not secret.isascii() or any(ch.isspace() or not ch.isprintable() for ch in secret):
             # It would end up in an HTTP header, where such characters are illegal and where
             # the HTTP library's complaint would quote the header, token included.
             raise UsageError(
-                f"the Make API token contains spaces or control characters: check {TOKEN_ENV} "
-                "or the token file"
+                "the Make API token contains spaces, control or non-ASCII characters: "
+                f"check {TOKEN_ENV} or the token file"
             )
         self._secret = secret
 

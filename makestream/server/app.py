@@ -94,7 +94,7 @@ def parse_filter(request: Request) -> Filter:
     """The ``scenario`` and ``type`` parameters; UsageError names the bad value."""
     scenarios: set[int] = set()
     for value in _values(request, "scenario"):
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise UsageError(f"scenario: {value!r} is not a scenario id")
         scenarios.add(int(value))
     types = set(_values(request, "type"))
@@ -205,7 +205,7 @@ class _Routes:
         try:
             filter_ = parse_filter(request)
             last = request.query_params.get("last", "10")
-            if not last.isdigit() or not 1 <= int(last) <= 50:
+            if not (last.isascii() and last.isdigit()) or not 1 <= int(last) <= 50:
                 raise UsageError(f"last: {last!r} is not a number from 1 to 50")
             if filter_.scenarios is not None:
                 await self.hub.check_scenarios(filter_.scenarios)
