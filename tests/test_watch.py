@@ -328,3 +328,29 @@ async def test_both_log_variants_are_reported_exactly_once(
     assert expected > 100
     if running_in_logs:
         assert any(e.type == "execution.started" for e in events)
+
+
+@pytest.mark.parametrize("stamp", ["start", "end"])
+async def test_a_run_far_longer_than_its_history_is_not_lost(stamp: str) -> None:
+    """Start-stamped log entries of a long run land far below recent ones when it ends."""
+    from makestream.sim.flows import blueprint, module
+    from makestream.sim.world import OrganizationSpec, Profile, ScenarioSpec, TeamSpec
+
+    def scenario(sid: int, interval: int, duration: float) -> ScenarioSpec:
+        return ScenarioSpec(
+            id=sid, name=f"S{sid}", team_id=1,
+            blueprint=blueprint("b", [module(1, "http:ActionSendData")]),
+            scheduling={"type": "indefinitely", "interval": interval},
+            profile=Profile(duration_mean=duration, duration_stddev=1),
+        )
+
+    world = WorldSpec(
+        organization=OrganizationSpec(api_limit=240), teams=[TeamSpec(id=1, name="t")],
+        scenarios=[scenario(1, 300, 240.0), scenario(2, 60, 2.0)],
+    )
+    zone = SimZone(world, clock=Clock(100), seed=1, log_timestamp=stamp)  # type: ignore[arg-type]
+    start = zone.clock.now()
+    events, _ = await collect(zone, WatchOptions(scenario_ids=[1, 2]), max_clock_s=12 * 60,
+                              api_limit=240)
+    _check_exactly_once(zone, finished(events), start, zone.clock.now() - 60)
+    assert any(e.scenario_id == 1 for e in finished(events))

@@ -32,6 +32,9 @@ from makestream.make.models import ExecStatus, ExecutionDetail, ExecutionLog, Sc
 # at least this much, plus the longest recent run (Make may stamp entries with the start time).
 LATE_WINDOW_MS = 60_000
 MAX_LOOKBACK_MS = 50 * 60_000  # Make ends runs after 40-45 minutes.
+# Reach back at least this far even for scenarios whose runs so far were short: a run several
+# times longer than any before it would otherwise land below the floor, unseen.
+MIN_LOOKBACK_MS = 3 * 60_000
 
 
 @dataclass
@@ -60,9 +63,15 @@ class ScenarioState:
     held: dict[str, int] = field(default_factory=dict)
     last_finished_at: float | None = None
 
+    # Runs known to have begun (a scheduled slot passed) whose log entry has not been seen;
+    # epoch ms of each start. Make may stamp entries with the start of the run, so the floor
+    # must stay below a start until its run is reported, however long the run takes.
+    starts: list[int] = field(default_factory=list)
+
     @property
     def lookback_ms(self) -> int:
-        return min(MAX_LOOKBACK_MS, LATE_WINDOW_MS + int(self.history.longest_ms * 1.5))
+        longest = max(int(self.history.longest_ms * 1.5), MIN_LOOKBACK_MS)
+        return min(MAX_LOOKBACK_MS, LATE_WINDOW_MS + longest)
 
 
 def _status_name(status: ExecStatus) -> Literal["success", "warning", "error"]:
@@ -121,6 +130,10 @@ class Tracker:
         """Whether a terminal log entry has not been delivered yet."""
         return not self.scenarios[scenario_id].position.has(entry.id, entry.timestamp_ms)
 
+    def run_began(self, scenario_id: int, at_ms: int) -> None:
+        """A run began at `at_ms` (a scheduled slot passed); keep the floor below it."""
+        self.scenarios[scenario_id].starts.append(at_ms)
+
     def hold(self, scenario_id: int, entry: ExecutionLog) -> None:
         """A terminal entry is known but not reported yet (its error detail is being fetched)."""
         self.scenarios[scenario_id].held[entry.id] = entry.timestamp_ms
@@ -129,7 +142,9 @@ class Tracker:
         """A scan saw every entry from `from_ms` on: nothing older can still be undelivered,
         except runs held back for detail — a cursor must not pass over those."""
         state = self.scenarios[scenario_id]
-        floor = min([from_ms, *state.held.values()])
+        # Starts older than Make's longest run can no longer produce an entry.
+        state.starts = [t for t in state.starts if t >= from_ms - MAX_LOOKBACK_MS]
+        floor = min([from_ms, *state.held.values(), *(t - LATE_WINDOW_MS for t in state.starts)])
         for run in state.running.values():
             if run.started_at is not None:
                 floor = min(floor, int(run.started_at * 1000) - LATE_WINDOW_MS)
@@ -183,6 +198,9 @@ class Tracker:
             status = detail.status  # the executions endpoint is the documented authority
         running = state.running.pop(execution_id, None)
         state.position.add(execution_id, ts_ms)
+        settled = [t for t in state.starts if t <= ts_ms + 1000]
+        if settled:
+            state.starts.remove(max(settled))  # the run that began there has been reported
         self._version += 1
         state.last_finished_at = now
         duration = log.duration_ms if log is not None else None

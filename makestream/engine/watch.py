@@ -804,7 +804,9 @@ class Watch:
             if scenario.next_exec != before.next_exec:
                 if before.next_exec is not None and before.next_exec.timestamp() <= now:
                     # nextExec moved on: a run began at the old one; look when it should end.
-                    self._scan_after_run(scenario.id, before.next_exec.timestamp(), now)
+                    began = before.next_exec.timestamp()
+                    self.tracker.run_began(scenario.id, int(began * 1000))
+                    self._scan_after_run(scenario.id, began, now)
                 self._plan_schedule(scenario, now)
 
     async def _modules(self, action: Action) -> None:
