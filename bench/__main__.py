@@ -4,23 +4,30 @@
     python -m bench all --quick    # every benchmark, small (well under 2 minutes)
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
     python -m bench run | startup | ndjson | memory [--quick]
+    python -m bench all --commit HEAD   # makestream as last committed, not as being edited
 
 Each benchmark prints its table and writes `bench/results/<name>[-quick]-<UTC stamp>.json`
-(and `-latest.json`); `all` also writes `all[-quick]-latest.json` with every goal.
+(and `-latest.json`); `all` also writes `all[-quick]-latest.json` with every goal. The run
+happens on a snapshot of the code taken at its start (see `snapshot`; `--no-snapshot` to skip).
 `sse` and `soak` are reserved for the SSE fan-out and soak benchmarks, which need the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bench import latency, memory, ndjson, run, startup
-from bench.report import RESULTS, Result, emit, machine
+from bench.report import RESULTS, ROOT, Result, emit, git_describe, machine, package_digest
 
 Bench = Callable[[bool], Result]
 
@@ -46,7 +53,51 @@ def _latency(args: argparse.Namespace) -> Result:
     return latency.bench(args.quick, cases=[case])
 
 
+def snapshot(argv: list[str], commit: str | None) -> None:
+    """Re-run this command on a copy of makestream and bench taken now, unless it is one.
+
+    Others may commit to the working tree while a benchmark runs; the copy keeps every process
+    of the run (pool workers, the memory child, the `makestream` command) on the same code, and
+    its digest goes into every result file. makestream comes from the working tree, or from git
+    revision `commit` (`--commit HEAD`: the last commit, whatever is being edited); bench always
+    from the working tree. Copies live in bench/results/snapshots/.
+    """
+    if os.environ.get("BENCH_SNAPSHOT"):
+        return
+    snapshots = RESULTS / "snapshots"
+    tmp = snapshots / f".tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ROOT / "bench", tmp / "bench",
+                    ignore=shutil.ignore_patterns("__pycache__", "results"))
+    if commit is None:
+        shutil.copytree(ROOT / "makestream", tmp / "makestream",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        label = git_describe() or "?"
+    else:
+        archive = subprocess.run(["git", "archive", commit, "makestream"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        label = subprocess.run(["git", "rev-parse", "--short", commit], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    key = package_digest(tmp, ("makestream", "bench"))
+    target = snapshots / key
+    if target.exists():
+        shutil.rmtree(tmp)
+    else:
+        tmp.rename(target)
+    paths = [str(target), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "BENCH_SNAPSHOT": key, "BENCH_RESULTS": str(RESULTS),
+           "BENCH_GIT": label, "PYTHONPATH": os.pathsep.join(paths)}
+    print(f"bench: running on a snapshot ({key}; makestream from "
+          f"{'the working tree, git ' if commit is None else 'commit '}{label}): {target}",
+          file=sys.stderr, flush=True)
+    os.chdir(target)
+    os.execve(sys.executable, [sys.executable, "-m", "bench", *argv], env)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=["all", *BENCHES, *PLANNED])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -55,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--limit", type=int, default=240)
     group.add_argument("--minutes", type=float, default=10.0)
     group.add_argument("--speed", type=float, default=20.0)
+    parser.add_argument("--no-snapshot", action="store_true",
+                        help="measure the working tree as it is, even if it changes meanwhile")
+    parser.add_argument("--commit", metavar="REV",
+                        help="measure makestream as committed in REV (e.g. HEAD)")
     args = parser.parse_args(argv)
+    if not args.no_snapshot:
+        snapshot(argv, args.commit)
 
     if args.name in PLANNED:
         print(f"{args.name}: {PLANNED[args.name]}", file=sys.stderr)

@@ -78,8 +78,8 @@ class Case:
 # The 1,000-scenario cases start at the floor: the engine's own stalls (see `stalls`) last as
 # long at any speed.
 FULL = [
-    Case(20, 60, 15, 15), Case(20, 240, 15, 15),
-    Case(200, 60, 15, 6), Case(200, 240, 15, 6),
+    Case(20, 60, 15, 10), Case(20, 240, 15, 10),
+    Case(200, 60, 15, 4), Case(200, 240, 15, 4),
     Case(1000, 60, 15, 3), Case(1000, 240, 15, 3),
 ]
 QUICK = [Case(20, 240, 6, 30)]

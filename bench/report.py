@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+# A run from a snapshot (see bench.__main__) still writes next to the real bench/.
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -109,33 +110,39 @@ def _mark(met: bool | None) -> str:
 
 def machine() -> dict[str, Any]:
     """Where the figures were measured."""
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
     return {
+        "git": os.environ.get("BENCH_GIT") or git_describe(),
+        "snapshot": os.environ.get("BENCH_SNAPSHOT"),
         "package_digest": package_digest(),
         "nproc": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu_model(),
-        "git_commit": commit or None,
         "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
-def package_digest() -> str:
-    """A short digest of makestream's source: which code the figures belong to, even when the
-    working tree differs from the commit (others may be editing it while a benchmark runs)."""
+def package_digest(root: Path = ROOT, names: tuple[str, ...] = ("makestream",)) -> str:
+    """A short digest of the sources under `root/<name>`: which code the figures belong to,
+    even when the working tree differs from the commit."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "makestream").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode())
-        digest.update(path.read_bytes())
+    for name in names:
+        for path in sorted((root / name).rglob("*.py")):
+            if "results" in path.relative_to(root).parts:
+                continue
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def git_describe(root: Path = ROOT) -> str | None:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root,
+                             capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 def _cpu_model() -> str | None:

@@ -10,7 +10,8 @@ without hyperfine, a loop of subprocess runs reporting min and median):
 - `python -c pass` — the interpreter alone
 
 Every command goes through `env` so that all four pay the same exec overhead. The modules that
-`makestream --version` imports (`python -X importtime`) are always listed, heaviest first.
+`makestream --version` and the completion call import (`python -X importtime`) are always
+listed, heaviest first.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ VENV_BIN = Path(sys.executable).parent
 MAKESTREAM = str(VENV_BIN / "makestream")
 PYTHON = sys.executable
 GOAL_FACTOR = 1.2
+COMPLETION_ENV = {"_MAKESTREAM_COMPLETE": "complete_bash", "COMP_WORDS": "makestream wa",
+                  "COMP_CWORD": "1"}
 
 
 def commands() -> dict[str, list[str]]:
-    complete = ["_MAKESTREAM_COMPLETE=complete_bash", "COMP_WORDS=makestream wa", "COMP_CWORD=1"]
+    complete = [f"{k}={v}" for k, v in COMPLETION_ENV.items()]
     return {
         "makestream --version": ["env", MAKESTREAM, "--version"],
         "completion 'makestream wa'": ["env", *complete, MAKESTREAM],
@@ -99,12 +102,14 @@ def _loop(runs: int, warmup: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def import_profile(top: int = 15) -> dict[str, Any]:
-    """What `makestream --version` imports: module count and the heaviest (cumulative µs)."""
+def import_profile(completion: bool = False, top: int = 15) -> dict[str, Any]:
+    """What `makestream --version` (or the completion call) imports: module count and the
+    heaviest imports (cumulative µs), from one `python -X importtime` run."""
+    argv = [PYTHON, "-X", "importtime", MAKESTREAM, *([] if completion else ["--version"])]
+    extra = COMPLETION_ENV if completion else {}
     proc = subprocess.run(
-        [PYTHON, "-X", "importtime", MAKESTREAM, "--version"],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        argv, capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **extra},
     )
     rows: list[dict[str, Any]] = []
     for line in proc.stderr.splitlines():
@@ -148,15 +153,19 @@ def bench(quick: bool = False) -> Result:
         ok = r is not None and r <= GOAL_FACTOR and not problems
         result.goals.append((f"{name} no slower than {GOAL_FACTOR} x import typer "
                              f"(mean ratio {r:.2f})" if r else name, ok))
-    profile = import_profile()
-    result.tables.append((
-        f"Imports of `makestream --version`: {profile['modules']} modules; by package "
-        + ", ".join(f"{k} {v}" for k, v in profile["packages"].items())
-        + "; heaviest imports (depth 0-1):",
-        [{"module": "  " * r["depth"] + r["module"], "cumulative ms": r["cumulative_us"] / 1000,
-          "self ms": r["self_us"] / 1000} for r in profile["heaviest"]],
-    ))
+    profiles = {}
+    for name, completion in (("makestream --version", False),
+                             ("completion 'makestream wa'", True)):
+        profile = profiles[name] = import_profile(completion)
+        result.tables.append((
+            f"Imports of `{name}` (one -X importtime run): {profile['modules']} modules; by "
+            "package " + ", ".join(f"{k} {v}" for k, v in profile["packages"].items())
+            + "; heaviest imports (depth 0-1):",
+            [{"module": "  " * r["depth"] + r["module"],
+              "cumulative ms": r["cumulative_us"] / 1000, "self ms": r["self_us"] / 1000}
+             for r in profile["heaviest"]],
+        ))
     result.notes.append(f"measured with {tool}; every command is run through `env`")
     result.notes += [f"CHECK FAILED: {p}" for p in problems]
-    result.raw = {"times": times, "imports": profile, "tool": tool}
+    result.raw = {"times": times, "imports": profiles, "tool": tool}
     return result

@@ -27,7 +27,7 @@ from makestream.engine.history import History
 from makestream.make.budget import Priority
 from makestream.make.models import ExecutionDetail, ExecutionLog
 
-ActionKind = Literal["poll", "log", "detail", "scan", "sweep", "modules", "blueprint"]
+ActionKind = Literal["poll", "log", "detail", "scan", "sweep", "triggers", "modules", "blueprint"]
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ class Watch:
         self._in_detail: set[str] = set()  # error runs whose detail is being fetched
         self._org_id: int | None = None
         self._sweeping: set[int] = set()
+        self._hooked: list[int] = []  # webhook scenarios, whose queue depth is read
         self._ending: str | None = None  # a reason to end once follow-ups settle
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         # Blueprints fetched so far (for --modules and the live view's module flow).
@@ -343,6 +344,11 @@ class Watch:
             now = self.clock.now()
             for group in self._sweep_groups():
                 self.schedule.at(now + self._sweep_every(), Action("sweep", group))
+            self._hooked = [s.id for s in scenarios if s.hook_id is not None]
+            for i, sid in enumerate(self._hooked):
+                # Spread over one period rather than all at once.
+                offset = self._triggers_every() * i / max(1, len(self._hooked))
+                self.schedule.at(now + offset, Action("triggers", sid))
         return None
 
     async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
@@ -399,6 +405,10 @@ class Watch:
             orgs = []  # no organizations:read scope: keep --api-limit
         org = orgs[0] if len(orgs) == 1 else None
         self._org_id = org.id if org is not None else None
+        if org is not None and org.api_limit is None and opts.api_limit is None:
+            # make-api.md documents license.apiLimit on the single organization; the list may
+            # leave it out.
+            org = await self.client.organization(org.id, priority=Priority.NORMAL)
         if org is not None and opts.api_limit is None and org.api_limit:
             self.client.budget.set_limit(org.api_limit)
         host = org.zone if org is not None and org.zone else urlsplit(self.client.base_url).netloc
@@ -523,6 +533,8 @@ class Watch:
                     await self._sweep(action.scenario_id)
                 case "modules":
                     await self._modules(action)
+                case "triggers":
+                    await self._triggers(action.scenario_id)
                 case "blueprint":
                     if action.scenario_id not in self.blueprints:
                         self.blueprints[action.scenario_id] = await self.client.blueprint(
@@ -562,8 +574,8 @@ class Watch:
                 self.schedule.scan_not_before(action.scenario_id, now + delay)
             case "poll":
                 self.schedule.polled(action.execution_id, now)
-            case "sweep":
-                pass  # the next sweep is already planned
+            case "sweep" | "triggers":
+                pass  # the next one is already planned
             case "modules" | "blueprint" if action.attempt >= 3:
                 pass  # per-module detail and the flow are niceties; the runs are reported
             case "log" | "detail" if action.attempt >= 8:
@@ -781,6 +793,25 @@ class Watch:
                 organization_id=self._org_id, ids=ids, priority=Priority.HIGH
             )
         return await self.client.scenarios(team_id=group, ids=ids, priority=Priority.HIGH)
+
+    def _triggers_every(self) -> float:
+        # Queue depth is a slower signal than a sweep: a twentieth of the budget at most.
+        hooks = max(1, len(self._hooked))
+        rate = self.client.budget.snapshot().rate_per_min / 60
+        return max(30.0, hooks / max(rate * 0.05, 1e-6))
+
+    async def _triggers(self, sid: int) -> None:
+        """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
+        self.schedule.at(self.clock.now() + self._triggers_every(), Action("triggers", sid))
+        triggers = await self.client.triggers(sid, priority=Priority.LOW)
+        state = self.tracker.scenarios[sid]
+        if state.info is None or self._done.is_set():
+            return
+        queue = sum(t.queue_count for t in triggers)
+        before = state.queue_count
+        self.emit(self.tracker.scenario_seen(state.info, queue_count=queue))
+        if before is not None and queue > before:
+            self.schedule.heat(sid, self.clock.now())
 
     def _absorb_sweep(self, scenarios: list[Scenario]) -> None:
         now = self.clock.now()
