@@ -126,8 +126,8 @@ def import_profile(completion: bool = False, top: int = 15) -> dict[str, Any]:
     heaviest = sorted(shallow, key=lambda r: r["cumulative_us"], reverse=True)[:top]
     names = {r["module"] for r in rows}
     groups = {prefix: sorted(n for n in names if n == prefix or n.startswith(prefix + "."))
-              for prefix in ("makestream", "typer", "click", "rich", "pydantic", "httpx",
-                             "anyio", "orjson", "starlette")}
+              for prefix in ("makestream", "typer", "pydantic", "pydantic_core", "rich", "httpx",
+                             "anyio", "orjson", "starlette", "importlib.metadata")}
     return {"modules": len(rows), "heaviest": heaviest,
             "packages": {k: len(v) for k, v in groups.items()},
             "makestream_modules": groups["makestream"]}
