@@ -82,7 +82,9 @@ def test_skip_invalid_goes_on_past_bad_lines(bad_file: Path) -> None:
 def test_stdin_errors_name_stdin() -> None:
     code, _, err = invoke("--format", "ndjson", stdin=b'{"v":1}\n')
     assert code == 2
-    assert err.startswith("makestream: error: <stdin>:1: invalid event: type: missing or not a string")
+    assert err.startswith(
+        "makestream: error: <stdin>:1: invalid event: type: missing or not a string"
+    )
 
 
 def test_events_of_unknown_types_are_skipped_silently() -> None:
