@@ -98,6 +98,8 @@ class Client:
     drops: int = 0  # connections this client dropped on purpose
     resume_ids: list[tuple[str, float]] = field(default_factory=list)  # (Last-Event-ID, when)
     all_ids: list[tuple[str, float]] = field(default_factory=list)  # reference only
+    # One entry per connection: head time, Last-Event-ID sent, end time, finished received.
+    conns: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Soak:
@@ -136,9 +138,13 @@ class Soak:
             if meta[0] == "execution.finished" and meta[1]:
                 client.finished[meta[1]] += 1
                 client.order.append((meta[1], meta[2]))
+                if client.conns:
+                    client.conns[-1]["finished"].append((meta[1], round(meta[2], 3)))
         return on_block
 
     async def connect(self, client: Client, on_block: Any) -> SseConnection | None:
+        if client.conns and client.conns[-1]["end"] is None:
+            client.conns[-1]["end"] = time.time()
         conn = SseConnection(on_block)
         resume = client.last_id
         try:
@@ -151,6 +157,8 @@ class Soak:
             conn.abort()
             return None
         client.connections += 1
+        client.conns.append({"head": conn.connected_at, "resume": resume, "end": None,
+                             "finished": []})
         if resume:
             client.resumes += 1
             client.resume_ids.append((resume, time.time()))
@@ -190,10 +198,12 @@ class Soak:
                     time.time() < deadline or client.last_id is None):
                 await asyncio.wait({reader}, timeout=0.2)
             if reader.done():
+                client.conns[-1]["end"] = conn.ended_at
                 client.server_ends[conn.end or "?"] += 1
                 await asyncio.sleep(1.0)  # the server ended it (lagged, replay failed): resume
                 continue
             conn.abort()
+            client.conns[-1]["end"] = time.time()
             client.drops += 1
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -268,6 +278,7 @@ def check_client(c: Client, ref: Client, end_cut: float) -> dict[str, Any]:
     # Received, but not in the reference at all (beyond the boundary slack of the first connect).
     unknown = sorted(eid for eid in got if eid not in ref_times)
     return {
+        "lost_detail": [_lost_detail(c, eid, ref_times[eid], ref) for eid in lost[:5]],
         "client": c.name, "filter": "execution.finished" if "type=" in c.path else "all",
         "connections": c.connections, "resumes": c.resumes, "drops": c.drops,
         "expected": len(expected), "received": len(got), "lost": len(lost),
@@ -276,6 +287,38 @@ def check_client(c: Client, ref: Client, end_cut: float) -> dict[str, Any]:
         "control": dict(c.control), "refused": dict(c.refused), "lost_ids": lost[:20],
         "dup_ids": dict(list(dup.items())[:20]), "unknown_ids": unknown[:20],
     }
+
+
+def _lost_detail(c: Client, eid: str, emitted: float, ref: Client) -> dict[str, Any]:
+    """Where a lost event fell in a client's connection timeline, and the resume after it."""
+    ts_of = dict(ref.all_ids)
+    out: dict[str, Any] = {"execution_id": eid, "emitted": round(emitted, 3)}
+    for i, k in enumerate(c.conns):
+        end = k["end"] or math.inf
+        if k["head"] <= emitted <= end:
+            out["during_connection"] = i
+        if i and c.conns[i - 1]["end"] and c.conns[i - 1]["end"] < emitted < k["head"]:
+            out["in_gap_before_connection"] = i
+    for i, k in enumerate(c.conns):
+        if k["head"] >= emitted or (k["head"] <= emitted <= (k["end"] or math.inf)):
+            resume = k["resume"]
+            position = [x for x, _ in ref.all_ids].index(resume) if resume in ts_of else None
+            out["connection"] = {
+                "index": i, "head": round(k["head"], 3),
+                "end": None if k["end"] is None else round(k["end"], 3),
+                "resume_id_emitted": None if resume not in ts_of else round(ts_of[resume], 3),
+                "resume_id_in_live_stream": resume in ts_of,
+                "events_between_resume_and_head": None if position is None else sum(
+                    1 for _, ts in ref.all_ids[position + 1:] if ts <= k["head"]),
+                "first_finished": k["finished"][:6],
+            }
+            if i:
+                prev = c.conns[i - 1]
+                out["previous_connection"] = {"head": round(prev["head"], 3),
+                                              "end": prev["end"] and round(prev["end"], 3),
+                                              "last_finished": prev["finished"][-3:]}
+            break
+    return out
 
 
 def resumes_beyond_ring(c: Client, ref: Client, ring: int) -> int:
