@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import anyio
@@ -166,11 +166,12 @@ def _check_exactly_once(
 
 
 def _caught_up_after(
-    zone: SimZone, start: float, stop_at: float
+    zone: SimZone, start: float, stop_at: float, *, tail_s: float = 60,
+    already: Collection[str] = (),
 ) -> Callable[[list[_Event]], bool]:
     """An `until` for `collect`: past `stop_at`, true once every run that ended in
-    [start+1, stop_at-60] was reported. Lag is allowed (a loaded machine slows the fast clock's
-    reader); loss is what the caller's check then finds."""
+    [start+1, stop_at-tail_s] was reported (here or in `already`). Lag is allowed (a loaded
+    machine slows the fast clock's reader); loss is what the caller's check then finds."""
     missing: set[str] | None = None
     checked = 0
 
@@ -180,7 +181,7 @@ def _caught_up_after(
             return False
         if missing is None:
             missing = {r.execution_id for r in zone.truth()
-                       if start + 1 <= r.ended_at <= stop_at - 60}
+                       if start + 1 <= r.ended_at <= stop_at - tail_s} - set(already)
         missing -= {e.execution_id for e in finished(evs[checked:])}
         checked = len(evs)
         return not missing
@@ -211,23 +212,10 @@ async def test_two_thousand_executions_with_faults_exactly_once_across_a_restart
     await anyio.sleep(zone.clock.real(20))  # the watch is down for 20 simulated seconds
     stop_at = start + 14.5 * 60
     delivered_ids = {e.execution_id for e in delivered}
-
-    missing: set[str] | None = None
-    checked = 0
-
-    def caught_up(evs: list[_Event]) -> bool:
-        # Past the end of the workload, keep going until every run that ended two minutes
-        # before it has been reported (the budget tightens after injected 429s, so the stream
-        # may lag, but it must not lose anything).
-        nonlocal missing, checked
-        if zone.clock.now() < stop_at:
-            return False
-        if missing is None:
-            missing = {r.execution_id for r in zone.truth()
-                       if start + 1 <= r.ended_at <= stop_at - 120} - delivered_ids
-        missing -= {e.execution_id for e in finished(evs[checked:])}
-        checked = len(evs)
-        return not missing
+    # Past the end of the workload, keep going until every run that ended two minutes before it
+    # has been reported: the budget tightens after injected 429s, so the stream may lag, but it
+    # must not lose anything.
+    caught_up = _caught_up_after(zone, start, stop_at, tail_s=120, already=delivered_ids)
 
     second, _ = await collect(
         zone,
