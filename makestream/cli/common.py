@@ -40,6 +40,12 @@ class Color(StrEnum):
     never = "never"
 
 
+def command_app(**settings: Any) -> typer.Typer:
+    """The Typer app of one command module (see `makestream.cli.root`), set up as the root is:
+    plain help text, and no completion options of its own."""
+    return typer.Typer(add_completion=False, rich_markup_mode=None, **settings)
+
+
 def die(message: str, code: int) -> NoReturn:
     """Print one line on stderr and exit."""
     typer.echo(f"makestream: error: {message}", err=True)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from makestream.cli import app
 from makestream.cli.common import (
     ApiLimitOpt,
     Color,
@@ -16,6 +15,7 @@ from makestream.cli.common import (
     DemoOpt,
     SpeedOpt,
     TokenFileOpt,
+    command_app,
     open_client,
     run,
 )
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from makestream.make.client import MakeClient
     from makestream.make.models import Blueprint
     from makestream.render.flow import ModuleOutcome
+
+app = command_app()
 
 # Module logs cannot be filtered by execution, so each module's most recent page is searched.
 MODULE_LOG_PAGE = 100

@@ -11,12 +11,13 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from makestream.cli import app
-from makestream.cli.common import Color, run
+from makestream.cli.common import Color, command_app, run
 from makestream.errors import UsageError
 
 if TYPE_CHECKING:
     from makestream.render import Writer
+
+app = command_app()
 
 
 class RenderFormat(StrEnum):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from makestream.cli import app
+from makestream.cli.common import command_app
+
+app = command_app()
 
 
 @app.command()

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from makestream.cli import app
 from makestream.cli.common import (
     DEMO_SPEED,
     ApiLimitOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
+    command_app,
     open_client,
     run,
 )
@@ -30,6 +30,8 @@ from makestream.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
+
+app = command_app()
 
 TOKEN_ENV = "MAKESTREAM_SSE_TOKEN"
 

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import typer
 
-from makestream.cli import app
-from makestream.cli.common import run
+from makestream.cli.common import command_app, run
 from makestream.errors import UsageError
 
-sim_app = typer.Typer(
-    help="The simulated Make zone (for trying makestream without an account).", no_args_is_help=True
+app = command_app(
+    name="sim",
+    help="The simulated Make zone (for trying makestream without an account).",
+    no_args_is_help=True,
 )
-app.add_typer(sim_app, name="sim")
 
 
-@sim_app.command("serve")
+@app.command("serve")
 def serve(
     port: int = typer.Option(8900, "--port", min=0, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),

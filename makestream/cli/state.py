@@ -7,17 +7,19 @@ from pathlib import Path
 
 import typer
 
-from makestream.cli import app
 from makestream.cli.common import (
     ApiLimitOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
     TokenFileOpt,
+    command_app,
     open_client,
     run,
 )
 from makestream.errors import ExitCode, UsageError
+
+app = command_app()
 
 
 @app.command()

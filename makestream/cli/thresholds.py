@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from makestream.cli import app
 from makestream.cli.common import (
     ApiLimitOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
     TokenFileOpt,
+    command_app,
     die,
     open_client,
     run,
@@ -36,13 +36,13 @@ if TYPE_CHECKING:
     from makestream.engine.alerts import AlertEvent
     from makestream.engine.rules import EffectiveThresholds, Threshold
 
-thresholds_app = typer.Typer(
+app = command_app(
+    name="thresholds",
     help="Show the alert thresholds in effect (without a command), change them in the config "
     "file, check the file, and try the rules on a scenario's recent runs.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
-app.add_typer(thresholds_app, name="thresholds")
 
 
 class OutputFormat(StrEnum):
@@ -125,7 +125,7 @@ def _print_table(thresholds: EffectiveThresholds, scenario: int | None) -> None:
         typer.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
-@thresholds_app.callback()
+@app.callback()
 def show(
     ctx: typer.Context,
     scenario: int | None = ScenarioOpt,
@@ -171,7 +171,7 @@ def show(
 # --- edit ---------------------------------------------------------------------------------------
 
 
-@thresholds_app.command("set")
+@app.command("set")
 def set_(
     key: str = typer.Argument(
         ...,
@@ -206,7 +206,7 @@ def set_(
     run(main)
 
 
-@thresholds_app.command()
+@app.command()
 def unset(
     key: str = typer.Argument(..., metavar="KEY", help="A rule or RULE.PARAM."),
     scenario: int | None = ScenarioOpt,
@@ -226,7 +226,7 @@ def unset(
     run(main)
 
 
-@thresholds_app.command()
+@app.command()
 def reset(scenario: int | None = ScenarioOpt) -> None:
     """Remove one scenario's thresholds, or (without --scenario) every threshold setting."""
 
@@ -242,7 +242,7 @@ def reset(scenario: int | None = ScenarioOpt) -> None:
     run(main)
 
 
-@thresholds_app.command()
+@app.command()
 def check(
     file: Path | None = CheckFileArg,
 ) -> None:
@@ -284,7 +284,7 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
     out.flush()
 
 
-@thresholds_app.command()
+@app.command()
 def test(
     scenario: int = typer.Argument(..., min=1, metavar="SCENARIO", help="The scenario id."),
     last: int = typer.Option(50, "--last", min=1, max=1000, help="Recent executions to replay."),

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from makestream.cli import app
 from makestream.cli.common import (
     DEMO_SPEED,
     ApiLimitOpt,
@@ -22,6 +21,7 @@ from makestream.cli.common import (
     Format,
     SpeedOpt,
     TokenFileOpt,
+    command_app,
     interrupt_on_signals,
     open_client,
     run,
@@ -30,6 +30,8 @@ from makestream.errors import MakestreamError, UsageError
 
 if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
+
+app = command_app()
 
 
 class Severity(StrEnum):
