@@ -67,3 +67,16 @@ def test_endpoint_kind_hides_ids() -> None:
 def test_table_formats_missing_and_infinite_values() -> None:
     text = table([{"a": 1.234, "b": math.inf, "c": None}])
     assert "1.23" in text and "∞" in text and "-" in text.splitlines()[-1]
+
+
+@pytest.mark.timeout(90)
+def test_quick_sse_fanout_delivers_every_event_once_to_every_subscriber() -> None:
+    """bench.sse end to end, small: a real `serve-sse` and `sim serve` as subprocesses, raw
+    socket subscribers in a worker process."""
+    from bench.sse import Plan, measure
+
+    run = measure(40, Plan(sizes=(40,), speed=10.0, window_s=4.0, settle_s=1.0, workers=1))
+    assert run["connected"] == 40
+    assert run["events"] > 0, "the window must hold events"
+    assert run["missing"] == 0 and run["duplicated"] == 0
+    assert run["deliveries"] == run["events"] * 40

@@ -552,6 +552,16 @@ async def test_cors_only_for_listed_origins() -> None:
         assert "access-control-allow-origin" not in response.headers
 
 
+async def test_only_get_and_head_reach_the_event_stream() -> None:
+    async with sse_server() as srv:
+        http = srv.http()
+        head = await http.head("/v1/events")
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
+        post = await http.post("/v1/events")
+        assert post.status_code == 405
+
+
 async def test_connection_caps() -> None:
     async with sse_server(app={"max_clients": 3, "max_per_address": 2}) as srv:
         http = srv.http()
@@ -560,6 +570,9 @@ async def test_connection_caps() -> None:
             third = await http.get("/v1/events")
             assert third.status_code == 429 and "Retry-After" in third.headers
             assert third.json() == {"error": "too many connections from this address"}
+            # The peer address counts, not what a client claims to be forwarded for.
+            forged = await http.get("/v1/events", headers={"X-Forwarded-For": "192.0.2.7"})
+            assert forged.status_code == 429
         # The first two are gone: there is room again.
         async with http.stream("GET", "/v1/events") as again:
             assert again.status_code == 200

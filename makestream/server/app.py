@@ -41,12 +41,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from makestream.engine.cursor import Cursor
 from makestream.errors import MakestreamError, NotFoundError, UsageError
 from makestream.server.hub import Filter, Forbidden, Hub, Unavailable, valid_type
 from makestream.server.metrics import CONTENT_TYPE, Metrics
-from makestream.server.sse import RETRY_MS, TIMED_OUT, EventStreamResponse
+from makestream.server.sse import RETRY_MS, TIMED_OUT, EventStreamResponse, StreamKeeper
 
 # The page's own files; nothing else is served from the package.
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -110,6 +111,7 @@ class _Routes:
         self.hub, self.options, self.metrics = hub, options, metrics
         self._token = options.token.encode() if options.token else None
         self.connections = 0
+        self.keeper = StreamKeeper(options.heartbeat_s, options.send_timeout_s)
         self.per_address: Counter[str] = Counter()
         static = resources.files("makestream.server").joinpath("static")
         self._page = static.joinpath("index.html").read_bytes()
@@ -177,10 +179,8 @@ class _Routes:
             subscription.close()
             release(outcome)
 
-        return EventStreamResponse(
-            subscription.frames(), heartbeat_s=opts.heartbeat_s,
-            send_timeout_s=opts.send_timeout_s, retry_ms=opts.retry_ms, on_close=closed,
-        )
+        return EventStreamResponse(subscription, keeper=self.keeper, retry_ms=opts.retry_ms,
+                                   on_close=closed)
 
     def _releaser(self, address: str) -> Callable[[str | None], None]:
         done = False
@@ -239,16 +239,39 @@ class _Routes:
         return Response(self._static[name], media_type=_STATIC[name], headers=_PAGE_HEADERS)
 
 
+class _EventStreams:
+    """Middleware that answers ``GET /v1/events`` itself, ahead of Starlette's routing.
+
+    An event stream lives for hours, and every layer a request passes through (exception
+    handling, the router, the route's wrappers) keeps its frames and closures alive as long,
+    for every client: at ten thousand clients that is a good part of the server's memory.
+    """
+
+    def __init__(self, app: ASGIApp, handler: _Routes) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/events" \
+                and scope["method"] in ("GET", "HEAD"):
+            response = await self.handler.events(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
-    """The Starlette app; `hub.run()` must run alongside it (see `makestream.server.runner`)."""
+    """The Starlette app; `hub.run()` and the app's `StreamKeeper` (``app.state.keeper``) must
+    run alongside it (`makestream.server.runner.serve` runs the keeper)."""
     routes = _Routes(hub, options, metrics)
     middleware = []
-    if options.allow_origins:
+    if options.allow_origins:  # outermost, so that it covers the event streams too
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=options.allow_origins, allow_methods=["GET"],
             allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"], max_age=600,
         ))
-    return Starlette(
+    middleware.append(Middleware(_EventStreams, handler=routes))
+    app = Starlette(
         routes=[
             Route("/", routes.page),
             Route("/static/{name}", routes.static),
@@ -260,3 +283,5 @@ def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
         ],
         middleware=middleware,
     )
+    app.state.keeper = routes.keeper
+    return app

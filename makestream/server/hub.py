@@ -9,10 +9,12 @@ Upstream
     but not watched yet is added to the running watch and stays watched until the watch stops.
 
 Fan-out
-    An anyio memory stream hands each item to one receiver, so every subscriber has its own
-    bounded stream. `publish` never waits: a subscriber whose stream is full is dropped at once
-    (it gets `stream.lagged` and resumes from its last id), so a slow client never delays the
-    others and never makes memory grow. Each event's SSE frame is encoded once for everyone.
+    Each event's SSE frame is encoded once for everyone. A subscriber's live events wait in its
+    own bounded queue until its replay is sent; after that they are written straight to its
+    connection where the server allows it (see `_Subscriber`). `publish` never waits: a
+    subscriber that falls `queue_size` events behind (or that many KiB unsent, once written to
+    directly) is dropped at once (it gets `stream.lagged` and resumes from its last id), so a
+    slow client never delays the others and never makes memory grow.
 
 Replay (``Last-Event-ID`` or ``?cursor=``)
     The ring keeps the last `ring_size` events in order, across upstream restarts. A cursor whose
@@ -29,9 +31,10 @@ Replay (``Last-Event-ID`` or ``?cursor=``)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
@@ -39,7 +42,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from makestream.engine.cursor import Cursor
 from makestream.engine.state import build_state
@@ -133,14 +135,69 @@ class Item:
     frame: bytes
 
 
+# Unsent bytes per queued event a connection written to directly may hold before its client
+# counts as lagging (so `queue_size` events of about this size, either way).
+LAG_BYTES_PER_EVENT = 1024
+
+
 class _Subscriber:
+    """A subscriber's place in the hub: its filter, and where its live events go.
+
+    Until its response has sent the replay, live events wait in a bounded queue (a plain deque
+    and one wake-up event: `publish` touches every subscriber for every event, so this is the
+    hot path of a server with thousands of clients). Then, where the server allows it (see
+    `sse.Connection.write`), `publish` writes each frame to the connection itself, and the
+    connection's own send buffer is the queue: no task switch per subscriber and event.
+    """
+
+    __slots__ = ("_wakeup", "catching_up", "delivered", "direct", "ended", "filter", "final",
+                 "lag_bytes", "last", "limit", "queue")
+
     def __init__(self, filter_: Filter, queue_size: int) -> None:
         self.filter = filter_
-        self.send: MemoryObjectSendStream[Item]
-        self.receive: MemoryObjectReceiveStream[Item]
-        self.send, self.receive = anyio.create_memory_object_stream[Item](queue_size)
+        self.limit = queue_size
+        self.lag_bytes = queue_size * LAG_BYTES_PER_EVENT
+        self.queue: deque[Item] | None = None  # made when needed: most never need one
+        self.direct: Callable[[bytes], int] | None = None
+        self.ended = False  # nothing more will be queued
         self.catching_up = False
+        self.delivered: set[str] = set()  # executions the catch-up reported finished
+        self.last: _Event | None = None  # the last event sent
         self.final: _Event | None = None  # made up for this connection, sent after the last item
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def offer(self, item: Item) -> bool:
+        """Send or queue `item`; False if the subscriber lags too far behind."""
+        event = item.event
+        if self.delivered and event.execution_id in self.delivered and event.type in _SETTLED:
+            return True  # the catch-up told how this run ended
+        write = self.direct
+        if write is None:
+            if self.queue is None:
+                self.queue = deque()
+            elif len(self.queue) >= self.limit:
+                return False
+            self.queue.append(item)
+            self.wake()
+            return True
+        unsent = write(item.frame)
+        if unsent < 0:
+            return True  # the connection is gone; its response is leaving
+        self.last = event
+        return unsent <= self.lag_bytes
+
+    def wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    async def wait(self) -> None:
+        # A bare future, not an anyio.Event (which holds an asyncio.Event and its deque of
+        # waiters): every idle subscriber holds one, and the server runs on asyncio (uvicorn).
+        self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+        await wakeup
 
 
 @dataclass(eq=False)
@@ -150,6 +207,7 @@ class _Catchup:
     done: anyio.Event = field(default_factory=anyio.Event)
     items: list[Item] = field(default_factory=list)
     error: str | None = None
+    waiting: list[_Subscriber] = field(default_factory=list)  # woken when it is done
 
 
 @dataclass
@@ -172,57 +230,106 @@ class HubStats:
     lagged: int = 0
 
 
+CHUNK_BYTES = 256 * 1024  # at most this much is joined into one write
+
+
 class Subscription:
-    """One client's stream: a replay (from the ring or from Make), then live events."""
+    """One client's stream: a replay (from the ring or from Make), then live events.
+
+    The response pulls from it (`take`, `wait`: see `sse.FrameSource`); whatever is ready when
+    the client's task wakes up goes out in one write.
+    """
 
     def __init__(self, hub: Hub, sub: _Subscriber, replay: list[Item],
                  catchup: _Catchup | None) -> None:
-        self._hub, self._sub, self._replay, self._catchup = hub, sub, replay, catchup
+        self._hub, self._sub, self._catchup = hub, sub, catchup
+        self._replay: deque[Item] | None = deque(replay) if replay else None
+        self._done = False
 
     def close(self) -> None:
         """Leave the hub (the client is gone)."""
         self._hub._leave(self._sub)
 
-    async def frames(self) -> AsyncGenerator[bytes, None]:
+    def wake(self) -> None:
+        self._sub.wake()
+
+    async def wait(self) -> None:
+        await self._sub.wait()
+
+    def direct(self, write: Callable[[bytes], int]) -> bool:
+        """From now on `publish` writes live frames with `write` (see `_Subscriber`); only once
+        everything queued has been taken, so that nothing overtakes it."""
         sub = self._sub
-        last: _Event | None = None
-        for item in self._replay:
-            last = item.event
-            yield item.frame
-        self._replay = []
-        delivered: set[str] = set()
-        if self._catchup is not None:
-            await self._catchup.done.wait()
-            if self._catchup.error is not None:
+        if self._done or self._replay or self._catchup is not None or sub.queue \
+                or sub.final is not None or sub.ended:
+            return False
+        sub.direct = write
+        sub.queue = None
+        return True
+
+    def take(self) -> bytes | None:
+        if self._done:
+            return None
+        sub = self._sub
+        parts: list[bytes] = []
+        size = 0
+        replay = self._replay
+        if replay is not None:
+            while replay and size < CHUNK_BYTES:
+                item = replay.popleft()
+                sub.last = item.event
+                parts.append(item.frame)
+                size += len(item.frame)
+            if not replay:
+                self._replay = None
+            if parts:
+                return b"".join(parts)
+        catchup = self._catchup
+        if catchup is not None:
+            if not catchup.done.is_set():
+                return b""  # live items wait in the queue meanwhile
+            self._catchup = None
+            if catchup.error is not None:
                 # Live events after an incomplete replay would hide a gap behind their cursors.
+                self._done = True
                 if self._hub.closing:
                     sub.final = sub.final or self._hub._closed_event(SHUTDOWN)
-                yield event_frame(sub.final or StreamError(
-                    message=f"replay from Make failed ({self._catchup.error}); "
-                    "reconnect to try again",
+                return event_frame(sub.final or StreamError(
+                    message=f"replay from Make failed ({catchup.error}); reconnect to try again",
                     error_type="ReplayFailed", fatal=False, retry_in_s=5.0,
                     ts=rfc3339(self._hub.client.clock.now()),
                 ), with_id=False)
-                return
-            for item in self._catchup.items:
+            for item in catchup.items:
                 if sub.filter.matches(item.event):
-                    delivered.add(item.event.execution_id or "")
-                    last = item.event
-                    yield item.frame
+                    sub.delivered.add(item.event.execution_id or "")
+                    sub.last = item.event
+                    parts.append(item.frame)
             sub.catching_up = False
-        async for item in sub.receive:
-            if sub.final is not None:
-                break  # dropped: what is still queued is stale, the client will resume
+            if parts:
+                return b"".join(parts)
+        queue, delivered = sub.queue, sub.delivered
+        while queue and sub.final is None and size < CHUNK_BYTES:
+            item = queue.popleft()
             event = item.event
             if delivered and event.execution_id in delivered and event.type in _SETTLED:
-                continue  # the catch-up told how this run ended
-            last = event
-            yield item.frame
+                continue  # queued during the catch-up, which told how this run ended
+            sub.last = event
+            parts.append(item.frame)
+            size += len(item.frame)
+        if parts:
+            return b"".join(parts)
         if sub.final is not None:
-            final = sub.final
+            # Dropped or shut down: what is still queued is stale, the client will resume.
+            self._done = True
+            sub.queue = None
+            final, last = sub.final, sub.last
             if isinstance(final, StreamLagged) and last is not None:
                 final = final.model_copy(update={"seq": last.seq, "cursor": last.cursor})
-            yield event_frame(final, with_id=False)
+            return event_frame(final, with_id=False)
+        if sub.ended:
+            self._done = True
+            return None
+        return b""
 
 
 class Hub:
@@ -388,9 +495,7 @@ class Hub:
         for sub in list(self._subs):
             if not sub.filter.matches(event) or (ephemeral and sub.catching_up):
                 continue
-            try:
-                sub.send.send_nowait(item)
-            except anyio.WouldBlock:
+            if not sub.offer(item):
                 self._end(sub, StreamLagged(
                     message=f"fell behind by {self.options.queue_size} events and was "
                     "disconnected; reconnect with Last-Event-ID to resume",
@@ -416,13 +521,15 @@ class Hub:
         if final is not None and sub.final is None:
             sub.final = final
         self._subs.discard(sub)
-        sub.send.close()
+        sub.ended = True
+        sub.direct = None  # what follows (a final event, the end) goes through the response
+        sub.wake()
         if not self._subs:
             self._idle_since = time.monotonic()
 
     def _leave(self, sub: _Subscriber) -> None:
         self._end(sub)
-        sub.receive.close()
+        sub.queue = None
 
     def _closed_event(self, reason: str) -> StreamClosed:
         return StreamClosed(reason=reason, exit_code=0, ts=rfc3339(self.client.clock.now()))
@@ -487,6 +594,7 @@ class Hub:
             elif filter_.wants_type("execution.finished"):
                 scenarios = filter_.scenarios if filter_.scenarios is not None else self._targets
                 catchup = self._catchup_for(after, cursor, frozenset(scenarios))
+                catchup.waiting.append(sub)
                 sub.catching_up = True
         wanted = set(filter_.scenarios or ()) - self._targets
         if wanted:
@@ -542,6 +650,9 @@ class Hub:
                 catchup.error = catchup.error or "cancelled"  # the server is shutting down
             self._pending.pop(catchup.key, None)
             catchup.done.set()
+            for sub in catchup.waiting:
+                sub.wake()
+            catchup.waiting.clear()
 
     async def _finished_since(self, catchup: _Catchup) -> list[ExecutionFinished]:
         base = self.options.watch

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Generator
 from types import FrameType
+from typing import Any
 
 import anyio
 import uvicorn
@@ -25,7 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from makestream.errors import UsageError
 from makestream.server.hub import Hub
-from makestream.server.sse import ABORT, QuietAbandonedStreams
+from makestream.server.sse import CONNECTION, Connection, QuietAbandonedStreams, StreamKeeper
 
 BACKLOG = 4096  # a reconnect storm of thousands of clients should queue, not be refused
 
@@ -50,19 +51,73 @@ def bind(host: str, port: int) -> socket.socket:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-class _AbortableH11(H11Protocol):
-    """uvicorn's h11 protocol, plus a way for a response to drop its connection at once.
+class _ConnectionExtension:
+    """Adds the ``makestream.connection`` scope extension to one of uvicorn's HTTP protocols.
 
-    After a send timeout the client is not reading; asyncio's `close()` would keep the socket
-    and its unsent bytes until the client takes them, which it may never do. The response finds
-    `transport.abort` in its scope's extensions instead.
+    Through it a response learns at once that its client went away (without a task reading
+    ``receive()`` for it), and can drop a connection whose client stopped reading: asyncio's
+    `close()` would keep the socket and its unsent bytes until the client takes them, which it
+    may never do; `transport.abort()` does not wait.
     """
 
+    transport: asyncio.Transport
+    _connection: Connection | None = None
+
+    def _extend(self, scope: Any) -> None:
+        if scope is not None and self.transport is not None:
+            extensions = scope.setdefault("extensions", {})
+            if CONNECTION not in extensions:
+                extensions[CONNECTION] = self._connection = Connection(self.transport.abort)
+
+    def _lost(self) -> None:
+        if self._connection is not None:
+            self._connection.connection_lost()
+
+
+class _ConnectedH11(_ConnectionExtension, H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
-        scope = getattr(self, "scope", None)
-        if scope is not None and self.transport is not None:
-            scope.setdefault("extensions", {})[ABORT] = self.transport.abort
+        self._extend(getattr(self, "scope", None))  # the ASGI task has not started yet
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost()
+
+
+def _protocol() -> type[asyncio.Protocol]:
+    """httptools' parser where it is installed (faster, and less memory per connection than
+    h11), else h11; both with the connection extension."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return _ConnectedH11
+
+    class _ConnectedHttpTools(_ConnectionExtension, HttpToolsProtocol):
+        """With `Connection.write`: a body chunk framed as uvicorn's own `send` frames it."""
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._extend(self.scope)  # the request's scope, before its ASGI task exists
+            if self._connection is not None:
+                self._connection.write = self._write_body
+                self._connection.stalled = lambda: self.flow.write_paused
+
+        def _write_body(self, data: bytes) -> int:
+            cycle, transport = self.cycle, self.transport
+            if cycle is None or cycle.disconnected or cycle.response_complete \
+                    or not cycle.response_started or transport.is_closing():
+                return -1
+            if cycle.chunked_encoding:
+                transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                transport.write(data)
+            return transport.get_write_buffer_size()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            self._lost()
+
+    return _ConnectedHttpTools
 
 
 class _Server(uvicorn.Server):
@@ -106,7 +161,10 @@ async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeo
     if not any(isinstance(f, QuietAbandonedStreams) for f in logger.filters):
         logger.addFilter(QuietAbandonedStreams())
     config = uvicorn.Config(
-        app, lifespan="off", log_level="warning", access_log=False, http=_AbortableH11,
+        app, lifespan="off", log_level="warning", access_log=False, http=_protocol(),
+        # The peer address is the client's (see app.py's caps): X-Forwarded-For is not trusted,
+        # not even from loopback, where any local process could claim any address with it.
+        proxy_headers=False,
         timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
     )
     server = _Server(config, hub, handle_signals=handle_signals)
@@ -115,8 +173,11 @@ async def serve(app: Starlette, hub: Hub, sock: socket.socket, *, shutdown_timeo
         await hub.wait_closed()
         server.should_exit = True
 
+    keeper = getattr(app.state, "keeper", None)
     async with anyio.create_task_group() as tg:
         tg.start_soon(exit_when_closed)
+        if isinstance(keeper, StreamKeeper):
+            tg.start_soon(keeper.run)
         await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()
     return server.stop_signal

@@ -14,24 +14,38 @@ after the last event it saw. Events the server makes up for one connection (``st
 a ``stream.closed`` at shutdown, a replay failure) carry no ``id`` line, which leaves the
 client's last id where it was.
 
-`EventStreamResponse` writes such a stream from an async iterator of frames. Every write, the
-heartbeat comments included, must finish within a send timeout: a client that stops reading would
-otherwise pin the connection and everything queued for it.
+Cost per connection
+    A server with ten thousand open streams pays for every task, timer and lock per stream on
+    every event. So a stream is one task — the one the ASGI server runs the request in — which
+    writes its replay, then hands its connection's `Connection.write` to its source (the hub),
+    which from then on writes each live frame to every connection itself, in one pass, with no
+    task switch per client; the connection's send buffer is the client's queue. The task only
+    wakes up again for a heartbeat or for the end. On a server without that extension the task
+    writes every frame, whatever is ready in one ``send``.
+
+    What would otherwise need a timer per stream is done for all streams at once by one
+    `StreamKeeper` tick: heartbeat comments for idle streams, and the send timeout (a write
+    that does not finish, or a connection too full to take more, for `send_timeout_s` means a
+    client that stopped reading: its connection is dropped). A closed connection is learned
+    from the server's ``makestream.connection`` scope extension (see `runner`), else from a
+    task reading ``receive()``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import anyio
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from makestream.events import _Event, encode
 
 RETRY_MS = 3000
+PING = b": ping\n\n"
 
 
 def event_frame(event: _Event, *, with_id: bool = True) -> bytes:
@@ -51,107 +65,231 @@ def retry_frame(ms: int) -> bytes:
 
 # How a stream ended, as told to `on_close`.
 ENDED, DISCONNECTED, TIMED_OUT = "ended", "disconnected", "timed out"
-# A scope extension the server may provide: a callable that drops the connection at once.
-ABORT = "makestream.abort"
+# The scope extension through which the server tells a response about its connection.
+CONNECTION = "makestream.connection"
 
 
-class EventStreamResponse(StreamingResponse):
-    """A ``text/event-stream`` response fed by `frames`, with heartbeats and a send timeout.
+class Connection:
+    """What the server lets a response know and do about its connection (see `runner`)."""
 
-    It ends when `frames` is exhausted (the response is then completed normally), when the
-    client disconnects, or when one write takes longer than `send_timeout_s`: the connection is
-    then dropped at once through the server's ``makestream.abort`` scope extension (see
-    `runner`), or left to the server to close.
+    __slots__ = ("_on_lost", "abort", "lost", "stalled", "write")
+
+    def __init__(self, abort: Callable[[], None], *,
+                 write: Callable[[bytes], int] | None = None,
+                 stalled: Callable[[], bool] = lambda: False) -> None:
+        self.abort = abort  # drop the connection at once, unsent bytes and all
+        # Send one body chunk now, bypassing ASGI, once the response has started: returns the
+        # bytes still unsent after it, or -1 if the connection is gone. None: not offered.
+        self.write = write
+        self.stalled = stalled  # whether the client is so far behind that writes must wait
+        self.lost = False
+        self._on_lost: Callable[[], None] | None = None
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the connection is gone (at once if it already is)."""
+        self._on_lost = callback
+        if self.lost:
+            self.connection_lost()
+
+    def connection_lost(self) -> None:
+        """The server's side: the peer closed, or the connection was aborted."""
+        self.lost = True
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
+
+
+class FrameSource(Protocol):
+    """Where a stream's frames come from (the hub's `Subscription`)."""
+
+    def take(self) -> bytes | None:
+        """Every frame ready now, joined; ``b""`` if none yet; None once the stream has ended."""
+
+    async def wait(self) -> None:
+        """Until `take` may have something, or until `wake`."""
+
+    def wake(self) -> None:
+        """End a pending `wait` early."""
+
+    def direct(self, write: Callable[[bytes], int]) -> bool:
+        """Offer `write` (see `Connection.write`) for the source to send live frames itself.
+
+        True if it will: from then on the response only waits for the end, writing what
+        `take` still returns (heartbeats, a final event) through ASGI.
+        """
+
+    def close(self) -> None:
+        """The connection is done with the source."""
+
+
+class _Stream:
+    """One open stream, as the keeper sees it."""
+
+    __slots__ = ("abort", "cancel", "last_write", "lost", "ping_due", "source", "stalled",
+                 "stalled_since", "timed_out", "writing_since")
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.last_write = time.monotonic()
+        self.writing_since: float | None = None  # a write through ASGI is under way
+        self.stalled: Callable[[], bool] | None = None  # set once live frames go direct
+        self.stalled_since: float | None = None
+        self.ping_due = False
+        self.lost = False
+        self.timed_out = False
+        self.cancel: Callable[[], None] = lambda: None
+        self.abort: Callable[[], None] | None = None
+
+    def gone(self) -> None:
+        self.lost = True
+        self.source.wake()
+
+    def time_out(self) -> None:
+        # The client stopped reading: nothing sent to it can arrive any more.
+        self.timed_out = True
+        if self.abort is not None:
+            self.abort()
+        self.cancel()
+
+
+class StreamKeeper:
+    """Heartbeats and send timeouts for every open stream, from one periodic task."""
+
+    def __init__(self, heartbeat_s: float, send_timeout_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.send_timeout_s = send_timeout_s
+        self.tick_s = max(0.01, min(1.0, heartbeat_s / 4, send_timeout_s / 4))
+        self.streams: set[_Stream] = set()
+
+    async def run(self) -> None:
+        """Tick until cancelled; run it beside the server (`runner.serve` does)."""
+        while True:
+            await anyio.sleep(self.tick_s)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        idle_after = self.heartbeat_s * 0.9
+        timeout = self.send_timeout_s
+        for stream in list(self.streams):
+            if stream.timed_out:
+                continue
+            since = stream.writing_since
+            if since is None and stream.stalled is not None:
+                # Frames written directly do not wait; a connection that stays too full to
+                # take more is the same as a write that does not finish.
+                if stream.stalled():
+                    since = stream.stalled_since = stream.stalled_since or now
+                else:
+                    stream.stalled_since = None
+            if since is not None:
+                if now - since >= timeout:
+                    stream.time_out()
+            elif not stream.ping_due and now - stream.last_write >= idle_after:
+                stream.ping_due = True
+                stream.source.wake()
+
+
+class EventStreamResponse(Response):
+    """A ``text/event-stream`` response fed by `source`, kept alive by `keeper`.
+
+    It ends when the source ends (the response is then completed normally), when the client
+    disconnects, or when one write takes longer than the keeper's send timeout: the connection
+    is then dropped through the ``makestream.connection`` extension, or the write is cancelled.
     """
+
+    media_type = "text/event-stream"
 
     def __init__(
         self,
-        frames: AsyncGenerator[bytes, None],
+        source: FrameSource,
         *,
-        heartbeat_s: float,
-        send_timeout_s: float,
+        keeper: StreamKeeper,
         retry_ms: int = RETRY_MS,
         on_close: Callable[[str], None] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(
-            frames,
-            media_type="text/event-stream",
-            headers={
-                "Cache-Control": "no-cache",
-                # Reverse proxies (nginx) otherwise buffer the stream.
-                "X-Accel-Buffering": "no",
-                **(headers or {}),
-            },
-        )
-        self.frames = frames
-        self.heartbeat_s = heartbeat_s
-        self.send_timeout_s = send_timeout_s
+        # As StreamingResponse does: no body, so no Content-Length.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({
+            "Cache-Control": "no-cache",
+            # Reverse proxies (nginx) otherwise buffer the stream.
+            "X-Accel-Buffering": "no",
+            **(headers or {}),
+        })
+        self.source = source
+        self.keeper = keeper
         self.retry_ms = retry_ms
         self.on_close = on_close
         self.outcome = ENDED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lock = anyio.Lock()
-        last_write = time.monotonic()
+        stream = _Stream(self.source)
+        connection = scope.get("extensions", {}).get(CONNECTION)
 
-        async with anyio.create_task_group() as tg:
+        async def disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            stream.gone()
 
-            async def write(message: dict[str, object]) -> bool:
-                nonlocal last_write
-                async with lock:
-                    with anyio.move_on_after(self.send_timeout_s) as scope_:
-                        await send(message)
-                    if scope_.cancelled_caught:
-                        self.outcome = TIMED_OUT
+        self.keeper.streams.add(stream)
+        try:
+            if isinstance(connection, Connection):
+                # A timed-out write ends by itself: aborting the connection releases it.
+                stream.abort = connection.abort
+                connection.on_lost(stream.gone)
+                await self._stream(stream, send, connection)
+            else:  # another server: learn of the disconnect by reading; time out by cancelling
+                with anyio.CancelScope() as cancel_scope:
+                    stream.cancel = cancel_scope.cancel
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(disconnect)
+                        await self._stream(stream, send, None)
                         tg.cancel_scope.cancel()
-                        return False
-                    last_write = time.monotonic()
-                    return True
-
-            async def body(chunk: bytes) -> bool:
-                return await write({"type": "http.response.body", "body": chunk,
-                                    "more_body": True})
-
-            async def disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
+        finally:
+            self.keeper.streams.discard(stream)
+            if stream.timed_out:
+                self.outcome = TIMED_OUT
+            elif stream.lost:
                 self.outcome = DISCONNECTED
-                tg.cancel_scope.cancel()
+            self.source.close()
+            if self.on_close is not None:
+                self.on_close(self.outcome)
 
-            async def heartbeat() -> None:
-                while True:
-                    await anyio.sleep(self.heartbeat_s)
-                    if time.monotonic() - last_write >= self.heartbeat_s * 0.9:
-                        await body(comment_frame("ping"))
+    async def _stream(self, stream: _Stream, send: Send, connection: Connection | None) -> None:
+        async def write(message: dict[str, object]) -> bool:
+            stream.writing_since = time.monotonic()
+            await send(message)
+            stream.writing_since = None
+            stream.last_write = time.monotonic()
+            return not (stream.lost or stream.timed_out)
 
-            tg.start_soon(disconnect)
-            try:
-                started = await write({
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": self.raw_headers,
-                })
-                if started and await body(retry_frame(self.retry_ms)):
-                    tg.start_soon(heartbeat)
-                    async for chunk in self.frames:
-                        if not await body(chunk):
-                            break
-                    else:
-                        if await write({"type": "http.response.body", "body": b"",
-                                        "more_body": False}):
-                            # A completed response reads as a disconnect to the watcher above.
-                            self.outcome = ENDED
-            finally:
-                tg.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.frames.aclose()
-                if self.outcome == TIMED_OUT:
-                    abort = scope.get("extensions", {}).get(ABORT)
-                    if callable(abort):
-                        abort()  # else the server closes it once the client reads again
-                if self.on_close is not None:
-                    self.on_close(self.outcome)
+        def body(chunk: bytes, more: bool = True) -> dict[str, object]:
+            return {"type": "http.response.body", "body": chunk, "more_body": more}
+
+        start = {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+        if not await write(start) or not await write(body(retry_frame(self.retry_ms))):
+            return
+        source = self.source
+        while True:
+            chunk = source.take()
+            if chunk is None:
+                await write(body(b"", more=False))
+                return
+            if not chunk:
+                if stream.lost or stream.timed_out:
+                    return
+                if not stream.ping_due:
+                    if connection is not None and connection.write is not None \
+                            and stream.stalled is None and source.direct(connection.write):
+                        stream.stalled = connection.stalled
+                    await source.wait()
+                    continue
+                chunk = PING
+            stream.ping_due = False
+            if not await write(body(chunk)):
+                return
 
 
 class QuietAbandonedStreams(logging.Filter):
