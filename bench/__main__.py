@@ -3,18 +3,22 @@
     python -m bench all            # every benchmark, full size (about 15 minutes)
     python -m bench all --quick    # every benchmark, small (well under 2 minutes)
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
-    python -m bench run | startup | ndjson | memory [--quick]
+    python -m bench latency --adoption-only
+    python -m bench run | startup | ndjson | memory | sse | soak [--quick]
+    python -m bench all --with-server   # the above plus sse and soak
     python -m bench all --commit HEAD   # makestream as last committed, not as being edited
 
 Each benchmark prints its table and writes `bench/results/<name>[-quick]-<UTC stamp>.json`
 (and `-latest.json`); `all` also writes `all[-quick]-latest.json` with every goal. The run
 happens on a snapshot of the code taken at its start (see `snapshot`; `--no-snapshot` to skip).
-`sse` and `soak` are reserved for the SSE fan-out and soak benchmarks, which need the server.
+`sse` and `soak` (the server's benchmarks, bench/sse.py and bench/soak.py) run by name, or in
+`all` with `--with-server`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -38,15 +42,32 @@ BENCHES: dict[str, Bench] = {
     "memory": memory.bench,
     "latency": latency.bench,
 }
-# Planned, once `makestream serve-sse` exists: fan-out of one stream to many SSE clients
-# (events/s, delivery lag per client, RSS per client) and a multi-hour soak (RSS, fds, lag).
-PLANNED = {
-    "sse": "SSE fan-out: needs the server (makestream.server / serve-sse), not written yet",
-    "soak": "soak: needs the server (makestream.server / serve-sse), not written yet",
+# The server's benchmarks (bench/sse.py, bench/soak.py): run by name, or in `all` with
+# `--with-server` (they take longer than the rest together). Imported only when asked for.
+SERVER = {
+    "sse": "bench.sse",    # fan-out of one stream to many SSE clients
+    "soak": "bench.soak",  # an hour of churning SSE clients over a faulty zone
 }
 
 
+def _server_bench(name: str, quick: bool) -> tuple[Result, str]:
+    """Run bench/sse.py or bench/soak.py through its own `main` (which sets the process up and
+    writes its results), then read back its goals for the summary."""
+    module = importlib.import_module(SERVER[name])
+    code = module.main(["--quick"] if quick else [])
+    path = RESULTS / f"{name}{'-quick' if quick else ''}-latest.json"
+    result = Result(name, name)
+    if code == 0 and path.exists():
+        doc = json.loads(path.read_text())
+        result.goals = [(g["goal"], g["met"]) for g in doc.get("goals", [])]
+    else:
+        result.goals = [(f"{name} ended with exit code {code}", False)]
+    return result, str(path)
+
+
 def _latency(args: argparse.Namespace) -> Result:
+    if args.adoption_only:
+        return latency.adoption_bench(args.quick)
     if args.scenarios is None:
         return latency.bench(args.quick)
     case = latency.Case(args.scenarios, args.limit, args.minutes, args.speed)
@@ -85,10 +106,12 @@ def snapshot(argv: list[str], commit: str | None) -> None:
     if target.exists():
         shutil.rmtree(tmp)
     else:
+        # Results go to the real bench/results/, also for code that writes to bench/results.
+        (tmp / "bench" / "results").symlink_to(RESULTS.resolve(), target_is_directory=True)
         tmp.rename(target)
     paths = [str(target), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "BENCH_SNAPSHOT": key, "BENCH_RESULTS": str(RESULTS),
-           "BENCH_GIT": label, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {**os.environ, "BENCH_SNAPSHOT": key, "BENCH_GIT": label,
+           "PYTHONPATH": os.pathsep.join(paths)}
     print(f"bench: running on a snapshot ({key}; makestream from "
           f"{'the working tree, git ' if commit is None else 'commit '}{label}): {target}",
           file=sys.stderr, flush=True)
@@ -99,13 +122,17 @@ def snapshot(argv: list[str], commit: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("name", choices=["all", *BENCHES, *PLANNED])
+    parser.add_argument("name", choices=["all", *BENCHES, *SERVER])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--with-server", action="store_true",
+                        help="all: also the SSE fan-out and soak benchmarks")
     group = parser.add_argument_group("latency: one custom case instead of the matrix")
     group.add_argument("--scenarios", type=int)
     group.add_argument("--limit", type=int, default=240)
     group.add_argument("--minutes", type=float, default=10.0)
     group.add_argument("--speed", type=float, default=20.0)
+    group.add_argument("--adoption-only", action="store_true",
+                       help="only the time to open a stream of 1,000 scenarios named by id")
     parser.add_argument("--no-snapshot", action="store_true",
                         help="measure the working tree as it is, even if it changes meanwhile")
     parser.add_argument("--commit", metavar="REV",
@@ -114,29 +141,32 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_snapshot:
         snapshot(argv, args.commit)
 
-    if args.name in PLANNED:
-        print(f"{args.name}: {PLANNED[args.name]}", file=sys.stderr)
-        return 2
-    names = list(BENCHES) if args.name == "all" else [args.name]
+    names = [args.name]
+    if args.name == "all":
+        names = [*BENCHES, *(SERVER if args.with_server else [])]
     t0 = time.perf_counter()
     results: list[tuple[Result, float, str]] = []
     for name in names:
         started = time.perf_counter()
-        result = _latency(args) if name == "latency" else BENCHES[name](args.quick)
-        path = emit(result, quick=args.quick)
-        results.append((result, time.perf_counter() - started, str(path)))
+        if name in SERVER:
+            result, where = _server_bench(name, args.quick)
+        else:
+            result = _latency(args) if name == "latency" else BENCHES[name](args.quick)
+            where = str(emit(result, quick=args.quick))
+        results.append((result, time.perf_counter() - started, where))
     total = time.perf_counter() - t0
     if args.name == "all":
-        _summary(results, total, args.quick)
+        _summary(results, total, args.quick, skipped=[] if args.with_server else list(SERVER))
     else:
         print(f"{names[0]}: {total:.0f} s; results in {results[0][2]}")
     return 0
 
 
-def _summary(results: list[tuple[Result, float, str]], total: float, quick: bool) -> None:
+def _summary(results: list[tuple[Result, float, str]], total: float, quick: bool,
+             skipped: list[str]) -> None:
     print(f"## Summary ({total:.0f} s in all)")
     doc: dict[str, Any] = {"quick": quick, "seconds": round(total, 1), "machine": machine(),
-                           "benchmarks": {}, "planned": PLANNED}
+                           "benchmarks": {}, "skipped": skipped}
     for result, seconds, path in results:
         met = sum(1 for _, ok in result.goals if ok)
         print(f"- {result.name}: {met}/{len(result.goals)} goals met, {seconds:.0f} s ({path})")
@@ -147,8 +177,8 @@ def _summary(results: list[tuple[Result, float, str]], total: float, quick: bool
             "seconds": round(seconds, 1), "file": path,
             "goals": [{"goal": g, "met": ok} for g, ok in result.goals],
         }
-    for name, why in PLANNED.items():
-        print(f"- {name}: skipped ({why})")
+    for name in skipped:
+        print(f"- {name}: not run (add --with-server, or: python -m bench {name})")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if quick else ""
     (RESULTS / f"all{suffix}-latest.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -3,9 +3,10 @@
 The input is a stream as `watch` writes it: per execution an `execution.started`, a few
 `execution.progress`, an `execution.finished` (a tenth with an error object), `module.result`s
 for some runs, and now and then `scenario.changed`, `stream.heartbeat`, `alert.raised` /
-`alert.resolved` and `api.throttled`; every event with its `seq`, `ts` and `cursor`. It is built
-with `makestream.events` models and `encode`, seeded, and cached under `bench/results/` (the
-generator's version is part of the file name).
+`alert.resolved` and `api.throttled`; every event with its `seq`, `ts` and a `cursor` encoded by
+`makestream.engine.cursor` for a 20-scenario watch (about 700 characters, as a real one). It is
+built with `makestream.events` models and `encode`, seeded, and cached under `bench/results/`
+(the generator's version is part of the file name).
 
 Both commands read the file from stdin and write to /dev/null; the file is read once before
 timing so that both find it in the page cache (no warm-up runs: one pass of jq over a million
@@ -16,7 +17,6 @@ so.
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import shutil
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import RESULTS, Result, ratio
+from makestream.engine.cursor import Position, encode_positions
 from makestream.events import (
     AlertRaised,
     AlertResolved,
@@ -45,7 +46,7 @@ from makestream.events import (
     rfc3339,
 )
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FULL_EVENTS, QUICK_EVENTS = 1_000_000, 100_000
 MAKESTREAM = str(Path(sys.executable).parent / "makestream")
 STAND_IN = (
@@ -57,12 +58,23 @@ _APPS = [("http", "http:ActionSendData"), ("json", "json:ParseJSON"),
          ("google-sheets", "google-sheets:addRow"), ("slack", "slack:CreateMessage")]
 
 
+def _cursor(rng: random.Random, scenarios: int = 20) -> str:
+    """A cursor as the tracker encodes it for a watch of `scenarios` scenarios, each with a floor
+    and one to three delivered runs above it (about 700 characters for 20 scenarios, as measured
+    on a real 20-scenario watch)."""
+    positions = {}
+    for sid in range(1000, 1000 + scenarios):
+        position = Position(floor_ms=1_780_000_000_000 + rng.randint(0, 10**6))
+        for _ in range(rng.randint(1, 3)):
+            position.add(f"{rng.getrandbits(128):032x}", position.floor_ms + rng.randint(0, 10**5))
+        positions[sid] = position
+    return encode_positions(positions)
+
+
 def events(count: int, seed: int = 1) -> Any:
     """`count` events of a plausible stream, in order."""
     rng = random.Random(seed)
-    # Cursors as the tracker writes them: "1." + base64url(zlib(JSON)), here random bytes.
-    cursors = ["1." + base64.urlsafe_b64encode(rng.randbytes(111)).decode().rstrip("=")
-               for _ in range(64)]
+    cursors = [_cursor(rng) for _ in range(64)]
     t = 1_780_000_000.0
     seq = 0
     made = 0

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# A run from a snapshot (see bench.__main__) still writes next to the real bench/.
+# In a snapshot (see bench.__main__) bench/results is a link to the real bench/results/.
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
