@@ -1,0 +1,268 @@
+"""The watch's state and what all its parts share: stamping events, ending the stream, scheduling.
+
+`WatchBase` holds everything a `Watch` knows and the steps its other parts build on: `emit`, which
+stamps events at the moment of the state change they describe; `stop`, `_fatal` and `_close`,
+which end the stream with its one `stream.closed`; the small scheduling helpers (waking workers,
+retrying a follow-up, when to scan after a run, how often to sweep or read queue depths) and
+`_learn`, which both set-up and the action handlers use. The parts that read Make
+(`engine.reads`), set the watch up (`engine.startup`) and run its workers (`engine.watch`) build
+on it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Iterable
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from makestream.engine.alerts import fails
+from makestream.engine.options import Outcome, WatchOptions
+from makestream.engine.poller import Action, Schedule
+from makestream.engine.tracker import Tracker
+from makestream.errors import ExitCode, MakestreamError, worst
+from makestream.events import (
+    AlertRaised,
+    AlertResolved,
+    ApiThrottled,
+    ExecutionFinished,
+    StreamClosed,
+    StreamError,
+    _Event,
+    rfc3339,
+)
+from makestream.make.client import ApiNotice, MakeClient
+from makestream.make.models import Blueprint, ExecutionLog, Scenario
+
+_OUTCOME = {
+    "success": ExitCode.OK,
+    "warning": ExitCode.EXECUTION_WARNING,
+    "error": ExitCode.EXECUTION_ERROR,
+}
+LOG_PAGE = 50
+_ORG = 0  # the sweep group that stands for the whole organization
+SWEEP_SHARE = 0.3
+
+
+class WatchBase:
+    """The state of one watch and the steps its parts share; see `Watch`."""
+
+    def __init__(self, client: MakeClient, options: WatchOptions) -> None:
+        self.client = client
+        self.options = options
+        self.clock = client.clock
+        self.tracker = Tracker(stream=secrets.token_hex(4))
+        self.schedule = Schedule(floor_s=options.interval_s)
+        self._send: MemoryObjectSendStream[_Event]
+        self.events: MemoryObjectReceiveStream[_Event]
+        # Unbounded on purpose: stamping must happen synchronously with the state change, and
+        # the producer is paced by the request budget, so the queue only grows while the
+        # consumer itself is stalled.
+        self._send, self.events = anyio.create_memory_object_stream[_Event](math.inf)
+        self._seq = 0
+        self._last_emit = 0.0
+        self._last_heartbeat = self.clock.now()
+        self._done = anyio.Event()
+        self._wake = anyio.Event()
+        self.outcome = Outcome()
+        self._codes: list[ExitCode] = []
+        self._counts: dict[str, int] = {"finished": 0, "success": 0, "warning": 0, "error": 0}
+        self._targets: set[str] = set()  # executions whose end ends the watch (--run/--execution)
+        self._pending = 0  # follow-ups in flight, for --no-follow
+        self._unscanned: set[int] = set()
+        self._in_detail: set[str] = set()  # error runs whose detail is being fetched
+        self._org_id: int | None = None
+        self._sweeping: set[int] = set()
+        self._hooked: list[int] = []  # webhook scenarios, whose queue depth is read
+        self._ending: str | None = None  # a reason to end once follow-ups settle
+        self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
+        # Blueprints fetched so far (for --modules and the live view's module flow).
+        self.blueprints: dict[int, Blueprint] = {}
+        self._team_of: dict[int, int | None] = {}
+        self._started_at = self.clock.now()
+        # Hooks for long-lived consumers (the SSE server): scenarios already known, so that a
+        # restart does not fetch each one again, and an observer of every page of logs read.
+        self.known_scenarios: dict[int, Scenario] = {}
+        self.on_logs: Callable[[int, list[ExecutionLog]], None] | None = None
+
+    # -- emitting --------------------------------------------------------------------------------
+
+    def emit(self, events: Iterable[_Event]) -> None:
+        """Stamp and queue events. Call right after the state change they describe.
+
+        Alert rules see every event; the alerts an event raises follow it directly.
+        """
+        alerts = self.options.alerts
+        for event in events:
+            if self._done.is_set():
+                return
+            self._seq += 1
+            now = self.clock.now()
+            self._last_emit = now
+            stamped = event.model_copy(
+                update={
+                    "seq": self._seq,
+                    "ts": rfc3339(now),
+                    "cursor": self.tracker.cursor(self._seq),
+                }
+            )
+            self._deliver(stamped)
+            if isinstance(event, ExecutionFinished):
+                self._count_finished(event)
+            elif isinstance(event, AlertRaised):
+                self._alert_raised(event)
+            if alerts is not None and not isinstance(event, AlertRaised | AlertResolved):
+                self.emit(alerts.observe(stamped, now))
+
+    def _alert_raised(self, event: AlertRaised) -> None:
+        severity = self.options.fail_on_alert
+        if severity is not None and fails(severity, event):
+            self.stop("alert", ExitCode.ALERT)
+
+    def _count_finished(self, event: ExecutionFinished) -> None:
+        self._counts["finished"] += 1
+        self._counts[event.status] += 1
+        self._codes.append(_OUTCOME[event.status])
+        if event.execution_id in self._targets:
+            self._targets.discard(event.execution_id)
+            if not self._targets:
+                self._end_when_settled("finished")
+        if self.options.count is not None and self._counts["finished"] >= self.options.count:
+            self._end_when_settled("count")
+
+    def _end_when_settled(self, reason: str) -> None:
+        """End now, or — with --modules — once the module results of the last run are out."""
+        self._ending = self._ending or reason
+        if not self.options.modules or self._pending <= 0:
+            self.stop(self._ending)
+
+    def on_notice(self, notice: ApiNotice) -> None:
+        """Client observer: a 429 becomes an `api.throttled` event."""
+        if notice.kind == "throttled":
+            snap = self.client.budget.snapshot()
+            self.emit(
+                [
+                    ApiThrottled(
+                        retry_in_s=notice.retry_in_s or 0.0,
+                        rate_per_min=round(snap.rate_per_min, 2),
+                    )
+                ]
+            )
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def stop(self, reason: str, code: ExitCode | None = None) -> None:
+        """End the stream (idempotent): the first reason given wins."""
+        if self._done.is_set():
+            return
+        self.outcome.reason = reason
+        if code is not None:
+            self._codes.append(code)
+        self._done.set()
+
+    def _fatal(self, exc: MakestreamError) -> None:
+        if self._done.is_set():
+            return  # the stream already ended for another reason
+        if self.outcome.error is None:
+            self.outcome.error = exc.message
+        self.emit([StreamError(message=exc.message, error_type=type(exc).__name__, fatal=True)])
+        self.stop("error", exc.exit_code)
+
+    def _close(self) -> None:
+        opts = self.options
+        codes = list(self._codes)
+        if not opts.exit_status:
+            # Outcomes set the code only when asked; --fail-on-alert asks for exit 4 itself.
+            codes = [
+                c
+                for c in codes
+                if c not in _OUTCOME.values()
+                and (c != ExitCode.ALERT or opts.fail_on_alert is not None)
+            ]
+        code = worst(*codes)
+        self.outcome.exit_code = code
+        self.outcome.summary = dict(self._counts)
+        self._seq += 1
+        now = self.clock.now()
+        closed = StreamClosed(
+            reason=self.outcome.reason,
+            exit_code=int(code),
+            summary=dict(self._counts),
+            seq=self._seq,
+            ts=rfc3339(now),
+            cursor=self.tracker.cursor(self._seq),
+        )
+        self._deliver(closed)
+        self._send.close()
+
+    def _deliver(self, event: _Event) -> None:
+        try:
+            self._send.send_nowait(event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.stop("consumer closed")  # nobody reads any more
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """New work may be due: wake every idle worker."""
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    def _later(self, when: float, action: Action) -> None:
+        """Retry a follow-up at `when`."""
+        self._pending += 1
+        self.schedule.at(
+            when,
+            Action(
+                action.kind,
+                action.scenario_id,
+                action.execution_id,
+                log=action.log,
+                detail=action.detail,
+                priority=action.priority,
+                attempt=action.attempt + 1,
+            ),
+        )
+
+    def _plan_schedule(self, scenario: Scenario, now: float) -> None:
+        """A scheduled run is worth a scan shortly after its expected end."""
+        if scenario.next_exec is not None:
+            self._scan_after_run(scenario.id, scenario.next_exec.timestamp(), now)
+
+    def _scan_after_run(self, sid: int, started: float, now: float) -> None:
+        expected = (self.tracker.scenarios[sid].history.expected_ms or 0) / 1000
+        self.schedule.scan_at(sid, max(now, started + expected + 0.5))
+
+    def _sweep_groups(self) -> list[int]:
+        """What one sweep request lists: the organization (0) when known, else each team."""
+        if self._org_id is not None:
+            return [_ORG]
+        return sorted({t for t in self._team_of.values() if t is not None})
+
+    def _sweep_every(self) -> float:
+        # Sweeps are the cheapest detector — one page tells which of a hundred scenarios ran —
+        # so they get SWEEP_SHARE of the budget, but never more than one a second.
+        pages = sum(1 + len(self._team_of) // 100 for _ in self._sweep_groups()) or 1
+        rate = self.client.budget.snapshot().rate_per_min / 60
+        return max(1.0, pages / max(rate * SWEEP_SHARE, 1e-6))
+
+    def _triggers_every(self) -> float:
+        # Queue depth is a slower signal than a sweep: a twentieth of the budget at most.
+        hooks = max(1, len(self._hooked))
+        rate = self.client.budget.snapshot().rate_per_min / 60
+        return max(30.0, hooks / max(rate * 0.05, 1e-6))
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def _learn(self, sid: int, entries: list[ExecutionLog]) -> None:
+        """History from runs before the stream, for expected durations and alert baselines."""
+        self.tracker.learn(sid, entries)
+        if self.options.alerts is not None:
+            past = sorted((e for e in entries if e.status.terminal), key=lambda e: e.timestamp_ms)
+            self.options.alerts.learn(
+                sid,
+                [e.duration_ms for e in past if e.duration_ms is not None],
+                last_run_at=past[-1].timestamp_ms / 1000 if past else None,
+            )

@@ -1,0 +1,53 @@
+"""What shapes a watch and how it ended: the `WatchOptions` a caller builds, the `Outcome` it reads.
+
+Plain data with no behaviour, kept apart so that the CLI and the server can build options without
+the machinery of `engine.watch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from makestream.engine.alerts import AlertEvaluator
+from makestream.engine.cursor import Cursor
+from makestream.engine.rules import Severity
+from makestream.errors import ExitCode
+
+
+@dataclass
+class WatchOptions:
+    """Everything that shapes one watch; built by the CLI, usable from Python."""
+
+    scenario_ids: list[int] = field(default_factory=list)
+    team_id: int | None = None
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    execution_id: str | None = None
+    run: bool = False
+    run_data: dict[str, Any] | None = None
+    since_ms: int | None = None
+    follow: bool = True
+    count: int | None = None
+    timeout_s: float | None = None
+    resume: Cursor | None = None
+    interval_s: float = 1.0
+    api_limit: int | None = None
+    modules: bool = False
+    exit_status: bool = False
+    heartbeat_s: float = 15.0
+    progress_s: float = 2.0
+    workers: int = 8
+    blueprints: bool = False  # fetch the targets' blueprints (few targets only) for the view
+    alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
+    fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised
+
+
+@dataclass
+class Outcome:
+    """How the stream ended."""
+
+    reason: str = "running"
+    exit_code: ExitCode = ExitCode.OK
+    error: str | None = None  # the fatal error's message, when one ended the stream
+    summary: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,272 @@
+"""The actions that read Make: the handlers a watch's workers call for each scheduled `Action`.
+
+Polling a run's status, fetching its log entry and error detail, scanning a scenario's logs,
+sweeping the scenario list, reading webhook queue depths and fetching module results. Each hands
+what it learned to the `Tracker` and emits the events that follow; `_finish` reports a run's end.
+Errors are left to the caller (`Watch._perform`), which retries or ends the stream.
+"""
+
+from __future__ import annotations
+
+from makestream.engine.base import _ORG, LOG_PAGE, WatchBase
+from makestream.engine.poller import Action
+from makestream.errors import NotFoundError
+from makestream.events import ModuleResult, _Event
+from makestream.make.budget import Priority
+from makestream.make.models import ExecStatus, ExecutionLog, Scenario
+
+
+class WatchReads(WatchBase):
+    """The action handlers of `Watch` that read Make."""
+
+    async def _poll(self, action: Action) -> None:
+        sid, eid = action.scenario_id, action.execution_id
+        try:
+            detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
+        except NotFoundError:
+            self.schedule.forget_execution(eid)
+            if eid in self._targets:
+                raise NotFoundError(
+                    f"execution {eid} of scenario {sid} not found", status=404
+                ) from None
+            return
+        finally:
+            self.schedule.polled(eid, self.clock.now())
+        if detail.status.terminal:
+            self.schedule.forget_execution(eid)
+            self._pending += 1
+            self.schedule.follow_up(
+                Action("log", sid, eid, detail=detail, priority=Priority.URGENT)
+            )
+
+    async def _fetch_log(self, action: Action) -> None:
+        sid, eid = action.scenario_id, action.execution_id
+        try:
+            log = await self.client.log(sid, eid, priority=Priority.URGENT)
+        except NotFoundError:
+            log = None
+        if log is None or not log.status.terminal:
+            # The log entry can lag the status by a few seconds.
+            if action.attempt >= 8:
+                self._finish(sid, None, action)
+            else:
+                self._later(self.clock.now() + 1.0 + action.attempt, action)
+            return
+        self._finish(sid, log, action)
+
+    async def _fetch_detail(self, action: Action) -> None:
+        sid, eid = action.scenario_id, action.execution_id
+        try:
+            detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
+        except NotFoundError:
+            detail = None
+        self._finish(sid, action.log, Action("detail", sid, eid, log=action.log, detail=detail))
+
+    def _finish(self, sid: int, log: ExecutionLog | None, action: Action) -> None:
+        if self._done.is_set():
+            return  # as in `_scan`: record nothing the stream can no longer report
+        now = self.clock.now()
+        events = self.tracker.finished(
+            sid, log or action.log, action.detail, execution_id=action.execution_id, now=now
+        )
+        self.schedule.forget_execution(action.execution_id)
+        self._in_detail.discard(action.execution_id)
+        if not events and action.execution_id in self._targets:
+            # Delivered before (the cursor says so): the target is done all the same.
+            self._targets.discard(action.execution_id)
+            if not self._targets:
+                self._end_when_settled("finished")
+        if events and self.options.modules:
+            # Queued before the event goes out, so that --count/--run wait for the modules.
+            self._pending += 1
+            self.schedule.follow_up(
+                Action("modules", sid, action.execution_id, priority=Priority.LOW)
+            )
+        self.emit(events)
+
+    async def _scan(self, sid: int, started: float, priority: Priority) -> None:
+        state = self.tracker.scenarios[sid]
+        now_ms = int(started * 1000)
+        fresh = sid in self._fresh
+        from_ms = None if fresh else min(state.position.floor_ms, now_ms - state.lookback_ms)
+        last: str | None = None
+        seen: list[ExecutionLog] = []
+        ok = False
+        try:
+            while True:
+                page = await self.client.logs(
+                    sid,
+                    from_ms=from_ms,
+                    limit=LOG_PAGE,
+                    last=last,
+                    priority=priority,
+                )
+                seen.extend(page.items)
+                if fresh and from_ms is None:
+                    # First page of a fresh scenario: learn how far back runs can land.
+                    self._learn(sid, page.items)
+                    from_ms = int(self._started_at * 1000) - state.lookback_ms
+                    if page.items and page.items[-1].timestamp_ms < from_ms:
+                        break
+                if len(page.items) < LOG_PAGE or page.items[-1].imt_id in (None, last):
+                    break  # the end, or a server that ignores pg[last]
+                last = page.items[-1].imt_id
+            ok = True
+        finally:
+            self.schedule.scanned(sid, started, self.clock.now(), ok=ok)
+        if self._done.is_set():
+            return  # the stream is closed: its last cursor must not cover runs never emitted
+        if self.on_logs is not None:
+            self.on_logs(sid, seen)
+        if fresh:
+            self._first_scan(sid, seen, from_ms or 0)
+            seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
+        self._absorb(sid, seen)
+        self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
+        self._unscanned.discard(sid)
+
+    def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
+        """Runs that ended before the watch began are history, not news.
+
+        Make may stamp a log entry with the start or the end of the run (unconfirmed), so a run
+        counts as news when it could have ended after the watch began under either reading:
+        timestamp + duration >= start of the watch.
+        """
+        self._fresh.discard(sid)
+        start_ms = int(self._started_at * 1000)
+        state = self.tracker.scenarios[sid]
+        state.position.floor_ms = floor_ms
+        self.tracker.prime(
+            sid, [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
+        )
+
+    def _absorb(self, sid: int, entries: list[ExecutionLog]) -> None:
+        """Hand a scan's entries to the tracker, oldest first."""
+        now = self.clock.now()
+        for entry in sorted(entries, key=lambda e: (e.timestamp_ms, e.id)):
+            if entry.status.terminal:
+                if not self.tracker.is_new(sid, entry) or entry.id in self._in_detail:
+                    continue
+                if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING):
+                    # Logs carry no error text; one more request fetches what went wrong.
+                    self._in_detail.add(entry.id)
+                    self.tracker.hold(sid, entry)
+                    self._pending += 1
+                    self.schedule.follow_up(
+                        Action("detail", sid, entry.id, log=entry, priority=Priority.HIGH)
+                    )
+                else:
+                    self._finish(sid, entry, Action("scan", sid, entry.id, log=entry))
+            elif entry.status in (ExecStatus.RUNNING, ExecStatus.PAUSED, ExecStatus.UNKNOWN):
+                # Some Make implementations list runs in flight: follow them by status.
+                if entry.timestamp_ms < self.tracker.scenarios[sid].position.floor_ms:
+                    continue
+                self.emit(
+                    self.tracker.started(
+                        sid,
+                        entry.id,
+                        now=now,
+                        source=entry.type or "auto",
+                        started_at=entry.timestamp_ms / 1000,
+                    )
+                )
+                self.schedule.watch_execution(
+                    sid, entry.id, now=now, history=self.tracker.scenarios[sid].history,
+                    started=entry.timestamp_ms / 1000,
+                )
+
+    async def _sweep(self, group: int) -> None:
+        # A fixed cadence from the start of this sweep, whatever its wait and answer took; but
+        # never two of one group at once, or a slow budget would fill every worker with sweeps.
+        self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
+        if group in self._sweeping:
+            return
+        self._sweeping.add(group)
+        try:
+            scenarios = await self._list_group(group)
+        finally:
+            self._sweeping.discard(group)
+        self._absorb_sweep(scenarios)
+
+    async def _list_group(self, group: int) -> list[Scenario]:
+        if group == _ORG:
+            watched = list(self._team_of)
+        else:
+            watched = [s for s, t in self._team_of.items() if t == group]
+        # An id filter keeps pages to the watched scenarios (the client sends 100 ids a request).
+        ids = watched
+        # Sweeps find most runs first, so they queue with the hot scans they trigger.
+        if group == _ORG:
+            return await self.client.scenarios(
+                organization_id=self._org_id, ids=ids, priority=Priority.HIGH
+            )
+        return await self.client.scenarios(team_id=group, ids=ids, priority=Priority.HIGH)
+
+    async def _triggers(self, sid: int) -> None:
+        """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
+        self.schedule.at(self.clock.now() + self._triggers_every(), Action("triggers", sid))
+        triggers = await self.client.triggers(sid, priority=Priority.LOW)
+        state = self.tracker.scenarios[sid]
+        if state.info is None or self._done.is_set():
+            return
+        queue = sum(t.queue_count for t in triggers)
+        before = state.queue_count
+        self.emit(self.tracker.scenario_seen(state.info, queue_count=queue))
+        if before is not None and queue > before:
+            self.schedule.heat(sid, self.clock.now())
+
+    def _absorb_sweep(self, scenarios: list[Scenario]) -> None:
+        now = self.clock.now()
+        for scenario in scenarios:
+            state = self.tracker.scenarios.get(scenario.id)
+            if state is None:
+                continue
+            before = state.info
+            self.emit(self.tracker.scenario_seen(scenario))
+            if before is None:
+                continue
+            # Counters that move when a run ends; whether Make updates them promptly is not
+            # documented, so they only reorder scans, never replace them.
+            if (before.operations, before.transfer, before.dlq_count, before.is_invalid) != (
+                scenario.operations,
+                scenario.transfer,
+                scenario.dlq_count,
+                scenario.is_invalid,
+            ):
+                self.schedule.heat(scenario.id, now)
+            if scenario.next_exec != before.next_exec:
+                if before.next_exec is not None and before.next_exec.timestamp() <= now:
+                    # nextExec moved on: a run began at the old one; look when it should end.
+                    began = before.next_exec.timestamp()
+                    self.tracker.run_began(scenario.id, int(began * 1000))
+                    self._scan_after_run(scenario.id, began, now)
+                self._plan_schedule(scenario, now)
+
+    async def _modules(self, action: Action) -> None:
+        sid, eid = action.scenario_id, action.execution_id
+        blueprint = self.blueprints.get(sid)
+        if blueprint is None:
+            blueprint = self.blueprints[sid] = await self.client.blueprint(
+                sid, priority=Priority.LOW
+            )
+        events: list[_Event] = []
+        for module in blueprint.walk():
+            page = await self.client.module_logs(
+                sid, module.id, limit=LOG_PAGE, priority=Priority.LOW
+            )
+            for entry in page.items:
+                if entry.execution_id == eid:
+                    events.append(
+                        ModuleResult(
+                            scenario_id=sid,
+                            execution_id=eid,
+                            module_id=module.id,
+                            module=module.module,
+                            app=module.app,
+                            status=entry.status.value,
+                            bundles=entry.bundles,
+                            size=entry.size,
+                        )
+                    )
+                    break
+        self.emit(events)

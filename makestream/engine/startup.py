@@ -1,0 +1,193 @@
+"""Setting a watch up: the organization, the target scenarios, and where each one starts.
+
+Before the workers begin, `WatchStartup._setup` reads the organization (its request limit and web
+host), resolves the scenarios to watch (ids, or a team with --include/--exclude), adopts each at
+the position the options ask for, emits `stream.opened` and plans the first sweeps and queue-depth
+reads. With --run or --execution, `_start_target` then starts or picks up the one run to follow.
+`add_scenarios` adopts more scenarios while the stream runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from makestream import __version__
+from makestream.engine.base import LOG_PAGE, WatchBase
+from makestream.engine.poller import Action, ScanTarget
+from makestream.errors import ApiError, AuthError, NotFoundError, UsageError
+from makestream.events import StreamOpened
+from makestream.make.budget import Priority
+from makestream.make.models import Scenario
+
+
+class WatchStartup(WatchBase):
+    """The set-up part of `Watch`."""
+
+    async def _setup(self) -> Scenario | None:
+        """Resolve targets and positions; returns the scenario of --run/--execution, if any."""
+        opts = self.options
+        await self._read_organization()
+        scenarios = await self._resolve_targets()
+        if opts.resume is not None:
+            self.tracker.restore(opts.resume)
+        for scenario in scenarios:
+            await self._adopt(scenario)
+        budget = self.client.budget.snapshot()
+        self.emit(
+            [
+                StreamOpened(
+                    targets=[s.id for s in scenarios],
+                    api_limit=budget.limit_per_min,
+                    budget_per_min=round(budget.limit_per_min * budget.share, 2),
+                    follow=opts.follow,
+                    version=__version__,
+                )
+            ]
+        )
+        self.schedule.rate_per_s = budget.rate_per_min / 60
+        if opts.blueprints and len(scenarios) <= 10:
+            # For the live view's module flow: cheap for a few scenarios, pointless for many.
+            for scenario in scenarios:
+                self._pending += 1  # a follow-up like any other (see _FOLLOW_UPS in engine.watch)
+                self.schedule.at(
+                    self.clock.now(), Action("blueprint", scenario.id, priority=Priority.LOW)
+                )
+        if opts.run or opts.execution_id:
+            return scenarios[0]
+        if opts.follow:
+            now = self.clock.now()
+            for group in self._sweep_groups():
+                self.schedule.at(now + self._sweep_every(), Action("sweep", group))
+            self._hooked = [s.id for s in scenarios if s.hook_id is not None]
+            for i, sid in enumerate(self._hooked):
+                # Spread over one period rather than all at once.
+                offset = self._triggers_every() * i / max(1, len(self._hooked))
+                self.schedule.at(now + offset, Action("triggers", sid))
+        return None
+
+    async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
+        """Start watching more scenarios while the stream runs (the SSE server's on-demand)."""
+        for sid in scenario_ids:
+            if sid not in self.tracker.scenarios:
+                await self._adopt(await self.client.scenario(sid))
+                team = self._team_of.get(sid)
+                if (
+                    self._org_id is None
+                    and team is not None
+                    and not any(t == team for s, t in self._team_of.items() if s != sid)
+                ):
+                    self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team))
+        self._kick()
+
+    async def _adopt(self, scenario: Scenario) -> None:
+        """Take a scenario into the watch, at the position the options ask for."""
+        opts = self.options
+        sid = scenario.id
+        now = self.clock.now()
+        since = opts.since_ms
+        if since is None and not opts.follow and opts.resume is None:
+            since = int(self._started_at * 1000) - 3600_000  # --no-follow alone: the last hour
+        known = opts.resume is not None and sid in opts.resume.positions
+        state = self.tracker.add_scenario(sid, floor_ms=since if since is not None else 0)
+        state.name, state.team_id = scenario.name, scenario.team_id
+        self._team_of[sid] = scenario.team_id
+        self.emit(self.tracker.scenario_seen(scenario))
+        if opts.run or opts.execution_id:
+            # The target run may predate the watch; one page of logs gives its expected length.
+            state.position.floor_ms = 0
+            page = await self.client.logs(sid, limit=LOG_PAGE, priority=Priority.NORMAL)
+            self._learn(sid, page.items)
+            return
+        if not known and since is None:
+            # The first scan tells history from news (see `_first_scan`), so that adopting a
+            # thousand scenarios costs no request up front.
+            self._fresh.add(sid)
+        self.schedule.scans[sid] = ScanTarget(sid)
+        self._unscanned.add(sid)
+        self._plan_schedule(scenario, now)
+
+    async def _read_organization(self) -> None:
+        """Learn the organization's request limit and web host; needs `organizations:read`."""
+        opts = self.options
+        if opts.api_limit is not None:
+            self.client.budget.set_limit(opts.api_limit)
+        try:
+            orgs = await self.client.organizations(priority=Priority.NORMAL)
+        except AuthError as exc:
+            if exc.status == 401:
+                raise
+            orgs = []  # no organizations:read scope: keep --api-limit
+        org = orgs[0] if len(orgs) == 1 else None
+        self._org_id = org.id if org is not None else None
+        if org is not None and org.api_limit is None and opts.api_limit is None:
+            # make-api.md documents license.apiLimit on the single organization; the list may
+            # leave it out.
+            org = await self.client.organization(org.id, priority=Priority.NORMAL)
+        if org is not None and opts.api_limit is None and org.api_limit:
+            self.client.budget.set_limit(org.api_limit)
+        host = org.zone if org is not None and org.zone else urlsplit(self.client.base_url).netloc
+        self.tracker.ui_base = f"https://{host}"
+
+    async def _resolve_targets(self) -> list[Scenario]:
+        opts = self.options
+        found: list[Scenario] = []
+        if opts.team_id is not None:
+            team = await self.client.scenarios(team_id=opts.team_id)
+            for scenario in team:
+                name = scenario.name
+                if opts.include and not any(fnmatch.fnmatchcase(name, p) for p in opts.include):
+                    continue
+                if any(fnmatch.fnmatchcase(name, p) for p in opts.exclude):
+                    continue
+                found.append(scenario)
+            if not found and not opts.scenario_ids:
+                raise UsageError(f"no scenario of team {opts.team_id} matches the filters")
+        wanted = [sid for sid in opts.scenario_ids
+                  if sid not in self.known_scenarios and not any(s.id == sid for s in found)]
+        if len(wanted) > 3 and self._org_id is not None:
+            # One listing page describes a hundred scenarios; asking one by one would spend
+            # minutes of budget before the first event for a large fleet.
+            listed = await self.client.scenarios(organization_id=self._org_id, ids=wanted)
+            found.extend(s for s in listed if s.id in set(wanted))
+        for sid in opts.scenario_ids:
+            if any(s.id == sid for s in found):
+                continue
+            try:
+                found.append(self.known_scenarios.get(sid) or await self.client.scenario(sid))
+            except NotFoundError:
+                raise NotFoundError(
+                    f"scenario {sid} not found (or not visible to this token)", status=404
+                ) from None
+        if not found:
+            raise UsageError("nothing to watch: name a scenario id or give --team")
+        if (opts.run or opts.execution_id) and len(found) != 1:
+            raise UsageError("--run and --execution take exactly one scenario")
+        return found
+
+    async def _start_target(self, scenario: Scenario) -> None:
+        opts = self.options
+        now = self.clock.now()
+        sid = scenario.id
+        if opts.run:
+            try:
+                result = await self.client.run(sid, data=opts.run_data)
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+                # Make refused the inputs or the scenario's state: the user's to fix.
+                raise UsageError(f"--run: {exc.message}") from None
+            eid, source = result.execution_id, "run"
+            started: float | None = now
+        else:
+            assert opts.execution_id is not None
+            eid, source, started = opts.execution_id, "existing", None
+        self._targets.add(eid)
+        self.emit(self.tracker.started(sid, eid, now=now, source=source, started_at=started))
+        self.schedule.scanning = False
+        self.schedule.poll_share = 0.8  # nothing else competes for the budget
+        self.schedule.watch_execution(
+            sid, eid, now=now, history=self.tracker.scenarios[sid].history, started=started
+        )
+        self._kick()
