@@ -29,7 +29,7 @@ from makestream.engine.watch import WatchOptions
 from makestream.events import StreamHeartbeat, decode
 from makestream.make.budget import Budget
 from makestream.make.client import MakeClient, Token
-from makestream.server import AppOptions, Hub, HubOptions, Metrics, bind, create_app, serve
+from makestream.server import AppOptions, Hub, HubOptions, Metrics, bind, create_app, runner, serve
 from makestream.sim import DEMO_TOKEN, SimZone, demo_world
 
 pytestmark = pytest.mark.anyio
@@ -597,3 +597,139 @@ async def test_shutdown_ends_every_stream_with_stream_closed() -> None:
                                             == "stream.closed")
                 assert events[-1].data["reason"] == "server shutting down"
                 assert await reader.next() is None
+
+
+# -- the direct-write path (httptools) -------------------------------------------------------------
+
+
+def _raw_client(url: str, request: bytes, rcvbuf: int | None = None) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    sock.sendall(request)
+    return sock
+
+
+def _read(sock: socket.socket, seconds: float, rate: float | None = None) -> bytes:
+    """Read for `seconds`, at most `rate` bytes a second if given."""
+    sock.settimeout(0.05)
+    data = b""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        allowed = 1 << 16
+        if rate is not None:
+            allowed = min(allowed, int((time.monotonic() - start) * rate) - len(data))
+            if allowed <= 0:
+                time.sleep(0.01)
+                continue
+        try:
+            chunk = sock.recv(allowed)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _flood(srv: Served, count: int, pad: int = 0) -> None:
+    for i in range(count):
+        srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}", running=i,
+                                        **({"pad": "x" * pad} if pad else {})))
+
+
+async def test_live_events_are_written_to_the_connection_directly() -> None:
+    async with sse_server() as srv:
+        http = srv.http()
+        async with http.stream("GET", "/v1/events") as response:
+            reader = SseReader(response)
+            await reader.until(lambda events: any(e.event == "stream.heartbeat" for e in events)
+                               or len(events) > 2)
+            [sub] = srv.hub._subs
+            assert sub.direct is not None and sub.queue is None
+            _flood(srv, 3)
+            got = await reader.until(lambda events: sum(
+                1 for e in events if e.id and e.id.startswith("1.x~flood")) == 3)
+            assert [e.data["running"] for e in got if e.id and "flood" in e.id] == [0, 1, 2]
+
+
+async def test_a_pipelined_request_does_not_silence_the_stream() -> None:
+    # A second request sent while the stream is open must neither divert the stream's writes
+    # nor hide the client's hang-up.
+    async with sse_server(app={"heartbeat_s": 5}) as srv:
+        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await wait_for(lambda: srv.hub.client_count == 1)
+        _flood(srv, 5)
+        data = await anyio.to_thread.run_sync(_read, sock, 1.0)
+        assert data.count(b"event: stream.heartbeat") >= 5
+        sock.close()
+        await wait_for(lambda: srv.hub.client_count == 0, within=5)
+
+
+async def test_a_busy_stream_gets_no_heartbeat_comments() -> None:
+    async with sse_server(app={"heartbeat_s": 0.3}) as srv:
+        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        await wait_for(lambda: srv.hub.client_count == 1)
+
+        async def busy() -> None:
+            for i in range(150):  # an event every 10 ms: never idle for 0.3 s
+                srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~busy.{i + 1}"))
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(busy)
+            data = await anyio.to_thread.run_sync(_read, sock, 1.2)
+        sock.close()
+        assert data.count(b"1.x~busy") >= 50
+        assert b": ping" not in data
+
+
+async def test_a_slow_but_steady_reader_survives_a_burst_longer_than_the_send_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 300 KB at once to a client that reads 100 KB/s: it needs three times the send timeout to
+    # take it all, but takes some of it all the time, so it is not stuck. Small socket buffers
+    # on both sides, so that the burst waits in the server, not in the kernel.
+    protocol = runner._protocol()
+
+    class SmallSendBuffer(protocol):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: Any) -> None:
+            transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+            super().connection_made(transport)
+
+    monkeypatch.setattr(runner, "_protocol", lambda: SmallSendBuffer)
+    async with sse_server(app={"send_timeout_s": 1, "heartbeat_s": 5}) as srv:
+        sock = _raw_client(srv.url, b"GET /v1/events?type=stream.heartbeat HTTP/1.1\r\n"
+                                    b"Host: x\r\n\r\n", rcvbuf=4096)
+        await wait_for(lambda: srv.hub.client_count == 1)
+        async with anyio.create_task_group() as tg:
+            got: list[bytes] = []
+
+            async def read() -> None:
+                got.append(await anyio.to_thread.run_sync(_read, sock, 5.0, 100_000))
+
+            tg.start_soon(read)
+            _flood(srv, 150, pad=2000)
+        sock.close()
+        assert got[0].count(b"id: 1.x~flood") == 150
+        assert srv.hub.stats.lagged == 0
+
+
+async def test_a_lagging_client_that_also_times_out_is_counted_once() -> None:
+    async with sse_server(hub={"queue_size": 200}, app={"send_timeout_s": 0.5}) as srv:
+        frozen = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf=4096)
+        await wait_for(lambda: srv.hub.client_count == 1)
+        for i in range(3000):
+            srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}",
+                                            pad="x" * 2000))
+            if i % 100 == 0:
+                await anyio.lowlevel.checkpoint()
+        await wait_for(lambda: srv.hub.client_count == 0, within=10)
+        await anyio.sleep(1.0)  # the stream's own end, after its send timeout
+        frozen.close()
+        assert srv.hub.stats.lagged == 1
+        assert srv.metrics.registry.get_sample_value("makestream_sse_lagged_clients_total") == 1

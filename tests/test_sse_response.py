@@ -212,3 +212,31 @@ async def test_a_write_past_the_send_timeout_drops_the_client(with_extension: bo
         keeper.tick(time.monotonic() + 10)
     assert outcomes == [TIMED_OUT] and source.closed
     assert aborted == ([True] if with_extension else [])
+
+
+async def test_with_countable_progress_a_client_is_stuck_only_when_it_takes_nothing() -> None:
+    source = Source()
+    keeper = StreamKeeper(heartbeat_s=15, send_timeout_s=10)
+    response, outcomes = _response(source, keeper)
+    unsent = [0]
+    aborted: list[bool] = []
+    connection = Connection(lambda: aborted.append(True), unsent=lambda: unsent[0])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_serve, response, Peer(), connection)
+        await until(lambda: keeper.streams)
+        [stream] = keeper.streams
+        t = stream.last_write
+        connection.wrote(500_000)
+        unsent[0] = 400_000  # the client has taken the first 100 KB
+        for step in range(1, 30):  # and keeps taking a little, for longer than the timeout
+            unsent[0] -= 10_000
+            keeper.tick(t + step)
+        assert not stream.timed_out and not aborted
+        assert not stream.ping_due  # bytes wait for it: it is not idle
+        keeper.tick(t + 35)  # then it takes nothing (last progress at t + 29)
+        keeper.tick(t + 38.9)
+        assert not stream.timed_out
+        keeper.tick(t + 39)  # for the whole timeout
+        assert stream.timed_out and aborted == [True]
+        connection.connection_lost()
+    assert outcomes == [TIMED_OUT]

@@ -177,7 +177,8 @@ class _Routes:
 
         def closed(outcome: str) -> None:
             subscription.close()
-            release(outcome)
+            # A lagging client is often timed out too while its last frames wait: count it once.
+            release(None if subscription.lagged else outcome)
 
         return EventStreamResponse(subscription, keeper=self.keeper, retry_ms=opts.retry_ms,
                                    on_close=closed)

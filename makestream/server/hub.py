@@ -166,8 +166,9 @@ class _Subscriber:
         self.final: _Event | None = None  # made up for this connection, sent after the last item
         self._wakeup: asyncio.Future[None] | None = None
 
-    def offer(self, item: Item) -> bool:
-        """Send or queue `item`; False if the subscriber lags too far behind."""
+    def offer(self, item: Item) -> bool | None:
+        """Send or queue `item`; False if the subscriber lags too far behind, None if its
+        connection is gone."""
         event = item.event
         if self.delivered and event.execution_id in self.delivered and event.type in _SETTLED:
             return True  # the catch-up told how this run ended
@@ -182,7 +183,7 @@ class _Subscriber:
             return True
         unsent = write(item.frame)
         if unsent < 0:
-            return True  # the connection is gone; its response is leaving
+            return None
         self.last = event
         return unsent <= self.lag_bytes
 
@@ -249,6 +250,11 @@ class Subscription:
     def close(self) -> None:
         """Leave the hub (the client is gone)."""
         self._hub._leave(self._sub)
+
+    @property
+    def lagged(self) -> bool:
+        """Dropped by the hub for falling behind."""
+        return isinstance(self._sub.final, StreamLagged)
 
     def wake(self) -> None:
         self._sub.wake()
@@ -495,7 +501,10 @@ class Hub:
         for sub in list(self._subs):
             if not sub.filter.matches(event) or (ephemeral and sub.catching_up):
                 continue
-            if not sub.offer(item):
+            sent = sub.offer(item)
+            if sent is None:
+                self._end(sub)  # its response hears of it too; this only stops the writes
+            elif not sent:
                 self._end(sub, StreamLagged(
                     message=f"fell behind by {self.options.queue_size} events and was "
                     "disconnected; reconnect with Last-Event-ID to resume",

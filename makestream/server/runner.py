@@ -57,27 +57,36 @@ class _ConnectionExtension:
     Through it a response learns at once that its client went away (without a task reading
     ``receive()`` for it), and can drop a connection whose client stopped reading: asyncio's
     `close()` would keep the socket and its unsent bytes until the client takes them, which it
-    may never do; `transport.abort()` does not wait.
+    may never do; `transport.abort()` does not wait. Each request gets its own `Connection`,
+    bound to that request's response cycle: a client may send the next request (pipelining)
+    while a stream is still open.
     """
 
     transport: asyncio.Transport
-    _connection: Connection | None = None
+    # Requests whose response has not completed: all of them hear of a lost connection.
+    _open: dict[Any, Connection] | None = None
 
-    def _extend(self, scope: Any) -> None:
-        if scope is not None and self.transport is not None:
-            extensions = scope.setdefault("extensions", {})
-            if CONNECTION not in extensions:
-                extensions[CONNECTION] = self._connection = Connection(self.transport.abort)
+    def _attach(self, scope: Any, cycle: Any, connection: Connection) -> None:
+        scope.setdefault("extensions", {})[CONNECTION] = connection
+        if self._open is None:
+            self._open = {}
+        for done in [c for c in self._open if c.response_complete]:
+            del self._open[done]
+        self._open[cycle] = connection
 
     def _lost(self) -> None:
-        if self._connection is not None:
-            self._connection.connection_lost()
+        for connection in list((self._open or {}).values()):
+            connection.connection_lost()
+        self._open = None
 
 
 class _ConnectedH11(_ConnectionExtension, H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
-        self._extend(getattr(self, "scope", None))  # the ASGI task has not started yet
+        cycle = self.cycle  # the ASGI task of a new request has not started yet
+        if cycle is not None and (self._open is None or cycle not in self._open) \
+                and not cycle.response_complete and self.transport is not None:
+            self._attach(cycle.scope, cycle, Connection(self.transport.abort))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -95,23 +104,36 @@ def _protocol() -> type[asyncio.Protocol]:
     class _ConnectedHttpTools(_ConnectionExtension, HttpToolsProtocol):
         """With `Connection.write`: a body chunk framed as uvicorn's own `send` frames it."""
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._extend(self.scope)  # the request's scope, before its ASGI task exists
-            if self._connection is not None:
-                self._connection.write = self._write_body
-                self._connection.stalled = lambda: self.flow.write_paused
+        def on_headers_complete(self) -> None:
+            before = self.cycle
+            super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is None or cycle is before:
+                return  # an upgrade request: no new response cycle
+            transport = self.transport
 
-        def _write_body(self, data: bytes) -> int:
-            cycle, transport = self.cycle, self.transport
-            if cycle is None or cycle.disconnected or cycle.response_complete \
-                    or not cycle.response_started or transport.is_closing():
-                return -1
-            if cycle.chunked_encoding:
-                transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-            else:
-                transport.write(data)
-            return transport.get_write_buffer_size()
+            def framed(size: int) -> int:
+                # Bytes on the wire for a body chunk of `size`, as uvicorn's `send` frames it.
+                return size + len(b"%x" % size) + 4 if cycle.chunked_encoding else size
+
+            def write(data: bytes) -> int:
+                # Only while this request's own response is open.
+                if cycle.disconnected or cycle.response_complete or not cycle.response_started \
+                        or transport.is_closing():
+                    return -1
+                try:
+                    if cycle.chunked_encoding:
+                        transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+                    else:
+                        transport.write(data)
+                    connection.wrote(framed(len(data)))
+                    return transport.get_write_buffer_size()
+                except Exception:  # a broken transport: the same as a lost connection
+                    return -1
+
+            connection = Connection(transport.abort, write=write,
+                                    unsent=transport.get_write_buffer_size, framed=framed)
+            self._attach(cycle.scope, cycle, connection)
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)

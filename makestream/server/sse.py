@@ -24,11 +24,13 @@ Cost per connection
     writes every frame, whatever is ready in one ``send``.
 
     What would otherwise need a timer per stream is done for all streams at once by one
-    `StreamKeeper` tick: heartbeat comments for idle streams, and the send timeout (a write
-    that does not finish, or a connection too full to take more, for `send_timeout_s` means a
-    client that stopped reading: its connection is dropped). A closed connection is learned
-    from the server's ``makestream.connection`` scope extension (see `runner`), else from a
-    task reading ``receive()``.
+    `StreamKeeper` tick: heartbeat comments for idle streams, and the send timeout. A client
+    that has taken none of the bytes waiting for it for `send_timeout_s` has stopped reading,
+    and its connection is dropped; one that reads slowly but steadily is left alone (a lagging
+    one is the hub's business). Where the server cannot count bytes, a write through ASGI that
+    does not finish within the timeout counts as stuck. A closed connection is learned from
+    the server's ``makestream.connection`` scope extension (see `runner`), else from a task
+    reading ``receive()``.
 """
 
 from __future__ import annotations
@@ -70,20 +72,35 @@ CONNECTION = "makestream.connection"
 
 
 class Connection:
-    """What the server lets a response know and do about its connection (see `runner`)."""
+    """What the server lets a response know and do about its connection (see `runner`).
 
-    __slots__ = ("_on_lost", "abort", "lost", "stalled", "write")
+    A server that can also count what it puts on the wire (`unsent`, `framed`) lets the keeper
+    judge a slow client by its progress rather than by how long one write waits; one that
+    offers `write` lets the hub send live frames itself.
+    """
+
+    __slots__ = ("_on_lost", "abort", "framed", "last_write", "lost", "unsent", "write",
+                 "written")
 
     def __init__(self, abort: Callable[[], None], *,
                  write: Callable[[bytes], int] | None = None,
-                 stalled: Callable[[], bool] = lambda: False) -> None:
+                 unsent: Callable[[], int] | None = None,
+                 framed: Callable[[int], int] = lambda size: size) -> None:
         self.abort = abort  # drop the connection at once, unsent bytes and all
         # Send one body chunk now, bypassing ASGI, once the response has started: returns the
         # bytes still unsent after it, or -1 if the connection is gone. None: not offered.
         self.write = write
-        self.stalled = stalled  # whether the client is so far behind that writes must wait
+        self.unsent = unsent  # bytes handed to the connection and not yet taken by the client
+        self.framed = framed  # bytes on the wire for a body chunk of a given size
+        self.written = 0  # bytes of body chunks handed to the connection, framing included
+        self.last_write = 0.0  # monotonic time of the last `write`
         self.lost = False
         self._on_lost: Callable[[], None] | None = None
+
+    def wrote(self, size: int) -> None:
+        """Count `size` bytes (as framed) handed to the connection."""
+        self.written += size
+        self.last_write = time.monotonic()
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the connection is gone (at once if it already is)."""
@@ -125,14 +142,15 @@ class FrameSource(Protocol):
 class _Stream:
     """One open stream, as the keeper sees it."""
 
-    __slots__ = ("abort", "cancel", "last_write", "lost", "ping_due", "source", "stalled",
-                 "stalled_since", "timed_out", "writing_since")
+    __slots__ = ("abort", "cancel", "connection", "last_sent", "last_write", "lost",
+                 "ping_due", "source", "stalled_since", "timed_out", "writing_since")
 
-    def __init__(self, source: FrameSource) -> None:
+    def __init__(self, source: FrameSource, connection: Connection | None) -> None:
         self.source = source
+        self.connection = connection
         self.last_write = time.monotonic()
         self.writing_since: float | None = None  # a write through ASGI is under way
-        self.stalled: Callable[[], bool] | None = None  # set once live frames go direct
+        self.last_sent = 0  # bytes the client had taken at the keeper's last look
         self.stalled_since: float | None = None
         self.ping_due = False
         self.lost = False
@@ -150,6 +168,7 @@ class _Stream:
         if self.abort is not None:
             self.abort()
         self.cancel()
+        self.source.wake()
 
 
 class StreamKeeper:
@@ -169,22 +188,31 @@ class StreamKeeper:
 
     def tick(self, now: float) -> None:
         idle_after = self.heartbeat_s * 0.9
-        timeout = self.send_timeout_s
         for stream in list(self.streams):
             if stream.timed_out:
                 continue
-            since = stream.writing_since
-            if since is None and stream.stalled is not None:
-                # Frames written directly do not wait; a connection that stays too full to
-                # take more is the same as a write that does not finish.
-                if stream.stalled():
-                    since = stream.stalled_since = stream.stalled_since or now
-                else:
-                    stream.stalled_since = None
-            if since is not None:
-                if now - since >= timeout:
+            connection = stream.connection
+            last_write = stream.last_write
+            if connection is not None and connection.unsent is not None:
+                # The client's progress is countable: it is stuck when bytes wait for it and
+                # it has taken none of them for the whole timeout, however long any one write
+                # has waited (a slow reader draining a burst is not stuck).
+                unsent = connection.unsent()
+                sent = connection.written - unsent
+                progressed, stream.last_sent = sent > stream.last_sent, sent
+                if unsent > 0:
+                    if progressed or stream.stalled_since is None:
+                        stream.stalled_since = now
+                    elif now - stream.stalled_since >= self.send_timeout_s:
+                        stream.time_out()
+                    continue  # busy: no heartbeat needed
+                stream.stalled_since = None
+                last_write = max(last_write, connection.last_write)
+            elif stream.writing_since is not None:
+                if now - stream.writing_since >= self.send_timeout_s:
                     stream.time_out()
-            elif not stream.ping_due and now - stream.last_write >= idle_after:
+                continue
+            if not stream.ping_due and now - last_write >= idle_after:
                 stream.ping_due = True
                 stream.source.wake()
 
@@ -224,8 +252,10 @@ class EventStreamResponse(Response):
         self.outcome = ENDED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stream = _Stream(self.source)
         connection = scope.get("extensions", {}).get(CONNECTION)
+        if not isinstance(connection, Connection):
+            connection = None
+        stream = _Stream(self.source, connection)
 
         async def disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -234,7 +264,7 @@ class EventStreamResponse(Response):
 
         self.keeper.streams.add(stream)
         try:
-            if isinstance(connection, Connection):
+            if connection is not None:
                 # A timed-out write ends by itself: aborting the connection releases it.
                 stream.abort = connection.abort
                 connection.on_lost(stream.gone)
@@ -262,6 +292,8 @@ class EventStreamResponse(Response):
             await send(message)
             stream.writing_since = None
             stream.last_write = time.monotonic()
+            if connection is not None and message.get("body"):
+                connection.wrote(connection.framed(len(message["body"])))  # type: ignore[arg-type]
             return not (stream.lost or stream.timed_out)
 
         def body(chunk: bytes, more: bool = True) -> dict[str, object]:
@@ -272,6 +304,7 @@ class EventStreamResponse(Response):
         if not await write(start) or not await write(body(retry_frame(self.retry_ms))):
             return
         source = self.source
+        direct = False
         while True:
             chunk = source.take()
             if chunk is None:
@@ -281,9 +314,8 @@ class EventStreamResponse(Response):
                 if stream.lost or stream.timed_out:
                     return
                 if not stream.ping_due:
-                    if connection is not None and connection.write is not None \
-                            and stream.stalled is None and source.direct(connection.write):
-                        stream.stalled = connection.stalled
+                    if connection is not None and connection.write is not None and not direct:
+                        direct = source.direct(connection.write)
                     await source.wait()
                     continue
                 chunk = PING
