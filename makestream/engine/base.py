@@ -76,6 +76,7 @@ class WatchBase:
         self._org_id: int | None = None
         self._sweeping: set[int] = set()
         self._hooked: list[int] = []  # webhook scenarios, whose queue depth is read
+        self._triggers_in_flight = False
         self._ending: str | None = None  # a reason to end once follow-ups settle
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         # Blueprints fetched so far (for --modules and the live view's module flow).

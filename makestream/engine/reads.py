@@ -205,7 +205,15 @@ class WatchReads(WatchBase):
     async def _triggers(self, sid: int) -> None:
         """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
         self.schedule.at(self.clock.now() + self._triggers_every(), Action("triggers", sid))
-        triggers = await self.client.triggers(sid, priority=Priority.LOW)
+        if self._triggers_in_flight:
+            # One at a time: a low-priority read waits in the budget's queue while the budget is
+            # busy, and holds a worker all that time; several would leave hot scans without.
+            return
+        self._triggers_in_flight = True
+        try:
+            triggers = await self.client.triggers(sid, priority=Priority.LOW)
+        finally:
+            self._triggers_in_flight = False
         state = self.tracker.scenarios[sid]
         if state.info is None or self._done.is_set():
             return
