@@ -279,6 +279,7 @@ def check_client(c: Client, ref: Client, end_cut: float) -> dict[str, Any]:
     unknown = sorted(eid for eid in got if eid not in ref_times)
     return {
         "lost_detail": [_lost_detail(c, eid, ref_times[eid], ref) for eid in lost[:5]],
+        "dup_detail": [_dup_detail(c, eid, ref_times.get(eid), ref) for eid in list(dup)[:5]],
         "client": c.name, "filter": "execution.finished" if "type=" in c.path else "all",
         "connections": c.connections, "resumes": c.resumes, "drops": c.drops,
         "expected": len(expected), "received": len(got), "lost": len(lost),
@@ -319,6 +320,25 @@ def _lost_detail(c: Client, eid: str, emitted: float, ref: Client) -> dict[str, 
                                               "last_finished": prev["finished"][-3:]}
             break
     return out
+
+
+def _dup_detail(c: Client, eid: str, emitted: float | None, ref: Client) -> dict[str, Any]:
+    """On which connections a duplicated event arrived, each copy's `ts` (a copy from the live
+    stream has the reference's; one from a catch-up has the catch-up's), and how each of those
+    connections resumed."""
+    ts_of = dict(ref.all_ids)
+    copies = []
+    for i, k in enumerate(c.conns):
+        for got, ts in k["finished"]:
+            if got == eid:
+                resume = k["resume"]
+                copies.append({
+                    "connection": i, "head": round(k["head"], 3), "copy_ts": ts,
+                    "resume_id_in_live_stream": resume in ts_of,
+                    "resume_id_emitted": None if resume not in ts_of else round(ts_of[resume], 3),
+                })
+    return {"execution_id": eid, "emitted": None if emitted is None else round(emitted, 3),
+            "copies": copies}
 
 
 def resumes_beyond_ring(c: Client, ref: Client, ring: int) -> int:
