@@ -100,8 +100,6 @@ class Watch(WatchStartup, WatchReads):
 
     async def _perform(self, action: Action) -> None:
         started = self.clock.now()
-        if action.kind in _FOLLOW_UPS:
-            self._pending -= 1
         try:
             match action.kind:
                 case "poll":
@@ -132,6 +130,10 @@ class Watch(WatchStartup, WatchReads):
                 return
             self._retry(action, exc, started)
         finally:
+            if action.kind in _FOLLOW_UPS:
+                # Counted off only now that it is done (a retry counts itself in again): while
+                # it is in flight, another worker finishing must not find the watch caught up.
+                self._pending -= 1
             self._kick()
             self._check_caught_up()
             if self._ending is not None:

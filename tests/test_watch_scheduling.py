@@ -1,4 +1,4 @@
-"""Webhook queue depth: read a scenario at a time, and a growing queue heats the scenario."""
+"""Watch scheduling details: webhook queue reads, and when a `--no-follow` watch is done."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from makestream.clock import Clock
-from makestream.engine.poller import ScanTarget
+from makestream.engine.poller import Action, ScanTarget
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.events import ScenarioChanged
 from makestream.make.budget import Budget, Priority
@@ -65,3 +65,29 @@ async def test_one_queue_read_at_a_time_and_a_growing_queue_heats_the_scenario()
         assert changed and changed[-1].queue_count == 5
         target = watch.schedule.scans[first]
         assert target.hot_until > clock.now()
+
+
+async def test_a_no_follow_watch_is_not_caught_up_while_a_follow_up_is_in_flight() -> None:
+    # A catch-up (`follow=False`) must not end while the error detail of a run it found is
+    # still being fetched: the run would never be reported.
+    clock = Clock(1.0, anchor=NOW)
+    client = MakeClient("http://make.test/api/v2", Token("t"), budget=Budget(60, clock=clock),
+                        clock=clock)
+    watch = Watch(client, WatchOptions(scenario_ids=[1], follow=False))
+    fetching = anyio.Event()
+    release = anyio.Event()
+
+    async def fetch_detail(action: Any) -> None:
+        fetching.set()
+        await release.wait()
+
+    watch._fetch_detail = fetch_detail  # type: ignore[method-assign]
+    with watch.events, watch._send:
+        watch._pending = 1  # as a scan does when it finds a failed run
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch._perform, Action("detail", 1, "e1"))
+            await fetching.wait()
+            watch._check_caught_up()  # another worker finishing meanwhile
+            assert watch._ending is None and not watch._done.is_set()
+            release.set()
+        assert watch._done.is_set()  # then it is
