@@ -424,11 +424,7 @@ async def test_a_frozen_client_is_cut_off_by_the_send_timeout() -> None:
         frozen.connect((host, int(port)))
         frozen.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         await wait_for(lambda: srv.hub.client_count == 1)
-        for i in range(3000):
-            srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}",
-                                            pad="x" * 2000))
-            if i % 100 == 0:
-                await anyio.lowlevel.checkpoint()
+        await _flood_letting_the_server_write(srv, 3000, pad=2000)
         await wait_for(lambda: srv.hub.client_count == 0, within=10)
         frozen.close()
         assert srv.metrics.registry.get_sample_value("makestream_sse_lagged_clients_total") == 1
@@ -634,6 +630,14 @@ def _read(sock: socket.socket, seconds: float, rate: float | None = None) -> byt
     return data
 
 
+async def _flood_letting_the_server_write(srv: Served, count: int, pad: int) -> None:
+    """Publish `count` padded events, yielding now and then so that the writes go out."""
+    for i in range(count):
+        srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}", pad="x" * pad))
+        if i % 100 == 0:
+            await anyio.lowlevel.checkpoint()
+
+
 def _flood(srv: Served, count: int, pad: int = 0) -> None:
     for i in range(count):
         srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}", running=i,
@@ -723,11 +727,7 @@ async def test_a_lagging_client_that_also_times_out_is_counted_once() -> None:
     async with sse_server(hub={"queue_size": 200}, app={"send_timeout_s": 0.5}) as srv:
         frozen = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf=4096)
         await wait_for(lambda: srv.hub.client_count == 1)
-        for i in range(3000):
-            srv.hub.publish(StreamHeartbeat(seq=i + 1, cursor=f"1.x~flood.{i + 1}",
-                                            pad="x" * 2000))
-            if i % 100 == 0:
-                await anyio.lowlevel.checkpoint()
+        await _flood_letting_the_server_write(srv, 3000, pad=2000)
         await wait_for(lambda: srv.hub.client_count == 0, within=10)
         await anyio.sleep(1.0)  # the stream's own end, after its send timeout
         frozen.close()
