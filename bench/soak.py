@@ -167,7 +167,11 @@ class Soak:
         return conn
 
     async def reference(self, client: Client, stop_at: float) -> None:
-        on_block = self.handler(client, keep_all=True)
+        await self.stay(client, self.handler(client, keep_all=True), stop_at, pause_s=0.0)
+
+    async def stay(self, client: Client, on_block: Any, stop_at: float, pause_s: float) -> None:
+        """Stay connected until `stop_at`, resuming whenever the server ends the stream (after
+        `pause_s`) or refuses it."""
         while time.time() < stop_at:
             conn = await self.connect(client, on_block)
             if conn is None:
@@ -176,6 +180,7 @@ class Soak:
             try:
                 await asyncio.wait_for(conn.read(), max(0.1, stop_at - time.time()))
                 client.server_ends[conn.end or "?"] += 1  # the server ended it: resume
+                await asyncio.sleep(pause_s)
             except TimeoutError:
                 pass
             finally:
@@ -210,19 +215,7 @@ class Soak:
             gap = rng.uniform(*self.plan.gap_sim_s) / speed
             await asyncio.sleep(max(0.0, min(gap, final_at - time.time())))
         # The last stretch: connected (resumed) until everyone stops.
-        while time.time() < stop_at:
-            conn = await self.connect(client, on_block)
-            if conn is None:
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await asyncio.wait_for(conn.read(), max(0.1, stop_at - time.time()))
-                client.server_ends[conn.end or "?"] += 1
-                await asyncio.sleep(1.0)
-            except TimeoutError:
-                pass
-            finally:
-                conn.abort()
+        await self.stay(client, on_block, stop_at, pause_s=1.0)
 
     async def sampler(self, stop_at: float, samples: list[dict[str, Any]]) -> None:
         pid = self.servers.sse.pid
