@@ -66,6 +66,7 @@ class MakestreamError(Exception):
 
     exit_code: ExitCode = ExitCode.CANNOT_MONITOR
     transient: bool = False
+    tries: int = 1  # how many times the request that failed was sent (the client sets it)
 
     def __init__(self, message: str) -> None:
         # Keep messages to one line: they are printed as `makestream: error: <message>`.

@@ -114,6 +114,9 @@ class Connection:
     api_limit: int | None = None
     speed: float | None = None
     seed: int = 0
+    # A one-shot command gives up on an unreachable Make within a bounded time (exit 6);
+    # a following watch keeps retrying (see makestream.make.client.ONE_SHOT).
+    one_shot: bool = False
 
     def clock(self) -> Clock:
         from makestream.clock import Clock
@@ -132,10 +135,19 @@ async def open_client(
 ) -> AsyncIterator[tuple[MakeClient, SimZone | None]]:
     """A client for Make, or for the in-process simulated zone with --demo."""
     from makestream.make.budget import Budget
-    from makestream.make.client import MakeClient, Token, base_url_for
+    from makestream.make.client import (
+        ONE_SHOT,
+        ONE_SHOT_TIMEOUT_S,
+        MakeClient,
+        RetryPolicy,
+        Token,
+        base_url_for,
+    )
 
     clock = conn.clock()
     budget = Budget(conn.api_limit or 60, clock=clock)
+    retry = ONE_SHOT if conn.one_shot else RetryPolicy()
+    timeout = ONE_SHOT_TIMEOUT_S if conn.one_shot else 30.0
     if conn.demo:
         import httpx
 
@@ -152,6 +164,7 @@ async def open_client(
             clock=clock,
             transport=transport,
             observer=observer,
+            retry=retry,
         ) as client:
             yield client, zone
         return
@@ -160,7 +173,10 @@ async def open_client(
     token = Token.from_env_or_file(conn.token_file, env)
     if token is None:
         raise UsageError("no API token: set MAKE_API_TOKEN or pass --token-file (or try --demo)")
-    async with MakeClient(base_url, token, budget=budget, clock=clock, observer=observer) as client:
+    async with MakeClient(
+        base_url, token, budget=budget, clock=clock, observer=observer, retry=retry,
+        timeout=timeout,
+    ) as client:
         yield client, None
 
 

@@ -77,7 +77,9 @@ def flow(
 
       makestream flow 123 --execution 8f14e45fceea167a5a36dedd4bea2543
     """
-    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit, speed=speed)
+    conn = Connection(
+        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+    )
 
     async def main() -> int:
         from makestream.render.console import make_console

@@ -40,7 +40,9 @@ def state(
     speed: float | None = SpeedOpt,
 ) -> None:
     """Print flags, recent executions, success rate and p50/p95 durations as one JSON document."""
-    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit, speed=speed)
+    conn = Connection(
+        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+    )
 
     async def main() -> int:
         import orjson

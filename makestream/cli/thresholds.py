@@ -299,7 +299,9 @@ def test(
     Runs are taken oldest first at the time of their log entry; then the scenario's present
     state (flags, webhook queue, schedule, runs still going) is judged as of now.
     """
-    conn = Connection(demo=demo, token_file=token_file, api_limit=api_limit, speed=speed)
+    conn = Connection(
+        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+    )
 
     async def main() -> int:
         from makestream.config import load

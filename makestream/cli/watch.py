@@ -290,6 +290,7 @@ def watch(
         token_file=token_file,
         api_limit=api_limit,
         speed=speed if speed is not None else (DEMO_SPEED if demo else None),
+        one_shot=not follow,
     )
 
     async def main() -> int:
@@ -338,16 +339,28 @@ def watch(
                 # report the budget more often than the NDJSON default.
                 options.blueprints, options.heartbeat_s = True, 5.0
             output = output_for(format_, color, sys.stdout)
-            sinks = _sinks(webhook, alertmanager, client.clock, holder)
-            return await _stream(client, options, output, cursor_file, holder, sinks)
+            failures: list[str] = []
+            sinks = _sinks(webhook, alertmanager, client.clock, holder, failures)
+            try:
+                return await _stream(client, options, output, cursor_file, holder, sinks)
+            finally:
+                if failures:
+                    # One line, after the stream: the live view owns the terminal until then.
+                    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+                    typer.echo(f"makestream: warning: {failures[-1]}{more}", err=True)
 
     run(main)
 
 
 def _sinks(
-    webhooks: list[str], alertmanager: str | None, clock: Any, holder: list[Any]
+    webhooks: list[str],
+    alertmanager: str | None,
+    clock: Any,
+    holder: list[Any],
+    failures: list[str],
 ) -> list[Any]:
-    """Alert sinks; their failures become `stream.error` events and never stop the stream."""
+    """Alert sinks; their failures become `stream.error` events (and are kept in `failures`
+    for one stderr line at the end), and never stop the stream or change its exit status."""
     if not webhooks and alertmanager is None:
         return []
     from makestream.events import StreamError
@@ -355,7 +368,8 @@ def _sinks(
     from makestream.sinks.webhook import WebhookSink
 
     def on_error(message: str) -> None:
-        if holder:
+        failures.append(message)
+        if holder:  # `emit` does nothing once the stream has ended
             holder[0].emit([StreamError(message=message, error_type="sink", fatal=False)])
 
     found: list[Any] = []
@@ -381,19 +395,41 @@ async def _stream(
 ) -> int:
     from contextlib import AsyncExitStack
 
-    import anyio
-
     from makestream.engine.watch import Watch
 
     watch = Watch(client, options)
     holder.append(watch)
     if hasattr(output, "blueprints"):
         output.blueprints = watch.blueprints  # filled as the watch fetches them
-    last_cursor = ""
-    broken = False
-    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+    state = _Ending()
+    # The sinks outlive the task group that runs the watch: they are opened before it and closed
+    # after it, so the two never unwind out of order, and the sinks still deliver the alerts of
+    # the watch's last moments.
+    async with AsyncExitStack() as stack:
         for sink in sinks:
             await stack.enter_async_context(sink)
+        await _follow(watch, output, cursor_file, sinks, state)
+    if state.broken:
+        raise BrokenPipeError  # `run()` ends quietly
+    if watch.outcome.error is not None:
+        raise MonitorFailed(watch.outcome.error, watch.outcome.exit_code)
+    return int(watch.outcome.exit_code)
+
+
+class _Ending:
+    """What `_follow` learned about how the output ended."""
+
+    broken = False
+
+
+async def _follow(
+    watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending
+) -> None:
+    """Run the watch and write its events until it ends."""
+    import anyio
+
+    last_cursor = ""
+    async with anyio.create_task_group() as tg:
         tg.start_soon(watch.run)
         tg.start_soon(interrupt_on_signals(lambda exc: watch.stop(exc.message, exc.exit_code)))
         try:
@@ -408,18 +444,13 @@ async def _stream(
                     write_cursor_file(cursor_file, event.cursor)
                     last_cursor = position
         except BrokenPipeError:
-            broken = True
+            state.broken = True
             watch.stop("output closed")
         finally:
             watch.events.close()
             tg.cancel_scope.cancel()
-            if not broken:
+            if not state.broken:
                 try:
                     output.close()  # also on errors: the live view leaves its summary
                 except BrokenPipeError:
-                    broken = True
-    if broken:
-        raise BrokenPipeError  # `run()` ends quietly
-    if watch.outcome.error is not None:
-        raise MonitorFailed(watch.outcome.error, watch.outcome.exit_code)
-    return int(watch.outcome.exit_code)
+                    state.broken = True

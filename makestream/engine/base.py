@@ -53,7 +53,7 @@ class WatchBase:
         self.client = client
         self.options = options
         self.clock = client.clock
-        self.tracker = Tracker(stream=secrets.token_hex(4))
+        self.tracker = Tracker(stream=options.stream_key or secrets.token_hex(4))
         self.schedule = Schedule(floor_s=options.interval_s)
         self._send: MemoryObjectSendStream[_Event]
         self.events: MemoryObjectReceiveStream[_Event]
@@ -61,7 +61,7 @@ class WatchBase:
         # the producer is paced by the request budget, so the queue only grows while the
         # consumer itself is stalled.
         self._send, self.events = anyio.create_memory_object_stream[_Event](math.inf)
-        self._seq = 0
+        self._seq = options.first_seq  # the first event gets first_seq + 1
         self._last_emit = 0.0
         self._last_heartbeat = self.clock.now()
         self._done = anyio.Event()
@@ -78,6 +78,10 @@ class WatchBase:
         self._hooked: list[int] = []  # webhook scenarios, whose queue depth is read
         self._triggers_in_flight = False
         self._ending: str | None = None  # a reason to end once follow-ups settle
+        # With --modules: runs whose module results are still to come, and those of them that
+        # --count or --run/--execution counted, whose results the ending waits for.
+        self._modules_due: set[str] = set()
+        self._awaited: set[str] = set()
         self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         # Blueprints fetched so far (for --modules and the live view's module flow).
         self.blueprints: dict[int, Blueprint] = {}
@@ -123,6 +127,10 @@ class WatchBase:
             self.stop("alert", ExitCode.ALERT)
 
     def _count_finished(self, event: ExecutionFinished) -> None:
+        eid = event.execution_id
+        counted = eid in self._targets or self.options.count is not None
+        if counted and self._ending is None and eid in self._modules_due:
+            self._awaited.add(eid)
         self._counts["finished"] += 1
         self._counts[event.status] += 1
         self._codes.append(_OUTCOME[event.status])
@@ -134,10 +142,16 @@ class WatchBase:
             self._end_when_settled("count")
 
     def _end_when_settled(self, reason: str) -> None:
-        """End now, or — with --modules — once the module results of the last run are out."""
+        """End now, or — with --modules — once the module results of the counted runs are out
+        (whatever else keeps finishing meanwhile)."""
         self._ending = self._ending or reason
-        if not self.options.modules or self._pending <= 0:
+        if not self._awaited:
             self.stop(self._ending)
+
+    def _modules_settled(self, execution_id: str) -> None:
+        """The module results of a run are out, or will never come."""
+        self._modules_due.discard(execution_id)
+        self._awaited.discard(execution_id)
 
     def on_notice(self, notice: ApiNotice) -> None:
         """Client observer: a 429 becomes an `api.throttled` event."""

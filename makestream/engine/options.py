@@ -41,6 +41,10 @@ class WatchOptions:
     blueprints: bool = False  # fetch the targets' blueprints (few targets only) for the view
     alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
     fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised
+    # A consumer that restarts watches (the SSE hub) continues one stream with them: the same
+    # stream key in every cursor, and seq going on from where the last watch stopped.
+    stream_key: str | None = None
+    first_seq: int = 0
 
 
 @dataclass

@@ -79,6 +79,7 @@ class WatchReads(WatchBase):
         if events and self.options.modules:
             # Queued before the event goes out, so that --count/--run wait for the modules.
             self._pending += 1
+            self._modules_due.add(action.execution_id)
             self.schedule.follow_up(
                 Action("modules", sid, action.execution_id, priority=Priority.LOW)
             )
@@ -277,4 +278,5 @@ class WatchReads(WatchBase):
                         )
                     )
                     break
+        self._modules_settled(eid)
         self.emit(events)

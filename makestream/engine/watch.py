@@ -56,6 +56,7 @@ class Watch(WatchStartup, WatchReads):
 
     async def _guarded_setup_and_work(self, tg: anyio.abc.TaskGroup) -> None:
         delay = 2.0
+        opts = self.options
         while True:
             try:
                 target = await self._setup()
@@ -63,11 +64,14 @@ class Watch(WatchStartup, WatchReads):
             except MakestreamError as exc:
                 # A 429 or an outage at start-up is waited out like any other (DESIGN.md); only
                 # what retrying cannot fix — a bad token, an unknown scenario — ends the watch.
-                timeout = self.options.timeout_s
+                # A one-shot watch, and one that runs or follows a single execution, gives up
+                # instead once the client's bounded retries are spent: cron and CI must not hang.
+                timeout = opts.timeout_s
                 if timeout is not None and self.clock.now() - self._started_at + delay > timeout:
                     self.stop("timeout", ExitCode.TIMEOUT)
                     return
-                if not exc.transient:
+                bounded = not opts.follow or opts.run or opts.execution_id is not None
+                if not exc.transient or bounded:
                     self._fatal(exc)
                     return
                 self.emit([StreamError(message=exc.message, error_type=type(exc).__name__,
@@ -128,6 +132,11 @@ class Watch(WatchStartup, WatchReads):
             if gone or not (exc.transient or isinstance(exc, NotFoundError)):
                 self._fatal(exc)
                 return
+            if exc.transient and not self.options.follow:
+                # --no-follow reports what is new and exits: an outage that outlived the
+                # client's bounded retries ends it with exit 6 rather than waiting forever.
+                self._fatal(exc)
+                return
             self._retry(action, exc, started)
         finally:
             if action.kind in _FOLLOW_UPS:
@@ -162,7 +171,8 @@ class Watch(WatchStartup, WatchReads):
             case "sweep" | "triggers":
                 pass  # the next one is already planned
             case "modules" | "blueprint" if action.attempt >= 3:
-                pass  # per-module detail and the flow are niceties; the runs are reported
+                # Per-module detail and the flow are niceties; the runs are reported.
+                self._modules_settled(action.execution_id)
             case "log" | "detail" if action.attempt >= 8:
                 # The figures never came: report the end with what is known.
                 self._finish(action.scenario_id, action.log, action)

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from makestream import __version__
@@ -85,11 +86,21 @@ class RetryPolicy:
     factor: float = 2.0
     max_delay: float = 30.0
     jitter: float = 0.2  # ± this fraction, so that many callers do not retry in step
+    # Clock seconds after the first try past which no retry starts: one-shot commands give up
+    # within a bounded time (ONE_SHOT), following watches keep going (None).
+    give_up_s: float | None = None
 
     def backoff(self, failed_attempt: int, rng: random.Random) -> float:
         """The delay after the `failed_attempt`-th try (1-based) failed."""
         delay = min(self.max_delay, self.base * self.factor ** (failed_attempt - 1))
         return max(0.0, delay * (1 + self.jitter * rng.uniform(-1.0, 1.0)))
+
+
+# One-shot commands (`--no-follow`, `state`, `flow`, `thresholds test`): three tries of a request,
+# and none started more than a minute after the first. Each try is also bounded as a whole
+# (ONE_SHOT_TIMEOUT_S real seconds, not per read), so a hung or trickling server cannot hold them.
+ONE_SHOT = RetryPolicy(attempts=3, give_up_s=60.0)
+ONE_SHOT_TIMEOUT_S = 20.0
 
 
 class MakeClient:
@@ -118,7 +129,9 @@ class MakeClient:
         self._token = token
         self._observer = observer
         self._rng = random.Random()
-        self._host = httpx.URL(self.base_url).host or self.base_url
+        url = httpx.URL(self.base_url)
+        # host:port in messages: "no answer from 127.0.0.1:8080" says which server it was.
+        self._host = f"{url.host}:{url.port}" if url.port else (url.host or self.base_url)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
@@ -443,6 +456,7 @@ class MakeClient:
         http_timeout: float | None = None,
     ) -> T:
         failed = 0
+        first_try = self.clock.now()
         while True:
             if budgeted:
                 await self.budget.acquire(priority)
@@ -452,7 +466,13 @@ class MakeClient:
                 if budgeted and not isinstance(err, RateLimitError):
                     self.budget.succeeded()  # Make answered, so the limit is not spent
                 failed += 1
+                err.tries = failed
                 wait = self._plan_retry(err, failed, idempotent)
+                give_up = self.retry.give_up_s
+                late = give_up is not None and wait is not None \
+                    and self.clock.now() + wait - first_try > give_up
+                if late:
+                    wait = None
                 if isinstance(err, RateLimitError):
                     # The organization's limit is spent for every caller: pause them all.
                     pause = self.budget.throttled(err.retry_after)
@@ -462,6 +482,8 @@ class MakeClient:
                     status = getattr(err, "status", None)
                     self._notify(ApiNotice("retry", method, path, status, wait, str(err)))
                 if wait is None:
+                    if err.transient and failed > 1:
+                        err.args = (f"{err} (gave up after {failed} tries)",)
                     raise
                 log.debug("%s %s: retrying in %.1f s after: %s", method, path, wait, err)
                 await self.clock.sleep(wait)
@@ -492,15 +514,20 @@ class MakeClient:
     ) -> T:
         endpoint = f"{method} {path}"
         headers = {"Authorization": self._token.header()} if self._token is not None else {}
+        limit = self.timeout if http_timeout is None else http_timeout
         try:
-            response = await self._http.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                headers=headers,
-                timeout=httpx.USE_CLIENT_DEFAULT if http_timeout is None else http_timeout,
+            # httpx's timeout bounds each read; the deadline bounds the whole exchange, so that
+            # a server trickling a byte at a time cannot hold the request forever.
+            with anyio.fail_after(limit):
+                response = await self._http.request(
+                    method, path, params=params, json=json, headers=headers, timeout=limit
+                )
+        except TimeoutError:
+            err = TransportError(
+                f"no answer from {self._host}: no complete answer within {limit:g} s ({endpoint})"
             )
+            self._notify(ApiNotice("request", method, path, None, None, str(err)))
+            raise err from None
         except httpx.RequestError as exc:
             err = error_from_transport(exc, endpoint=endpoint, host=self._host)
             self._notify(ApiNotice("request", method, path, None, None, str(err)))

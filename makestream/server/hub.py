@@ -32,6 +32,7 @@ Replay (``Last-Event-ID`` or ``?cursor=``)
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -71,6 +72,10 @@ CONTROL = frozenset({"stream.closed", "stream.lagged"})
 # Live news about a run the catch-up already reported finished: skipped after the switch.
 _SETTLED = frozenset({"execution.started", "execution.progress", "execution.finished"})
 RECENT_LOGS = 50  # per scenario, for /v1/state (as many as `makestream state` reads)
+# A catch-up from Make's logs replays at most this many runs on one connection, numbered 1 to
+# CATCHUP_MAX; live events are numbered above it, so seq grows within every connection. A
+# client with more to catch up is told to reconnect, and resumes after the last one it got.
+CATCHUP_MAX = 10_000
 TEAM_REFRESH_S = 60.0  # how often a team's scenario list may be re-read for an unknown id
 
 
@@ -208,6 +213,7 @@ class _Catchup:
     done: anyio.Event = field(default_factory=anyio.Event)
     items: list[Item] = field(default_factory=list)
     error: str | None = None
+    more: bool = False  # more than CATCHUP_MAX runs: the connection ends after these
     waiting: list[_Subscriber] = field(default_factory=list)  # woken when it is done
 
 
@@ -300,17 +306,27 @@ class Subscription:
                 self._done = True
                 if self._hub.closing:
                     sub.final = sub.final or self._hub._closed_event(SHUTDOWN)
-                return event_frame(sub.final or StreamError(
+                final = sub.final or StreamError(
                     message=f"replay from Make failed ({catchup.error}); reconnect to try again",
                     error_type="ReplayFailed", fatal=False, retry_in_s=5.0,
                     ts=rfc3339(self._hub.client.clock.now()),
-                ), with_id=False)
+                )
+                seq = (sub.last.seq if sub.last is not None else 0) + 1
+                return event_frame(final.model_copy(update={"seq": seq}), with_id=False)
             for item in catchup.items:
                 if sub.filter.matches(item.event):
                     sub.delivered.add(item.event.execution_id or "")
                     sub.last = item.event
                     parts.append(item.frame)
             sub.catching_up = False
+            if catchup.more:
+                self._done = True
+                parts.append(event_frame(StreamError(
+                    message="more runs to replay than one connection carries; reconnect with "
+                    "Last-Event-ID to continue", error_type="ReplayContinues", fatal=False,
+                    retry_in_s=0.0, seq=(sub.last.seq if sub.last else 0) + 1,
+                    ts=rfc3339(self._hub.client.clock.now()),
+                ), with_id=False))
             if parts:
                 return b"".join(parts)
         queue, delivered = sub.queue, sub.delivered
@@ -329,9 +345,11 @@ class Subscription:
             self._done = True
             sub.queue = None
             final, last = sub.final, sub.last
+            # The last word of the connection comes after everything it carried.
+            update: dict[str, Any] = {"seq": (last.seq if last is not None else 0) + 1}
             if isinstance(final, StreamLagged) and last is not None:
-                final = final.model_copy(update={"seq": last.seq, "cursor": last.cursor})
-            return event_frame(final, with_id=False)
+                update["cursor"] = last.cursor
+            return event_frame(final.model_copy(update=update), with_id=False)
         if sub.ended:
             self._done = True
             return None
@@ -356,6 +374,9 @@ class Hub:
         self._closing = False
         self._closed = anyio.Event()
         self._cursor: str | None = None
+        # One stream across upstream restarts: the same key, seq going on (see CATCHUP_MAX).
+        self._stream_key = secrets.token_hex(4)
+        self._seq = CATCHUP_MAX
         self._ring: deque[Item] = deque()
         self._ring_start = 0  # absolute position of _ring[0]
         self._ring_at: dict[tuple[str, int], int] = {}  # (stream, seq) -> absolute position
@@ -434,7 +455,8 @@ class Hub:
         base = self.options.watch
         resume = Cursor.decode(self._cursor) if self._cursor else base.resume
         options = replace(base, resume=resume,
-                          scenario_ids=sorted(set(base.scenario_ids) | self._added))
+                          scenario_ids=sorted(set(base.scenario_ids) | self._added),
+                          stream_key=self._stream_key, first_seq=self._seq)
         watch = Watch(self.client, options)
         watch.known_scenarios = self._known_scenarios()
         watch.on_logs = self._record_logs
@@ -464,6 +486,7 @@ class Hub:
 
     def _take(self, watch: Watch, event: _Event) -> None:
         """One upstream event: note what it tells about the upstream, then publish it."""
+        self._seq = max(self._seq, event.seq)
         if event.cursor:
             self._cursor = event.cursor
         if isinstance(event, StreamOpened):
@@ -648,6 +671,11 @@ class Hub:
                 self.stats.catchups += 1
                 with anyio.fail_after(self.options.catchup_timeout_s):
                     found = await self._finished_since(catchup)
+                if len(found) > CATCHUP_MAX:
+                    found, catchup.more = found[:CATCHUP_MAX], True
+                # Numbered 1..n ahead of the live events (numbered above CATCHUP_MAX); the
+                # cursors stay the catch-up's, so resuming from one continues from Make's logs.
+                found = [e.model_copy(update={"seq": n}) for n, e in enumerate(found, 1)]
                 catchup.items = [Item(e, event_frame(e)) for e in found]
                 complete = True
         except TimeoutError:

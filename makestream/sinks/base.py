@@ -165,8 +165,15 @@ class Sink:
         deliver what is queued (at most `grace_s`)."""
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        self._tasks.start_soon(self.run)
+        self._tasks.start_soon(self._run_guarded)
         return self
+
+    async def _run_guarded(self) -> None:
+        # A sink's own failure is reported and ends the sink, never the stream it serves.
+        try:
+            await self.run()
+        except Exception as exc:  # any bug in delivery stays inside the sink
+            self.report(f"stopped: {type(exc).__name__}: {exc}")
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
