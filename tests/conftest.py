@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "make-fixtures"
+# Make's example payloads, kept with their LICENSE
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make"
 
 
 @pytest.fixture

@@ -71,7 +71,17 @@ def test_changing_a_help_text_without_regenerating_is_drift(
     assert "A different help text." in regenerated["man/makestream.1"]
 
 
-def test_gen_docs_check_reports_and_regeneration_fixes(tmp_path: Path) -> None:
+def test_gen_docs_check_reports_and_regeneration_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page generated afresh is dated by SOURCE_DATE_EPOCH: pinned to the committed page's date,
+    # the comparison below holds on any day.
+    from datetime import UTC, datetime
+
+    committed = re.search(r'^\.TH MAKESTREAM 1 "([^"]*)"', MAN, re.MULTILINE)
+    assert committed is not None
+    day = datetime.fromisoformat(committed.group(1)).replace(tzinfo=UTC)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(day.timestamp())))
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     assert gen_docs(["--check", "--root", str(tmp_path)]) == 1  # nothing generated yet
     assert gen_docs(["--root", str(tmp_path)]) == 0

@@ -41,7 +41,8 @@ from makestream.make import (
     errors_from_response,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "make-fixtures"
+# Make's example payloads, kept with their LICENSE
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make"
 BASE = "https://eu1.make.com/api/v2"
 SECRET = "3f2b5c1e-8a4d-4f6b-9c2e-7d1a0b9e4c3f"  # a UUIDv4, as Make's API tokens are
 Handler = Callable[[httpx.Request], httpx.Response]

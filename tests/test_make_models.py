@@ -35,7 +35,8 @@ from makestream.make.models import (
     parse_imt_id,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "make-fixtures"
+# Make's example payloads, kept with their LICENSE
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make"
 
 
 def load(name: str) -> Any:

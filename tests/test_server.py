@@ -264,6 +264,12 @@ async def _reconnect_case(srv: Served) -> tuple[list[str], list[str], list[str]]
     return finished_ids(a_before), finished_ids(a_after), missed
 
 
+def _seq_grows(events: list[Any]) -> None:
+    """seq only grows within one connection, whatever it replays (the event format's promise)."""
+    seqs = [e.data["seq"] for e in events if isinstance(e.data, dict) and "seq" in e.data]
+    assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
+
+
 def _exactly_the_missed(srv: Served, before: list[str], after: list[str],
                         missed: list[str]) -> None:
     together = before + after
@@ -290,6 +296,19 @@ async def test_last_event_id_past_the_ring_replays_from_make_logs() -> None:
     async with sse_server(hub={"ring_size": 3}) as srv:
         before, after, missed = await _reconnect_case(srv)
         _exactly_the_missed(srv, before, after, missed)
+        assert srv.hub.stats.catchups == 1
+
+
+async def test_seq_grows_across_a_catch_up_on_a_young_server() -> None:
+    # Replayed runs come first with small numbers; the live events, however young the
+    # upstream, are numbered above every replayed one.
+    async with sse_server(hub={"ring_size": 2}) as srv:
+        async with srv.http().stream("GET", "/v1/events") as response:
+            first = await SseReader(response).until(count_finished(1))
+        cursor = first[0].data["cursor"].rsplit("~", 1)[0] + "~0badc0de.1"
+        async with srv.http().stream("GET", "/v1/events?cursor=" + cursor) as response:
+            events = await SseReader(response).until(count_finished(4))
+        _seq_grows(events)
         assert srv.hub.stats.catchups == 1
 
 
@@ -448,10 +467,15 @@ async def test_upstream_stops_without_listeners_and_resumes_without_loss() -> No
         last_id = before[-1].id
         async with http.stream("GET", "/v1/events", headers={"Last-Event-ID": last_id}) as again:
             after = await SseReader(again).until(
-                lambda evs: ended_meanwhile <= set(finished_ids(evs)))
+                lambda evs: ended_meanwhile <= set(finished_ids(evs))
+                and any(e.event == "stream.opened" for e in evs))
         assert srv.hub.stats.upstream_starts == 2
         ids = finished_ids(before) + finished_ids(after)
         assert len(ids) == len(set(ids))
+        # The restarted upstream goes on numbering: its stream.opened follows the replay.
+        _seq_grows(before)
+        _seq_grows(after)
+        assert after[0].data["seq"] > before[-1].data["seq"]
 
 
 async def test_a_fatal_upstream_error_ends_the_streams_and_readyz_tells() -> None:

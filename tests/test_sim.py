@@ -31,7 +31,8 @@ from makestream.sim import (
 from makestream.sim.flows import blueprint, module
 from makestream.sim.world import InputSpec, Profile, TeamSpec, WebhookSpec
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "make-fixtures"
+# Make's example payloads, kept with their LICENSE
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make"
 T0 = 1_790_000_000.0
 AUTH = {"Authorization": f"Token {DEMO_TOKEN}"}
 IMT_ID = re.compile(r"^(\d{13})_scenario\.(\d+)\.(auto|manual)\.([0-9a-f]{32})$")

@@ -10,10 +10,11 @@ preprocessor converts it.
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import takewhile
 
 from makestream import __version__
@@ -303,4 +304,17 @@ def render(root: CommandDoc, previous: str | None = None, today: date | None = N
         page = ManPage(root, kept.group(1)).render()
         if page == previous:
             return page
-    return ManPage(root, (today or date.today()).isoformat()).render()
+    return ManPage(root, (today or build_date()).isoformat()).render()
+
+
+def build_date() -> date:
+    """Today, or the date SOURCE_DATE_EPOCH names (reproducible builds pin it that way)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), UTC).date()
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(
+                f"SOURCE_DATE_EPOCH={epoch!r}: expected seconds since 1970 as a whole number"
+            ) from None
+    return date.today()

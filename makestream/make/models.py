@@ -52,7 +52,7 @@ class ExecStatus(StrEnum):
             return _BY_NUMBER.get(value, cls.UNKNOWN)
         if isinstance(value, str):
             text = value.strip().lower()
-            if text.isdigit():
+            if text.isascii() and text.isdigit():  # "¹".isdigit() is True, int("¹") fails
                 return _BY_NUMBER.get(int(text), cls.UNKNOWN)
             return _BY_NAME.get(text, cls.UNKNOWN)
         return cls.UNKNOWN
