@@ -188,6 +188,24 @@ def test_demo_count_pipes_to_jq_shape() -> None:
     assert events[0]["type"] == "stream.opened" and events[-1]["type"] == "stream.closed"
 
 
+def test_demo_modules_count_ends_once_the_counted_runs_modules_are_out() -> None:
+    # Runs keep finishing while the module results of the first three are read: the watch
+    # waits for those three only.
+    done = subprocess.run(
+        makestream("watch", "--demo", "--modules", "--count", "3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["reason"] == "count"
+    counted = [e["execution_id"] for e in events if e["type"] == "execution.finished"][:3]
+    with_modules = {e["execution_id"] for e in events if e["type"] == "module.result"}
+    assert set(counted) <= with_modules
+
+
 def test_cursor_file_cron_style(sim: Sim, tmp_path: Path) -> None:
     cursor = tmp_path / "state.cur"
     sim.run("watch", "201", "--run")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -40,6 +43,7 @@ from makestream.make import (
     base_url_for,
     errors_from_response,
 )
+from makestream.make.client import ONE_SHOT
 
 # Make's example payloads, kept with their LICENSE
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make"
@@ -666,6 +670,71 @@ async def test_server_errors_are_retried_with_backoff_then_raised() -> None:
     assert [n.retry_in_s for n in h.notices if n.kind == "retry"] == [1.0, 2.0, 4.0]
     assert h.notices[1].status == 502
     assert h.notices[1].error == "Make API 502: Bad Gateway (GET /scenarios/1)"
+
+
+@pytest.mark.anyio
+async def test_one_shot_commands_give_up_after_three_tries() -> None:
+    async with Harness(respond(502, text="Bad Gateway"), retry=ONE_SHOT) as h:
+        with pytest.raises(ServerError) as info:
+            await h.client.scenario(1)
+    assert len(h.requests) == 3
+    assert info.value.tries == 3
+    assert str(info.value).endswith("(gave up after 3 tries)")
+
+
+@pytest.mark.anyio
+async def test_no_retry_starts_past_the_give_up_time() -> None:
+    # Backoffs of 30 s, then 60 s: the second would start 90 s after the first try.
+    policy = RetryPolicy(attempts=10, base=30.0, factor=2.0, max_delay=120.0, jitter=0.0,
+                         give_up_s=60.0)
+    async with Harness(respond(503), retry=policy) as h:
+        with pytest.raises(ServerError) as info:
+            await h.client.scenario(1)
+    assert len(h.requests) == 2
+    assert h.backoffs() == [30.0]
+    assert "(gave up after 2 tries)" in str(info.value)
+
+
+def trickling_server() -> tuple[socket.socket, threading.Event]:
+    """A loopback server that answers with a 200 head, then one body byte every 50 ms."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n")
+            while not stop.wait(0.05):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.anyio
+async def test_a_trickling_server_cannot_hold_a_request_past_its_deadline() -> None:
+    listener, stop = trickling_server()
+    port = listener.getsockname()[1]
+    try:
+        async with MakeClient(
+            f"http://127.0.0.1:{port}/api/v2", None, timeout=0.5, retry=RetryPolicy(attempts=1)
+        ) as client:
+            began = time.monotonic()
+            with pytest.raises(TransportError) as info:
+                await client.scenario(1)
+            took = time.monotonic() - began
+    finally:
+        stop.set()
+        listener.close()
+    # Every read got a byte well within 0.5 s; the deadline on the whole exchange ended it.
+    assert took < 5
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert "no complete answer within 0.5 s" in str(info.value)
 
 
 @pytest.mark.anyio

@@ -30,7 +30,12 @@ EXIT_STATUS: dict[ExitCode, str] = {
     ExitCode.ALERT: "A threshold alert of the failing severity was raised (`--fail-on-alert`).",
     ExitCode.TIMEOUT: "`--timeout` was reached first.",
     ExitCode.CANNOT_MONITOR: "Cannot monitor: authentication failed, the scenario or execution "
-    "was not found, or Make's API stayed unreachable after retries.",
+    "was not found, or Make's API stayed unreachable after retries. One-shot commands "
+    "(`watch --no-follow`, `state`, `flow`, `thresholds test`) give up after 3 tries of a "
+    "request, none started more than 60 s after the first, each try bounded at 20 s as a "
+    "whole; a following watch gives up only while it starts (`--run`, `--execution`: 4 tries, "
+    "each bounded at 30 s) and later keeps retrying through outages, reporting them as "
+    "`stream.error` events.",
     ExitCode.INTERRUPTED: "Interrupted (SIGINT, Ctrl-C).",
     ExitCode.TERMINATED: "Terminated (SIGTERM). `serve-sse` treats SIGTERM as its normal "
     "shutdown: it closes every stream with `stream.closed` and exits 0.",
@@ -39,7 +44,9 @@ EXIT_STATUS: dict[ExitCode, str] = {
 EXIT_STATUS_NOTE = (
     "With several executions the worst outcome wins: 6 > 1 > 5 > 4 > 3 > 0. `watch` and "
     "`state` report outcomes (1, 3) only with `--exit-status`; `watch` exits 4 only with "
-    "`--fail-on-alert`."
+    "`--fail-on-alert`. An alert sink that fails (`--webhook`, `--alertmanager`) never changes "
+    "the status: it is a `stream.error` event and one `makestream: warning:` line on stderr. "
+    "With NDJSON, the last line, `stream.closed`, carries the same `exit_code`."
 )
 
 # --- environment --------------------------------------------------------------------------------

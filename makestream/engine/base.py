@@ -114,12 +114,14 @@ class WatchBase:
                 }
             )
             self._deliver(stamped)
+            if isinstance(event, AlertRaised):
+                self._alert_raised(event)
+            elif alerts is not None and not isinstance(event, AlertResolved):
+                self.emit(alerts.observe(stamped, now))
+            # Counted after its alerts: the run that ends a watch still raises what it raises
+            # (and --fail-on-alert sees it) before the stream closes.
             if isinstance(event, ExecutionFinished):
                 self._count_finished(event)
-            elif isinstance(event, AlertRaised):
-                self._alert_raised(event)
-            if alerts is not None and not isinstance(event, AlertRaised | AlertResolved):
-                self.emit(alerts.observe(stamped, now))
 
     def _alert_raised(self, event: AlertRaised) -> None:
         severity = self.options.fail_on_alert
