@@ -109,7 +109,12 @@ class ExecutionErrorInfo(BaseModel):
 class ExecutionFinished(_Event):
     type: Literal["execution.finished"] = "execution.finished"
     status: Literal["success", "warning", "error"]
-    started_at: str | None = Field(default=None, description="RFC 3339 UTC, when known.")
+    started_at: str | None = Field(
+        default=None, description="When the run began (RFC 3339 UTC), from its log entry."
+    )
+    ended_at: str | None = Field(
+        default=None, description="When the run ended (RFC 3339 UTC), from its log entry."
+    )
     duration_ms: int | None = None
     operations: int | None = None
     transfer_bytes: int | None = None

@@ -157,3 +157,45 @@ def test_floor_pruning_forgets_old_ids_but_keeps_them_delivered() -> None:
     t.scan_complete(1, T0 + 10)
     assert t.scenarios[1].position.done == {}
     assert not t.is_new(1, old)
+
+
+def test_a_back_filled_run_carries_its_own_start_and_end() -> None:
+    t = tracker()
+    entry = log_entry(ts_ms=T0 + 10_000, duration=90_000)
+    [event] = finish(t, entry, now=T0 / 1000 + 3600)
+    assert isinstance(event, ExecutionFinished)
+    # Nothing says otherwise yet: the log's timestamp is taken as the start.
+    assert event.started_at == "2026-09-21T14:13:30.000Z"
+    assert event.ended_at == "2026-09-21T14:15:00.000Z"
+
+
+def test_timestamps_at_the_end_are_learned_from_a_run_whose_start_was_seen() -> None:
+    t = tracker()
+    begun = T0 / 1000 + 5
+    t.started(1, "seen", now=begun, source="run", started_at=begun)
+    stamped_at_end = log_entry(ts_ms=T0 + 5000 + 60_000, duration=60_000, execution_id="seen")
+    [first] = finish(t, stamped_at_end)
+    assert isinstance(first, ExecutionFinished)
+    assert (first.started_at, first.ended_at) == (
+        "2026-09-21T14:13:25.000Z",
+        "2026-09-21T14:14:25.000Z",
+    )
+    # Later runs nobody saw start are read the same way.
+    [other] = finish(t, log_entry(ts_ms=T0 + 200_000, duration=30_000))
+    assert isinstance(other, ExecutionFinished)
+    assert (other.started_at, other.ended_at) == (
+        "2026-09-21T14:16:10.000Z",
+        "2026-09-21T14:16:40.000Z",
+    )
+
+
+def test_a_run_listed_in_flight_shows_timestamps_mark_the_start() -> None:
+    t = tracker()
+    t.stamp = "end"
+    t.stamp_seen("start")
+    [event] = finish(t, log_entry(ts_ms=T0 + 1000, duration=4000))
+    assert isinstance(event, ExecutionFinished)
+    assert (event.started_at, event.ended_at) == (
+        "2026-09-21T14:13:21.000Z",
+        "2026-09-21T14:13:25.000Z",
+    )

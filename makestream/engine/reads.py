@@ -162,6 +162,7 @@ class WatchReads(WatchBase):
                 # Some Make implementations list runs in flight: follow them by status.
                 if entry.timestamp_ms < self.tracker.scenarios[sid].position.floor_ms:
                     continue
+                self.tracker.stamp_seen("start")  # a run in flight has no end to stamp
                 self.emit(
                     self.tracker.started(
                         sid,

@@ -92,6 +92,34 @@ class Tracker:
         self.stream = stream
         self._cursor_cache: tuple[int, str] | None = None
         self._version = 0  # bumped on every change that a cursor encodes
+        # What a log entry's `timestamp` marks: Make's docs do not say whether it is the start or
+        # the end of the run, and implementations differ. Learned from runs whose start is known
+        # (listed in flight, or started by this watch); until then taken as the start.
+        self.stamp: Literal["start", "end"] | None = None
+
+    def stamp_seen(self, kind: Literal["start", "end"]) -> None:
+        """Evidence of what log timestamps mark (a run in flight listed with a timestamp: start)."""
+        self.stamp = kind
+
+    def run_times(
+        self, log: ExecutionLog | None, running: Running | None
+    ) -> tuple[float | None, float | None]:
+        """A finished run's own start and end (epoch s), from its log entry and what was seen."""
+        begun = running.started_at if running is not None else None
+        if log is None:
+            return begun, None
+        stamp = log.timestamp_ms / 1000
+        duration = log.duration_ms / 1000 if log.duration_ms is not None else None
+        if duration is None:
+            if self.stamp == "end":
+                return begun, stamp
+            return (begun if begun is not None else stamp), None
+        if begun is not None and duration >= 2.0:
+            # The start was seen: the timestamp sits near it (start) or a duration later (end).
+            self.stamp = "start" if abs(stamp - begun) <= abs(stamp - duration - begun) else "end"
+        if self.stamp == "end":
+            return stamp - duration, stamp
+        return stamp, stamp + duration
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -205,9 +233,7 @@ class Tracker:
         state.last_finished_at = now
         duration = log.duration_ms if log is not None else None
         state.history.add(duration)
-        started_at: str | None = None
-        if running is not None and running.started_at is not None:
-            started_at = rfc3339(running.started_at)
+        begun, ended = self.run_times(log, running)
         error = None
         if detail is not None and detail.error is not None:
             cause = detail.error.cause_module
@@ -226,7 +252,8 @@ class Tracker:
                 scenario_id=scenario_id,
                 execution_id=execution_id,
                 status=_status_name(status),
-                started_at=started_at,
+                started_at=rfc3339(begun) if begun is not None else None,
+                ended_at=rfc3339(ended) if ended is not None else None,
                 duration_ms=duration,
                 operations=log.operations if log is not None else None,
                 transfer_bytes=log.transfer if log is not None else None,
