@@ -53,7 +53,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import ParseError, TOMLKitError
 
 from makestream.engine.rules import (
     RULES,
@@ -309,23 +309,32 @@ class Config:
 
 
 def read_text(path: Path) -> str | None:
-    """The file's text, or None when it does not exist."""
+    """The file's text, or None when it does not exist.
+
+    Only a regular file (or a symlink to one) is read, and at most CONFIG_MAX_BYTES of it.
+    """
+    from makestream.files import read_text_capped
+    from makestream.limits import CONFIG_MAX_BYTES
+
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text_capped(path, CONFIG_MAX_BYTES, "config file", error=ConfigError)
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def parse_document(text: str, source: str) -> tomlkit.TOMLDocument:
     try:
-        return tomlkit.parse(text)
+        doc = tomlkit.parse(text)
+        doc.unwrap()  # some damage (a key defined twice across tables) only shows here
+        return doc
     except ParseError as exc:
         reason = re.sub(r" at line \d+ col \d+$", "", str(exc))
         raise ConfigError(f"{source}:{exc.line}: invalid TOML: {reason}") from None
+    except TOMLKitError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"{source}: invalid TOML: {reason}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def parse(text: str, source: str = "<config>") -> EffectiveThresholds:

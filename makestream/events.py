@@ -26,7 +26,7 @@ Types and their own fields:
                         is_paused, dlq_count, queue_count, scenario_name
 ``alert.raised``        alert_id, rule, severity, value, threshold, message
 ``alert.resolved``      the same fields as alert.raised
-``api.throttled``       retry_in_s, rate_per_min
+``api.throttled``       retry_in_s, rate_per_min, asked_s (a longer Retry-After that was cut)
 ``stream.error``        message, error_type, fatal, retry_in_s
 ``stream.heartbeat``    used_last_minute, budget_per_min, running
 ``stream.lagged``       message (an SSE subscriber fell behind and is disconnected)
@@ -47,6 +47,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from makestream.errors import UsageError
+from makestream.limits import RETRY_AFTER_MAX_S
 
 SCHEMA_VERSION = 1
 
@@ -166,6 +167,11 @@ class ApiThrottled(_Event):
     type: Literal["api.throttled"] = "api.throttled"
     retry_in_s: float
     rate_per_min: float | None = None
+    asked_s: float | None = Field(
+        default=None,
+        description="The Retry-After Make sent, when it asked for longer than makestream waits "
+        f"(the pause was cut to {RETRY_AFTER_MAX_S:g} s); absent otherwise.",
+    )
 
 
 class StreamError(_Event):

@@ -28,9 +28,27 @@ def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]) and "_MAKESTREAM_COMPLETE" not in os.environ:
         print(VERSION_TEXT)
         return
+    from typer import Abort
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     from makestream.cli.root import app
 
-    app(prog_name="makestream")
+    try:
+        code = app(prog_name="makestream", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # a bare group command: its help, as the parser would show it
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        from makestream.cli.usage import describe
+
+        print(f"makestream: error: {describe(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except ClickException as exc:  # e.g. an unreadable file argument
+        print(f"makestream: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Abort:
+        sys.exit(130)  # Ctrl-C or end of input at a prompt
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def __getattr__(name: str) -> object:

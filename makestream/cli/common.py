@@ -209,6 +209,7 @@ DemoOpt = typer.Option(
 TokenFileOpt = typer.Option(
     None,
     "--token-file",
+    metavar="FILE",
     help="Read the API token from this file instead of MAKE_API_TOKEN.",
     dir_okay=False,
 )
@@ -216,9 +217,11 @@ ApiLimitOpt = typer.Option(
     None,
     "--api-limit",
     min=1,
+    metavar="N",
     help="The organization's requests per minute, when the token cannot read it (default 60). "
     "makestream uses at most 80% of it.",
 )
 SpeedOpt = typer.Option(
-    None, "--speed", min=0.001, hidden=True, help="Clock speed factor (demo and tests)."
+    None, "--speed", min=0.001, metavar="FACTOR", hidden=True,
+    help="Clock speed factor (demo and tests).",
 )

@@ -100,7 +100,7 @@ def render_stream(options: RenderOptions, stdin: IO[bytes], stdout: TextIO) -> i
 
 
 SourceArg = typer.Argument(
-    "-", metavar="[FILE|-]", help="NDJSON written by watch; - (the default) reads stdin."
+    "-", metavar="FILE|-", help="NDJSON written by watch; - (the default) reads stdin."
 )
 FormatOpt = typer.Option(
     RenderFormat.pretty, "--format", case_sensitive=False,

@@ -18,7 +18,7 @@ from typer import _click
 from typer._click.exceptions import UsageError
 from typer._click.shell_completion import CompletionItem
 from typer._click.utils import make_default_short_help
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from makestream.cli import VERSION_TEXT
 
@@ -131,6 +131,28 @@ class LazyGroup(TyperGroup):
         ]
         items.extend(super(TyperGroup, self).shell_complete(ctx, incomplete))
         return items
+
+
+class _Argument(TyperArgument):
+    """Typer's argument, shown the way Unix usage lines show arguments.
+
+    Typer prints an argument's Python type beside its name (`SCENARIO <list[int]>`) and wraps a
+    required one in braces (`{SCENARIO}`); an argument whose metavar says what it takes needs
+    neither.
+    """
+
+    def display_type(self, ctx: _click.Context) -> str:
+        return "" if self.metavar else super().display_type(ctx)
+
+    def _usage_display_name(self) -> str:
+        name = super()._usage_display_name()
+        if self.required and name.startswith("{"):
+            name = name[1:].replace("}", "", 1)
+        return name
+
+
+# Typer builds its arguments from this name; there is no per-app setting for the class.
+typer.main.TyperArgument = _Argument  # type: ignore[attr-defined]
 
 
 app = typer.Typer(

@@ -141,20 +141,20 @@ def upstream_options(opts: ServeOptions) -> WatchOptions:
 @app.command("serve-sse")
 def serve_sse(
     scenarios: list[int] = typer.Argument(
-        None, metavar="[SCENARIO]...", help="Scenario ids to watch.", show_default=False
+        None, metavar="SCENARIO", help="Scenario ids to watch.", show_default=False
     ),
     team: int | None = typer.Option(
-        None, "--team",
+        None, "--team", metavar="ID",
         help="Without SCENARIO: watch every scenario of this team. With SCENARIO: clients may "
         "also ask for any scenario of this team (?scenario=ID starts watching it).",
     ),
     host: str = typer.Option(
-        "127.0.0.1", "--host",
+        "127.0.0.1", "--host", metavar="HOST",
         help="Address to listen on. Anything but loopback needs a token (or --insecure-no-auth).",
     ),
-    port: int = typer.Option(8787, "--port", min=0, max=65535, help="TCP port."),
+    port: int = typer.Option(8787, "--port", min=0, max=65535, metavar="PORT", help="TCP port."),
     auth_token_file: Path | None = typer.Option(
-        None, "--auth-token-file", metavar="PATH", dir_okay=False,
+        None, "--auth-token-file", metavar="FILE", dir_okay=False,
         help=f"Clients must send this bearer token (Authorization: Bearer, or ?access_token= "
         f"on /v1/events). Default: ${TOKEN_ENV}; without either, no auth.",
     ),
@@ -205,7 +205,7 @@ def serve_sse(
     ),
     demo: bool = DemoOpt,
     make_token_file: Path | None = typer.Option(
-        None, "--make-token-file", metavar="PATH", dir_okay=False,
+        None, "--make-token-file", metavar="FILE", dir_okay=False,
         help="Read Make's API token from this file instead of MAKE_API_TOKEN.",
     ),
     api_limit: int | None = ApiLimitOpt,

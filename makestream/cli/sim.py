@@ -18,11 +18,12 @@ app = command_app(
 
 @app.command("serve")
 def serve(
-    port: int = typer.Option(8900, "--port", min=0, max=65535, help="TCP port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the simulated world."),
+    port: int = typer.Option(8900, "--port", min=0, max=65535, metavar="PORT", help="TCP port."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to bind."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the simulated world."),
     speed: float = typer.Option(
-        1.0, "--speed", min=0.001, help="How much faster than real time the zone's clock runs."
+        1.0, "--speed", min=0.001, metavar="FACTOR",
+        help="How much faster than real time the zone's clock runs.",
     ),
     fault: list[str] = typer.Option(
         [],
@@ -31,16 +32,18 @@ def serve(
         help="Inject faults, e.g. 429:0.1, 500:0.05, slow:0.1, drop:0.05, late-logs:5.",
     ),
     world: Path | None = typer.Option(
-        None, "--world", dir_okay=False, help="A world file (TOML or JSON) instead of the demo."
+        None, "--world", dir_okay=False, metavar="FILE",
+        help="A world file (TOML or JSON) instead of the demo.",
     ),
     api_limit: int | None = typer.Option(
-        None, "--api-limit", min=1, help="The organization's requests per minute."
+        None, "--api-limit", min=1, metavar="N", help="The organization's requests per minute."
     ),
     running_in_logs: bool = typer.Option(
         False, "--running-in-logs", help="List runs in flight in /logs with status 0."
     ),
     log_timestamp: str = typer.Option(
-        "start", "--log-timestamp", help="Stamp log entries with the run's start or end."
+        "start", "--log-timestamp", metavar="start|end",
+        help="Stamp log entries with the run's start or end.",
     ),
 ) -> None:
     """Serve the simulated Make zone at http://HOST:PORT/api/v2.

@@ -25,10 +25,14 @@ app = command_app()
 @app.command()
 def state(
     scenarios: list[int] = typer.Argument(
-        None, metavar="[SCENARIO]...", help="Scenario ids.", show_default=False
+        None, metavar="SCENARIO", help="Scenario ids.", show_default=False
     ),
-    team: int | None = typer.Option(None, "--team", help="Every scenario of this team."),
-    last: int = typer.Option(10, "--last", min=1, max=200, help="Recent executions to list."),
+    team: int | None = typer.Option(
+        None, "--team", metavar="ID", help="Every scenario of this team."
+    ),
+    last: int = typer.Option(
+        10, "--last", min=1, max=200, metavar="N", help="Recent executions to list."
+    ),
     exit_status: bool = typer.Option(
         False,
         "--exit-status",

@@ -56,7 +56,9 @@ class SeverityChoice(StrEnum):
     critical = "critical"
 
 
-ScenarioOpt = typer.Option(None, "--scenario", min=1, help="A scenario's own thresholds.")
+ScenarioOpt = typer.Option(
+    None, "--scenario", min=1, metavar="ID", help="A scenario's own thresholds."
+)
 FormatOpt = typer.Option(
     OutputFormat.auto, "--format", help="table on a terminal, json otherwise, unless given."
 )
@@ -287,7 +289,9 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
 @app.command()
 def test(
     scenario: int = typer.Argument(..., min=1, metavar="SCENARIO", help="The scenario id."),
-    last: int = typer.Option(50, "--last", min=1, max=1000, help="Recent executions to replay."),
+    last: int = typer.Option(
+        50, "--last", min=1, max=1000, metavar="N", help="Recent executions to replay."
+    ),
     fmt: OutputFormat = FormatOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,

@@ -48,7 +48,15 @@ class MonitorFailed(MakestreamError):
 
 
 def parse_data(text: str | None) -> dict[str, Any] | None:
-    """`--data` as JSON text or `@file`; must be a JSON object."""
+    """`--data` as JSON text or `@file`; must be a JSON object.
+
+    The file may be a pipe (`--data @<(jq ...)`, `@/dev/stdin`) but not a directory; it is read
+    within DATA_MAX_BYTES, and the JSON may nest at most JSON_MAX_DEPTH levels.
+    """
+    from makestream.files import read_text_capped
+    from makestream.limits import DATA_MAX_BYTES, JSON_MAX_DEPTH
+    from makestream.make.payloads import depth_over
+
     if text is None:
         return None
     source = "--data"
@@ -56,51 +64,90 @@ def parse_data(text: str | None) -> dict[str, Any] | None:
         path = Path(text[1:])
         source = f"--data file {path}"
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{source}: cannot read ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{source}: not UTF-8 text") from None
+            text = read_text_capped(path, DATA_MAX_BYTES, "--data file", streams=True)
+        except FileNotFoundError:
+            raise UsageError(f"{source}: cannot read (No such file or directory)") from None
+    elif len(text) > DATA_MAX_BYTES:
+        raise UsageError(f"--data: longer than {DATA_MAX_BYTES} characters, the limit")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except (RecursionError, ValueError):
+        # Nesting past the interpreter's limit, or an integer with thousands of digits.
+        raise UsageError(
+            f"{source}: invalid JSON: nested too deeply or a number too long"
+        ) from None
     if not isinstance(value, dict):
         raise UsageError(f'{source}: must be a JSON object such as \'{{"name": "Ann"}}\'')
+    if depth_over(value, JSON_MAX_DEPTH):
+        raise UsageError(f"{source}: nested deeper than {JSON_MAX_DEPTH} levels, the limit")
     return value
 
 
+def _cursor_target(path: Path) -> Path:
+    """What --cursor-file really names: a symlink is followed, so the link survives writes."""
+    return Path(os.path.realpath(path))
+
+
 def read_cursor_file(path: Path) -> str | None:
-    """The cursor saved in `path`, or None when the file does not exist yet."""
+    """The cursor saved in `path`, or None when the file does not exist yet.
+
+    Only a regular file (or a symlink to one) is read, within CURSOR_FILE_MAX_BYTES; a device,
+    directory or FIFO is refused before it is opened, and left alone.
+    """
+    from makestream.files import decode_text, read_capped
+    from makestream.limits import CURSOR_FILE_MAX_BYTES
+
+    what = "--cursor-file"
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        data = read_capped(path, CURSOR_FILE_MAX_BYTES, what)
     except FileNotFoundError:
-        directory = path.parent if str(path.parent) else Path(".")
+        target = _cursor_target(path)
+        directory = target.parent
         if not directory.is_dir() or not os.access(directory, os.W_OK):
             raise UsageError(
                 f"--cursor-file {path}: its folder does not exist or is not writable"
             ) from None
         return None
-    except OSError as exc:
-        raise UsageError(f"--cursor-file {path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
+    try:
+        text = decode_text(data, path, what).strip()
+    except UsageError:
         raise UsageError(f"--cursor-file {path}: not a cursor (not UTF-8 text)") from None
     return text or None
 
 
 def write_cursor_file(path: Path, cursor: str) -> None:
-    """Replace the file atomically: a crash leaves the old cursor or the new, never half."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Replace the file atomically: a crash leaves the old cursor or the new, never half.
+
+    A symlink is written through (its target is replaced, the link stays), the target's
+    permissions are kept (a new file is 0600), and anything but a regular file is refused.
+    """
+    import stat
+
+    from makestream.files import kind_of
+
+    target = _cursor_target(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        mode: int | None = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"--cursor-file {path}: cannot write ({exc.strerror})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"--cursor-file {path}: not a regular file ({kind_of(mode)})")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise UsageError(f"--cursor-file {path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(cursor + "\n")
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"--cursor-file {path}: cannot write ({exc.strerror})") from None
@@ -178,9 +225,11 @@ def watch_options(
 @app.command()
 def watch(
     scenarios: list[int] = typer.Argument(
-        None, metavar="[SCENARIO]...", help="Scenario ids to watch.", show_default=False
+        None, metavar="SCENARIO", help="Scenario ids to watch.", show_default=False
     ),
-    team: int | None = typer.Option(None, "--team", help="Watch every scenario of this team."),
+    team: int | None = typer.Option(
+        None, "--team", metavar="ID", help="Watch every scenario of this team."
+    ),
     include: list[str] = typer.Option(
         [], "--include", metavar="GLOB", help="With --team: only scenarios whose name matches."
     ),

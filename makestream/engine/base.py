@@ -164,6 +164,7 @@ class WatchBase:
                     ApiThrottled(
                         retry_in_s=notice.retry_in_s or 0.0,
                         rate_per_min=round(snap.rate_per_min, 2),
+                        asked_s=notice.asked_s,
                     )
                 ]
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from makestream.errors import UsageError
+from makestream.limits import CURSOR_MAX_CHARS, CURSOR_MAX_IDS, CURSOR_MAX_INFLATED
 
 _PREFIX = "1."
 
@@ -75,21 +76,38 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """Parse a cursor; any damage raises UsageError (exit 2) with a one-line reason."""
+        """Parse a cursor; any damage raises UsageError (exit 2) with a one-line reason.
+
+        Bounded: the text, what its body inflates to and the ids it lists are capped
+        (CURSOR_MAX_CHARS, CURSOR_MAX_INFLATED, CURSOR_MAX_IDS in `makestream.limits`), so a
+        hostile cursor costs no more than a large honest one.
+        """
+        if len(text) > CURSOR_MAX_CHARS:
+            raise UsageError(
+                f"invalid cursor: longer than {CURSOR_MAX_CHARS} characters, the limit"
+            )
         text = text.strip()
         if not text.startswith(_PREFIX):
             raise UsageError("invalid cursor: unknown format (expected a cursor from makestream)")
         packed, _, tail = text[len(_PREFIX) :].partition("~")
         stream, _, seq = tail.rpartition(".")
+        if seq and not (seq.isascii() and seq.isdigit() and len(seq) <= _SEQ_MAX_DIGITS):
+            raise UsageError("invalid cursor: its sequence number is not a number")
         try:
             raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
-            body = orjson.loads(zlib.decompress(raw))
-            positions: dict[int, Position] = {}
-            for sid, (floor_ms, ids) in body.items():
-                # Timestamps of listed ids are not kept; the floor stands in for them, which is
-                # enough to prune them once the floor passes.
-                positions[int(sid)] = Position(int(floor_ms), {str(i): int(floor_ms) for i in ids})
-            return cls(stream=stream, seq=int(seq or 0), positions=positions)
+            inflater = zlib.decompressobj()
+            inflated = inflater.decompress(raw, CURSOR_MAX_INFLATED)
+            if inflater.unconsumed_tail:
+                raise UsageError(
+                    f"invalid cursor: its body inflates to more than {CURSOR_MAX_INFLATED} "
+                    "bytes, the limit"
+                )
+            if not inflater.eof:
+                raise zlib.error("incomplete stream")
+            body = orjson.loads(inflated)
+            return cls(stream=stream, seq=int(seq or 0), positions=_positions(body))
+        except _Damaged as exc:
+            raise UsageError(f"invalid cursor: {exc}; it is damaged") from None
         except (
             binascii.Error,
             zlib.error,
@@ -97,10 +115,52 @@ class Cursor:
             AttributeError,
             TypeError,
             ValueError,
+            OverflowError,
+            RecursionError,
         ) as exc:
             raise UsageError(
                 f"invalid cursor: {type(exc).__name__}; it is damaged or cut"
             ) from None
+
+
+_SEQ_MAX_DIGITS = 19  # a seq fits in 63 bits
+
+
+def _timestamp(value: object) -> int:
+    # Epoch ms as written by encode: a JSON integer, never a bool, float or string.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _Damaged("a floor is not a timestamp")
+    return value
+
+
+def _positions(body: object) -> dict[int, Position]:
+    """The positions of a decoded cursor body: {"<scenario id>": [floor_ms, [short ids]]}."""
+    if not isinstance(body, dict):
+        raise _Damaged("its body is not an object")
+    positions: dict[int, Position] = {}
+    total = 0
+    for sid, entry in body.items():
+        if not (sid.isascii() and sid.isdigit() and len(sid) <= _SEQ_MAX_DIGITS):
+            raise _Damaged("a scenario id is not a number")
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise _Damaged("a scenario's entry is not [floor, ids]")
+        floor_value, ids = entry
+        floor_ms = _timestamp(floor_value)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise _Damaged("a scenario's ids are not a list of strings")
+        total += len(ids)
+        if total > CURSOR_MAX_IDS:
+            raise UsageError(
+                f"invalid cursor: it lists more than {CURSOR_MAX_IDS} executions, the limit"
+            )
+        # Timestamps of listed ids are not kept; the floor stands in for them, which is
+        # enough to prune them once the floor passes.
+        positions[int(sid)] = Position(floor_ms, dict.fromkeys(ids, floor_ms))
+    return positions
+
+
+class _Damaged(ValueError):
+    """A cursor body that decodes but does not have the shape encode writes."""
 
 
 def encode_positions(positions: dict[int, Position]) -> str:

@@ -7,6 +7,7 @@ redacting messages) ever hand it out.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,28 +32,87 @@ API_URL_ENV = "MAKE_API_URL"
 _UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 
 
-def base_url_for(zone: str | None = None, api_url: str | None = None) -> str:
-    """The API base URL: `api_url` (MAKE_API_URL) as given, else the zone's `/api/v2` URL."""
-    if api_url is not None and api_url.strip():
-        url = api_url.strip().rstrip("/")
+# A zone host as Make names them (make-api.md §1): a region and a number under make.com, a
+# host under make.celonis.com, or a private instance under make.cloud (the SDK's mock
+# organization is in local.make.cloud). Zones Make reports (`organization.zone`) must match it
+# to become the host of run links.
+ZONE_HOST = re.compile(
+    r"[a-z]{2}[0-9]{1,2}\.make\.com"
+    r"|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.make\.(?:celonis\.com|cloud)"
+)
+ZONE_ENV = "MAKE_ZONE"
+# A DNS name: dot-separated labels of letters, digits, hyphens (and underscores, seen in
+# internal names); an IPv4 address matches it too.
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+_ZONE_PATHS = ("", "/", "/api/v2", "/api/v2/")
+
+
+def _printable(value: str, variable: str) -> str:
+    """The value without surrounding spaces; a UsageError if whitespace or control characters
+    remain (a newline, a tab), which would otherwise be dropped or rewritten silently."""
+    text = value.strip(" ")
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise UsageError(f"{variable} contains whitespace or control characters: {text!r}")
+    return text
+
+
+def check_api_url(api_url: str) -> str:
+    """MAKE_API_URL, checked: http(s), a valid host, port 1-65535, no user info, query or
+    fragment. The URL without a trailing slash; a one-line UsageError naming what is wrong."""
+    url = _printable(api_url, API_URL_ENV).rstrip("/")
+    example = "such as https://eu1.make.com/api/v2"
+
+    def bad(why: str) -> UsageError:
+        return UsageError(f"{API_URL_ENV} {why}: {url!r} (expected a URL {example})")
+
+    try:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(
-                f"{API_URL_ENV} must be an http(s) URL such as https://eu1.make.com/api/v2, "
-                f"not {api_url.strip()!r}"
-            )
-        return url
+        port = parts.port  # ValueError for a port out of 0-65535 or not a number
+    except ValueError:
+        raise bad("is not a valid URL (check the host, brackets and port)") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"{API_URL_ENV} must be an http(s) URL {example}, not {url!r}"
+        )
+    if "@" in parts.netloc:
+        # httpx would send the user info as Basic auth instead of the token.
+        raise bad("must not contain a user name or password")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise bad("must not have a query string or fragment")
+    host = parts.hostname or ""
+    if (port is not None and not 1 <= port <= 65535) or parts.netloc.endswith(":"):
+        raise bad("has an invalid port (use 1-65535)")
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad("has an invalid IPv6 address") from None
+    elif not _HOSTNAME.fullmatch(host):
+        raise bad("has an invalid host name")
+    return url
+
+
+def base_url_for(zone: str | None = None, api_url: str | None = None) -> str:
+    """The API base URL: `api_url` (MAKE_API_URL) as given, else the zone's `/api/v2` URL.
+
+    Both are checked; anything odd is a UsageError (exit 2) naming the variable.
+    """
+    if api_url is not None and api_url.strip():
+        return check_api_url(api_url)
     if zone is None or not zone.strip():
         raise UsageError(
             f"no Make zone given: use one of {', '.join(ZONES)}, "
             f"or set {API_URL_ENV} for a private instance"
         )
-    text = zone.strip().lower()
-    # Accept what people paste: "eu1.make.com", "https://eu1.make.com", ".../api/v2".
-    host = urlsplit(text if "://" in text else f"https://{text}").netloc
-    if host not in ZONES:
+    text = _printable(zone, ZONE_ENV).lower()
+    # Accept what people paste: "eu1.make.com", "https://eu1.make.com", ".../api/v2"; refuse
+    # anything else (another path, a port, user info) rather than rewrite it to a real zone.
+    rest = text.removeprefix("https://")
+    host, slash, path = rest.partition("/")
+    if host not in ZONES or (slash + path) not in _ZONE_PATHS:
         raise UsageError(
-            f"unknown Make zone {zone.strip()!r}: use one of {', '.join(ZONES)}, "
+            f"unknown Make zone {text!r}: use one of {', '.join(ZONES)}, "
             f"or set {API_URL_ENV}=https://<host>/api/v2 for a private or White Label instance"
         )
     return f"https://{host}/api/v2"
@@ -97,13 +157,16 @@ class Token:
         An explicit file wins over the environment, as a command-line flag wins over a variable.
         """
         if token_file is not None:
+            from makestream.files import read_text_capped
+            from makestream.limits import TOKEN_MAX_BYTES
+
             try:
-                text = token_file.read_text(encoding="utf-8")
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise UsageError(f"cannot read the token file {token_file}: {reason}") from None
-            except UnicodeDecodeError:
-                raise UsageError(f"the token file {token_file} is not UTF-8 text") from None
+                # A pipe is fine (`--token-file <(pass show make)`); a directory is not.
+                text = read_text_capped(token_file, TOKEN_MAX_BYTES, "the token file", streams=True)
+            except FileNotFoundError:
+                raise UsageError(
+                    f"cannot read the token file {token_file}: No such file or directory"
+                ) from None
             if not text.strip():
                 raise UsageError(f"the token file {token_file} is empty")
             return cls(text)

@@ -35,6 +35,7 @@ from enum import IntEnum
 import anyio
 
 from makestream.clock import Clock
+from makestream.limits import RETRY_AFTER_MAX_S
 
 WINDOW_S = 60.0
 # Make says "wait for one minute for the limit period to reset" and sends no documented
@@ -45,8 +46,9 @@ FIRST_PAUSE_S = 2.0
 DEFAULT_PAUSE_S = 60.0
 RECOVERY_PER_SUCCESS = 0.01
 AGING_S = 15.0
-# A Retry-After beyond this is taken as a garbled header, not as an instruction to stall for days.
-MAX_PAUSE_S = 3600.0
+# A Retry-After beyond this is cut to it (makestream.limits.RETRY_AFTER_MAX_S): a garbled or
+# hostile header must not stall every watch for an hour. The client reports the cut.
+MAX_PAUSE_S = RETRY_AFTER_MAX_S
 BURST_S = 3.0
 RECOVERY_PER_CLEAN_MINUTE = 0.1
 MIN_RATE_FACTOR = 0.125

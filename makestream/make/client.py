@@ -21,10 +21,18 @@ import httpx
 
 from makestream import __version__
 from makestream.clock import Clock
-from makestream.errors import MonitorError, RateLimitError, ServerError, TransportError, UsageError
-from makestream.make import shapes
+from makestream.errors import (
+    MonitorError,
+    PayloadError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UsageError,
+)
+from makestream.limits import ERROR_BODY_MAX_BYTES, RESPONSE_MAX_BYTES, RETRY_AFTER_MAX_S
+from makestream.make import payloads, shapes
 from makestream.make.auth import ZONES, Token, base_url_for
-from makestream.make.budget import MAX_PAUSE_S, Budget, Priority
+from makestream.make.budget import Budget, Priority
 from makestream.make.failures import error_from_transport, errors_from_response, payload_error
 from makestream.make.models import (
     Blueprint,
@@ -75,6 +83,9 @@ class ApiNotice:
     status: int | None = None  # None when no answer came
     retry_in_s: float | None = None  # clock seconds until the retry or the end of the pause
     error: str | None = None  # the one-line error, when the request failed
+    # The Retry-After the server sent, when it asked for longer than RETRY_AFTER_MAX_S and
+    # was cut to it (None otherwise).
+    asked_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -475,9 +486,15 @@ class MakeClient:
                     wait = None
                 if isinstance(err, RateLimitError):
                     # The organization's limit is spent for every caller: pause them all.
-                    pause = self.budget.throttled(err.retry_after)
+                    asked = err.retry_after
+                    cut = asked if asked is not None and asked > RETRY_AFTER_MAX_S else None
+                    pause = self.budget.throttled(
+                        None if asked is None else min(asked, RETRY_AFTER_MAX_S)
+                    )
                     wait = None if wait is None else pause
-                    self._notify(ApiNotice("throttled", method, path, 429, pause, str(err)))
+                    self._notify(
+                        ApiNotice("throttled", method, path, 429, pause, str(err), asked_s=cut)
+                    )
                 elif wait is not None:
                     status = getattr(err, "status", None)
                     self._notify(ApiNotice("retry", method, path, status, wait, str(err)))
@@ -499,7 +516,7 @@ class MakeClient:
         if not idempotent and not _surely_not_sent(err):
             return None
         if isinstance(err, ServerError) and err.retry_after is not None:
-            return min(err.retry_after, MAX_PAUSE_S)
+            return min(err.retry_after, RETRY_AFTER_MAX_S)
         return self.retry.backoff(failed, self._rng)
 
     async def _once(
@@ -519,9 +536,14 @@ class MakeClient:
             # httpx's timeout bounds each read; the deadline bounds the whole exchange, so that
             # a server trickling a byte at a time cannot hold the request forever.
             with anyio.fail_after(limit):
-                response = await self._http.request(
+                request = self._http.build_request(
                     method, path, params=params, json=json, headers=headers, timeout=limit
                 )
+                streamed = await self._http.send(request, stream=True)
+                try:
+                    response = await _read_capped(streamed, endpoint)
+                finally:
+                    await streamed.aclose()
         except TimeoutError:
             err = TransportError(
                 f"no answer from {self._host}: no complete answer within {limit:g} s ({endpoint})"
@@ -532,6 +554,9 @@ class MakeClient:
             err = error_from_transport(exc, endpoint=endpoint, host=self._host)
             self._notify(ApiNotice("request", method, path, None, None, str(err)))
             raise err from exc
+        except PayloadError as err:
+            self._notify(ApiNotice("request", method, path, streamed.status_code, None, str(err)))
+            raise
         log.debug("%s %s -> %d", method, path, response.status_code)
         secret = self._token.reveal() if self._token is not None else None
         if not response.is_success:
@@ -541,9 +566,12 @@ class MakeClient:
             self._notify(ApiNotice("request", method, path, response.status_code, None, str(error)))
             raise error
         self._notify(ApiNotice("request", method, path, response.status_code))
+        body = payloads.decode(response.content, endpoint=endpoint)
         try:
-            return parse(response.json())
-        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError included
+            return parse(body)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # JSONDecodeError and pydantic's ValidationError are ValueErrors; the others are
+            # what a model validator can still trip over on a body nobody foresaw.
             raise payload_error(exc, endpoint=endpoint) from exc
 
     def _notify(self, notice: ApiNotice) -> None:
@@ -554,6 +582,49 @@ class MakeClient:
         except Exception:
             # An observer is a sink; a failing sink must never stop the stream.
             log.warning("API observer failed on a %s notice", notice.kind, exc_info=True)
+
+
+async def _read_capped(response: httpx.Response, endpoint: str) -> httpx.Response:
+    """The streamed `response` read into memory, refusing a body over RESPONSE_MAX_BYTES.
+
+    The cap counts decoded bytes, so a small compressed body cannot inflate past it either.
+    An error answer is cut at ERROR_BODY_MAX_BYTES instead: only its first line matters.
+    """
+    cap = RESPONSE_MAX_BYTES if response.is_success else ERROR_BODY_MAX_BYTES
+    too_big = PayloadError(
+        f"Make answered {endpoint} with a body over {RESPONSE_MAX_BYTES // (1024 * 1024)} MiB, "
+        "the limit"
+    )
+    declared = response.headers.get("content-length", "")
+    if response.is_success and declared.isascii() and declared.isdigit() and (
+        len(declared) > 15 or int(declared) > cap
+    ):
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            if response.is_success:
+                raise too_big
+            break
+    content = b"".join(chunks)[:cap]
+    # A fresh response holds the decoded bytes: drop the headers that described the wire form.
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=content,
+        request=response.request,
+        extensions={
+            k: v for k, v in response.extensions.items() if k in ("reason_phrase", "http_version")
+        },
+    )
 
 
 def _surely_not_sent(err: MonitorError) -> bool:

@@ -26,6 +26,8 @@ from makestream.errors import (
     ServerError,
     TransportError,
 )
+from makestream.limits import JSON_MAX_DEPTH
+from makestream.make.payloads import depth_over
 
 _MAX_TEXT = 300
 
@@ -62,9 +64,11 @@ def _json_error_body(response: httpx.Response) -> dict[str, Any] | None:
     """Make's error schema `{detail, message, code, suberrors}`, or None when the body is not it."""
     try:
         body = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return body if isinstance(body, dict) else None
+    if not isinstance(body, dict) or depth_over(body, JSON_MAX_DEPTH):
+        return None
+    return body
 
 
 def _plain_text(response: httpx.Response) -> str | None:
@@ -189,7 +193,7 @@ def error_from_transport(exc: httpx.RequestError, *, endpoint: str, host: str) -
     return TransportError(f"no answer from {host}: {reason} ({endpoint})")
 
 
-def payload_error(exc: ValueError, *, endpoint: str) -> PayloadError:
+def payload_error(exc: Exception, *, endpoint: str) -> PayloadError:
     """The typed error for a 2xx answer whose body is not JSON or not the documented shape."""
     if isinstance(exc, ValidationError):
         first = exc.errors(include_url=False, include_input=False)[0]
@@ -201,4 +205,8 @@ def payload_error(exc: ValueError, *, endpoint: str) -> PayloadError:
         )
     if isinstance(exc, json.JSONDecodeError):
         return PayloadError(f"Make answered {endpoint} with a body that is not JSON")
-    return PayloadError(f"Make answered {endpoint} with an unexpected body: {exc}")
+    if isinstance(exc, ValueError):
+        return PayloadError(f"Make answered {endpoint} with an unexpected body: {exc}")
+    return PayloadError(
+        f"Make answered {endpoint} with an unexpected body ({type(exc).__name__})"
+    )

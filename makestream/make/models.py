@@ -26,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from makestream.limits import MAKE_DURATION_MAX_MS, MAKE_INT_MAX, MAKE_YEAR_MAX, MAKE_YEAR_MIN
+from makestream.make.auth import ZONE_HOST
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -53,7 +56,7 @@ class ExecStatus(StrEnum):
         if isinstance(value, str):
             text = value.strip().lower()
             if text.isascii() and text.isdigit():  # "¹".isdigit() is True, int("¹") fails
-                return _BY_NUMBER.get(int(text), cls.UNKNOWN)
+                return _BY_NUMBER.get(int(text), cls.UNKNOWN) if len(text) < 6 else cls.UNKNOWN
             return _BY_NAME.get(text, cls.UNKNOWN)
         return cls.UNKNOWN
 
@@ -78,7 +81,9 @@ _BY_NAME = {status.value: status for status in ExecStatus} | {"pending": ExecSta
 
 def _id_to_str(value: Any) -> Any:
     # Execution ids are 32-hex strings in every example, but OAS types them as integers.
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAKE_INT_MAX:
         return str(int(value))
     return value
 
@@ -111,11 +116,37 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _in_years(value: datetime) -> datetime:
+    # Far-off dates would overflow the date arithmetic done on them later (a run's end, a cursor).
+    if not MAKE_YEAR_MIN <= value.year < MAKE_YEAR_MAX:
+        raise ValueError(f"a timestamp must fall in the years {MAKE_YEAR_MIN} to {MAKE_YEAR_MAX}")
+    return value
+
+
+def _raw_status(value: Any) -> Any:
+    # What Make sent as a status is kept for debugging; an odd one is kept as text, never lost.
+    if isinstance(value, bool | float):
+        return str(value)
+    if isinstance(value, list | dict):
+        return type(value).__name__
+    if isinstance(value, int) and not -MAKE_INT_MAX <= value <= MAKE_INT_MAX:
+        return "out of range"
+    return value
+
+
+# Integers in payloads: JSON's exact range (2**53), so that they survive any JSON consumer of the
+# events. A value outside it (an `operations` of 2**64, say) is a broken body: PayloadError.
+_Natural = Annotated[int, Field(ge=0, le=MAKE_INT_MAX)]
+Id = Annotated[int, Field(ge=-MAKE_INT_MAX, le=MAKE_INT_MAX)]
 IdStr = Annotated[str, BeforeValidator(_id_to_str)]
-Count = Annotated[int, BeforeValidator(_whole_number), BeforeValidator(_none_to(lambda: 0))]
-OptInt = Annotated[int | None, BeforeValidator(_whole_number)]
+Count = Annotated[_Natural, BeforeValidator(_whole_number), BeforeValidator(_none_to(lambda: 0))]
+OptInt = Annotated[_Natural | None, BeforeValidator(_whole_number)]
+DurationMs = Annotated[
+    Annotated[int, Field(ge=0, le=MAKE_DURATION_MAX_MS)] | None, BeforeValidator(_whole_number)
+]
 Flag = Annotated[bool, BeforeValidator(_none_to(lambda: False))]
-UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc), AfterValidator(_in_years)]
+RawStatus = Annotated[int | str | None, BeforeValidator(_raw_status)]
 Status = Annotated[ExecStatus, BeforeValidator(ExecStatus.parse)]
 StrList = Annotated[list[str], BeforeValidator(_none_to(list))]
 
@@ -177,11 +208,11 @@ class Scheduling(MakeModel):
 class Scenario(MakeModel):
     """One scenario as listed by `GET /scenarios` or fetched by `GET /scenarios/{id}`."""
 
-    id: int
+    id: Id
     name: str = ""
-    team_id: int | None = Field(None, alias="teamId")
-    hook_id: int | None = Field(None, alias="hookId")
-    folder_id: int | None = Field(None, alias="folderId")
+    team_id: Id | None = Field(None, alias="teamId")
+    hook_id: Id | None = Field(None, alias="hookId")
+    folder_id: Id | None = Field(None, alias="folderId")
     description: str | None = None
     is_active: Flag = Field(False, alias="isActive")
     # "stopped because of an error": Make spells it in lower case.
@@ -205,7 +236,7 @@ class Scenario(MakeModel):
 
 # {epochMs}_{kind}.{owner}.{type}.{id}: kind is "scenario" (owner = scenario id) or "dlq".
 _IMT_ID = re.compile(
-    r"^(?P<ms>\d+)_(?P<kind>[a-z]+)\.(?P<owner>[^.]+)\.(?P<type>[^.]+)\.(?P<id>.+)$"
+    r"^(?P<ms>[0-9]{1,14})_(?P<kind>[a-z]+)\.(?P<owner>[^.]+)\.(?P<type>[^.]+)\.(?P<id>.+)$"
 )
 
 
@@ -215,7 +246,8 @@ def parse_imt_id(imt_id: str) -> tuple[int, int | None, str] | None:
     if match is None:
         return None
     owner = match["owner"]
-    scenario_id = int(owner) if match["kind"] == "scenario" and owner.isdigit() else None
+    is_number = owner.isascii() and owner.isdigit() and len(owner) <= 15
+    scenario_id = int(owner) if match["kind"] == "scenario" and is_number else None
     return int(match["ms"]), scenario_id, match["id"]
 
 
@@ -224,19 +256,19 @@ class ExecutionLog(MakeModel):
 
     id: IdStr
     imt_id: str | None = Field(None, alias="imtId")
-    scenario_id: int | None = Field(None, alias="scenarioId")
+    scenario_id: Id | None = Field(None, alias="scenarioId")
     timestamp: UtcDateTime
-    duration_ms: OptInt = Field(None, alias="duration")
+    duration_ms: DurationMs = Field(None, alias="duration")
     operations: Count = 0
     centicredits: OptInt = None
     transfer: Count = 0
     status: Status = ExecStatus.UNKNOWN
-    raw_status: int | str | None = None
+    raw_status: RawStatus = None
     type: str | None = None
     instant: bool | None = None
-    author_id: int | None = Field(None, alias="authorId")
-    organization_id: int | None = Field(None, alias="organizationId")
-    team_id: int | None = Field(None, alias="teamId")
+    author_id: Id | None = Field(None, alias="authorId")
+    organization_id: Id | None = Field(None, alias="organizationId")
+    team_id: Id | None = Field(None, alias="teamId")
 
     @model_validator(mode="before")
     @classmethod
@@ -295,7 +327,7 @@ class ExecutionDetail(MakeModel):
     """`GET /scenarios/{id}/executions/{executionId}`: status, outputs, error (body not wrapped)."""
 
     status: Status = ExecStatus.UNKNOWN
-    raw_status: str | int | None = None
+    raw_status: RawStatus = None
     outputs: dict[str, Any] | None = None
     error: ExecutionFailure | None = None
 
@@ -310,7 +342,7 @@ class RunResult(MakeModel):
 
     execution_id: IdStr = Field(alias="executionId")
     status: Annotated[ExecStatus | None, BeforeValidator(_parse_optional_status)] = None
-    raw_status: str | int | None = None
+    raw_status: RawStatus = None
     outputs: dict[str, Any] | None = None
 
     @model_validator(mode="before")
@@ -325,17 +357,28 @@ class RunResult(MakeModel):
 class Team(MakeModel):
     """A team (`GET /teams`, or inside an organization)."""
 
-    id: int
+    id: Id
     name: str = ""
-    organization_id: int | None = Field(None, alias="organizationId")
+    organization_id: Id | None = Field(None, alias="organizationId")
+
+
+def _zone_host(value: Any) -> Any:
+    # The zone becomes the host of every run link: anything but a Make zone host (a path, a
+    # newline, another domain) is dropped, so that a bad answer yields no link, not a false one.
+    if isinstance(value, str):
+        return value.lower() if ZONE_HOST.fullmatch(value.lower()) else None
+    return None
 
 
 class Organization(MakeModel):
-    """An organization; `api_limit` is its requests-per-minute limit (`license.apiLimit`)."""
+    """An organization; `api_limit` is its requests-per-minute limit (`license.apiLimit`).
 
-    id: int
+    `zone` is None unless Make sent a valid zone host (see `makestream.make.auth.ZONE_HOST`).
+    """
+
+    id: Id
     name: str = ""
-    zone: str | None = None
+    zone: Annotated[str | None, BeforeValidator(_zone_host)] = None
     api_limit: OptInt = Field(None, alias="apiLimit")
     is_paused: Flag = Field(False, alias="isPaused")
     teams: Annotated[list[Team], BeforeValidator(_none_to(list))] = []
@@ -363,7 +406,7 @@ class Organization(MakeModel):
 class User(MakeModel):
     """The token's user (`GET /users/me` → `authUser`)."""
 
-    id: int
+    id: Id
     name: str = ""
     email: str | None = None
 
@@ -374,20 +417,20 @@ class User(MakeModel):
 class Trigger(MakeModel):
     """A scenario's trigger or webhook; `queue_count` is the webhook queue depth."""
 
-    id: int | None = None
+    id: Id | None = None
     name: str | None = None
     queue_count: Count = Field(0, alias="queueCount")
     queue_limit: OptInt = Field(None, alias="queueLimit")
     type_name: str | None = Field(None, alias="typeName")
     type: str | None = None
     url: str | None = None
-    scenario_id: int | None = Field(None, alias="scenarioId")
+    scenario_id: Id | None = Field(None, alias="scenarioId")
 
 
 class BlueprintModule(MakeModel):
     """One module node of a blueprint; routers hold `routes`, error handlers hang on `onerror`."""
 
-    id: int
+    id: Id
     module: str
     version: OptInt = None
     parameters: Any = None
@@ -443,7 +486,7 @@ class BlueprintVersion(MakeModel):
     """One saved version of a blueprint (`GET /scenarios/{id}/blueprints`)."""
 
     version: OptInt = None
-    scenario_id: int | None = Field(None, alias="scenarioId")
+    scenario_id: Id | None = Field(None, alias="scenarioId")
     created: UtcDateTime | None = None
     draft: Flag = False
 
@@ -473,10 +516,10 @@ class ModuleLog(MakeModel):
 
     imt_id: str | None = Field(None, alias="imtId")
     execution_id: IdStr = Field(alias="executionId")
-    scenario_id: int | None = Field(None, alias="scenarioId")
+    scenario_id: Id | None = Field(None, alias="scenarioId")
     timestamp: UtcDateTime
     status: Status = ExecStatus.UNKNOWN
-    raw_status: int | str | None = None
+    raw_status: RawStatus = None
     bundles: Count = 0
     size: Count = 0
     warning: Any = None
@@ -520,7 +563,7 @@ class Dlq(MakeModel):
     resolved: Flag = False
     retry: bool | None = None
     attempts: OptInt = None
-    scenario_id: int | None = Field(None, alias="scenarioId")
+    scenario_id: Id | None = Field(None, alias="scenarioId")
     execution_id: Annotated[str | None, BeforeValidator(_id_to_str)] = Field(
         None, alias="executionId"
     )

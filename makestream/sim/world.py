@@ -188,15 +188,24 @@ class WorldSpec(_Spec):
 
 def load_world(path: str | Path) -> WorldSpec:
     """Read a world from a `.toml` or `.json` file; any problem is a one-line ConfigError."""
+    from makestream.files import read_text_capped
+    from makestream.limits import WORLD_MAX_BYTES
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read world file: {exc.strerror}") from exc
+        # A regular file only, within WORLD_MAX_BYTES: `--world /dev/zero` is refused.
+        text = read_text_capped(path, WORLD_MAX_BYTES, "world file", error=ConfigError)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: cannot read world file: No such file or directory") from None
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
     try:
-        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        raw = tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {exc}") from exc
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from None
+    except (RecursionError, ValueError):
+        raise ConfigError(
+            f"{path}: not valid {kind}: nested too deeply or a number too long"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a world file must hold an object at the top level")
     try:

@@ -1,0 +1,45 @@
+"""Every cap on a size or a wait that comes from outside, in one place.
+
+makestream reads cursors from HTTP clients and files, payloads from Make, files named on the
+command line and NDJSON on stdin. Each of those has a limit here, so that no input can make it
+hold unbounded memory or time. Going over a cap is a clear one-line error: exit 2 for what the
+user gave (a file, a flag, a cursor), 400/431 from serve-sse, a payload error (exit 6) for Make.
+The README's "Limits" section lists them; keep the two in step.
+"""
+
+from __future__ import annotations
+
+KiB = 1024
+MiB = 1024 * KiB
+
+# -- cursors ------------------------------------------------------------------------------------
+# A cursor as text (an SSE Last-Event-ID, --resume, --cursor-file). A team of a few hundred
+# scenarios with a full look-back window stays well under this.
+CURSOR_MAX_CHARS = 64 * KiB
+# What a cursor's compressed body may inflate to, and how many execution ids it may list.
+CURSOR_MAX_INFLATED = 1 * MiB
+CURSOR_MAX_IDS = 100_000
+
+# -- files the CLI reads ------------------------------------------------------------------------
+CONFIG_MAX_BYTES = 1 * MiB  # config.toml
+DATA_MAX_BYTES = 5 * MiB  # --data @FILE (Make caps a run's inputs well below this)
+TOKEN_MAX_BYTES = 64 * KiB  # --token-file, MAKE_API_TOKEN_FILE
+WORLD_MAX_BYTES = 16 * MiB  # sim --world
+CURSOR_FILE_MAX_BYTES = CURSOR_MAX_CHARS + 1 * KiB  # --cursor-file (one cursor and a newline)
+NDJSON_LINE_MAX_BYTES = 16 * MiB  # one line of `render`'s input
+
+# -- Make's answers -----------------------------------------------------------------------------
+RESPONSE_MAX_BYTES = 32 * MiB  # one response body from Make's API (after decompression)
+ERROR_BODY_MAX_BYTES = 64 * KiB  # what is read of an error answer's body (the rest is dropped)
+JSON_MAX_DEPTH = 64  # nesting of a Make payload (or of --data) that makestream walks
+RETRY_AFTER_MAX_S = 120.0  # a longer Retry-After is cut to this, and the event says so
+# Integers in Make's payloads (ids, counters, durations): JSON's exact integer range, 0..2**53.
+MAKE_INT_MAX = 2**53
+MAKE_DURATION_MAX_MS = 366 * 24 * 3600 * 1000  # a run's duration: a year (Make stops at 40 min)
+MAKE_YEAR_MIN, MAKE_YEAR_MAX = 1970, 9000  # a payload's timestamps, so date arithmetic stays valid
+
+# -- serve-sse ----------------------------------------------------------------------------------
+HEADERS_MAX_BYTES = 96 * KiB  # a request's line and headers together (room for one cursor)
+HEADERS_TIMEOUT_S = 10.0  # to send a whole request head
+IDLE_TIMEOUT_S = 30.0  # a kept-alive connection with no request in flight
+BACKLOG = 256  # pending connections the listening socket holds
