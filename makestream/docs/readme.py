@@ -1,4 +1,4 @@
-"""The README's generated blocks: the command list, exit statuses, environment and event reference.
+"""The README's generated blocks: commands, exit statuses, environment, limits and events.
 
 The README is written by hand, except between markers like these, which the generator rewrites::
 
@@ -50,6 +50,14 @@ def environment_block(_root: CommandDoc) -> str:
     return "\n".join(rows)
 
 
+def limits_block(_root: CommandDoc) -> str:
+    """The caps on outside input (the same as the man page's LIMITS)."""
+    rows = ["| input | limit | past it |", "|---|---|---|"]
+    rows += [f"| {_cell(x.what)} | {_cell(x.value)} | {_cell(x.past_it)} |"
+             for x in reference.LIMITS]
+    return "\n".join(rows) + "\n\n" + reference.LIMITS_NOTE
+
+
 def events_block(_root: CommandDoc) -> str:
     """The event reference, from the models and field descriptions in `makestream.events`."""
     common, events = reference.event_reference()
@@ -71,6 +79,7 @@ BLOCKS: dict[str, Callable[[CommandDoc], str]] = {
     "commands": commands_block,
     "exit-status": exit_status_block,
     "environment": environment_block,
+    "limits": limits_block,
     "events": events_block,
 }
 

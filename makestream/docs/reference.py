@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from makestream import limits
 from makestream.errors import ExitCode
 from makestream.events import EVENT_TYPES, SCHEMA_VERSION
+from makestream.files import size_text
 
 # --- exit status --------------------------------------------------------------------------------
 
@@ -102,6 +104,55 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "faster than real time, so it can share a fast clock with `makestream sim serve`. "
         "Against a real Make zone it only makes makestream's own timing wrong.",
     ),
+)
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A cap on something that comes from outside, and what happens past it."""
+
+    what: str
+    value: str
+    past_it: str
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:g} s"
+
+
+LIMITS: tuple[Limit, ...] = (
+    Limit("A cursor (`--resume`, `--cursor-file`, `Last-Event-ID`)",
+          f"{size_text(limits.CURSOR_MAX_CHARS)} of text, inflating to at most "
+          f"{size_text(limits.CURSOR_MAX_INFLATED)}, {limits.CURSOR_MAX_IDS:,} execution ids",
+          "exit 2, or 400 from `serve-sse`"),
+    Limit("The config file", size_text(limits.CONFIG_MAX_BYTES), "exit 2"),
+    Limit("`--data` (text or `@FILE`)", size_text(limits.DATA_MAX_BYTES)
+          + f", nested at most {limits.JSON_MAX_DEPTH} levels", "exit 2"),
+    Limit("A token file", size_text(limits.TOKEN_MAX_BYTES), "exit 2"),
+    Limit("`sim serve --world`", size_text(limits.WORLD_MAX_BYTES), "exit 2"),
+    Limit("One line of `render`'s input", size_text(limits.NDJSON_LINE_MAX_BYTES),
+          "a one-line error naming the line"),
+    Limit("One answer from Make's API", size_text(limits.RESPONSE_MAX_BYTES)
+          + f" (an error answer: {size_text(limits.ERROR_BODY_MAX_BYTES)} is read), nested at "
+          f"most {limits.JSON_MAX_DEPTH} levels",
+          "a payload error (`stream.error`; a one-shot command exits 6)"),
+    Limit("Numbers in Make's answers", f"integers 0 to 2^53, durations up to "
+          f"{limits.MAKE_DURATION_MAX_MS // 86_400_000} days, years {limits.MAKE_YEAR_MIN} to "
+          f"{limits.MAKE_YEAR_MAX}", "a payload error, as above"),
+    Limit("Make's `Retry-After`", _s(limits.RETRY_AFTER_MAX_S),
+          "the wait is cut; `api.throttled` carries `asked_s`"),
+    Limit("An HTTP request head to `serve-sse`", size_text(limits.HEADERS_MAX_BYTES)
+          + f", sent within {_s(limits.HEADERS_TIMEOUT_S)}", "431, or the connection is closed"),
+    Limit("An idle kept-alive connection to `serve-sse`", _s(limits.IDLE_TIMEOUT_S), "closed"),
+)
+
+LIMITS_NOTE = (
+    "Files named on the command line must be regular files (a pipe is accepted for `--data` "
+    "and token files); a device or directory is refused before it is opened. Text from Make "
+    "(names, error messages) is shown with control characters made visible, never sent to the "
+    "terminal as they are."
 )
 
 # --- files --------------------------------------------------------------------------------------

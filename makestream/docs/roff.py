@@ -108,6 +108,7 @@ class ManPage:
         self._events()
         self._exit_status()
         self._environment()
+        self._limits()
         self._files()
         self._examples()
         self._see_also()
@@ -252,6 +253,14 @@ class ManPage:
         for var in reference.ENVIRONMENT:
             self.out += [".TP", f"\\fB{escape(var.name)}\\fR"]
             self._text(self._p(var.text))
+
+    def _limits(self) -> None:
+        self.out.append(".SH LIMITS")
+        for limit in reference.LIMITS:
+            self.out += [".TP", self._p(limit.what)]
+            self._text(self._p(f"{limit.value}. Beyond it: {limit.past_it}."))
+        self._pp()
+        self._text(self._p(reference.LIMITS_NOTE))
 
     def _files(self) -> None:
         self.out.append(".SH FILES")
