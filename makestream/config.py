@@ -53,7 +53,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from tomlkit.exceptions import ParseError, TOMLKitError
+from tomlkit.exceptions import ParseError, TOMLKitError, UnexpectedEofError
 
 from makestream.engine.rules import (
     RULES,
@@ -62,7 +62,7 @@ from makestream.engine.rules import (
     RuleSpec,
     Severity,
 )
-from makestream.errors import ConfigError, UsageError
+from makestream.errors import ConfigError, UsageError, plain
 
 ENV = "MAKESTREAM_CONFIG"
 NEW_FILE_HEADER = "# makestream configuration (see: makestream thresholds --help)\n"
@@ -79,9 +79,27 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-def _number(integer: bool, minimum: float, exclusive: bool, maximum: float | None) -> Any:
+def _duration(value: Any) -> Any:
+    # A key in seconds takes a duration as `thresholds set` does: "10m" is 600.
+    if isinstance(value, str):
+        from makestream.timeutil import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except UsageError:
+            raise PydanticCustomError(
+                "duration", "expects a number or a duration such as 90s or 10m", {},
+            ) from None
+        return int(seconds) if seconds.is_integer() else seconds
+    return value
+
+
+def _number(
+    integer: bool, minimum: float, exclusive: bool, maximum: float | None, *, seconds: bool = False
+) -> Any:
     limits = Field(gt=minimum if exclusive else None, ge=None if exclusive else minimum, le=maximum)
-    return Annotated[int if integer else float, BeforeValidator(_not_bool), limits]
+    checks = [BeforeValidator(_not_bool)] + ([BeforeValidator(_duration)] if seconds else [])
+    return Annotated[int if integer else float, *checks, limits]
 
 
 class _Entry(BaseModel):
@@ -98,7 +116,7 @@ class _Entry(BaseModel):
     def _shorthand(cls, data: Any) -> Any:
         if isinstance(data, bool):
             return {"enabled": data}
-        if isinstance(data, int | float) and cls.has_value:
+        if isinstance(data, int | float | str) and cls.has_value:
             return {"value": data}
         if isinstance(data, dict):
             return data
@@ -115,10 +133,13 @@ class _FlagEntry(_Entry):
 def _entry_model(spec: RuleSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     if spec.has_value:
-        kind = _number(spec.integer, spec.minimum, spec.exclusive_minimum, spec.maximum)
+        kind = _number(
+            spec.integer, spec.minimum, spec.exclusive_minimum, spec.maximum, seconds=spec.seconds
+        )
         fields["value"] = (kind | None, None)
     for name, param in spec.params.items():
-        fields[name] = (_number(param.integer, param.minimum, False, None) | None, None)
+        number = _number(param.integer, param.minimum, False, None, seconds=param.unit == "s")
+        fields[name] = (number | None, None)
     base = _Entry if spec.has_value else _FlagEntry
     return create_model(spec.key, __base__=base, **fields)
 
@@ -131,7 +152,9 @@ _Table = create_model("Thresholds", __config__=_STRICT, **_TABLE_FIELDS)
 
 class _Alerts(BaseModel):
     model_config = _STRICT
-    renotify_s: Annotated[float, BeforeValidator(_not_bool), Field(ge=0)] = 0.0
+    renotify_s: Annotated[
+        float, BeforeValidator(_not_bool), BeforeValidator(_duration), Field(ge=0)
+    ] = 0.0
 
 
 _Scenario = create_model("Scenario", __config__=_STRICT, thresholds=(_Table | None, None))
@@ -222,7 +245,7 @@ def _problem(exc: ValidationError) -> Problem:
     elif "[key]" in [str(p) for p in first["loc"]]:
         message = "scenario ids are positive numbers, as in [scenarios.123.thresholds]"
     else:
-        message = first["msg"].replace("Input should be", "must be")
+        message = plain(first["msg"])
         value = first.get("input")
         if (
             isinstance(value, int | float | str)
@@ -322,14 +345,51 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+def _unclosed(line: str) -> str | None:
+    """What a TOML line leaves open, if it plainly does (for messages only)."""
+    code = line.split("#", 1)[0].strip() if line.count('"') % 2 == 0 else line.strip()
+    if code.startswith("[") and "=" not in code and not code.rstrip().endswith("]"):
+        return "a [table] header lacks its closing ]"
+    if code.count('"') % 2 or code.count("'") % 2:
+        return "a string lacks its closing quote"
+    if code.count("{") > code.count("}"):
+        return "an inline table lacks its closing }"
+    if "=" in code and code.count("[") > code.count("]"):
+        return "an array lacks its closing ]"
+    return None
+
+
+def _toml_problem(exc: ParseError, text: str) -> tuple[int | None, str]:
+    """The line at fault and tomlkit's complaint in plain words."""
+    lines = text.splitlines()
+    message = re.sub(r" at line \d+ col \d+$", "", str(exc))
+    at_end = isinstance(exc, UnexpectedEofError) or message.endswith("'\\x00'")
+    if at_end:
+        # tomlkit places the end of the file at line 1; the line left open is the real fault.
+        for number, line in enumerate(lines, 1):
+            if (reason := _unclosed(line)) is not None:
+                return number, reason
+        return None, "the file ends in the middle of a value"
+    line = lines[exc.line - 1] if 0 < exc.line <= len(lines) else ""
+    if (reason := _unclosed(line)) is not None:
+        return exc.line, reason
+    if message.endswith("'\\n'"):
+        return exc.line, "the line ends in the middle of a value"
+    if message.startswith("Unexpected character: "):
+        return exc.line, f"unexpected {message.removeprefix('Unexpected character: ')} " \
+            f"at column {exc.col + 1}"
+    return exc.line, message.rstrip(".")
+
+
 def parse_document(text: str, source: str) -> tomlkit.TOMLDocument:
     try:
         doc = tomlkit.parse(text)
         doc.unwrap()  # some damage (a key defined twice across tables) only shows here
         return doc
     except ParseError as exc:
-        reason = re.sub(r" at line \d+ col \d+$", "", str(exc))
-        raise ConfigError(f"{source}:{exc.line}: invalid TOML: {reason}") from None
+        line, reason = _toml_problem(exc, text)
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: invalid TOML: {reason}") from None
     except TOMLKitError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"{source}: invalid TOML: {reason}") from None

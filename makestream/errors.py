@@ -19,11 +19,13 @@ The tree::
 
 `transient` says whether retrying the same request later may succeed; the client retries those,
 and the engine turns a transient error that outlives its retries into a `stream.error` event
-instead of ending the stream. Messages are one line and never contain the API token.
+instead of ending the stream. Messages are one line and never contain the API token; `plain`
+puts the validation library's sentences (option values, config entries) in makestream's words.
 """
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -160,3 +162,33 @@ class Interrupted(MakestreamError):
     def __init__(self, message: str = "interrupted", *, code: ExitCode = ExitCode.INTERRUPTED):
         super().__init__(message)
         self.exit_code = code
+
+
+# --- wording ------------------------------------------------------------------------------------
+
+# The validation library's sentences for a bad option value, in plain words.
+_SENTENCES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Input should be a valid integer.*"), "expects a whole number"),
+    (re.compile(r"Input should be a valid number.*"), "expects a number"),
+    (re.compile(r"Input should be a valid boolean.*"), "expects true or false"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), r"must be at least \1"),
+    (re.compile(r"Input should be greater than (\S+)"), r"must be more than \1"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), r"must be at most \1"),
+    (re.compile(r"Input should be less than (\S+)"), r"must be less than \1"),
+    (re.compile(r"Input should be a valid path.*"), "expects a file path"),
+)
+_NOT_ONE_OF = re.compile(r"'(?P<value>[^']*)' is not one of (?P<choices>.+?)\.?$")
+
+
+def plain(message: str) -> str:
+    """The validation library's wording of a bad value, in plain words."""
+    text = message.strip()
+    text = text.removeprefix("Value error, ")
+    choice = _NOT_ONE_OF.match(text)
+    if choice:
+        choices = ", ".join(c.strip().strip("'") for c in choice["choices"].split(","))
+        return f"{choice['value']!r} is not one of: {choices}"
+    for pattern, words in _SENTENCES:
+        if pattern.fullmatch(text):
+            return pattern.sub(words, text)
+    return text.replace("Input should be", "must be")

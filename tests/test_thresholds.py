@@ -88,7 +88,7 @@ def test_set_unset_and_reset_report_on_stderr_and_edit_the_file(tmp_path: Path) 
     ("args", "message"),
     [
         (["set", "nope", "1"], "unknown threshold 'nope'; `makestream thresholds` lists them"),
-        (["set", "error_rate", "2"], "error_rate 2: value must be less than or equal to 1 (got 2)"),
+        (["set", "error_rate", "2"], "error_rate 2: value must be at most 1 (got 2)"),
         (["set", "queue_max", "many"], "queue_max: 'many' is not a number"),
         (["unset", "nope"], "unknown threshold 'nope'; `makestream thresholds` lists them"),
     ],
@@ -141,8 +141,8 @@ def test_an_invalid_file_gives_its_line_and_key_exits_2_and_stays_unchanged(tmp_
     path = tmp_path / "config.toml"
     path.write_bytes(BROKEN)
     expected = (
-        f"makestream: error: {path}:4: thresholds.error_rate.value: must be less than or "
-        "equal to 1 (got 1.5)"
+        f"makestream: error: {path}:4: thresholds.error_rate.value: must be at most 1 "
+        "(got 1.5)"
     )
     for args in (["check"], ["check", str(path)], ["--format", "json"], ["test", "101", "--demo"]):
         result = cli(path, *args)

@@ -7,24 +7,11 @@ single line makestream prints for every other error, so that scripts and people 
 
 from __future__ import annotations
 
-import re
-
 from typer._click.core import Parameter
 from typer._click.exceptions import BadParameter, MissingParameter, NoSuchOption, UsageError
 from typer.core import TyperArgument
 
-# The validation library's sentences for a bad option value, in plain words.
-_SENTENCES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Input should be a valid integer.*"), "expects a whole number"),
-    (re.compile(r"Input should be a valid number.*"), "expects a number"),
-    (re.compile(r"Input should be a valid boolean.*"), "expects true or false"),
-    (re.compile(r"Input should be greater than or equal to (\S+)"), r"must be at least \1"),
-    (re.compile(r"Input should be greater than (\S+)"), r"must be more than \1"),
-    (re.compile(r"Input should be less than or equal to (\S+)"), r"must be at most \1"),
-    (re.compile(r"Input should be less than (\S+)"), r"must be less than \1"),
-    (re.compile(r"Input should be a valid path.*"), "expects a file path"),
-)
-_NOT_ONE_OF = re.compile(r"'(?P<value>[^']*)' is not one of (?P<choices>.+?)\.?$")
+from makestream.errors import plain
 
 
 def param_name(param: Parameter | None) -> str | None:
@@ -36,20 +23,6 @@ def param_name(param: Parameter | None) -> str | None:
         return name.upper()
     longs = [opt for opt in param.opts if opt.startswith("--")]
     return (longs or list(param.opts) or [param.name or "option"])[0]
-
-
-def plain(message: str) -> str:
-    """The validation library's wording of a bad value, in plain words."""
-    text = message.strip()
-    text = text.removeprefix("Value error, ")
-    choice = _NOT_ONE_OF.match(text)
-    if choice:
-        choices = ", ".join(c.strip().strip("'") for c in choice["choices"].split(","))
-        return f"{choice['value']!r} is not one of: {choices}"
-    for pattern, words in _SENTENCES:
-        if pattern.fullmatch(text):
-            return pattern.sub(words, text)
-    return text
 
 
 def describe(exc: UsageError) -> str:
