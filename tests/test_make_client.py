@@ -188,7 +188,7 @@ def test_api_url_wins() -> None:
 def test_bad_zone_or_url_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"unknown Make zone 'eu9\.make\.com'.*MAKE_API_URL"):
         base_url_for("eu9.make.com")
-    with pytest.raises(UsageError, match="no Make zone given"):
+    with pytest.raises(UsageError, match="no Make zone given: set MAKE_ZONE"):
         base_url_for(None)
     with pytest.raises(UsageError, match="MAKE_API_URL must be an http"):
         base_url_for(None, api_url="eu1.make.com/api/v2")

@@ -321,11 +321,48 @@ async def test_execution_follows_a_run_that_began_before_the_watch() -> None:
 
 async def test_unknown_execution_is_fatal() -> None:
     zone = SimZone(outcome_world(), clock=Clock(50), seed=1)
-    _, watch = await collect(
+    events, watch = await collect(
         zone, WatchOptions(scenario_ids=[201], execution_id="0" * 32), max_clock_s=120
     )
     assert watch.outcome.exit_code == ExitCode.CANNOT_MONITOR
     assert "not found" in (watch.outcome.error or "")
+    # Nothing is said about a run that does not exist.
+    assert not [e for e in events if e.type.startswith("execution.")]
+
+
+async def test_execution_that_already_ended_is_reported_from_its_log_alone() -> None:
+    zone = SimZone(outcome_world(duration=2), clock=Clock(50), seed=1)
+    eid = zone.start_execution(203)
+    await anyio.sleep(zone.clock.real(10))
+    events, watch = await collect(
+        zone, WatchOptions(scenario_ids=[203], execution_id=eid, exit_status=True),
+        max_clock_s=300,
+    )
+    [done] = finished(events)
+    assert done.execution_id == eid and done.status == "error"
+    assert [e.type for e in events if e.type.startswith("execution.")] == [
+        "execution.started", "execution.finished"
+    ]
+    assert watch.outcome.exit_code == ExitCode.EXECUTION_ERROR
+
+
+async def test_team_filters_match_names_regardless_of_case() -> None:
+    zone = SimZone(outcome_world(), clock=Clock(50), seed=1)
+    events, _ = await collect(
+        zone,
+        WatchOptions(team_id=1, include=["OUTCOME 20[12]"], exclude=["*202"], follow=False),
+        max_clock_s=120,
+    )
+    [opened] = [e for e in events if e.type == "stream.opened"]
+    assert opened.targets == [201]  # type: ignore[attr-defined]
+
+
+async def test_a_team_make_refuses_names_both_possible_causes() -> None:
+    zone = SimZone(outcome_world(), clock=Clock(50), seed=1)
+    _, watch = await collect(zone, WatchOptions(team_id=99, follow=False), max_clock_s=120)
+    assert watch.outcome.exit_code == ExitCode.CANNOT_MONITOR
+    error = watch.outcome.error or ""
+    assert "team 99" in error and "may not exist" in error and "scenarios:read" in error
 
 
 @pytest.mark.parametrize("stamp", ["start", "end"])

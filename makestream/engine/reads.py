@@ -33,6 +33,7 @@ class WatchReads(WatchBase):
         finally:
             self.schedule.polled(eid, self.clock.now())
         if detail.status.terminal:
+            self.tracker.ended(sid, eid)
             self.schedule.forget_execution(eid)
             self._pending += 1
             self.schedule.follow_up(

@@ -134,12 +134,27 @@ class WatchStartup(WatchBase):
         opts = self.options
         found: list[Scenario] = []
         if opts.team_id is not None:
-            team = await self.client.scenarios(team_id=opts.team_id)
+            try:
+                team = await self.client.scenarios(team_id=opts.team_id)
+            except (AuthError, NotFoundError) as exc:
+                if exc.status == 401:
+                    raise
+                # Make answers 403 both for a team that does not exist and for one the token
+                # may not see; only the user can tell which.
+                raise type(exc)(
+                    f"team {opts.team_id}: Make refused to list its scenarios ({exc.status}): "
+                    "the team may not exist, or the token cannot see it or lacks the "
+                    "scenarios:read scope",
+                    status=exc.status, code=exc.code,
+                ) from None
             for scenario in team:
-                name = scenario.name
-                if opts.include and not any(fnmatch.fnmatchcase(name, p) for p in opts.include):
+                # Names are matched as people read them: "route*" matches "Route emails".
+                name = scenario.name.casefold()
+                if opts.include and not any(
+                    fnmatch.fnmatchcase(name, p.casefold()) for p in opts.include
+                ):
                     continue
-                if any(fnmatch.fnmatchcase(name, p) for p in opts.exclude):
+                if any(fnmatch.fnmatchcase(name, p.casefold()) for p in opts.exclude):
                     continue
                 found.append(scenario)
             if not found and not opts.scenario_ids:
@@ -180,14 +195,31 @@ class WatchStartup(WatchBase):
                 raise UsageError(f"--run: {exc.message}") from None
             eid, source = result.execution_id, "run"
             started: float | None = now
+            detail = None
         else:
             assert opts.execution_id is not None
             eid, source, started = opts.execution_id, "existing", None
+            # Ask Make about the run before saying anything of it: a mistyped id must not
+            # produce `execution.started` and progress for a run that does not exist.
+            try:
+                detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"execution {eid} of scenario {sid} not found", status=404
+                ) from None
         self._targets.add(eid)
         self.emit(self.tracker.started(sid, eid, now=now, source=source, started_at=started))
         self.schedule.scanning = False
         self.schedule.poll_share = 0.8  # nothing else competes for the budget
-        self.schedule.watch_execution(
-            sid, eid, now=now, history=self.tracker.scenarios[sid].history, started=started
-        )
+        if detail is not None and detail.status.terminal:
+            # It has already ended: its log is all that is left to read.
+            self.tracker.ended(sid, eid)
+            self._pending += 1
+            self.schedule.follow_up(
+                Action("log", sid, eid, detail=detail, priority=Priority.URGENT)
+            )
+        else:
+            self.schedule.watch_execution(
+                sid, eid, now=now, history=self.tracker.scenarios[sid].history, started=started
+            )
         self._kick()

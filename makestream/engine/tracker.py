@@ -46,6 +46,7 @@ class Running:
     source: str
     first_seen: float
     last_progress: float = 0.0
+    ended: bool = False  # Make says it has ended; its log (the figures) is still to be read
 
 
 @dataclass
@@ -302,13 +303,19 @@ class Tracker:
             )
         ]
 
+    def ended(self, scenario_id: int, execution_id: str) -> None:
+        """Make reports the run has ended: no more progress for it, whatever the log's delay."""
+        run = self.scenarios[scenario_id].running.get(execution_id)
+        if run is not None:
+            run.ended = True
+
     def progress(self, now: float, *, every_s: float = 2.0) -> list[_Event]:
         """Progress estimates for running executions, at most one per run every `every_s`."""
         events: list[_Event] = []
         for state in self.scenarios.values():
             expected = state.history.expected_ms
             for run in state.running.values():
-                if now - run.last_progress < every_s:
+                if run.ended or now - run.last_progress < every_s:
                     continue
                 run.last_progress = now
                 begun = run.started_at if run.started_at is not None else run.first_seen

@@ -102,8 +102,8 @@ def base_url_for(zone: str | None = None, api_url: str | None = None) -> str:
         return check_api_url(api_url)
     if zone is None or not zone.strip():
         raise UsageError(
-            f"no Make zone given: use one of {', '.join(ZONES)}, "
-            f"or set {API_URL_ENV} for a private instance"
+            f"no Make zone given: set {ZONE_ENV} to your zone ({', '.join(ZONES)}; it is the "
+            f"host in your browser's address bar on Make), or {API_URL_ENV} for a private instance"
         )
     text = _printable(zone, ZONE_ENV).lower()
     # Accept what people paste: "eu1.make.com", "https://eu1.make.com", ".../api/v2"; refuse
