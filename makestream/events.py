@@ -84,7 +84,11 @@ class ExecutionStarted(_Event):
     source: str = Field(description="How the run began: run (by makestream), auto, manual, ...")
     started_at: str = Field(description="RFC 3339 UTC.")
     expected_duration_ms: int | None = Field(default=None, description="Median of recent runs.")
-    modules_total: int | None = Field(default=None, description="Modules in the blueprint.")
+    modules_total: int | None = Field(
+        default=None,
+        description="Modules in the scenario's blueprint, once makestream has read it (the live "
+        "view and --modules read it); absent before.",
+    )
     scenario_name: str | None = None
 
 
@@ -94,7 +98,9 @@ class ExecutionProgress(_Event):
     expected_duration_ms: int | None = None
     percent: float | None = Field(default=None, description="0-99; None when nothing to go by.")
     basis: Literal["history", "modules"] = Field(
-        default="history", description="What the estimate rests on."
+        default="history",
+        description="What the estimate rests on: `history`, the durations of the scenario's "
+        "recent runs (Make reports no module-by-module progress, so `modules` is reserved).",
     )
 
 

@@ -409,3 +409,21 @@ async def test_a_run_far_longer_than_its_history_is_not_lost(stamp: str) -> None
                               api_limit=240)
     _check_exactly_once(zone, finished(events), start, zone.clock.now() - 60)
     assert any(e.scenario_id == 1 for e in finished(events))
+
+
+async def test_started_events_count_the_modules_once_the_blueprint_is_read() -> None:
+    zone = SimZone(
+        busy_world(1, rate_per_minute=20, api_limit=600), clock=Clock(50), seed=3,
+        running_in_logs=True,
+    )
+    events, _ = await collect(
+        zone,
+        WatchOptions(scenario_ids=[300], blueprints=True),
+        until=lambda evs: sum(e.type == "execution.started" for e in evs) >= 6,
+        max_clock_s=900,
+        api_limit=600,
+    )
+    started = [e for e in events if e.type == "execution.started"]
+    assert len(started) >= 6
+    # The blueprint is read at low priority once; every run seen after it carries the count.
+    assert started[-1].modules_total == 3  # type: ignore[attr-defined]

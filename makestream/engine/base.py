@@ -94,6 +94,13 @@ class WatchBase:
 
     # -- emitting --------------------------------------------------------------------------------
 
+    def _keep_blueprint(self, scenario_id: int, blueprint: Blueprint) -> None:
+        """Remember a scenario's blueprint; its module count goes into later execution.started."""
+        self.blueprints[scenario_id] = blueprint
+        state = self.tracker.scenarios.get(scenario_id)
+        if state is not None:
+            state.modules_total = sum(1 for _ in blueprint.walk())
+
     def emit(self, events: Iterable[_Event]) -> None:
         """Stamp and queue events. Call right after the state change they describe.
 

@@ -257,9 +257,8 @@ class WatchReads(WatchBase):
         sid, eid = action.scenario_id, action.execution_id
         blueprint = self.blueprints.get(sid)
         if blueprint is None:
-            blueprint = self.blueprints[sid] = await self.client.blueprint(
-                sid, priority=Priority.LOW
-            )
+            blueprint = await self.client.blueprint(sid, priority=Priority.LOW)
+            self._keep_blueprint(sid, blueprint)
         events: list[_Event] = []
         for module in blueprint.walk():
             page = await self.client.module_logs(

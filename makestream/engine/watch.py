@@ -122,8 +122,9 @@ class Watch(WatchStartup, WatchReads):
                     await self._triggers(action.scenario_id)
                 case "blueprint":
                     if action.scenario_id not in self.blueprints:
-                        self.blueprints[action.scenario_id] = await self.client.blueprint(
-                            action.scenario_id, priority=Priority.LOW
+                        self._keep_blueprint(
+                            action.scenario_id,
+                            await self.client.blueprint(action.scenario_id, priority=Priority.LOW),
                         )
         except MakestreamError as exc:
             # A watched scenario or target run that is gone ends the watch; a missing module
