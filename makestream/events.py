@@ -292,11 +292,36 @@ def read_ndjson(
             raise UsageError(f"{source}:{number}: invalid event: {exc}") from None
 
 
+# Every event as written carries these; the models give them defaults only so that a line from
+# a newer or older producer can still be read.
+ENVELOPE = ("v", "type", "seq", "ts", "cursor")
+_FORMATS = {"ts": "date-time", "started_at": "date-time", "ended_at": "date-time", "url": "uri"}
+
+
+def _declare_format(prop: dict[str, Any], fmt: str) -> None:
+    if prop.get("type") == "string":
+        prop["format"] = fmt
+    for branch in prop.get("anyOf", ()):
+        if branch.get("type") == "string":
+            branch["format"] = fmt
+
+
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of every event (``makestream schema``)."""
+    """The JSON Schema of every event (``makestream schema``), as consumers should check it:
+    the envelope is required of every event, and times and links declare their formats."""
     schema = EVENT_ADAPTER.json_schema()
     schema["title"] = "makestream event"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    events = {model.__name__ for model in EVENT_TYPES}
+    for name, definition in schema["$defs"].items():
+        props = definition.get("properties", {})
+        for field, fmt in _FORMATS.items():
+            if field in props:
+                _declare_format(props[field], fmt)
+        if name in events:
+            required = [f for f in ENVELOPE if f in props]
+            required += [f for f in definition.get("required", []) if f not in required]
+            definition["required"] = required
     return schema
 
 

@@ -122,7 +122,7 @@ def test_learned_history_counts_from_the_first_run_watched() -> None:
     [alert] = ev.observe(run(seconds=30), T)
     assert alert.alert_id == "duration_p95_factor:1"
     assert alert.value == 3.0
-    assert "3.0x the p95 of 10 s (limit 2x)" in alert.message
+    assert "3x the p95 of 10 s (limit 2x)" in alert.message
 
 
 # --- rates and streaks ----------------------------------------------------------------------------
@@ -462,3 +462,13 @@ def test_replay_shows_what_recent_runs_would_have_raised() -> None:
         ("alert.resolved", "consecutive_failures:1", rfc3339(T + 240)),
         ("alert.raised", "scenario_paused:1", rfc3339(T + 600)),
     ]
+
+
+def test_messages_tell_the_value_from_its_limit() -> None:
+    from makestream.engine.alerts import _durations
+
+    assert _durations(8.4, 8) == ["8.4 s", "8.0 s"]  # not "8 s, over the limit of 8 s"
+    assert _durations(0.4, 0.3) == ["0.4 s", "0.3 s"]  # not "limit of 0 s"
+    assert _durations(45, 30) == ["45 s", "30 s"]
+    assert _durations(600, 599) == ["10.00 min", "9.98 min"]
+    assert _durations(8, 8) == ["8 s", "8 s"]

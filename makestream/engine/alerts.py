@@ -54,12 +54,29 @@ def fails(severity_threshold: Severity, event: _Event) -> bool:
     return isinstance(event, AlertRaised) and _RANK[event.severity] >= _RANK[severity_threshold]
 
 
-def _duration(seconds: float) -> str:
+def _scaled(seconds: float) -> tuple[float, str, int]:
+    """A duration in the unit people read it in, and the decimals that unit usually gets."""
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return seconds, "s", 0
     if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+        return seconds / 60, "min", 1
+    return seconds / 3600, "h", 1
+
+
+def _duration(seconds: float, extra: int = 0) -> str:
+    amount, unit, places = _scaled(seconds)
+    return f"{amount:.{places + extra}f} {unit}"
+
+
+def _durations(*values: float) -> list[str]:
+    """The durations at the least precision that tells different values apart and shows no
+    non-zero value as 0 ("8.4 s, over the limit of 8 s", never "8 s, over … 8 s")."""
+    for extra in range(4):
+        shown = [_duration(v, extra) for v in values]
+        apart = len(set(shown)) == len(set(values))
+        if apart and all(v <= 0 or round(_scaled(v)[0], _scaled(v)[2] + extra) for v in values):
+            return shown
+    return [_duration(v, 3) for v in values]
 
 
 def _number(value: float) -> str:
@@ -346,6 +363,10 @@ class AlertEvaluator:
         if threshold is None or threshold.value is None or observed is None:
             return []
         verb = "took" if key == "duration_max_s" else "used"
+        if show is _duration:
+            seen, limit = _durations(observed, threshold.value)
+        else:
+            seen, limit = show(observed), show(threshold.value)
         return self._set(
             key,
             sid,
@@ -353,8 +374,8 @@ class AlertEvaluator:
             observed > threshold.value,
             value=observed,
             now=now,
-            raised=f"a run {verb} {show(observed)}, over the limit of {show(threshold.value)}",
-            resolved=f"the last run was within the limit ({show(observed)})",
+            raised=f"a run {verb} {seen}, over the limit of {limit}",
+            resolved=f"the last run was within the limit ({seen})",
         )
 
     def _relative(
@@ -368,6 +389,7 @@ class AlertEvaluator:
             return []
         p95 = p95_ms / 1000
         factor = seconds / p95
+        took, p95_text = _durations(seconds, p95)
         return self._set(
             "duration_p95_factor",
             sid,
@@ -375,9 +397,9 @@ class AlertEvaluator:
             factor > threshold.value,
             value=round(factor, 2),
             now=now,
-            raised=f"a run took {_duration(seconds)}, {factor:.1f}x the p95 of {_duration(p95)} "
+            raised=f"a run took {took}, {_number(round(factor, 2))}x the p95 of {p95_text} "
             f"(limit {_number(threshold.value)}x)",
-            resolved=f"the last run took {_duration(seconds)}, {factor:.1f}x the p95",
+            resolved=f"the last run took {took}, {_number(round(factor, 2))}x the p95",
         )
 
     def _rates(
@@ -511,6 +533,7 @@ class AlertEvaluator:
             limit, basis = threshold.param("fallback_s"), "too few runs to know better"
         for run in state.running.values():
             elapsed = now - _begun(run)
+            running_for, limit_text = _durations(elapsed, limit)
             out += self._set(
                 "stuck_factor",
                 sid,
@@ -520,9 +543,8 @@ class AlertEvaluator:
                 now=now,
                 alert_id=prefix + run.execution_id,
                 execution_id=run.execution_id,
-                raised=f"a run has been running for {_duration(elapsed)}, past "
-                f"{_duration(limit)} ({basis})",
-                resolved=f"the run is within {_duration(limit)} again",
+                raised=f"a run has been running for {running_for}, past {limit_text} ({basis})",
+                resolved=f"the run is within {limit_text} again",
             )
         return out
 
