@@ -26,12 +26,15 @@ FAST = Backoff(first_s=0.02, max_s=0.05)
 
 
 class Receiver:
-    """Records every request; answers `status`, or hangs while `hang` is set."""
+    """Records every request; answers `status` (with `answer` as the body), or hangs while
+    `hang` is set."""
 
     def __init__(self) -> None:
         self.status = 200
+        self.answer = b""
         self.hang = False
         self.requests: list[tuple[str, bytes]] = []  # (path, body) of every request
+        self.heads: list[dict[str, str]] = []  # the headers of every request, names lowercased
         self.accepted: list[bytes] = []  # bodies answered with 2xx
         self.port = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -58,12 +61,19 @@ class Receiver:
                 )
                 body = await reader.readexactly(length)
                 self.requests.append((request_line.split()[1], body))
+                self.heads.append(
+                    {
+                        name.strip().lower(): value.strip()
+                        for name, _, value in (h.partition(":") for h in headers if h)
+                    }
+                )
                 if self.hang:
                     await asyncio.Event().wait()  # until the test ends
                 status = self.status
                 if 200 <= status < 300:
                     self.accepted.append(body)
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+                status_line = f"HTTP/1.1 {status} X\r\nContent-Length: {len(self.answer)}\r\n\r\n"
+                writer.write(status_line.encode() + self.answer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
@@ -231,7 +241,10 @@ async def test_a_rejected_event_is_not_retried_and_the_next_one_goes_through() -
             sink.offer(raised(2))
             await until(lambda: len(receiver.accepted) == 1)
     assert len(receiver.requests) == 2
-    assert errors[0].endswith("HTTP 400: alert consecutive_failures:1 rejected, not retried")
+    assert errors[0] == (
+        f"webhook http://127.0.0.1:{receiver.port}/…: 400 Bad Request (the receiver refused the "
+        "payload: is --webhook-format right?); alert consecutive_failures:1 dropped, not retried"
+    )
 
 
 async def test_as_a_context_manager_it_runs_in_the_background_and_flushes_on_exit() -> None:

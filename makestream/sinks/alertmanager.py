@@ -42,6 +42,32 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}"
 
 
+def alert_labels(event: AlertEvent, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels that identify an alert to Alertmanager (see the module docstring); `extra`
+    labels are added last. The `alertmanager` webhook format uses the same ones."""
+    labels = {
+        "alertname": f"makestream_{event.rule}",
+        "rule": event.rule,
+        "severity": event.severity,
+        "alert_id": event.alert_id,
+    }
+    if event.scenario_id is not None:
+        labels["scenario_id"] = str(event.scenario_id)
+    if event.execution_id is not None:
+        labels["execution_id"] = event.execution_id
+    labels.update(extra or {})
+    return labels
+
+
+def alert_annotations(event: AlertEvent) -> dict[str, str]:
+    """``summary`` (the alert's message) and ``description`` (rule, value, threshold)."""
+    return {
+        "summary": event.message,
+        "description": f"{event.rule}: value {_figure(event.value)}, threshold "
+        f"{_figure(event.threshold)}",
+    }
+
+
 @dataclass
 class _Alert:
     labels: dict[str, str]
@@ -141,22 +167,8 @@ class AlertmanagerSink(Sink):
 
     def _take(self, event: AlertEvent) -> None:
         now = rfc3339(self.clock.now())
-        labels = {
-            "alertname": f"makestream_{event.rule}",
-            "rule": event.rule,
-            "severity": event.severity,
-            "alert_id": event.alert_id,
-        }
-        if event.scenario_id is not None:
-            labels["scenario_id"] = str(event.scenario_id)
-        if event.execution_id is not None:
-            labels["execution_id"] = event.execution_id
-        labels.update(self.labels)
-        annotations = {
-            "summary": event.message,
-            "description": f"{event.rule}: value {_figure(event.value)}, threshold "
-            f"{_figure(event.threshold)}",
-        }
+        labels = alert_labels(event, self.labels)
+        annotations = alert_annotations(event)
         known = self.active.get(event.alert_id)
         if isinstance(event, AlertRaised):
             self._resolved.pop(event.alert_id, None)  # raised again before the post: still firing

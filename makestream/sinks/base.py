@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Self, TypeVar
@@ -93,20 +93,32 @@ def describe(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{rest}"
 
 
+# What is read of a refusal's body for the message (Slack says `invalid_blocks`, Discord names
+# the field); the rest is not read at all, so a hostile receiver cannot make the sink hold more.
+REFUSAL_BODY_MAX_BYTES = 1024
+
+
 @dataclass(frozen=True)
 class Failure:
-    """Why one delivery failed, and whether trying again may help."""
+    """Why one delivery failed, and whether trying again may help.
+
+    `status` is the HTTP status when the receiver answered, and `said` the start of its answer's
+    body (for refusals), as sent: untrusted text, for `refusal` to clean before showing it."""
 
     message: str
     retry: bool
+    status: int | None = None
+    said: bytes = b""
 
 
-async def post_json(client: httpx.AsyncClient, url: str, body: bytes) -> Failure | None:
-    """POST a JSON body; None on a 2xx answer."""
+async def post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: Sequence[tuple[str, str]]
+) -> Failure | None:
+    """POST `body` with `headers`; None on a 2xx answer. At most REFUSAL_BODY_MAX_BYTES of the
+    answer's body are read (a short answer read whole leaves the connection fit for reuse)."""
     try:
-        response = await client.post(
-            url, content=body, headers={"Content-Type": "application/json"}
-        )
+        async with client.stream("POST", url, content=body, headers=list(headers)) as response:
+            said = await _read_some(response)
     except httpx.TimeoutException:
         return Failure("timed out", retry=True)
     except httpx.HTTPError as exc:
@@ -115,8 +127,25 @@ async def post_json(client: httpx.AsyncClient, url: str, body: bytes) -> Failure
     if response.is_success:
         return None
     # A 4xx other than these says the receiver will never take this body: retrying is futile.
-    retry = response.status_code >= 500 or response.status_code in (408, 425, 429)
-    return Failure(f"HTTP {response.status_code}", retry=retry)
+    status = response.status_code
+    retry = status >= 500 or status in (408, 425, 429)
+    return Failure(f"HTTP {status}", retry=retry, status=status, said=said)
+
+
+async def _read_some(response: httpx.Response) -> bytes:
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return b""  # a few compressed bytes can inflate to megabytes: not worth it for a message
+    said = b""
+    async for chunk in response.aiter_raw():
+        said += chunk
+        if len(said) >= REFUSAL_BODY_MAX_BYTES:
+            break
+    return said[:REFUSAL_BODY_MAX_BYTES]
+
+
+async def post_json(client: httpx.AsyncClient, url: str, body: bytes) -> Failure | None:
+    """POST a JSON body; None on a 2xx answer."""
+    return await post(client, url, body, [("Content-Type", "application/json")])
 
 
 def _ignore(message: str) -> None:
