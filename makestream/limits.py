@@ -42,4 +42,7 @@ MAKE_YEAR_MIN, MAKE_YEAR_MAX = 1970, 9000  # a payload's timestamps, so date ari
 HEADERS_MAX_BYTES = 96 * KiB  # a request's line and headers together (room for one cursor)
 HEADERS_TIMEOUT_S = 10.0  # to send a whole request head
 IDLE_TIMEOUT_S = 30.0  # a kept-alive connection with no request in flight
-BACKLOG = 256  # pending connections the listening socket holds
+# Pending connections the listening socket holds: room for thousands of subscribers reconnecting
+# at once after a restart (the kernel caps it at net.core.somaxconn anyway).
+BACKLOG = 4096
+FILTER_MAX_IDS = 100  # scenario ids in one request's ?scenario= (each at most MAKE_INT_MAX)

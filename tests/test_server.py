@@ -142,7 +142,7 @@ class Served:
 async def sse_server(
     *, speed: float = SPEED, scenarios: list[int] | None = None, team: int | None = None,
     hub: dict[str, Any] | None = None, app: dict[str, Any] | None = None,
-    revoke_after: float | None = None,
+    revoke_after: float | None = None, limits: runner.ConnectionLimits | None = None,
 ) -> AsyncIterator[Served]:
     zone = SimZone(demo_world(), clock=Clock(speed), seed=1)
     zone.faults.revoke_after = revoke_after
@@ -167,7 +167,8 @@ async def sse_server(
         tg.start_soon(the_hub.run)
         assert await the_hub.started() is None
         tg.start_soon(partial(serve, web, the_hub, sock, shutdown_timeout_s=5,
-                              handle_signals=False))
+                              handle_signals=False,
+                              limits=limits or runner.ConnectionLimits()))
         try:
             yield served
         finally:
@@ -388,7 +389,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_pace()
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect((host, int(port)))
-        slow.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        slow.sendall(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         http = srv.http()
         async with http.stream("GET", "/v1/events") as fast:
             reader = SseReader(fast)
@@ -441,7 +442,7 @@ async def test_a_frozen_client_is_cut_off_by_the_send_timeout() -> None:
         frozen = socket.socket()
         frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         frozen.connect((host, int(port)))
-        frozen.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        frozen.sendall(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         await wait_for(lambda: srv.hub.client_count == 1)
         await _flood_letting_the_server_write(srv, 3000, pad=2000)
         await wait_for(lambda: srv.hub.client_count == 0, within=10)
@@ -489,6 +490,7 @@ async def test_a_fatal_upstream_error_ends_the_streams_and_readyz_tells() -> Non
         assert DEMO_TOKEN not in fatal.data["message"]
         ready = await http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert ready.json()["error"] == "upstream unreachable"  # not Make's words: it is open
         refused = await http.get("/v1/events")
         assert refused.status_code == 503 and "Retry-After" in refused.headers
         assert refused.json()["error"].startswith("upstream failed: ")
@@ -687,8 +689,8 @@ async def test_a_pipelined_request_does_not_silence_the_stream() -> None:
     # A second request sent while the stream is open must neither divert the stream's writes
     # nor hide the client's hang-up.
     async with sse_server(app={"heartbeat_s": 5}) as srv:
-        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n"
-                                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                                    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await wait_for(lambda: srv.hub.client_count == 1)
         _flood(srv, 5)
         data = await anyio.to_thread.run_sync(_read, sock, 1.0)
@@ -699,7 +701,7 @@ async def test_a_pipelined_request_does_not_silence_the_stream() -> None:
 
 async def test_a_busy_stream_gets_no_heartbeat_comments() -> None:
     async with sse_server(app={"heartbeat_s": 0.3}) as srv:
-        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await wait_for(lambda: srv.hub.client_count == 1)
 
         async def busy() -> None:
@@ -732,7 +734,7 @@ async def test_a_slow_but_steady_reader_survives_a_burst_longer_than_the_send_ti
     monkeypatch.setattr(runner, "_protocol", lambda: SmallSendBuffer)
     async with sse_server(app={"send_timeout_s": 1, "heartbeat_s": 5}) as srv:
         sock = _raw_client(srv.url, b"GET /v1/events?type=stream.heartbeat HTTP/1.1\r\n"
-                                    b"Host: x\r\n\r\n", rcvbuf=4096)
+                                    b"Host: 127.0.0.1\r\n\r\n", rcvbuf=4096)
         await wait_for(lambda: srv.hub.client_count == 1)
         async with anyio.create_task_group() as tg:
             got: list[bytes] = []
@@ -749,7 +751,8 @@ async def test_a_slow_but_steady_reader_survives_a_burst_longer_than_the_send_ti
 
 async def test_a_lagging_client_that_also_times_out_is_counted_once() -> None:
     async with sse_server(hub={"queue_size": 200}, app={"send_timeout_s": 0.5}) as srv:
-        frozen = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf=4096)
+        frozen = _raw_client(srv.url, b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                             rcvbuf=4096)
         await wait_for(lambda: srv.hub.client_count == 1)
         await _flood_letting_the_server_write(srv, 3000, pad=2000)
         await wait_for(lambda: srv.hub.client_count == 0, within=10)

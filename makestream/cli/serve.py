@@ -46,6 +46,7 @@ class ServeOptions:
     port: int
     token: str | None
     allow_origins: list[str] = field(default_factory=list)
+    allow_hosts: list[str] = field(default_factory=list)
     max_clients: int = 10_000
     max_per_address: int = 1000
     idle_stop_s: float | None = 60.0
@@ -59,12 +60,21 @@ class ServeOptions:
 
 
 def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
-    """The server's bearer token, from `path` or MAKESTREAM_SSE_TOKEN."""
+    """The server's bearer token, from `path` or MAKESTREAM_SSE_TOKEN.
+
+    The file is read within TOKEN_MAX_BYTES, and a pipe will do (`<(pass show sse)`); a
+    directory or a device that never ends (/dev/zero) is a one-line error.
+    """
     if path is not None:
+        from makestream.files import read_text_capped
+        from makestream.limits import TOKEN_MAX_BYTES
+
         try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"--auth-token-file {path}: cannot read ({exc.strerror})") from None
+            text = read_text_capped(path, TOKEN_MAX_BYTES, "--auth-token-file", streams=True)
+        except FileNotFoundError:
+            raise UsageError(f"--auth-token-file {path}: cannot read (No such file or "
+                             "directory)") from None
+        text = text.strip()
         if not text:
             raise UsageError(f"--auth-token-file {path}: the file is empty")
         return text
@@ -91,9 +101,11 @@ def serve_options(
     interval: str,
     api_limit: int | None,
     alerts: bool,
+    allow_host: list[str] | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> ServeOptions:
     """Turn command-line values into ServeOptions; every mistake is a UsageError (exit 2)."""
+    from makestream.server.app import canonical_host
     from makestream.server.runner import is_loopback
     from makestream.timeutil import parse_duration
 
@@ -106,6 +118,13 @@ def serve_options(
     for origin in allow_origin:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise UsageError(f"--allow-origin {origin!r}: expected scheme://host[:port] or *")
+    hosts: list[str] = []
+    for name in allow_host or []:
+        canonical = canonical_host(name)
+        if canonical is None:
+            raise UsageError(f"--allow-host {name!r}: expected a host name or an address, "
+                             "without a port (any port is accepted)")
+        hosts.append(canonical)
     idle = parse_duration(idle_stop, option="--idle-stop")
     beat = parse_duration(heartbeat, option="--heartbeat")
     send = parse_duration(send_timeout, option="--send-timeout")
@@ -113,8 +132,9 @@ def serve_options(
         raise UsageError("--heartbeat and --send-timeout must be more than 0s")
     return ServeOptions(
         scenarios=scenarios, team=team, host=host, port=port, token=token,
-        allow_origins=[o.rstrip("/") for o in allow_origin], max_clients=max_clients,
-        max_per_address=max_per_address, idle_stop_s=idle or None, heartbeat_s=beat,
+        allow_origins=[o.rstrip("/") for o in allow_origin], allow_hosts=hosts,
+        max_clients=max_clients, max_per_address=max_per_address, idle_stop_s=idle or None,
+        heartbeat_s=beat,
         send_timeout_s=send, queue_size=queue, ring_size=replay,
         interval_s=parse_duration(interval, option="--interval"), api_limit=api_limit,
         alerts=alerts,
@@ -166,6 +186,13 @@ def serve_sse(
         [], "--allow-origin", metavar="ORIGIN",
         help="Let web pages of this origin read the API (CORS), e.g. https://dash.example.com. "
         "Repeatable; none by default.",
+    ),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", metavar="NAME",
+        help="Also answer requests whose Host header names NAME (any port), e.g. a reverse "
+        "proxy's name. Without a token only localhost, loopback addresses and --host (any "
+        "address if it is 0.0.0.0 or ::) are answered, against DNS rebinding; with a token "
+        "any name is, unless this is given. Repeatable.",
     ),
     max_clients: int = typer.Option(
         10_000, "--max-clients", min=1, metavar="N", help="Event streams open at once, in all."
@@ -233,9 +260,10 @@ def serve_sse(
         opts = serve_options(
             scenarios=list(scenarios or []), team=team, host=host, port=port,
             auth_token_file=auth_token_file, insecure_no_auth=insecure_no_auth,
-            allow_origin=allow_origin, max_clients=max_clients, max_per_address=max_per_address,
-            idle_stop=idle_stop, heartbeat=heartbeat, send_timeout=send_timeout, queue=queue,
-            replay=replay, interval=interval, api_limit=api_limit, alerts=alerts,
+            allow_origin=allow_origin, allow_host=allow_host, max_clients=max_clients,
+            max_per_address=max_per_address, idle_stop=idle_stop, heartbeat=heartbeat,
+            send_timeout=send_timeout, queue=queue, replay=replay, interval=interval,
+            api_limit=api_limit, alerts=alerts,
         )
         if not demo and not opts.scenarios and opts.team is None:
             raise UsageError("name a scenario id or give --team (or try --demo)")
@@ -267,7 +295,8 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             ), metrics)
             hubs.append(hub)
             web = create_app(hub, AppOptions(
-                token=opts.token, allow_origins=opts.allow_origins, max_clients=opts.max_clients,
+                token=opts.token, allow_origins=opts.allow_origins, host=opts.host,
+                allow_hosts=opts.allow_hosts, max_clients=opts.max_clients,
                 max_per_address=opts.max_per_address, heartbeat_s=opts.heartbeat_s,
                 send_timeout_s=opts.send_timeout_s,
             ), metrics)

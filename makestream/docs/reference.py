@@ -144,7 +144,10 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Make's `Retry-After`", _s(limits.RETRY_AFTER_MAX_S),
           "the wait is cut; `api.throttled` carries `asked_s`"),
     Limit("An HTTP request head to `serve-sse`", size_text(limits.HEADERS_MAX_BYTES)
-          + f", sent within {_s(limits.HEADERS_TIMEOUT_S)}", "431, or the connection is closed"),
+          + f", sent within {_s(limits.HEADERS_TIMEOUT_S)}",
+          "431 (too large) or 408 (too slow), and the connection is closed"),
+    Limit("Scenario ids in one `serve-sse` request (`?scenario=`)",
+          f"{limits.FILTER_MAX_IDS}, each at most 19 digits", "400"),
     Limit("An idle kept-alive connection to `serve-sse`", _s(limits.IDLE_TIMEOUT_S), "closed"),
 )
 

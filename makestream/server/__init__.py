@@ -17,10 +17,11 @@ page). Used from Python::
 from makestream.server.app import AppOptions, create_app
 from makestream.server.hub import Filter, Hub, HubOptions, Subscription
 from makestream.server.metrics import Metrics
-from makestream.server.runner import bind, is_loopback, serve
+from makestream.server.runner import ConnectionLimits, bind, is_loopback, serve
 
 __all__ = [
     "AppOptions",
+    "ConnectionLimits",
     "Filter",
     "Hub",
     "HubOptions",

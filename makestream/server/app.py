@@ -19,15 +19,29 @@ A browser's EventSource cannot send headers, so ``/v1/events`` also takes ``?acc
 time; a refusal is ``401 {"error":"unauthorized"}`` and nothing more. ``/``, the health checks
 and the page's static files are open: they carry no data.
 
+Hosts (DNS rebinding): without a token, a web page whose name the attacker points at 127.0.0.1
+would otherwise read everything, as same-origin requests carrying ``Host: <that name>``. So a
+request must name this server in its Host header: ``localhost``, a loopback address, the bound
+host (any IP address when bound to all of them: a rebinding page always uses a name), or a name
+in `allow_hosts` (``--allow-host``), any port; others get ``421``. With a token the check is not
+needed: a rebinding page does not have the token (browsers send no credentials of their own to
+this server), so it reads nothing but the open routes. `allow_hosts` still restricts the names
+when given. The health checks are exempt: probes address a server by whatever name they have,
+and these answer nothing a page could use.
+
 Caps: at most `max_clients` streams in all and `max_per_address` from one client address
 (the peer address: behind a proxy, every client shares the proxy's). Over the total a client gets
-503, over its address's share 429, both with ``Retry-After``. Errors are one-line JSON objects:
-``{"error": "..."}``.
+503, over its address's share 429, both with ``Retry-After``. ``?scenario=`` takes at most
+FILTER_MAX_IDS ids, each at most MAKE_INT_MAX; a cursor is refused unread past CURSOR_MAX_CHARS
+(`makestream.limits`). Errors are one-line JSON objects: ``{"error": "..."}``. No redirects are
+made (a Location would carry ``?access_token=``); the request line and headers are never logged.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +59,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from makestream.engine.cursor import Cursor
 from makestream.errors import MakestreamError, NotFoundError, UsageError
+from makestream.limits import CURSOR_MAX_CHARS, FILTER_MAX_IDS, MAKE_INT_MAX
 from makestream.server.hub import Filter, Forbidden, Hub, Unavailable, valid_type
 from makestream.server.metrics import CONTENT_TYPE, Metrics
 from makestream.server.sse import RETRY_MS, TIMED_OUT, EventStreamResponse, StreamKeeper
@@ -66,6 +81,8 @@ class AppOptions:
 
     token: str | None = None  # bearer token; None: no auth (loopback only, or --insecure-no-auth)
     allow_origins: list[str] = field(default_factory=list)  # CORS; none by default
+    host: str | None = None  # the address the server is bound to, a name the Host may give
+    allow_hosts: list[str] = field(default_factory=list)  # more names (see "Hosts" above)
     max_clients: int = 10_000
     max_per_address: int = 1000
     heartbeat_s: float = 15.0
@@ -91,19 +108,143 @@ def _values(request: Request, name: str) -> list[str]:
             if v.strip()]
 
 
+def _shown(value: str) -> str:
+    """A client's value, quoted for an error message, and cut short if long."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+_ID_MAX_DIGITS = 19
+
+
+def parse_id(value: str, name: str) -> int:
+    """A scenario id as a client writes it: ASCII digits only, 1 to MAKE_INT_MAX (never int()
+    of an unbounded string: that is slow, and an error past 4300 digits)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= _ID_MAX_DIGITS) \
+            or not 0 < int(value) <= MAKE_INT_MAX:
+        raise UsageError(f"{name}: {_shown(value)} is not a scenario id")
+    return int(value)
+
+
 def parse_filter(request: Request) -> Filter:
     """The ``scenario`` and ``type`` parameters; UsageError names the bad value."""
-    scenarios: set[int] = set()
-    for value in _values(request, "scenario"):
-        if not (value.isascii() and value.isdigit()):
-            raise UsageError(f"scenario: {value!r} is not a scenario id")
-        scenarios.add(int(value))
+    values = _values(request, "scenario")
+    if len(values) > FILTER_MAX_IDS:
+        raise UsageError(f"scenario: {len(values)} ids, more than the {FILTER_MAX_IDS} one "
+                         "request may name")
+    scenarios = {parse_id(value, "scenario") for value in values}
     types = set(_values(request, "type"))
     for name in sorted(types):
         if not valid_type(name):
-            raise UsageError(f"type: {name!r} is not an event type (see `makestream schema`)")
+            raise UsageError(f"type: {_shown(name)} is not an event type (see `makestream schema`)")
     return Filter(frozenset(scenarios) if scenarios else None,
                   frozenset(types) if types else None)
+
+
+def cursor_text(request: Request) -> str | None:
+    """The position to resume after: ``Last-Event-ID``, else ``?cursor=``; checked, so that a
+    bad one is a UsageError (400) here, whatever is wrong with it."""
+    raw = request.headers.get("last-event-id", "")
+    if not raw.strip():
+        raw = request.query_params.get("cursor", "")
+    # Refused before anything else is done with it (even stripping it).
+    if len(raw) > CURSOR_MAX_CHARS:
+        raise UsageError(f"invalid cursor: longer than {CURSOR_MAX_CHARS} characters, the limit")
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        Cursor.decode(text)
+    except UsageError:
+        raise
+    except Exception:  # decode promises a UsageError; a 500 would be worse than this message
+        raise UsageError("invalid cursor: it is damaged") from None
+    return text
+
+
+# A Host header: a name or IPv4 address, or an IPv6 address in brackets; then maybe a port.
+_HOST = re.compile(r"(?P<host>[a-z0-9._~-]+|\[[0-9a-f:.%a-z]+\])(?::(?P<port>[0-9]{1,5}))?",
+                   re.IGNORECASE)
+_ANY_ADDRESS = frozenset({"0.0.0.0", "[::]"})
+_UNCHECKED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def split_host(value: str) -> tuple[str, str | None] | None:
+    """A Host header's host, canonical (lower case, no final dot, addresses in their short
+    form, IPv6 in brackets), and its port; None if it is not a host."""
+    match = _HOST.fullmatch(value.strip())
+    if match is None:
+        return None
+    host, port = match["host"].lower(), match["port"]
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]", port
+        except ValueError:
+            return None
+    host = host.rstrip(".")
+    try:
+        return str(ipaddress.IPv4Address(host)), port
+    except ValueError:
+        pass
+    return (host, port) if host else None
+
+
+def canonical_host(name: str) -> str | None:
+    """A host name or address as given to --allow-host or --host (IPv6 with or without
+    brackets), canonical as `split_host` makes a Host header's; None if it is not one."""
+    name = name.strip()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    parsed = split_host(name)
+    return parsed[0] if parsed is not None and parsed[1] is None else None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _KnownHosts:
+    """Middleware that answers 421 to a request whose Host header does not name this server
+    (see "Hosts" in the module docstring)."""
+
+    def __init__(self, app: ASGIApp, names: frozenset[str], any_address: bool,
+                 refused: Callable[[], None]) -> None:
+        self.app = app
+        self.names = names
+        self.any_address = any_address
+        self.refused = refused
+
+    def allows(self, header: str | None) -> bool:
+        parsed = split_host(header) if header is not None else None
+        if parsed is None:
+            return False
+        host = parsed[0]
+        return host in self.names or _is_loopback(host) or (self.any_address
+                                                            and _is_address(host))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _UNCHECKED_PATHS:
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"),
+                          None)
+            if not self.allows(header):
+                self.refused()
+                response = _error(421, "misdirected request: the Host header does not name "
+                                  "this server (serve-sse --allow-host adds a name)")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _Routes:
@@ -136,10 +277,7 @@ class _Routes:
             return self._refuse(401, "unauthorized", "unauthorized")
         try:
             filter_ = parse_filter(request)
-            after = (request.headers.get("last-event-id", "").strip()
-                     or request.query_params.get("cursor", "").strip() or None)
-            if after is not None:
-                Cursor.decode(after)
+            after = cursor_text(request)
         except UsageError as exc:
             return self._refuse(400, exc.message, "bad request")
         opts = self.options
@@ -206,8 +344,9 @@ class _Routes:
         try:
             filter_ = parse_filter(request)
             last = request.query_params.get("last", "10")
-            if not (last.isascii() and last.isdigit()) or not 1 <= int(last) <= 50:
-                raise UsageError(f"last: {last!r} is not a number from 1 to 50")
+            if not (last.isascii() and last.isdigit() and len(last) <= 2) \
+                    or not 1 <= int(last) <= 50:
+                raise UsageError(f"last: {_shown(last)} is not a number from 1 to 50")
             if filter_.scenarios is not None:
                 await self.hub.check_scenarios(filter_.scenarios)
         except UsageError as exc:
@@ -266,7 +405,15 @@ def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
     run alongside it (`makestream.server.runner.serve` runs the keeper)."""
     routes = _Routes(hub, options, metrics)
     middleware = []
-    if options.allow_origins:  # outermost, so that it covers the event streams too
+    if options.token is None or options.allow_hosts:  # outermost: before CORS, before all
+        bound = canonical_host(options.host) if options.host else None
+        names = {canonical_host(name) for name in [*options.allow_hosts, bound or ""]}
+        middleware.append(Middleware(
+            _KnownHosts, names=frozenset(n for n in names if n and n not in _ANY_ADDRESS),
+            any_address=bound in _ANY_ADDRESS,
+            refused=lambda: metrics.rejected.labels("unknown host").inc(),
+        ))
+    if options.allow_origins:  # ahead of the event streams, so that it covers them too
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=options.allow_origins, allow_methods=["GET"],
             allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"], max_age=600,
@@ -284,5 +431,7 @@ def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
         ],
         middleware=middleware,
     )
+    # `/v1/events/?access_token=...` would be redirected with the token in Location.
+    app.router.redirect_slashes = False
     app.state.keeper = routes.keeper
     return app

@@ -77,6 +77,7 @@ RECENT_LOGS = 50  # per scenario, for /v1/state (as many as `makestream state` r
 # client with more to catch up is told to reconnect, and resumes after the last one it got.
 CATCHUP_MAX = 10_000
 TEAM_REFRESH_S = 60.0  # how often a team's scenario list may be re-read for an unknown id
+UPSTREAM_FAILED = "upstream unreachable"  # /readyz's reason, whatever Make said
 
 
 class Forbidden(Exception):
@@ -784,7 +785,8 @@ class Hub:
         if self._closing:
             return False, {"status": "shutting down", **body}
         if self._failure is not None:
-            return False, {"status": "failed", "error": self._failure, **body}
+            # A fixed reason: the failure's text comes from Make, and /readyz is open to all.
+            return False, {"status": "failed", "error": UPSTREAM_FAILED, **body}
         if not self._ever_opened:
             return False, {"status": "starting", **body}
         if snap.throttled_until is not None:
