@@ -246,8 +246,12 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def encode(event: _Event) -> bytes:
-    """One NDJSON line (with its trailing newline). Unset optional fields are left out."""
-    return orjson.dumps(event.model_dump(mode="json", exclude_none=True)) + b"\n"
+    """One NDJSON line (with its trailing newline). Unset optional fields are left out.
+
+    Text is kept as it came, with nothing a terminal would obey (`safetext.json_dumps`)."""
+    from makestream.safetext import json_dumps
+
+    return json_dumps(event.model_dump(mode="json", exclude_none=True)) + b"\n"
 
 
 def decode(line: bytes | str) -> _Event:

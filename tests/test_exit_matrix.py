@@ -47,14 +47,16 @@ class Receiver:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []  # path, headers, body
         lock = threading.Lock()
-        paths = self.paths
+        paths, posts = self.paths, self.posts
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     paths.append(self.path)
+                    posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -253,3 +255,48 @@ def test_every_ending_gives_the_tables_code(zone: Zone, name: str) -> None:
         # The alert reached the live receivers, by each sink's own protocol.
         assert any(path == "/hook" for path in zone.receiver.paths)
         assert any(path == "/api/v2/alerts" for path in zone.receiver.paths)
+
+
+def test_a_signed_slack_webhook_with_headers_reaches_the_receiver(
+    zone: Zone, tmp_path: Path
+) -> None:
+    from standardwebhooks import Webhook
+
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret + "\n")
+    result = subprocess.run(
+        makestream(
+            "watch", "203", "--run", "--fail-on-alert", "critical", "--format", "ndjson",
+            "--webhook", f"{zone.receiver.url}/slack", "--webhook-format", "slack",
+            "--webhook-header", "X-Team: ops", "--webhook-secret-file", str(secret_file),
+        ),
+        env=zone.env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 4, result.stderr
+    [(_, headers, body)] = [p for p in zone.receiver.posts if p[0] == "/slack"][:1]
+    message = json.loads(body)
+    assert isinstance(message["text"], str) and message["blocks"]
+    assert headers["x-team"] == "ops"
+    Webhook(secret).verify(body, headers)  # raises if the signature is wrong
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--webhook-header", "X-Team ops"], "--webhook-header"),
+        (["--webhook-header", "Host: evil"], "--webhook-header"),
+        (["--webhook-format", "xml"], "--webhook-format"),
+        (["--webhook-secret-file", "/nonexistent/secret"], "--webhook-secret-file"),
+    ],
+)
+def test_bad_webhook_options_are_one_line_and_exit_2(
+    zone: Zone, args: list[str], error: str
+) -> None:
+    result = subprocess.run(
+        makestream("watch", "201", "--webhook", f"{zone.receiver.url}/x", *args),
+        env=zone.env, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and error in result.stderr, result.stderr
+    assert result.stdout == ""

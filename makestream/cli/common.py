@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 DEMO_URL = "http://demo.makestream.invalid/api/v2"
 # The demo's clock runs this much faster than real time, so that runs finish every few seconds.
 DEMO_SPEED = 20.0
+# Characters of one error or warning line on stderr. A message may quote Make's answer (and that
+# an API's behind it); the stream's own `stream.error` event keeps all of it.
+STDERR_LINE_MAX = 2000
 
 
 class Format(StrEnum):
@@ -46,9 +49,20 @@ def command_app(**settings: Any) -> typer.Typer:
     return typer.Typer(add_completion=False, rich_markup_mode=None, **settings)
 
 
+def say(message: str) -> None:
+    """Print `makestream: MESSAGE` as one line on stderr (every error, warning and note does).
+
+    Messages can embed Make's text (an error body, a scenario name), so the line is cleaned of
+    control characters (`makestream.safetext.clean`) and cut to STDERR_LINE_MAX characters.
+    """
+    from makestream.safetext import clean
+
+    typer.echo(clean(f"makestream: {message}", max_chars=STDERR_LINE_MAX), err=True)
+
+
 def die(message: str, code: int) -> NoReturn:
     """Print one line on stderr and exit."""
-    typer.echo(f"makestream: error: {message}", err=True)
+    say(f"error: {message}")
     raise typer.Exit(code)
 
 

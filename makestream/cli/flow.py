@@ -1,4 +1,8 @@
-"""`makestream flow`: draw a scenario's module flow, optionally with one execution's results."""
+"""`makestream flow`: draw a scenario's module flow, optionally with one execution's results.
+
+The blueprint's names are Make's text: `FlowDiagram` cleans them of control characters, and the
+drawing goes out through `Sanitized`, like the live view's.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from makestream.cli.common import (
     command_app,
     open_client,
     run,
+    say,
 )
 from makestream.errors import ExitCode
 
@@ -82,9 +87,10 @@ def flow(
     )
 
     async def main() -> int:
-        from makestream.render.console import make_console
-        from makestream.render.flow import FlowDiagram
+        from makestream.render.console import Sanitized, make_console
+        from makestream.render.flow import LABEL_MAX, FlowDiagram
         from makestream.render.text import glyphs
+        from makestream.safetext import clean
 
         async with open_client(conn) as (client, _zone):
             blueprint = await client.blueprint(scenario)
@@ -93,14 +99,16 @@ def flow(
                 results = await fetch_outcomes(client, scenario, blueprint, execution)
         console = make_console(sys.stdout, color)
         dot = glyphs(not console.encoding.startswith("utf")).middot
-        title = f"{blueprint.name or 'Scenario'} {dot} scenario {scenario}"
+        # Cut the name, not the title: the ids after it must stay in sight.
+        name = clean(blueprint.name or "Scenario", max_chars=LABEL_MAX)
+        title = f"{name} {dot} scenario {scenario}"
         if execution is not None and results:
             title += f" {dot} execution {execution}"
         # No module mentions the run: draw the structure alone rather than "not run" everywhere.
-        console.print(FlowDiagram(blueprint, results or None, title=title))
+        console.print(Sanitized(FlowDiagram(blueprint, results or None, title=title)))
         if execution is not None and not results:
-            typer.echo(f"makestream: error: execution {execution}: no module logs mention it "
-                       f"(the last {MODULE_LOG_PAGE} runs of each module were searched)", err=True)
+            say(f"error: execution {execution}: no module logs mention it "
+                f"(the last {MODULE_LOG_PAGE} runs of each module were searched)")
             return int(ExitCode.CANNOT_MONITOR)
         return 0
 

@@ -1,4 +1,10 @@
-"""`makestream render`: show a saved event stream (NDJSON from `watch`) again."""
+"""`makestream render`: show a saved event stream (NDJSON from `watch`) again.
+
+The input may come from anywhere, so it is read within caps and shown cleaned: a line longer than
+`makestream.limits.NDJSON_LINE_MAX_BYTES` stops the command with exit 2 naming its number (or is
+skipped with --skip-invalid), and is never held whole (see `makestream.render.replay`); every
+writer cleans or escapes control characters in what it shows (see `makestream.safetext`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""`makestream state`: one JSON document about scenarios, for scripts and dashboards."""
+"""`makestream state`: one JSON document about scenarios, for scripts and dashboards.
+
+Names and error messages in it are Make's text, kept as they came; the document is written with
+`makestream.render.ndjson.dumps`, whose JSON escapes every control and invisible formatting
+character, so it is safe to print on a terminal and still parses to Make's own words.
+"""
 
 from __future__ import annotations
 
@@ -49,9 +54,8 @@ def state(
     )
 
     async def main() -> int:
-        import orjson
-
         from makestream.engine.state import fetch_state, latest_outcome
+        from makestream.render.ndjson import dumps
 
         async with open_client(conn) as (client, zone):
             team_id = team
@@ -62,7 +66,7 @@ def state(
             document = await fetch_state(
                 client, scenario_ids=list(scenarios or []), team_id=team_id, last=last
             )
-        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(dumps(document, indent=True) + b"\n")
         sys.stdout.flush()
         if not exit_status:
             return 0

@@ -9,6 +9,10 @@
 
 The file is `$MAKESTREAM_CONFIG`, else `$XDG_CONFIG_HOME/makestream/config.toml`; its format is
 described in `makestream.config`, the rules in `makestream.engine.rules`.
+
+`test` prints alert messages that quote Make's scenario names: its table lines are cleaned of
+control characters (`makestream.safetext.clean`), its JSON lines escape them; notes on stderr
+go through `say` like every error line.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from makestream.cli.common import (
     die,
     open_client,
     run,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -73,7 +78,7 @@ def _table_wanted(fmt: OutputFormat) -> bool:
 
 
 def _note(message: str) -> None:
-    typer.echo(f"makestream: {message}", err=True)
+    say(message)
 
 
 def _where(scenario: int | None) -> str:
@@ -115,6 +120,8 @@ def _describe(thresholds: EffectiveThresholds, scenario: int | None) -> dict[str
 
 
 def _print_table(thresholds: EffectiveThresholds, scenario: int | None) -> None:
+    from makestream.safetext import clean
+
     rows = [("RULE", "ON", "VALUE", "SEVERITY", "SOURCE", "PARAMETERS")]
     for key, t in thresholds.for_scenario(scenario).items():
         params = " ".join(f"{n}={v:g}" for n, v in t.params.items())
@@ -124,7 +131,8 @@ def _print_table(thresholds: EffectiveThresholds, scenario: int | None) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        typer.echo("  ".join([*cells, row[-1]]).rstrip())
+        # The config is the user's own file, but a value in it can still hold a control character.
+        typer.echo(clean("  ".join([*cells, row[-1]]).rstrip()))
 
 
 @app.callback()
@@ -144,9 +152,8 @@ def show(
         return
 
     async def main() -> int:
-        import orjson
-
         from makestream.config import load
+        from makestream.render.ndjson import dumps
 
         config = load()
         if _table_wanted(fmt):
@@ -163,7 +170,7 @@ def show(
             "exists": config.exists,
             **_describe(config.thresholds, scenario),
         }
-        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(dumps(document, indent=True) + b"\n")
         sys.stdout.flush()
         return 0
 
@@ -272,15 +279,15 @@ def check(
 
 
 def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
-    from makestream.events import encode
+    from makestream.render.ndjson import encode
+    from makestream.safetext import clean
 
     out = sys.stdout
     for alert in alerts:
         if table:
             state = "RESOLVED" if alert.type == "alert.resolved" else "RAISED"
-            out.write(
-                f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  {alert.message}\n"
-            )
+            line = f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  {alert.message}"
+            out.write(clean(line) + "\n")
         else:
             out.buffer.write(encode(alert))
     out.flush()

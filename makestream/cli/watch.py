@@ -25,13 +25,26 @@ from makestream.cli.common import (
     interrupt_on_signals,
     open_client,
     run,
+    say,
 )
 from makestream.errors import MakestreamError, UsageError
 
 if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
+    from makestream.sinks.options import WebhookOptions
 
 app = command_app()
+
+
+class WebhookFormat(StrEnum):
+    """The body `--webhook` posts (see `makestream.sinks.formats`)."""
+
+    json = "json"
+    slack = "slack"
+    discord = "discord"
+    teams = "teams"
+    cloudevents = "cloudevents"
+    alertmanager = "alertmanager"
 
 
 class Severity(StrEnum):
@@ -231,10 +244,12 @@ def watch(
         None, "--team", metavar="ID", help="Watch every scenario of this team."
     ),
     include: list[str] = typer.Option(
-        [], "--include", metavar="GLOB", help="With --team: only scenarios whose name matches."
+        [], "--include", metavar="GLOB",
+        help="With --team: only scenarios whose name matches (case-insensitive).",
     ),
     exclude: list[str] = typer.Option(
-        [], "--exclude", metavar="GLOB", help="With --team: skip scenarios whose name matches."
+        [], "--exclude", metavar="GLOB",
+        help="With --team: skip scenarios whose name matches (case-insensitive).",
     ),
     execution: str | None = typer.Option(
         None, "--execution", metavar="ID", help="Follow this execution of SCENARIO to its end."
@@ -299,7 +314,27 @@ def watch(
         [],
         "--webhook",
         metavar="URL",
-        help="POST every alert event as JSON to this URL.",
+        help="POST every alert to this URL, in the --webhook-format (repeatable).",
+    ),
+    webhook_format: WebhookFormat = typer.Option(
+        WebhookFormat.json,
+        "--webhook-format",
+        case_sensitive=False,
+        help="The body --webhook posts: the event as JSON, a Slack, Discord or Teams message, "
+        "a CloudEvent, or Alertmanager's webhook payload.",
+    ),
+    webhook_header: list[str] = typer.Option(
+        [],
+        "--webhook-header",
+        metavar="'NAME: VALUE'",
+        help="Send this header with every --webhook request (repeatable), e.g. for auth.",
+    ),
+    webhook_secret_file: Path | None = typer.Option(
+        None,
+        "--webhook-secret-file",
+        metavar="FILE",
+        dir_okay=False,
+        help="Sign --webhook requests per Standard Webhooks with the whsec_ secret in FILE.",
     ),
     alertmanager: str | None = typer.Option(
         None,
@@ -377,6 +412,18 @@ def watch(
         options.fail_on_alert = fail_on_alert.value if fail_on_alert is not None else None
         if fail_on_alert is not None and not alerts:
             raise UsageError("--fail-on-alert needs alerts; drop --no-alerts")
+        if (webhook_header or webhook_secret_file) and not webhook:
+            raise UsageError("--webhook-header and --webhook-secret-file need a --webhook URL")
+        from makestream.sinks.options import WebhookOptions
+
+        # Checked before anything is read from Make: a bad header or secret is exit 2 at once.
+        hooks = [
+            WebhookOptions.from_cli(
+                url, format=webhook_format.value, headers=webhook_header,
+                secret_file=webhook_secret_file,
+            )
+            for url in webhook
+        ]
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -389,20 +436,20 @@ def watch(
                 options.blueprints, options.heartbeat_s = True, 5.0
             output = output_for(format_, color, sys.stdout)
             failures: list[str] = []
-            sinks = _sinks(webhook, alertmanager, client.clock, holder, failures)
+            sinks = _sinks(hooks, alertmanager, client.clock, holder, failures)
             try:
                 return await _stream(client, options, output, cursor_file, holder, sinks)
             finally:
                 if failures:
                     # One line, after the stream: the live view owns the terminal until then.
                     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-                    typer.echo(f"makestream: warning: {failures[-1]}{more}", err=True)
+                    say(f"warning: {failures[-1]}{more}")
 
     run(main)
 
 
 def _sinks(
-    webhooks: list[str],
+    webhooks: list[WebhookOptions],
     alertmanager: str | None,
     clock: Any,
     holder: list[Any],
@@ -414,7 +461,7 @@ def _sinks(
         return []
     from makestream.events import StreamError
     from makestream.sinks.alertmanager import AlertmanagerSink
-    from makestream.sinks.webhook import WebhookSink
+    from makestream.sinks.options import build_webhook_sink
 
     def on_error(message: str) -> None:
         failures.append(message)
@@ -423,9 +470,9 @@ def _sinks(
 
     found: list[Any] = []
     try:
-        for url in webhooks:
+        for hook in webhooks:
             option = "--webhook"
-            found.append(WebhookSink(url, on_error=on_error, clock=clock))
+            found.append(build_webhook_sink(hook, on_error=on_error, clock=clock))
         if alertmanager is not None:
             option = "--alertmanager"
             found.append(AlertmanagerSink(alertmanager, on_error=on_error, clock=clock))

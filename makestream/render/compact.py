@@ -2,6 +2,11 @@
 
 The text of a line is the same with or without colour; colour only wraps the leading word (and
 dims the clock and idle lines), so `grep` and eyes read the same thing.
+
+Names and messages come from Make (or from a saved file `render` reads) and may hold terminal
+control sequences: `CompactWriter.write` cleans each line's text (`makestream.safetext.clean`)
+before it adds colour, the one place where a line reaches the stream. Lines are not shortened:
+a log keeps the whole message.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from makestream.events import (
     _Event,
 )
 from makestream.render.text import duration as _ms
+from makestream.safetext import clean
 
 
 def describe(event: _Event) -> str:
@@ -135,8 +141,11 @@ class CompactWriter:
         self.color = color
 
     def write(self, event: _Event) -> None:
-        clock = event.ts[11:19] if len(event.ts) >= 19 else ""
-        text = describe(event)
+        # Everything from the event is cleaned here, after `describe` and before `paint`, so that
+        # no field, however it is formatted, reaches the terminal raw; `ts` too, since a saved
+        # file may have anything there.
+        clock = clean(event.ts[11:19] if len(event.ts) >= 19 else "")
+        text = clean(describe(event))
         line = paint(event, clock, text) if self.color else f"{clock} {text}"
         self.stream.write(line + "\n")
         self.stream.flush()

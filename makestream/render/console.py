@@ -4,6 +4,12 @@ One rule for every human format: `always` and `never` win; `auto` means colour o
 terminal, and not when `NO_COLOR` is set to anything non-empty or `TERM=dumb`. The console is told
 explicitly whether it writes to a terminal, so that environment variables rich reads on its own
 (FORCE_COLOR, TTY_COMPATIBLE) cannot switch on cursor movement over a pipe.
+
+Text from Make is cleaned where the view model and the flow diagram take it in
+(`makestream.safetext`); `Sanitized` is the last line of defence where rich writes: it drops any
+control or formatting character still left in the text it lays out, so that a field someone
+forgets to clean shows less, never more. rich's own styles and cursor movements are not text and
+pass through.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
 CHOICES = ("auto", "always", "never")
 
@@ -68,3 +74,23 @@ def make_console(
         width=width,
         height=height,
     )
+
+
+class Sanitized:
+    """A renderable drawn as `renderable` is, without the unsafe characters of its text."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
+        from makestream.safetext import is_clean, strip_unsafe
+
+        for segment in console.render(self.renderable, options):
+            # Control segments are rich's own (cursor movement); styles are not in the text.
+            if segment.control or is_clean(segment.text, multiline=True):
+                yield segment
+            else:
+                # rich gives these characters no width, so dropping them keeps the layout.
+                yield Segment(strip_unsafe(segment.text), segment.style)

@@ -15,6 +15,10 @@ one indentation and hangs routes and handlers below their module with tree guide
 A filter sits on the link that leads into a module; a route's filter is shown on the route's
 line, any other filter on a line of its own before the module. Results (from `module.result`
 events or module logs) are optional; without them only the structure is drawn.
+
+Every name in a blueprint (the scenario's, module keys, designer names, filter names) is Make's
+text and may hold terminal control sequences; each is cleaned (`makestream.safetext.clean`) by the
+function that reads it from the blueprint, before it is laid out.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from makestream.render.text import Glyphs, glyphs, plural, status_style
+from makestream.safetext import clean
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -31,6 +36,13 @@ if TYPE_CHECKING:
 
     from makestream.events import _Event
     from makestream.make.models import Blueprint, BlueprintModule
+
+
+LABEL_MAX = 200  # characters of a name from the blueprint (cells crop far earlier)
+
+
+def _label(text: str) -> str:
+    return clean(text, max_chars=LABEL_MAX)
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,7 @@ def _filter_name(module: BlueprintModule) -> str | None:
     if not module.filter:
         return None
     name = module.filter.get("name")
-    return str(name) if name else "unnamed filter"
+    return _label(str(name)) if name else "unnamed filter"
 
 
 def _lines(flow: list[BlueprintModule], prefix: str, g: Glyphs, *, routed: bool) -> Iterator[_Line]:
@@ -98,14 +110,14 @@ def _lines(flow: list[BlueprintModule], prefix: str, g: Glyphs, *, routed: bool)
 
 def module_title(module: BlueprintModule, g: Glyphs) -> str:
     """`http · ActionSendData` for `http:ActionSendData` (custom apps lose their `app#`)."""
-    return f"{module.app} {g.middot} {module.name}"
+    return f"{_label(module.app)} {g.middot} {_label(module.name)}"
 
 
 def _designer_name(module: BlueprintModule) -> str | None:
     metadata = module.metadata if isinstance(module.metadata, dict) else {}
     designer = metadata.get("designer")
     name = designer.get("name") if isinstance(designer, dict) else None
-    return str(name) if name else None
+    return _label(str(name)) if name else None
 
 
 def _result(module: BlueprintModule, outcome: ModuleOutcome | None, g: Glyphs) -> Text:
@@ -119,7 +131,7 @@ def _result(module: BlueprintModule, outcome: ModuleOutcome | None, g: Glyphs) -
     text = Text()
     text.append(g.status(outcome.status), style=status_style(outcome.status))
     if outcome.status not in ("success", "warning", "error"):
-        text.append(f" {outcome.status}")
+        text.append(f" {_label(outcome.status)}")
     if outcome.bundles is not None:
         text.append(f" {plural(outcome.bundles, 'bundle')}")
     if outcome.operations is not None:
@@ -148,7 +160,9 @@ class FlowDiagram:
         from rich.text import Text
 
         g = glyphs(options.ascii_only if self.ascii_only is None else self.ascii_only)
-        title = self.title if self.title is not None else (self.blueprint.name or "(unnamed)")
+        # A caller's title quotes the blueprint's name too, so it is cleaned here as well.
+        title = (clean(self.title) if self.title is not None
+                 else _label(self.blueprint.name or "(unnamed)"))
         if title:
             yield Text(title, style="bold")
         # Ids are right-aligned to one width so that module names line up within a chain.

@@ -9,6 +9,10 @@ it draws nothing while events arrive and prints the final view once, at `close()
 
 Elapsed times between events are extrapolated from the latest event's `ts` with the wall clock,
 so the view ticks at real-time speed; the next event corrects it.
+
+What is drawn comes from the view model, which cleans Make's text as it takes it in
+(`makestream.render.view`); the frame and the summary are also wrapped in `Sanitized`, the last
+check before rich writes to the terminal.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from makestream.render.console import make_console
+from makestream.render.console import Sanitized, make_console
 from makestream.render.view import ViewState, apply
 
 if TYPE_CHECKING:
@@ -95,14 +99,14 @@ class LiveWriter:
 
         width, height = self.console.size
         with self._lock:
-            return screen(self.state, now=self.stream_now(), width=width, height=height,
-                          blueprints=self.blueprints, ascii_only=self._ascii_only())
+            return Sanitized(screen(self.state, now=self.stream_now(), width=width, height=height,
+                                    blueprints=self.blueprints, ascii_only=self._ascii_only()))
 
     def summary(self) -> RenderableType:
         from makestream.render.summary import summary
 
         with self._lock:
-            return summary(self.state, ascii_only=self._ascii_only())
+            return Sanitized(summary(self.state, ascii_only=self._ascii_only()))
 
     def _ascii_only(self) -> bool:
         return not self.console.encoding.startswith("utf")

@@ -7,6 +7,12 @@ throttle is still in force) take `now` as an argument. So the same code serves t
 the view its watcher saw.
 
 Events of types this module does not know are ignored, as the event contract asks.
+
+Text is cleaned as it enters the view (`makestream.safetext.clean`): scenario names, error
+messages and every other string of an event may come from Make, or from whatever file `render`
+was given, and may hold terminal control sequences. So every renderer of a `ViewState` draws only
+printable characters, and lays them out at the width they will really take. Names and messages
+are also cut to a length no screen needs, since rich lays out all of a cell before it crops it.
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ from makestream.events import (
 )
 from makestream.render.flow import ModuleOutcome
 from makestream.render.text import parse_ts
+from makestream.safetext import clean
 
 KEEP_FINISHED = 20
+NAME_MAX = 200  # characters of a name, an id or a status kept for display
+MESSAGE_MAX = 500  # characters of an error or alert message
 
 
 @dataclass
@@ -204,6 +213,20 @@ class ViewState:
         return "ok", "ok"
 
 
+def _shown(text: str, limit: int = NAME_MAX) -> str:
+    """`text` as the view keeps it: one line of printable characters, at most `limit` long."""
+    return clean(text, max_chars=limit)
+
+
+def _shown_or_none(text: str | None, limit: int = NAME_MAX) -> str | None:
+    return None if text is None else _shown(text, limit)
+
+
+def _run_id(event: _Event) -> str:
+    """The key of an event's execution in `running` (cleaned: it is shown, as `[:8]`)."""
+    return clean(event.execution_id) if event.execution_id else f"?{event.seq}"
+
+
 def _scenario(state: ViewState, event: _Event, name: str | None = None) -> ScenarioRow | None:
     sid = event.scenario_id
     if sid is None:
@@ -212,7 +235,7 @@ def _scenario(state: ViewState, event: _Event, name: str | None = None) -> Scena
     if row is None:
         row = state.scenarios[sid] = ScenarioRow(sid)
     if name:
-        row.name = name
+        row.name = _shown(name)
     return row
 
 
@@ -224,19 +247,19 @@ def apply(state: ViewState, event: _Event) -> ViewState:
     state.events += 1
     match event:
         case StreamOpened():
-            state.version = event.version
+            state.version = _shown(event.version)
             state.targets = list(event.targets)
             state.follow = event.follow
             state.api_limit = event.api_limit
             state.budget_per_min = event.budget_per_min
         case ExecutionStarted():
             _scenario(state, event, event.scenario_name)
-            eid = event.execution_id or f"?{event.seq}"
+            eid = _run_id(event)
             state.running[eid] = RunningRow(
                 execution_id=eid,
                 scenario_id=event.scenario_id,
-                scenario_name=event.scenario_name,
-                source=event.source,
+                scenario_name=_shown_or_none(event.scenario_name),
+                source=_shown(event.source),
                 started_at=parse_ts(event.started_at),
                 expected_ms=event.expected_duration_ms,
                 modules_total=event.modules_total,
@@ -253,10 +276,11 @@ def apply(state: ViewState, event: _Event) -> ViewState:
         case AlertRaised():
             if event.alert_id not in state.alerts:
                 state.alerts_raised += 1
+            # The id stays as it came: it is only a key, which alert.resolved must match.
             state.alerts[event.alert_id] = AlertRow(
-                alert_id=event.alert_id, rule=event.rule, severity=event.severity,
-                message=event.message, value=event.value, threshold=event.threshold,
-                since_ts=event.ts, scenario_id=event.scenario_id,
+                alert_id=event.alert_id, rule=_shown(event.rule), severity=event.severity,
+                message=_shown(event.message, MESSAGE_MAX), value=event.value,
+                threshold=event.threshold, since_ts=_shown(event.ts), scenario_id=event.scenario_id,
             )
         case AlertResolved():
             state.alerts.pop(event.alert_id, None)
@@ -270,7 +294,7 @@ def apply(state: ViewState, event: _Event) -> ViewState:
         case StreamError():
             h = state.health
             h.errors_seen += 1
-            h.error, h.error_fatal = event.message, event.fatal
+            h.error, h.error_fatal = _shown(event.message, MESSAGE_MAX), event.fatal
             h.retry_at = at + event.retry_in_s if at is not None and event.retry_in_s else None
         case StreamHeartbeat():
             if event.used_last_minute is not None:
@@ -281,16 +305,16 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             if not state.health.error_fatal:
                 state.health.error = None
         case StreamLagged():
-            state.health.lagged = event.message
+            state.health.lagged = _shown(event.message, MESSAGE_MAX)
         case StreamClosed():
-            state.closed = Closed(event.reason, event.exit_code, dict(event.summary))
+            state.closed = Closed(_shown(event.reason), event.exit_code, dict(event.summary))
     return state
 
 
 def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> None:
-    eid = event.execution_id
-    if eid is None:
+    if event.execution_id is None:
         return
+    eid = _run_id(event)
     row = state.running.get(eid)
     if row is None:
         # A stream resumed mid-run: the start was before our first event.
@@ -308,7 +332,7 @@ def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> N
 
 def _finished(state: ViewState, event: ExecutionFinished) -> None:
     _scenario(state, event, event.scenario_name)
-    eid = event.execution_id or f"?{event.seq}"
+    eid = _run_id(event)
     was = state.running.pop(eid, None)
     message = None
     if event.error is not None:
@@ -317,12 +341,12 @@ def _finished(state: ViewState, event: ExecutionFinished) -> None:
         if message and cause:
             # The module first: it survives when a narrow screen cuts the message short.
             message = f"{cause}: {message}"
-    name = event.scenario_name or (was.scenario_name if was else None)
+    name = _shown_or_none(event.scenario_name) or (was.scenario_name if was else None)
     state.finished.append(FinishedRow(
         execution_id=eid, scenario_id=event.scenario_id,
         scenario_name=name or state.name_of(event.scenario_id), status=event.status,
-        ended_ts=event.ts, duration_ms=event.duration_ms, operations=event.operations,
-        error=message, url=event.url,
+        ended_ts=_shown(event.ts), duration_ms=event.duration_ms, operations=event.operations,
+        error=_shown_or_none(message, MESSAGE_MAX), url=clean(event.url) if event.url else None,
     ))
     state.counts[event.status] += 1
     if state.focus is None or not any(
@@ -332,14 +356,14 @@ def _finished(state: ViewState, event: ExecutionFinished) -> None:
 
 
 def _module(state: ViewState, event: ModuleResult) -> None:
-    sid, eid = event.scenario_id, event.execution_id or ""
+    sid, eid = event.scenario_id, clean(event.execution_id or "")
     if sid is None:
         return
     current = state.modules.get(sid)
     if current is None or current[0] != eid:
         current = state.modules[sid] = (eid, {})
     current[1][event.module_id] = ModuleOutcome(
-        status=event.status, bundles=event.bundles, size=event.size
+        status=_shown(event.status), bundles=event.bundles, size=event.size
     )
 
 
