@@ -206,3 +206,35 @@ def test_events_without_time_stamps_do_not_move_the_clock() -> None:
     state = ViewState()
     apply(state, StreamHeartbeat(ts="", used_last_minute=3))
     assert state.now is None and state.used_last_minute == 3
+
+
+def test_the_summary_lists_failures_first_and_shows_each_run_at_its_own_time() -> None:
+    import io
+
+    from rich.console import Console
+
+    from makestream.render.compact import CompactWriter
+    from makestream.render.summary import summary
+
+    state = ViewState()
+    events: list[Any] = []
+    for i in range(94):
+        status = "error" if i in (3, 40) else "warning" if i == 70 else "success"
+        events.append(ExecutionFinished(
+            scenario_id=1, execution_id=f"{i:032x}", status=status, ts="2026-12-01T12:00:00.000Z",
+            ended_at=f"2026-12-01T10:{i % 60:02d}:00.000Z", duration_ms=1000,
+            url=f"https://eu1.make.com/1/scenarios/1/logs/{i:032x}",
+        ))
+    for event in events:
+        apply(state, event)
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None).print(summary(state, last=5))
+    text = out.getvalue()
+    # 94 runs, 91 successes: the two errors and the warning are listed, then the latest two.
+    assert text.count("✗ error") == 2 and text.count("⚠ warning") == 1
+    assert text.count("✓ success") == 2
+    assert f"logs/{70:032x}" in text  # a whole link for the warning
+    # The compact line carries the run's own end and its link, not the write time.
+    line = io.StringIO()
+    CompactWriter(line).write(events[70])
+    assert line.getvalue().startswith("10:10:00 warning") and f"logs/{70:032x}" in line.getvalue()

@@ -270,7 +270,7 @@ def watch(
         help="Keep watching, or report what is new and exit (--no-follow alone: the last hour).",
     ),
     count: int | None = typer.Option(
-        None, "--count", min=1, metavar="N", help="Exit after N finished executions."
+        None, "--count", "-n", min=1, metavar="N", help="Exit after N finished executions."
     ),
     timeout: str | None = typer.Option(
         None, "--timeout", metavar="DURATION", help="Give up after this long (exit 5)."
@@ -342,9 +342,23 @@ def watch(
         metavar="URL",
         help="Send alerts to this Alertmanager (its base URL; /api/v2/alerts is added).",
     ),
+    types: list[str] = typer.Option(
+        [], "--type", metavar="GLOB",
+        help="Write only events of these types (repeatable): execution.finished, 'alert.*'. "
+        "stream.opened and stream.closed are always written.",
+    ),
+    statuses: list[str] = typer.Option(
+        [], "--status", metavar="STATUS",
+        help="Write only the finished runs with this status (repeatable): success, warning, "
+        "error. Other events are not affected.",
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Write execution.progress events.",
+    ),
     format_: Format = typer.Option(
         Format.auto,
         "--format",
+        "-o",
         case_sensitive=False,
         help="auto: pretty on a terminal, ndjson otherwise.",
     ),
@@ -424,6 +438,9 @@ def watch(
             )
             for url in webhook
         ]
+        from makestream.filters import EventFilter
+
+        chosen = EventFilter.from_cli(types, statuses, progress=progress)
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -435,6 +452,8 @@ def watch(
                 # report the budget more often than the NDJSON default.
                 options.blueprints, options.heartbeat_s = True, 5.0
             output = output_for(format_, color, sys.stdout)
+            if not chosen.everything:
+                output = _Filtered(output, chosen)
             failures: list[str] = []
             sinks = _sinks(hooks, alertmanager, client.clock, holder, failures)
             try:
@@ -510,6 +529,31 @@ async def _stream(
     if watch.outcome.error is not None:
         raise MonitorFailed(watch.outcome.error, watch.outcome.exit_code)
     return int(watch.outcome.exit_code)
+
+
+class _Filtered:
+    """An output that writes only the events a filter keeps (the engine still sees all)."""
+
+    def __init__(self, output: Any, keep: Any) -> None:
+        self.output, self.chosen = output, keep
+
+    def write(self, event: Any) -> None:
+        if self.chosen.keep(event):
+            self.output.write(event)
+
+    def close(self) -> None:
+        self.output.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.output, name)
+
+    @property
+    def blueprints(self) -> Any:  # the live view draws module flows from them
+        return self.output.blueprints
+
+    @blueprints.setter
+    def blueprints(self, value: Any) -> None:
+        self.output.blueprints = value
 
 
 class _Ending:

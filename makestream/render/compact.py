@@ -59,7 +59,8 @@ def describe(event: _Event) -> str:
                 cause = f" in {event.error.cause_module}" if event.error.cause_module else ""
                 extra = f" · {event.error.message}{cause}"
             ops = f" · {event.operations} ops" if event.operations is not None else ""
-            return f"{event.status:<8} {who}{run} {_ms(event.duration_ms)}{ops}{extra}"
+            link = f" · {event.url}" if event.url else ""
+            return f"{event.status:<8} {who}{run} {_ms(event.duration_ms)}{ops}{extra}{link}"
         case ModuleResult():
             return (
                 f"module   {who}{run} #{event.module_id} {event.module} {event.status} "
@@ -144,7 +145,10 @@ class CompactWriter:
         # Everything from the event is cleaned here, after `describe` and before `paint`, so that
         # no field, however it is formatted, reaches the terminal raw; `ts` too, since a saved
         # file may have anything there.
-        clock = clean(event.ts[11:19] if len(event.ts) >= 19 else "")
+        # A finished run is stamped with its own end (from Make's log), not with when it was
+        # written: a back-filled cron log then says when each run happened.
+        when = getattr(event, "ended_at", None) or event.ts
+        clock = clean(when[11:19] if len(when) >= 19 else "")
         text = clean(describe(event))
         line = paint(event, clock, text) if self.color else f"{clock} {text}"
         self.stream.write(line + "\n")

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from makestream.render.screen import alerts_table, scenario_label, section_title, status_text
 from makestream.render.text import duration, glyphs, plural, status_style, time_of_day
-from makestream.render.view import ViewState
+from makestream.render.view import FinishedRow, ViewState
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -44,7 +44,11 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
         runs.add_column(no_wrap=True)
         runs.add_column(no_wrap=True, overflow=g.overflow, ratio=1)
         runs.add_column(no_wrap=True, justify="right")
-        for row in list(state.finished)[-last:]:
+        recent = {id(row) for row in state.finished}
+        # Troubled runs no longer among the recent ones ended before all of those.
+        older = [row for row in state.troubled if id(row) not in recent]
+        shown = _worth_showing(older + list(state.finished), last)
+        for row in shown:
             who = scenario_label(row.scenario_id, row.scenario_name)
             if row.error:
                 who.append(f"\n{g.arrow} {row.error}", style="red")
@@ -52,6 +56,10 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
             runs.add_row(Text(f"  {time_of_day(row.ended_ts)}"), status_text(row.status, g),
                          who, Text(f"{duration(row.duration_ms)}{ops}"))
         parts.append(runs)
+        # Whole links, on lines of their own: a link cut to the column's width opens nothing.
+        for row in shown:
+            if row.url and row.status != "success":
+                parts.append(Text(f"  {row.url}", style="dim", overflow="fold"))
     if state.alerts:
         parts += [section_title("Open alerts", len(state.alerts)), alerts_table(state, g, limit=20)]
     elif state.alerts_raised:
@@ -67,6 +75,16 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
             line.append(f"{f' {g.middot} ' if line else ''}{trouble}", style="dim")
         parts.append(line)
     return Group(*parts)
+
+
+def _worth_showing(rows: list[FinishedRow], last: int) -> list[FinishedRow]:
+    """The `last` runs to list, failures and warnings first: a summary after 94 runs must not
+    hide the 4 errors behind the 5 latest successes. Shown in the order they ended."""
+    trouble = [i for i, row in enumerate(rows) if row.status != "success"][-last:]
+    room = last - len(trouble)
+    taken = set(trouble)
+    rest = [i for i in range(len(rows)) if i not in taken][-room:] if room > 0 else []
+    return [rows[i] for i in sorted(trouble + rest)]
 
 
 def _trouble(state: ViewState) -> str:

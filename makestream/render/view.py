@@ -180,6 +180,9 @@ class ViewState:
     health: Health = field(default_factory=Health)
     running: dict[str, RunningRow] = field(default_factory=dict)
     finished: deque[FinishedRow] = field(default_factory=lambda: deque(maxlen=KEEP_FINISHED))
+    # Failed and warned runs, kept apart so that a summary can still list them after many
+    # successes have pushed them out of `finished`.
+    troubled: deque[FinishedRow] = field(default_factory=lambda: deque(maxlen=KEEP_FINISHED))
     counts: Counter[str] = field(default_factory=Counter)
     alerts: dict[str, AlertRow] = field(default_factory=dict)
     alerts_raised: int = 0
@@ -342,12 +345,16 @@ def _finished(state: ViewState, event: ExecutionFinished) -> None:
             # The module first: it survives when a narrow screen cuts the message short.
             message = f"{cause}: {message}"
     name = _shown_or_none(event.scenario_name) or (was.scenario_name if was else None)
-    state.finished.append(FinishedRow(
+    row = FinishedRow(
         execution_id=eid, scenario_id=event.scenario_id,
         scenario_name=name or state.name_of(event.scenario_id), status=event.status,
-        ended_ts=_shown(event.ts), duration_ms=event.duration_ms, operations=event.operations,
+        ended_ts=_shown(event.ended_at or event.ts), duration_ms=event.duration_ms,
+        operations=event.operations,
         error=_shown_or_none(message, MESSAGE_MAX), url=clean(event.url) if event.url else None,
-    ))
+    )
+    state.finished.append(row)
+    if row.status != "success":
+        state.troubled.append(row)
     state.counts[event.status] += 1
     if state.focus is None or not any(
         r.scenario_id == state.focus for r in state.running.values()
