@@ -151,3 +151,12 @@ def test_binary_cursor_file_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["watch", "--demo", "101", "--cursor-file", str(cursor), *FAST])
     assert result.exit_code == 2 and "not UTF-8" in result.output
     assert cursor.read_bytes() == b"\xff\xfe\x00garbage"
+
+
+def test_state_demo_without_ids_describes_every_demo_scenario() -> None:
+    from makestream.sim import demo_world
+
+    result = runner.invoke(app, ["state", "--demo", *FAST])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [s["scenario_id"] for s in doc["scenarios"]] == [s.id for s in demo_world().scenarios]

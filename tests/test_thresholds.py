@@ -79,7 +79,10 @@ def test_set_unset_and_reset_report_on_stderr_and_edit_the_file(tmp_path: Path) 
         0,
         f"makestream: duration_max_s was not set for scenario 123 in {path}\n",
     )
-    result = cli(path, "reset")
+    result = cli(path, "reset")  # everything, from a script: refused without --yes
+    assert result.exit_code == 2 and "add --yes to confirm" in result.stderr
+    assert "consecutive_failures" in path.read_text()
+    result = cli(path, "reset", "--yes")
     assert (result.exit_code, result.stderr) == (0, f"makestream: all thresholds reset in {path}\n")
     assert path.read_text() == "# makestream configuration (see: makestream thresholds --help)\n\n"
 
@@ -147,7 +150,7 @@ def test_an_invalid_file_gives_its_line_and_key_exits_2_and_stays_unchanged(tmp_
     for args in (["check"], ["check", str(path)], ["--format", "json"], ["test", "101", "--demo"]):
         result = cli(path, *args)
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", expected + "\n"), args
-    for args in (["set", "queue_max", "5"], ["unset", "consecutive_failures"], ["reset"]):
+    for args in (["set", "queue_max", "5"], ["unset", "consecutive_failures"], ["reset", "--yes"]):
         result = cli(path, *args)
         assert (result.exit_code, result.stderr) == (
             2,

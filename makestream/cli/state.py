@@ -59,13 +59,12 @@ def state(
 
         async with open_client(conn) as (client, zone):
             team_id = team
-            if zone is not None and not scenarios and team_id is None:
-                team_id = zone.world.teams[0].id
-            if not scenarios and team_id is None:
+            ids = list(scenarios or [])
+            if zone is not None and not ids and team_id is None:
+                ids = [s.id for s in zone.world.scenarios]  # as watch --demo does
+            if not ids and team_id is None:
                 raise UsageError("name a scenario id or give --team")
-            document = await fetch_state(
-                client, scenario_ids=list(scenarios or []), team_id=team_id, last=last
-            )
+            document = await fetch_state(client, scenario_ids=ids, team_id=team_id, last=last)
         sys.stdout.buffer.write(dumps(document, indent=True) + b"\n")
         sys.stdout.flush()
         if not exit_status:

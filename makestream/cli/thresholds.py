@@ -236,13 +236,31 @@ def unset(
 
 
 @app.command()
-def reset(scenario: int | None = ScenarioOpt) -> None:
+def reset(
+    scenario: int | None = ScenarioOpt,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Without --scenario: do not ask before removing every setting."
+    ),
+) -> None:
     """Remove one scenario's thresholds, or (without --scenario) every threshold setting."""
 
     async def main() -> int:
+        import sys
+
         from makestream.config import default_path, reset_thresholds
+        from makestream.errors import UsageError
 
         path = default_path()
+        if scenario is None and not yes and path.exists():
+            # Everything goes: ask on a terminal, and refuse to guess in a script.
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"this removes every threshold setting in {path}: add --yes to confirm "
+                    "(or --scenario ID for one scenario's)"
+                )
+            if not typer.confirm(f"Remove every threshold setting in {path}?", default=False):
+                _note("nothing changed")
+                return 0
         done = reset_thresholds(path, scenario=scenario)
         what = f"scenario {scenario}'s thresholds" if scenario is not None else "all thresholds"
         _note(f"{what} reset in {path}" if done else f"nothing to reset in {path}")
