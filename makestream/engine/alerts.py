@@ -492,7 +492,8 @@ class AlertEvaluator:
             growth >= threshold.value,
             value=float(growth),
             now=now,
-            raised=f"{growth} new incomplete executions (DLQ now {count})",
+            raised=f"{growth} new incomplete execution{'s' if growth != 1 else ''} "
+            f"(DLQ now {count})",
             resolved=f"the incomplete executions are back to {count}",
         )
 

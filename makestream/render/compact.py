@@ -30,6 +30,7 @@ from makestream.events import (
     _Event,
 )
 from makestream.render.text import duration as _ms
+from makestream.render.text import plural
 from makestream.safetext import clean
 
 
@@ -63,8 +64,8 @@ def describe(event: _Event) -> str:
             return f"{event.status:<8} {who}{run} {_ms(event.duration_ms)}{ops}{extra}{link}"
         case ModuleResult():
             return (
-                f"module   {who}{run} #{event.module_id} {event.module} {event.status} "
-                f"({event.bundles} bundles)"
+                f"module   {who}{run} #{event.module_id} {event.module} {event.status}"
+                + (f" ({plural(event.bundles, 'bundle')})" if event.bundles is not None else "")
             )
         case ScenarioChanged():
             fields = ", ".join(f"{f}={getattr(event, f)}" for f in event.changed)

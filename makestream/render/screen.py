@@ -117,7 +117,8 @@ def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -
         percent = row.percent_at(now)
         remaining = row.remaining_ms(now)
         tilde = "~" if row.estimate else ""
-        overdue = remaining is not None and remaining < 0
+        # Within a second of the expected end is "now", not "late 0:00".
+        overdue = remaining is not None and remaining <= -1000
         gauge = bar(None if percent is None else percent / 100, BAR_WIDTH, g,
                     "yellow" if overdue else "")
         pct = Text(f"{tilde}{percent:.0f}%" if percent is not None else "")
@@ -125,6 +126,8 @@ def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -
             eta = Text("ETA ?", style="dim")
         elif overdue:
             eta = Text(f"late {clock_span(-remaining)}", style="yellow")
+        elif remaining <= 0:
+            eta = Text(f"ETA {tilde}now")
         else:
             eta = Text(f"ETA {tilde}{clock_span(remaining)}")
         grid.add_row(
