@@ -186,8 +186,14 @@ def test_test_replays_a_demo_scenario_through_the_rules(tmp_path: Path) -> None:
     }
     assert result.stderr.startswith("makestream: ")
     assert "would have been raised over the last" in result.stderr
+    assert [a.seq for a in alerts] == list(range(1, len(alerts) + 1))
     table = cli(path, "test", "105", "--demo", "--format", "table", "--last", "20")
-    assert "RAISED    critical  consecutive_failures:105" in table.stdout
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["WHEN", "EVENT", "SEVERITY", "ALERT", "MESSAGE"]
+    assert any(r.split()[1:4] == ["raised", "critical", "consecutive_failures:105"] for r in rows)
+    # Columns line up: every row's message starts where the header's does.
+    start = header.index("MESSAGE")
+    assert all(r[start - 2 : start] == "  " and r[start] != " " for r in rows)
 
 
 def test_test_of_an_unknown_scenario_cannot_monitor(tmp_path: Path) -> None:

@@ -301,13 +301,27 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
     from makestream.safetext import clean
 
     out = sys.stdout
-    for alert in alerts:
-        if table:
-            state = "RESOLVED" if alert.type == "alert.resolved" else "RAISED"
-            line = f"{alert.ts}  {state:<8}  {alert.severity:<8}  {alert.alert_id}  {alert.message}"
-            out.write(clean(line) + "\n")
-        else:
-            out.buffer.write(encode(alert))
+    if table:
+        rows = [("WHEN", "EVENT", "SEVERITY", "ALERT", "MESSAGE")]
+        rows += [
+            (
+                clean(alert.ts),
+                "resolved" if alert.type == "alert.resolved" else "raised",
+                clean(alert.severity),
+                clean(alert.alert_id),
+                clean(alert.message),
+            )
+            for alert in alerts
+        ]
+        if alerts:
+            widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            for row in rows:
+                cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+                out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    else:
+        # Numbered as one stream of its own; a replay has no position to resume from.
+        for seq, alert in enumerate(alerts, 1):
+            out.buffer.write(encode(alert.model_copy(update={"seq": seq})))
     out.flush()
 
 
