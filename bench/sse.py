@@ -159,8 +159,12 @@ class Servers:
 
     def api_requests(self) -> dict[str, float]:
         """Requests serve-sse sent to the zone, by answer status (its own counter)."""
-        return {k.partition('status="')[2].rstrip('"}'): v for k, v in self.metrics().items()
-                if k.startswith("makestream_api_requests_total")}
+        out: dict[str, float] = {}
+        for key, value in self.metrics().items():
+            if key.startswith("makestream_api_requests_total"):
+                code = key.partition('code="')[2].partition('"')[0]
+                out[code] = out.get(code, 0.0) + value  # summed over method and endpoint
+        return out
 
     def stop(self) -> dict[str, int | None]:
         codes: dict[str, int | None] = {}

@@ -24,7 +24,7 @@ Types and their own fields:
 ``module.result``       module_id, module, app, status, bundles, size
 ``scenario.changed``    changed (names of the fields that changed), is_active, is_invalid,
                         is_paused, dlq_count, queue_count, scenario_name
-``alert.raised``        alert_id, rule, severity, value, threshold, message
+``alert.raised``        alert_id, rule, severity, value, threshold, message, replayed
 ``alert.resolved``      the same fields as alert.raised
 ``api.throttled``       retry_in_s, rate_per_min, asked_s (a longer Retry-After that was cut)
 ``stream.error``        message, error_type, fatal, retry_in_s
@@ -159,6 +159,13 @@ class _AlertFields(_Event):
     value: float | None = None
     threshold: float | None = None
     message: str
+    replayed: bool | None = Field(
+        default=None,
+        description="True when the start-up catch-up over past runs (--since, --resume) raised "
+        "or resolved the alert, rather than something seen live; absent otherwise. Sinks "
+        "(--webhook, --alertmanager) are not sent these: an alert still active when the "
+        "catch-up ends is raised again then, without this mark, and that one is sent.",
+    )
 
 
 class AlertRaised(_AlertFields):

@@ -134,3 +134,12 @@ def read_text_capped(
     """`read_capped`, decoded as UTF-8."""
     data = read_capped(path, cap, what, streams=streams, error=error)
     return decode_text(data, path, what, error=error)
+
+
+def read_secret(path: Path, what: str) -> str:
+    """A token, password or signing secret from `path`: within TOKEN_MAX_BYTES, and a pipe will
+    do (`<(pass show make)`) while a directory or /dev/zero will not. FileNotFoundError passes
+    through, so each caller words it for its option."""
+    from makestream.limits import TOKEN_MAX_BYTES
+
+    return read_text_capped(path, TOKEN_MAX_BYTES, what, streams=True)

@@ -23,7 +23,9 @@ CURSOR_MAX_IDS = 100_000
 # -- files the CLI reads ------------------------------------------------------------------------
 CONFIG_MAX_BYTES = 1 * MiB  # config.toml
 DATA_MAX_BYTES = 5 * MiB  # --data @FILE (Make caps a run's inputs well below this)
-TOKEN_MAX_BYTES = 64 * KiB  # --token-file, MAKE_API_TOKEN_FILE
+TOKEN_MAX_BYTES = 64 * KiB  # --token-file, MAKE_API_TOKEN_FILE, --alertmanager-auth-file
+# --alertmanager-ca: Debian's whole system bundle (about 150 certificates) is some 200 KiB.
+CA_BUNDLE_MAX_BYTES = 1 * MiB
 WORLD_MAX_BYTES = 16 * MiB  # sim --world
 CURSOR_FILE_MAX_BYTES = CURSOR_MAX_CHARS + 1 * KiB  # --cursor-file (one cursor and a newline)
 NDJSON_LINE_MAX_BYTES = 16 * MiB  # one line of `render`'s input

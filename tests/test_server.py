@@ -143,6 +143,7 @@ async def sse_server(
     *, speed: float = SPEED, scenarios: list[int] | None = None, team: int | None = None,
     hub: dict[str, Any] | None = None, app: dict[str, Any] | None = None,
     revoke_after: float | None = None, limits: runner.ConnectionLimits | None = None,
+    watch: dict[str, Any] | None = None,
 ) -> AsyncIterator[Served]:
     zone = SimZone(demo_world(), clock=Clock(speed), seed=1)
     zone.faults.revoke_after = revoke_after
@@ -156,7 +157,8 @@ async def sse_server(
         scenarios = [s.id for s in zone.world.scenarios]
     metrics = Metrics()
     the_hub = Hub(client, HubOptions(
-        watch=WatchOptions(scenario_ids=scenarios or [], team_id=team), **(hub or {})
+        watch=WatchOptions(scenario_ids=scenarios or [], team_id=team, **(watch or {})),
+        **(hub or {})
     ), metrics)
     hubs.append(the_hub)
     web = create_app(the_hub, AppOptions(**(app or {})), metrics)
@@ -507,7 +509,8 @@ async def test_state_health_ready_and_metrics() -> None:
         requests = srv.zone.request_count()
         state = (await http.get("/v1/state?scenario=104&last=3")).json()
         assert srv.zone.request_count() == requests  # built from what the watch knows
-        assert set(state) == {"v", "generated_at", "scenarios", "budget"}
+        assert set(state) == {"v", "generated_at", "scenarios", "budget", "alerts"}
+        assert state["alerts"] == []  # this hub evaluates no thresholds
         [entry] = state["scenarios"]
         assert entry["scenario_id"] == 104 and 1 <= len(entry["last_executions"]) <= 3
         assert (await http.get("/healthz")).json() == {"status": "ok"}
@@ -516,11 +519,13 @@ async def test_state_health_ready_and_metrics() -> None:
         metrics = (await http.get("/metrics")).text
         assert 'makestream_events_total{type="execution.finished"}' in metrics
         assert 'makestream_executions_total{scenario_id="104",status=' in metrics
-        assert "makestream_api_requests_total{status=\"200\"}" in metrics
+        assert 'makestream_api_requests_total{code="200",endpoint="/scenarios/{id}/logs",' \
+            'method="GET"}' in metrics
         assert "makestream_sse_clients 0.0" in metrics
-        assert "makestream_budget_limit_per_minute 60.0" in metrics
+        assert "makestream_api_budget_per_minute 48.0" in metrics  # 80% of 60
         assert "makestream_detection_latency_seconds_count" in metrics
         assert "execution_id" not in metrics
+        assert "_created" not in metrics
 
 
 # -- security ------------------------------------------------------------------------------------

@@ -21,11 +21,12 @@ pytestmark = pytest.mark.anyio
 NOW = 1_790_000_000.0
 
 
-class FixedClock(Clock):
-    """Wall time frozen at NOW (for startsAt/endsAt); intervals still pass in real time."""
+class FastClock(Clock):
+    """The watch's clock as the demo runs it, hours ahead of the wall; intervals still pass in
+    real time. startsAt and endsAt must never come from it."""
 
     def now(self) -> float:
-        return NOW
+        return NOW + 3 * 3600
 
 
 def sink(receiver: Receiver, errors: list[str], **options: Any) -> AlertmanagerSink:
@@ -33,7 +34,8 @@ def sink(receiver: Receiver, errors: list[str], **options: Any) -> AlertmanagerS
     return AlertmanagerSink(
         receiver.url,
         on_error=errors.append,
-        clock=FixedClock(),
+        clock=FastClock(),
+        wall=lambda: NOW,
         backoff=Backoff(first_s=0.02, max_s=0.05),
         **options,
     )
@@ -43,7 +45,8 @@ def posts(receiver: Receiver) -> list[list[dict[str, Any]]]:
     return [orjson.loads(body) for _, body in receiver.requests]
 
 
-async def test_a_raised_alert_is_posted_with_labels_annotations_and_starts_at() -> None:
+async def test_a_raised_alert_is_posted_with_labels_annotations_and_wall_clock_starts_at(
+) -> None:
     errors: list[str] = []
     async with Receiver().running() as receiver:
         am = sink(
@@ -73,7 +76,8 @@ async def test_a_raised_alert_is_posted_with_labels_annotations_and_starts_at() 
                     "summary": "scenario 1: 3 runs in a row failed",
                     "description": "consecutive_failures: value 3, threshold 3",
                 },
-                "startsAt": "2026-11-26T10:00:00.000Z",
+                # the wall clock when offered: not the event's ts, not the (fast) watch clock
+                "startsAt": rfc3339(NOW),
                 "generatorURL": "https://eu1.make.com/7/scenarios/1",
             }
         ]
@@ -109,7 +113,7 @@ async def test_active_alerts_are_re_sent_and_a_resolved_one_goes_once_with_ends_
     assert first_resolution >= 2
     ended = [a for a in bodies[first_resolution] if "endsAt" in a]
     assert [(a["labels"]["alert_id"], a["endsAt"], a["startsAt"]) for a in ended] == [
-        ("consecutive_failures:1", rfc3339(NOW), "2026-11-26T10:00:00.000Z")
+        ("consecutive_failures:1", rfc3339(NOW), rfc3339(NOW))
     ]
     assert all(p == ["consecutive_failures:2"] for p in ids[first_resolution + 1 : -1])
     assert [a.get("endsAt") for a in bodies[-1]] == [rfc3339(NOW)]

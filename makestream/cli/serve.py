@@ -1,7 +1,9 @@
 """`makestream serve-sse`: serve the event stream to many HTTP clients as Server-Sent Events.
 
 Parsing builds a `ServeOptions` (`serve_options`, testable without a server); running it lives in
-`makestream.server`, imported only when the command runs.
+`makestream.server`, imported only when the command runs. The alert-sink options are `watch`'s
+(declared once, in `makestream.sinks.cli`): the one upstream watch evaluates the thresholds for
+every client and hands its alerts to the sinks too.
 """
 
 from __future__ import annotations
@@ -27,9 +29,24 @@ from makestream.cli.common import (
     run,
 )
 from makestream.errors import ExitCode, UsageError
+from makestream.sinks.cli import (
+    AlertLabelOpt,
+    AlertmanagerAuthFileOpt,
+    AlertmanagerCaOpt,
+    AlertmanagerOpt,
+    WebhookFormat,
+    WebhookFormatOpt,
+    WebhookHeaderOpt,
+    WebhookOpt,
+    WebhookSecretFileOpt,
+)
 
 if TYPE_CHECKING:
+    from makestream.clock import Clock
     from makestream.engine.watch import WatchOptions
+    from makestream.server import Hub, Metrics
+    from makestream.sinks.base import Sink
+    from makestream.sinks.options import SinkOptions
 
 app = command_app()
 
@@ -57,6 +74,7 @@ class ServeOptions:
     interval_s: float = 1.0
     api_limit: int | None = None
     alerts: bool = True
+    sinks: SinkOptions | None = None  # --webhook…, --alertmanager…, --alert-label
 
 
 def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
@@ -66,11 +84,10 @@ def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
     directory or a device that never ends (/dev/zero) is a one-line error.
     """
     if path is not None:
-        from makestream.files import read_text_capped
-        from makestream.limits import TOKEN_MAX_BYTES
+        from makestream.files import read_secret
 
         try:
-            text = read_text_capped(path, TOKEN_MAX_BYTES, "--auth-token-file", streams=True)
+            text = read_secret(path, "--auth-token-file")
         except FileNotFoundError:
             raise UsageError(f"--auth-token-file {path}: cannot read (No such file or "
                              "directory)") from None
@@ -103,11 +120,28 @@ def serve_options(
     alerts: bool,
     allow_host: list[str] | None = None,
     env: Mapping[str, str] = os.environ,
+    webhook: list[str] | None = None,
+    webhook_format: str | None = None,
+    webhook_header: list[str] | None = None,
+    webhook_secret_file: Path | None = None,
+    alertmanager: list[str] | None = None,
+    alertmanager_auth_file: Path | None = None,
+    alertmanager_ca: Path | None = None,
+    alert_label: list[str] | None = None,
 ) -> ServeOptions:
     """Turn command-line values into ServeOptions; every mistake is a UsageError (exit 2)."""
     from makestream.server.app import canonical_host
     from makestream.server.runner import is_loopback
+    from makestream.sinks.options import sink_options
     from makestream.timeutil import parse_duration
+
+    # First, as watch does: a bad header, secret, label or CA file is exit 2 before anything.
+    sinks = sink_options(
+        webhooks=webhook or [], webhook_format=webhook_format,
+        webhook_headers=webhook_header or [], webhook_secret_file=webhook_secret_file,
+        alertmanagers=alertmanager or [], alertmanager_auth_file=alertmanager_auth_file,
+        alertmanager_ca=alertmanager_ca, alert_labels=alert_label or [],
+    )
 
     token = read_token(auth_token_file, env)
     if token is None and not insecure_no_auth and not is_loopback(host):
@@ -137,7 +171,7 @@ def serve_options(
         heartbeat_s=beat,
         send_timeout_s=send, queue_size=queue, ring_size=replay,
         interval_s=parse_duration(interval, option="--interval"), api_limit=api_limit,
-        alerts=alerts,
+        alerts=alerts, sinks=sinks if sinks else None,
     )
 
 
@@ -204,7 +238,7 @@ def serve_sse(
     idle_stop: str = typer.Option(
         "60s", "--idle-stop", metavar="DURATION",
         help="Stop polling Make after this long without clients; the next client resumes the "
-        "watch where it stopped. 0: never stop.",
+        "watch where it stopped. 0: never stop; nor does it with --webhook or --alertmanager.",
     ),
     heartbeat: str = typer.Option(
         "15s", "--heartbeat", metavar="DURATION", help="Send a ': ping' comment this often."
@@ -230,6 +264,14 @@ def serve_sse(
         True, "--alerts/--no-alerts",
         help="Evaluate the thresholds of the config file (see `makestream thresholds`).",
     ),
+    webhook: list[str] = WebhookOpt,
+    webhook_format: WebhookFormat = WebhookFormatOpt,
+    webhook_header: list[str] = WebhookHeaderOpt,
+    webhook_secret_file: Path | None = WebhookSecretFileOpt,
+    alertmanager: list[str] = AlertmanagerOpt,
+    alertmanager_auth_file: Path | None = AlertmanagerAuthFileOpt,
+    alertmanager_ca: Path | None = AlertmanagerCaOpt,
+    alert_label: list[str] = AlertLabelOpt,
     demo: bool = DemoOpt,
     make_token_file: Path | None = typer.Option(
         None, "--make-token-file", metavar="FILE", dir_okay=False,
@@ -240,9 +282,11 @@ def serve_sse(
 ) -> None:
     """Serve events over HTTP as Server-Sent Events, to any number of clients.
 
-    One watch polls Make for all clients. Endpoints: GET /v1/events (the stream; ?scenario=,
-    ?type=, resumes from Last-Event-ID or ?cursor=), /v1/state, /healthz, /readyz, /metrics,
-    and / (a live page). SIGTERM or Ctrl-C ends every stream with stream.closed.
+    One watch polls Make and evaluates the thresholds for all clients; its alerts also go to any
+    --webhook and --alertmanager. Endpoints: GET /v1/events (the stream; ?scenario=, ?type=,
+    resumes from Last-Event-ID or ?cursor=), /v1/state (with the open alerts), /healthz,
+    /readyz, /metrics, and / (a live page). SIGTERM or Ctrl-C ends every stream with
+    stream.closed.
 
     Examples:
 
@@ -263,7 +307,11 @@ def serve_sse(
             allow_origin=allow_origin, allow_host=allow_host, max_clients=max_clients,
             max_per_address=max_per_address, idle_stop=idle_stop, heartbeat=heartbeat,
             send_timeout=send_timeout, queue=queue, replay=replay, interval=interval,
-            api_limit=api_limit, alerts=alerts,
+            api_limit=api_limit, alerts=alerts, webhook=webhook,
+            webhook_format=webhook_format.value, webhook_header=webhook_header,
+            webhook_secret_file=webhook_secret_file, alertmanager=alertmanager,
+            alertmanager_auth_file=alertmanager_auth_file, alertmanager_ca=alertmanager_ca,
+            alert_label=alert_label,
         )
         if not demo and not opts.scenarios and opts.team is None:
             raise UsageError("name a scenario id or give --team (or try --demo)")
@@ -275,7 +323,41 @@ def serve_sse(
     run(main)
 
 
+def page_url(host: str, port: int) -> str:
+    """The live page's address as others reach it (Alertmanager's generatorURL): the bound host,
+    or this machine's name when bound to every address."""
+    import socket
+
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def _sinks(opts: ServeOptions, clock: Clock, hubs: list[Hub], metrics: Metrics,
+           generator_url: str) -> list[Sink]:
+    """The alert sinks; a failure is a stderr line, a `stream.error` event for the clients and
+    a count in makestream_sink_errors_total, and never stops the server."""
+    if opts.sinks is None:
+        return []
+    from makestream.cli.common import say
+    from makestream.events import StreamError
+    from makestream.sinks.options import build_sinks
+
+    def on_error(message: str) -> None:
+        # Every sink's message starts with its kind: "webhook https://…: …", "alertmanager …".
+        metrics.sink_errors.labels(message.split(" ", 1)[0]).inc()
+        say(f"warning: {message}")
+        watch = hubs[0].watch if hubs else None
+        if watch is not None and hubs[0].running:
+            watch.emit([StreamError(message=message, error_type="sink", fatal=False)])
+
+    return build_sinks(opts.sinks, on_error=on_error, clock=clock, generator_url=generator_url)
+
+
 async def _serve(opts: ServeOptions, conn: Connection) -> int:
+    from contextlib import AsyncExitStack
+
     import anyio
 
     from makestream.server import AppOptions, Hub, HubOptions, Metrics, bind, create_app, serve
@@ -285,13 +367,19 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
     try:
         hubs: list[Hub] = []
         async with open_client(conn, observer=lambda n: hubs[0].on_notice(n) if hubs else None
-                               ) as (client, zone):
+                               ) as (client, zone), AsyncExitStack() as stack:
             if zone is not None and not opts.scenarios and opts.team is None:
                 watch_options.scenario_ids = [s.id for s in zone.world.scenarios]
             metrics = Metrics()
+            sinks = _sinks(opts, client.clock, hubs, metrics,
+                           page_url(opts.host, sock.getsockname()[1]))
+            # Opened before the hub runs and closed after it: the alerts of its last moments
+            # are still delivered (within each sink's grace).
+            for sink in sinks:
+                await stack.enter_async_context(sink)
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
-                idle_stop_s=opts.idle_stop_s,
+                idle_stop_s=opts.idle_stop_s, sinks=sinks,
             ), metrics)
             hubs.append(hub)
             web = create_app(hub, AppOptions(

@@ -28,23 +28,23 @@ from makestream.cli.common import (
     say,
 )
 from makestream.errors import MakestreamError, UsageError
+from makestream.sinks.cli import (
+    AlertLabelOpt,
+    AlertmanagerAuthFileOpt,
+    AlertmanagerCaOpt,
+    AlertmanagerOpt,
+    WebhookFormat,
+    WebhookFormatOpt,
+    WebhookHeaderOpt,
+    WebhookOpt,
+    WebhookSecretFileOpt,
+)
 
 if TYPE_CHECKING:
     from makestream.engine.watch import WatchOptions
-    from makestream.sinks.options import WebhookOptions
+    from makestream.sinks.options import SinkOptions
 
 app = command_app()
-
-
-class WebhookFormat(StrEnum):
-    """The body `--webhook` posts (see `makestream.sinks.formats`)."""
-
-    json = "json"
-    slack = "slack"
-    discord = "discord"
-    teams = "teams"
-    cloudevents = "cloudevents"
-    alertmanager = "alertmanager"
 
 
 class Severity(StrEnum):
@@ -310,38 +310,14 @@ def watch(
         "--alerts/--no-alerts",
         help="Evaluate the thresholds of the config file (see `makestream thresholds`).",
     ),
-    webhook: list[str] = typer.Option(
-        [],
-        "--webhook",
-        metavar="URL",
-        help="POST every alert to this URL, in the --webhook-format (repeatable).",
-    ),
-    webhook_format: WebhookFormat = typer.Option(
-        WebhookFormat.json,
-        "--webhook-format",
-        case_sensitive=False,
-        help="The body --webhook posts: the event as JSON, a Slack, Discord or Teams message, "
-        "a CloudEvent, or Alertmanager's webhook payload.",
-    ),
-    webhook_header: list[str] = typer.Option(
-        [],
-        "--webhook-header",
-        metavar="'NAME: VALUE'",
-        help="Send this header with every --webhook request (repeatable), e.g. for auth.",
-    ),
-    webhook_secret_file: Path | None = typer.Option(
-        None,
-        "--webhook-secret-file",
-        metavar="FILE",
-        dir_okay=False,
-        help="Sign --webhook requests per Standard Webhooks with the whsec_ secret in FILE.",
-    ),
-    alertmanager: str | None = typer.Option(
-        None,
-        "--alertmanager",
-        metavar="URL",
-        help="Send alerts to this Alertmanager (its base URL; /api/v2/alerts is added).",
-    ),
+    webhook: list[str] = WebhookOpt,
+    webhook_format: WebhookFormat = WebhookFormatOpt,
+    webhook_header: list[str] = WebhookHeaderOpt,
+    webhook_secret_file: Path | None = WebhookSecretFileOpt,
+    alertmanager: list[str] = AlertmanagerOpt,
+    alertmanager_auth_file: Path | None = AlertmanagerAuthFileOpt,
+    alertmanager_ca: Path | None = AlertmanagerCaOpt,
+    alert_label: list[str] = AlertLabelOpt,
     types: list[str] = typer.Option(
         [], "--type", metavar="GLOB",
         help="Write only events of these types (repeatable): execution.finished, 'alert.*'. "
@@ -426,18 +402,15 @@ def watch(
         options.fail_on_alert = fail_on_alert.value if fail_on_alert is not None else None
         if fail_on_alert is not None and not alerts:
             raise UsageError("--fail-on-alert needs alerts; drop --no-alerts")
-        if (webhook_header or webhook_secret_file) and not webhook:
-            raise UsageError("--webhook-header and --webhook-secret-file need a --webhook URL")
-        from makestream.sinks.options import WebhookOptions
+        from makestream.sinks.options import sink_options
 
         # Checked before anything is read from Make: a bad header or secret is exit 2 at once.
-        hooks = [
-            WebhookOptions.from_cli(
-                url, format=webhook_format.value, headers=webhook_header,
-                secret_file=webhook_secret_file,
-            )
-            for url in webhook
-        ]
+        sink_opts = sink_options(
+            webhooks=webhook, webhook_format=webhook_format.value, webhook_headers=webhook_header,
+            webhook_secret_file=webhook_secret_file, alertmanagers=alertmanager,
+            alertmanager_auth_file=alertmanager_auth_file, alertmanager_ca=alertmanager_ca,
+            alert_labels=alert_label,
+        )
         from makestream.filters import EventFilter
 
         chosen = EventFilter.from_cli(types, statuses, progress=progress)
@@ -455,7 +428,7 @@ def watch(
             if not chosen.everything:
                 output = _Filtered(output, chosen)
             failures: list[str] = []
-            sinks = _sinks(hooks, alertmanager, client.clock, holder, failures)
+            sinks = _sinks(sink_opts, client.clock, holder, failures)
             try:
                 return await _stream(client, options, output, cursor_file, holder, sinks)
             finally:
@@ -468,36 +441,24 @@ def watch(
 
 
 def _sinks(
-    webhooks: list[WebhookOptions],
-    alertmanager: str | None,
+    options: SinkOptions,
     clock: Any,
     holder: list[Any],
     failures: list[str],
 ) -> list[Any]:
     """Alert sinks; their failures become `stream.error` events (and are kept in `failures`
     for one stderr line at the end), and never stop the stream or change its exit status."""
-    if not webhooks and alertmanager is None:
+    if not options:
         return []
     from makestream.events import StreamError
-    from makestream.sinks.alertmanager import AlertmanagerSink
-    from makestream.sinks.options import build_webhook_sink
+    from makestream.sinks.options import build_sinks
 
     def on_error(message: str) -> None:
         failures.append(message)
         if holder:  # `emit` does nothing once the stream has ended
             holder[0].emit([StreamError(message=message, error_type="sink", fatal=False)])
 
-    found: list[Any] = []
-    try:
-        for hook in webhooks:
-            option = "--webhook"
-            found.append(build_webhook_sink(hook, on_error=on_error, clock=clock))
-        if alertmanager is not None:
-            option = "--alertmanager"
-            found.append(AlertmanagerSink(alertmanager, on_error=on_error, clock=clock))
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-    return found
+    return list(build_sinks(options, on_error=on_error, clock=clock))
 
 
 async def _stream(

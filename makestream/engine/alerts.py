@@ -18,6 +18,12 @@ for a stuck run, ``budget_usage`` for the organization — and a lifecycle:
 Per-run rules (duration, operations, transfer, centicredits) stay active until a later run is back
 within the limit. When a rule cannot judge (too few runs, a figure Make did not send), the alert
 keeps its state.
+
+Replayed alerts: a watch that starts with a catch-up over past runs (--since, --resume) feeds them
+in as it finds them, and the rules judge them like any others. What they raise or resolve describes
+the past, so it carries ``replayed: true`` (sinks skip it), as does anything more about the same
+alert until the watch calls `caught_up`; then each such alert still active is raised once more,
+unmarked: the one notice a receiver gets of it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, cast
 
 from makestream.engine.history import History
@@ -193,6 +200,9 @@ class AlertEvaluator:
         self.thresholds = thresholds
         self._book = _Book(thresholds.renotify_s)
         self._memory: dict[int, _Memory] = {}
+        self._began: float | None = None  # the first `now` seen: when the watch began
+        self._catching_up = True  # until `caught_up`
+        self._replayed: set[str] = set()  # active alerts whose notices so far were replayed
 
     # -- public -----------------------------------------------------------------------------
 
@@ -214,6 +224,42 @@ class AlertEvaluator:
 
     def observe(self, event: _Event, now: float) -> list[AlertEvent]:
         """Alerts that one stream event raises or resolves."""
+        if self._began is None:
+            self._began = now
+        past = self._catching_up and _ended_before(event, self._began)
+        return self._marked(self._observe(event, now), past=past)
+
+    def caught_up(self, now: float) -> list[AlertEvent]:
+        """The start-up catch-up is over (every scenario scanned once, no run of it pending):
+        each alert it raised that is still active, raised again without the replayed mark.
+        Only the first call does anything."""
+        if not self._catching_up:
+            return []
+        self._catching_up = False
+        out: list[AlertEvent] = []
+        for alert_id in sorted(self._replayed):
+            active = self._book.active.get(alert_id)
+            if active is not None:
+                active.notified_at = now  # a re-notification counts from this notice
+                out.append(active.event(alert_id))
+        self._replayed.clear()
+        return out
+
+    def _marked(self, alerts: list[AlertEvent], *, past: bool) -> list[AlertEvent]:
+        """`alerts` with ``replayed: true`` where a past run caused them, or where they are
+        about an alert whose raising was replayed (a re-notification, the resolution)."""
+        out: list[AlertEvent] = []
+        for alert in alerts:
+            known = alert.alert_id in self._replayed
+            if isinstance(alert, AlertResolved):
+                self._replayed.discard(alert.alert_id)
+            elif past:
+                self._replayed.add(alert.alert_id)
+            out.append(alert.model_copy(update={"replayed": True}) if known or (
+                past and isinstance(alert, AlertRaised)) else alert)
+        return out
+
+    def _observe(self, event: _Event, now: float) -> list[AlertEvent]:
         sid = event.scenario_id
         if sid is None:
             return []
@@ -251,7 +297,9 @@ class AlertEvaluator:
             out += self._missed(sid, state, memory, now)
         if budget is not None:
             out += self._budget(budget, now)
-        return out + self._book.renotify(now)
+        if self._began is None:
+            self._began = now
+        return self._marked(out + self._book.renotify(now), past=False)
 
     def active(self) -> list[AlertRaised]:
         """The alerts raised and not yet resolved (for summaries and late subscribers)."""
@@ -613,6 +661,19 @@ class AlertEvaluator:
             "other integrations may be starved",
             resolved=f"request budget use is back to {share:.0%}",
         )
+
+
+def _ended_before(event: _Event, moment: float) -> bool:
+    """Whether `event` reports a run that ended before `moment` (epoch s): its end, else its
+    start plus its duration. A run whose end is unknown counts as news."""
+    if not isinstance(event, ExecutionFinished):
+        return False
+    if event.ended_at:
+        return datetime.fromisoformat(event.ended_at).timestamp() < moment
+    if event.started_at and event.duration_ms is not None:
+        began = datetime.fromisoformat(event.started_at).timestamp()
+        return began + event.duration_ms / 1000 < moment
+    return False
 
 
 def _begun(run: Running) -> float:

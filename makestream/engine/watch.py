@@ -210,7 +210,14 @@ class Watch(WatchStartup, WatchReads):
             self.schedule.rate_per_s = self.client.budget.snapshot().rate_per_min / 60
 
     def _check_caught_up(self) -> None:
-        """--no-follow ends once every scenario was scanned and every follow-up is done."""
+        """--no-follow ends once every scenario was scanned and every follow-up is done.
+
+        Alert rules hear first when the start-up catch-up is over (every scenario scanned once,
+        no run waiting for its error detail): what it raised and is still active goes out then.
+        """
+        alerts = self.options.alerts
+        if alerts is not None and not self._unscanned and not self._in_detail:
+            self.emit(alerts.caught_up(self.clock.now()))
         if self.options.follow or self._targets:
             return
         if not self._unscanned and self._pending <= 0 and not self.schedule.urgent:

@@ -6,7 +6,8 @@ Routes (GET):
                 repeatable or comma-separated (a type may be a family: ``execution.*``);
                 ``cursor`` to resume after an event (the ``Last-Event-ID`` header wins over it).
 ``/v1/state``   the `makestream state` document for the watched scenarios (``scenario``,
-                ``last``), built from what the upstream watch already learned: no request to Make.
+                ``last``), built from what the upstream watch already learned: no request to Make;
+                with ``alerts``, the alerts open now (`Hub.open_alerts`).
 ``/healthz``    200 while the process serves requests.
 ``/readyz``     200 when the upstream watch has opened, has no fatal error and Make is not
                 making it pause (429); 503 otherwise. The JSON body says which.

@@ -8,6 +8,13 @@ Upstream
     was stopped are reported then, nothing is lost. A scenario a client asks for that is allowed
     but not watched yet is added to the running watch and stays watched until the watch stops.
 
+Alerts
+    The upstream evaluates the thresholds once for everyone (catch-ups from Make's logs evaluate
+    none). Its alert events go to every subscriber that wants them and to the alert `sinks`
+    (``--webhook``, ``--alertmanager``), which count as a listener that never leaves: with a
+    sink, the upstream never stops for want of subscribers. The alerts open now are in
+    `/v1/state` (`open_alerts`) and in ``makestream_alerts_open``.
+
 Fan-out
     Each event's SSE frame is encoded once for everyone. A subscriber's live events wait in its
     own bounded queue until its replay is sent; after that they are written straight to its
@@ -35,7 +42,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
@@ -50,6 +57,8 @@ from makestream.engine.watch import Watch, WatchOptions
 from makestream.errors import ExitCode, MakestreamError
 from makestream.events import (
     KNOWN_TYPES,
+    AlertRaised,
+    AlertResolved,
     ExecutionFinished,
     StreamClosed,
     StreamError,
@@ -62,6 +71,7 @@ from makestream.make.client import ApiNotice, MakeClient
 from makestream.make.models import ExecStatus, ExecutionLog, Scenario
 from makestream.server.metrics import Metrics
 from makestream.server.sse import event_frame
+from makestream.sinks.base import Sink
 
 IDLE = "idle"  # the stop reason of an upstream nobody listens to
 SHUTDOWN = "server shutting down"
@@ -229,6 +239,8 @@ class HubOptions:
     retry_after_error_s: float = 30.0  # wait before restarting an upstream that failed
     catchup_limit: int = 2  # catch-ups from Make's logs running at once
     catchup_timeout_s: float = 300.0
+    # Offered every upstream event (they take the alerts); run and closed by the caller.
+    sinks: Sequence[Sink] = ()
 
 
 @dataclass
@@ -396,8 +408,10 @@ class Hub:
         self._pending: dict[tuple[str, frozenset[int]], _Catchup] = {}
         self._catchup_limiter = anyio.CapacityLimiter(max(1, options.catchup_limit))
         self._logs: dict[int, dict[str, ExecutionLog]] = {}
+        self._raised_at: dict[str, str] = {}  # open alert -> ts of the event that raised it
         if metrics is not None:
             metrics.watch_budget(client.budget.snapshot)
+            metrics.watch_alerts(self._active_alerts)
             metrics.clients.set_function(lambda: len(self._subs))
             metrics.upstream_up.set_function(lambda: 1 if self.running else 0)
 
@@ -466,7 +480,7 @@ class Hub:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch.run)
-                if self.options.idle_stop_s:
+                if self.options.idle_stop_s and not self.options.sinks:
                     tg.start_soon(self._stop_when_idle, watch, self.options.idle_stop_s)
                 async for event in watch.events:
                     self._take(watch, event)
@@ -487,6 +501,8 @@ class Hub:
 
     def _take(self, watch: Watch, event: _Event) -> None:
         """One upstream event: note what it tells about the upstream, then publish it."""
+        for sink in self.options.sinks:
+            sink.offer(event)  # never blocks: a sink keeps its own bounded queue
         self._seq = max(self._seq, event.seq)
         if event.cursor:
             self._cursor = event.cursor
@@ -510,6 +526,11 @@ class Hub:
             return
         elif isinstance(event, ExecutionFinished):
             self._record_finished(event)
+        elif isinstance(event, AlertRaised):
+            # A re-notification (or the catch-up's second notice) keeps the first time.
+            self._raised_at.setdefault(event.alert_id, event.ts)
+        elif isinstance(event, AlertResolved):
+            self._raised_at.pop(event.alert_id, None)
         self.publish(event)
 
     # -- fan-out -----------------------------------------------------------------------------
@@ -748,9 +769,30 @@ class Hub:
             "centicredits": event.centicredits,
         })
 
+    def _active_alerts(self) -> list[AlertRaised]:
+        evaluator = self.options.watch.alerts
+        return evaluator.active() if evaluator is not None else []
+
+    def open_alerts(self, scenario_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """The alerts open now, with their latest figures and `raised_at` (the ts of the event
+        that raised them); with `scenario_ids`, those about these scenarios and those about
+        none (the request budget)."""
+        wanted = set(scenario_ids) if scenario_ids is not None else None
+        out: list[dict[str, Any]] = []
+        for alert in self._active_alerts():
+            if wanted is not None and alert.scenario_id is not None \
+                    and alert.scenario_id not in wanted:
+                continue
+            fields = alert.model_dump(mode="json", exclude_none=True,
+                                      exclude={"v", "type", "seq", "ts", "cursor"})
+            raised_at = self._raised_at.get(alert.alert_id)
+            out.append(fields | ({"raised_at": raised_at} if raised_at else {}))
+        return out
+
     def state_document(self, scenario_ids: Iterable[int] | None = None,
                        last: int = 10) -> dict[str, Any]:
-        """The `makestream state` document, from what the upstream already learned."""
+        """The `makestream state` document, from what the upstream already learned, with the
+        open alerts (`open_alerts`) as ``alerts``."""
         wanted = set(scenario_ids) if scenario_ids is not None else None
         scenarios: list[Scenario] = []
         logs: dict[int, list[ExecutionLog]] = {}
@@ -771,8 +813,10 @@ class Hub:
                             status=ExecStatus.RUNNING,
                         )
                 logs[sid] = list(entries.values())
-        return build_state(scenarios, logs, queues, self.client.budget.snapshot(),
-                           now=self.client.clock.now(), last=last)
+        document = build_state(scenarios, logs, queues, self.client.budget.snapshot(),
+                               now=self.client.clock.now(), last=last)
+        document["alerts"] = self.open_alerts(wanted)
+        return document
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the upstream is usable: opened, no fatal error, not in a 429 pause."""

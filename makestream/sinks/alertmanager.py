@@ -11,15 +11,26 @@ one post carrying it succeeds. Labels identify the alert:
 ``rule``         the rule key; ``severity`` ``warning`` | ``critical``
 ``alert_id``     makestream's stable id (one per rule and subject)
 ``scenario_id``  and ``execution_id`` where the alert concerns them; plus any `labels` given
+                 (``--alert-label``)
 
 Annotations: ``summary`` (the alert's message) and ``description`` (rule, value, threshold).
-When makestream exits, active alerts are left to expire through Alertmanager's resolve_timeout
-rather than being marked resolved: their conditions may well still hold.
+``generatorURL`` is the run's page in Make when the alert names one, else `generator_url` (the
+serve-sse page, when serving). ``startsAt`` and ``endsAt`` are wall-clock times, taken when the
+event was offered: Alertmanager compares them with its own clock, so they never follow the
+watch's clock (which the demo runs many times faster).
+
+Several Alertmanagers (an HA pair) get one sink each: every one of them is told every alert.
+`authorization` (``--alertmanager-auth-file``) is sent with every post, and `tls` (a CA bundle,
+``--alertmanager-ca``) verifies an https Alertmanager. When makestream exits, active alerts are
+left to expire through Alertmanager's resolve_timeout rather than being marked resolved: their
+conditions may well still hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ssl
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +40,16 @@ import orjson
 
 from makestream.clock import Clock
 from makestream.events import AlertRaised, rfc3339
-from makestream.sinks.base import AlertEvent, Backoff, ErrorCallback, Sink, _ignore, post_json
+from makestream.sinks.base import (
+    AlertEvent,
+    Backoff,
+    ErrorCallback,
+    Offered,
+    Sink,
+    _ignore,
+    post,
+)
+from makestream.sinks.credentials import Credentials
 
 
 def alerts_url(url: str) -> str:
@@ -73,9 +93,10 @@ class _Alert:
     labels: dict[str, str]
     annotations: dict[str, str]
     starts_at: str
+    generator_url: str | None = None
     ends_at: str | None = None
 
-    def payload(self, generator_url: str | None) -> dict[str, Any]:
+    def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "labels": self.labels,
             "annotations": self.annotations,
@@ -83,8 +104,8 @@ class _Alert:
         }
         if self.ends_at is not None:
             body["endsAt"] = self.ends_at
-        if generator_url:
-            body["generatorURL"] = generator_url
+        if self.generator_url:
+            body["generatorURL"] = self.generator_url
         return body
 
 
@@ -107,6 +128,9 @@ class AlertmanagerSink(Sink):
         resend_s: float = 60.0,
         labels: Mapping[str, str] | None = None,
         generator_url: str | None = None,
+        credentials: Credentials | None = None,
+        tls: ssl.SSLContext | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
             alerts_url(url),
@@ -117,10 +141,13 @@ class AlertmanagerSink(Sink):
             queue_size=queue_size,
             backoff=backoff,
             grace_s=grace_s,
+            wall=wall,
+            tls=tls,
         )
         self.resend_s = resend_s
         self.labels = dict(labels or {})
         self.generator_url = generator_url
+        self.credentials = credentials
         self.active: dict[str, _Alert] = {}
         self._resolved: dict[str, _Alert] = {}  # sent with endsAt until one post succeeds
         self._dirty = False  # something changed since the last successful post
@@ -165,19 +192,23 @@ class AlertmanagerSink(Sink):
             except anyio.EndOfStream:
                 self._ended = True
 
-    def _take(self, event: AlertEvent) -> None:
-        now = rfc3339(self.clock.now())
+    def _take(self, item: Offered) -> None:
+        # Here, not at the top: the formats package imports this module (for the labels).
+        from makestream.sinks.formats.text import run_url
+
+        event, now = item.event, rfc3339(item.at)
         labels = alert_labels(event, self.labels)
         annotations = alert_annotations(event)
+        link = run_url(event) or self.generator_url
         known = self.active.get(event.alert_id)
         if isinstance(event, AlertRaised):
             self._resolved.pop(event.alert_id, None)  # raised again before the post: still firing
             if known is None:
-                self.active[event.alert_id] = _Alert(labels, annotations, event.ts or now)
+                self.active[event.alert_id] = _Alert(labels, annotations, now, link)
             else:
-                known.annotations = annotations
+                known.annotations = annotations  # a re-notification: it began when first raised
         else:
-            alert = self.active.pop(event.alert_id, None) or _Alert(labels, {}, event.ts or now)
+            alert = self.active.pop(event.alert_id, None) or _Alert(labels, {}, now, link)
             alert.annotations, alert.ends_at = annotations, now
             self._resolved[event.alert_id] = alert
         self._dirty = True
@@ -186,9 +217,12 @@ class AlertmanagerSink(Sink):
 
     async def _post(self, client: httpx.AsyncClient, now: float) -> None:
         alerts = [*self.active.values(), *self._resolved.values()]
-        body = orjson.dumps([a.payload(self.generator_url) for a in alerts])
+        body = orjson.dumps([a.payload() for a in alerts])
+        headers = [("Content-Type", "application/json")]
+        if self.credentials is not None:
+            headers.append(("Authorization", self.credentials.authorization))
         try:
-            failure = await post_json(client, self.url, body)
+            failure = await post(client, self.url, body, headers)
         except Exception as exc:
             self.report(f"post failed: {exc!r}")
             failure = None  # treated as done: a bug must not turn into a tight retry loop
@@ -199,7 +233,10 @@ class AlertmanagerSink(Sink):
             self._retry_at = now + delay
             return
         if failure is not None:
-            self.report(f"{failure.message}: {len(alerts)} alerts rejected, not retried")
+            why = ""
+            if failure.status in (401, 403):
+                why = " (the credentials were refused: check --alertmanager-auth-file)"
+            self.report(f"{failure.message}{why}: {len(alerts)} alerts rejected, not retried")
         else:
             self.delivered += len(alerts)
         self.backoff.reset()

@@ -1,13 +1,21 @@
-"""What every sink shares: the bounded outbox, backoff, HTTP posting and error reporting."""
+"""What every sink shares: the bounded outbox, backoff, HTTP posting and error reporting.
+
+Every item in a sink's outbox is an `Offered`: the alert event and the wall-clock time it was
+offered at. Receivers compare times with their own clocks (Alertmanager's ``startsAt``), so that
+time is real time, whatever clock the watch runs on (the demo's runs many times faster), and it is
+taken at `offer`, not when a busy sink gets round to the event.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import random
+import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Generic, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -21,6 +29,13 @@ from makestream.events import AlertRaised, AlertResolved, _Event
 T = TypeVar("T")
 AlertEvent = AlertRaised | AlertResolved
 ErrorCallback = Callable[[str], None]
+
+
+class Offered(NamedTuple):
+    """An alert event as a sink queues it, with the wall-clock time (epoch s) of `offer`."""
+
+    event: AlertEvent
+    at: float
 
 
 class Outbox(Generic[T]):
@@ -168,6 +183,8 @@ class Sink:
         queue_size: int = 1000,
         backoff: Backoff | None = None,
         grace_s: float = 5.0,
+        wall: Callable[[], float] = time.time,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"{self.kind} URL must start with http:// or https://")
@@ -178,7 +195,11 @@ class Sink:
         self.timeout_s = timeout_s
         self.grace_s = grace_s
         self.backoff = backoff if backoff is not None else Backoff()
-        self.outbox: Outbox[AlertEvent] = Outbox(queue_size)
+        # Receivers' clocks are real: times sent to them (and signatures) never follow a fast
+        # clock.
+        self.wall = wall
+        self.tls = tls  # the CA bundle to verify https receivers with; None: the system's
+        self.outbox: Outbox[Offered] = Outbox(queue_size)
         self.delivered = 0
         self._reported_drops = 0
         self._deadline: float | None = None  # clock.monotonic() after which close() gives up
@@ -212,9 +233,11 @@ class Sink:
         return await self._tasks.__aexit__(kind, exc, tb)
 
     def offer(self, event: _Event) -> None:
-        """Queue an alert event for delivery; returns at once. Other events are ignored."""
-        if isinstance(event, AlertRaised | AlertResolved):
-            self.outbox.put(event)
+        """Queue an alert event for delivery; returns at once. Other events are ignored, and
+        so are replayed alerts (see `makestream.engine.alerts`: the catch-up raises again
+        what is still active when it ends)."""
+        if isinstance(event, AlertRaised | AlertResolved) and not event.replayed:
+            self.outbox.put(Offered(event, self.wall()))
 
     def close(self, grace_s: float | None = None) -> None:
         """No more events: `run()` delivers what is queued and returns, giving up after
@@ -257,6 +280,7 @@ class Sink:
         # The timeout is real time: it is about the network, not the (possibly fast) clock.
         return httpx.AsyncClient(
             transport=self.transport,
+            verify=self.tls if self.tls is not None else True,
             timeout=httpx.Timeout(self.timeout_s),
             headers={"User-Agent": f"makestream/{__version__}"},
             follow_redirects=False,

@@ -66,12 +66,11 @@ class Signer:
 
     @classmethod
     def from_file(cls, path: Path) -> Signer:
-        from makestream.files import read_text_capped
-        from makestream.limits import TOKEN_MAX_BYTES
+        from makestream.files import read_secret
 
         where = f"{OPTION} {path}"
         try:
-            text = read_text_capped(path, TOKEN_MAX_BYTES, OPTION, streams=True)
+            text = read_secret(path, OPTION)
         except FileNotFoundError:
             raise UsageError(f"{where}: no such file") from None
         return cls.from_text(text, where)

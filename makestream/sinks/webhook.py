@@ -19,6 +19,7 @@ the likely cause, and the start of what it answered, with any part of the URL cu
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
@@ -116,6 +117,7 @@ class WebhookSink(Sink):
         backoff: Backoff | None = None,
         grace_s: float = 5.0,
         wall: Callable[[], float] = time.time,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if format not in RENDERERS:
             raise ValueError(f"unknown webhook format {format!r}")
@@ -128,14 +130,14 @@ class WebhookSink(Sink):
             queue_size=queue_size,
             backoff=backoff,
             grace_s=grace_s,
+            wall=wall,
+            tls=tls,
         )
         self.format = format
         self.headers = tuple(headers)
         self.signer = signer
         self.source = source
         self.labels = dict(labels or {})
-        # Signatures are checked against the receiver's clock: real time, never a fast clock.
-        self.wall = wall
         self._raised_at: dict[str, str] = {}
 
     async def run(self) -> None:
@@ -149,7 +151,7 @@ class WebhookSink(Sink):
     async def _loop(self, client: httpx.AsyncClient) -> None:
         while True:
             try:
-                event = await self.outbox.get()
+                event = (await self.outbox.get()).event
             except anyio.EndOfStream:
                 return
             try:
