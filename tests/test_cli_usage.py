@@ -58,11 +58,14 @@ def test_a_usage_error_is_one_line_naming_the_problem(
 def test_a_bare_group_shows_its_help(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(sys, "argv", ["makestream", "thresholds", "--help"])
+    # `makestream sim` with no subcommand: the parser's help, not a one-line error.
+    monkeypatch.setattr(sys, "argv", ["makestream", "sim"])
     with pytest.raises(SystemExit) as ended:
         main()
-    assert ended.value.code == 0
-    assert "Usage: makestream thresholds" in capsys.readouterr().out
+    assert ended.value.code == 2
+    shown = capsys.readouterr()
+    assert "Usage: makestream sim" in shown.out + shown.err
+    assert "makestream: error:" not in shown.err
 
 
 def _commands() -> list[tuple[str, list[str], list[str]]]:

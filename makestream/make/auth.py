@@ -157,12 +157,10 @@ class Token:
         An explicit file wins over the environment, as a command-line flag wins over a variable.
         """
         if token_file is not None:
-            from makestream.files import read_text_capped
-            from makestream.limits import TOKEN_MAX_BYTES
+            from makestream.files import read_secret
 
             try:
-                # A pipe is fine (`--token-file <(pass show make)`); a directory is not.
-                text = read_text_capped(token_file, TOKEN_MAX_BYTES, "the token file", streams=True)
+                text = read_secret(token_file, "the token file")
             except FileNotFoundError:
                 raise UsageError(
                     f"cannot read the token file {token_file}: No such file or directory"

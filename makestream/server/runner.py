@@ -189,14 +189,31 @@ class _HeadLimits:
         return True
 
 
-class _ConnectedH11(_HeadLimits, _ConnectionExtension, H11Protocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+class _Limited(_HeadLimits, _ConnectionExtension):
+    """What both protocols share: the head timer from the start, bytes counted before the
+    parser sees them, and the connection's streams told when it is lost."""
+
+    cycle: Any  # the protocol's current request cycle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._counted(data):
-            super().data_received(data)
+            super().data_received(data)  # type: ignore[misc]
+
+    def _response_in_flight(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.response_started and not cycle.response_complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+        self._lost()
+
+
+class _ConnectedH11(_Limited, H11Protocol):
 
     def handle_events(self) -> None:
         before = self.cycle
@@ -213,15 +230,6 @@ class _ConnectedH11(_HeadLimits, _ConnectionExtension, H11Protocol):
         self._head_begins()
         super().on_response_complete()
 
-    def _response_in_flight(self) -> bool:
-        cycle = self.cycle
-        return cycle is not None and cycle.response_started and not cycle.response_complete
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
-        super().connection_lost(exc)
-        self._lost()
-
 
 def _protocol() -> type[asyncio.Protocol]:
     """httptools' parser where it is installed (faster, and less memory per connection than
@@ -231,24 +239,12 @@ def _protocol() -> type[asyncio.Protocol]:
     except ImportError:
         return _ConnectedH11
 
-    class _ConnectedHttpTools(_HeadLimits, _ConnectionExtension, HttpToolsProtocol):
+    class _ConnectedHttpTools(_Limited, HttpToolsProtocol):
         """With `Connection.write`: a body chunk framed as uvicorn's own `send` frames it."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm_head_timer()
-
-        def data_received(self, data: bytes) -> None:
-            if self._counted(data):
-                super().data_received(data)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._head_begins()
-
-        def _response_in_flight(self) -> bool:
-            cycle = self.cycle
-            return cycle is not None and cycle.response_started and not cycle.response_complete
 
         def on_headers_complete(self) -> None:
             self._head_complete()
@@ -281,11 +277,6 @@ def _protocol() -> type[asyncio.Protocol]:
             connection = Connection(transport.abort, write=write,
                                     unsent=transport.get_write_buffer_size, framed=framed)
             self._attach(cycle.scope, cycle, connection)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_head_timer()
-            super().connection_lost(exc)
-            self._lost()
 
     return _ConnectedHttpTools
 
