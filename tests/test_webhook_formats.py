@@ -33,7 +33,7 @@ from test_sinks import FAST, Receiver, raised, resolved, started, until
 
 from makestream.clock import Clock
 from makestream.errors import UsageError
-from makestream.events import AlertRaised, AlertResolved, ExecutionFinished, encode
+from makestream.events import AlertRaised, AlertResolved, ExecutionFinished, encode, rfc3339
 from makestream.limits import TOKEN_MAX_BYTES
 from makestream.sinks import AlertmanagerSink, WebhookOptions, WebhookSink, build_webhook_sink
 from makestream.sinks.alertmanager import alert_annotations, alert_labels
@@ -221,11 +221,12 @@ def test_the_fingerprint_and_group_key_are_alertmanagers() -> None:
 
 async def test_the_alertmanager_format_and_the_alertmanager_sink_name_an_alert_alike() -> None:
     async with Receiver().running() as receiver:
-        # The sink stamps startsAt with the wall clock when offered; the format uses the
-        # event's ts. On a real-time clock the two agree: so here, the event was just stamped.
-        stamped_at = datetime.fromisoformat(RAISED.ts).timestamp()
+        # Both stamp startsAt with the wall clock at the moment the event was offered.
+        stamped_at = datetime.fromisoformat(RAISED.ts).timestamp() + 3600
         am = AlertmanagerSink(receiver.url, wall=lambda: stamped_at, labels={"instance": "ci"})
-        hook = WebhookSink(receiver.url, format="alertmanager", labels={"instance": "ci"})
+        hook = WebhookSink(
+            receiver.url, format="alertmanager", wall=lambda: stamped_at, labels={"instance": "ci"}
+        )
         async with started(am), started(hook):
             am.offer(RAISED)
             await until(lambda: len(receiver.accepted) == 1)
@@ -239,15 +240,43 @@ async def test_the_alertmanager_format_and_the_alertmanager_sink_name_an_alert_a
 
 
 async def test_the_sink_remembers_when_an_alert_was_raised_for_its_resolution() -> None:
+    walls = iter([1_800_000_000.0, 1_800_000_042.5])
     async with Receiver().running() as receiver:
-        sink = WebhookSink(receiver.url, format="alertmanager", backoff=FAST)
+        sink = WebhookSink(
+            receiver.url, format="alertmanager", backoff=FAST, wall=lambda: next(walls)
+        )
         async with started(sink):
             sink.offer(RAISED)
             sink.offer(RESOLVED.model_copy(update={"ts": ""}))
             await until(lambda: len(receiver.accepted) == 2)
     [alert] = orjson.loads(receiver.accepted[1])["alerts"]
-    assert alert["startsAt"] == RAISED.ts
-    assert alert["endsAt"] > RAISED.ts  # the sink's clock: now
+    assert alert["startsAt"] == rfc3339(1_800_000_000.0)
+    assert alert["endsAt"] == rfc3339(1_800_000_042.5)
+
+
+async def test_alertmanager_bodies_carry_wall_clock_times_when_the_engine_clock_runs_fast() -> None:
+    # Under a sped-up demo the events' ts run ahead of every receiver's clock; Alertmanager
+    # would keep a resolved alert active until that future time. The body takes the offer's
+    # wall-clock time instead, as the --alertmanager sink does.
+    future = datetime.fromisoformat(RAISED.ts).timestamp() + 3 * 3600
+    up = RAISED.model_copy(update={"ts": rfc3339(future)})
+    down = RESOLVED.model_copy(update={"ts": rfc3339(future + 600)})
+    before = time.time()
+    async with Receiver().running() as receiver:
+        sink = WebhookSink(
+            receiver.url, format="alertmanager", backoff=FAST, clock=Clock(speed=1000)
+        )
+        async with started(sink):
+            sink.offer(up)
+            sink.offer(down)
+            await until(lambda: len(receiver.accepted) == 2)
+    after = time.time()
+    [firing] = orjson.loads(receiver.accepted[0])["alerts"]
+    [done] = orjson.loads(receiver.accepted[1])["alerts"]
+    for stamp in (firing["startsAt"], done["startsAt"], done["endsAt"]):
+        at = datetime.fromisoformat(stamp).timestamp()
+        assert before - 0.01 <= at <= after + 0.01, stamp
+    assert done["startsAt"] == firing["startsAt"] <= done["endsAt"]
 
 
 # --- Slack ----------------------------------------------------------------------------------------

@@ -151,11 +151,12 @@ class WebhookSink(Sink):
     async def _loop(self, client: httpx.AsyncClient) -> None:
         while True:
             try:
-                event = (await self.outbox.get()).event
+                item = await self.outbox.get()
             except anyio.EndOfStream:
                 return
+            event = item.event
             try:
-                delivered = await self._deliver(client, event)
+                delivered = await self._deliver(client, event, item.at)
             except Exception as exc:
                 # Whatever went wrong, the stream must go on; say so and move to the next.
                 self.report(f"alert {event.alert_id} not delivered: {exc!r}")
@@ -165,15 +166,21 @@ class WebhookSink(Sink):
                 self._give_up(event)
                 return
 
-    def render(self, event: AlertEvent) -> Rendered:
-        """The request for `event` in this sink's format (and what it remembers of alerts)."""
+    def render(self, event: AlertEvent, offered_at: float | None = None) -> Rendered:
+        """The request for `event` in this sink's format (and what it remembers of alerts).
+
+        `offered_at` is the wall-clock time (epoch s) the event was offered at, given to the
+        formats whose receivers compare times with their own clocks."""
         now = rfc3339(self.clock.now())
+        wall = rfc3339(offered_at) if offered_at is not None else None
         if isinstance(event, AlertRaised):
-            self._remember(event.alert_id, event.ts or now)
+            self._remember(event.alert_id, wall or event.ts or now)
             raised_at = None
         else:
             raised_at = self._raised_at.pop(event.alert_id, None)
-        context = Context(now=now, source=self.source, labels=self.labels, raised_at=raised_at)
+        context = Context(
+            now=now, source=self.source, labels=self.labels, raised_at=raised_at, wall=wall
+        )
         return RENDERERS[self.format](event, context)
 
     def _remember(self, alert_id: str, ts: str) -> None:
@@ -189,9 +196,11 @@ class WebhookSink(Sink):
             headers += self.signer.headers(msg_id, rendered.body, self.wall())
         return headers
 
-    async def _deliver(self, client: httpx.AsyncClient, event: AlertEvent) -> bool:
+    async def _deliver(
+        self, client: httpx.AsyncClient, event: AlertEvent, offered_at: float | None = None
+    ) -> bool:
         """Try until delivered or rejected (True), or until close()'s grace ends (False)."""
-        rendered = self.render(event)
+        rendered = self.render(event, offered_at)
         msg_id = message_id(event) if self.signer is not None else ""
         self.backoff.reset()
         attempt = 0

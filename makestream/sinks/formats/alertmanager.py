@@ -11,7 +11,9 @@ Each post is one group holding one alert, grouped by ``alertname`` and ``alert_i
 annotations are those the `--alertmanager` sink sends (`makestream.sinks.alertmanager`), so both
 paths name an alert alike; the fingerprint is computed as Alertmanager computes it from the labels.
 A firing alert's ``endsAt`` is Go's zero time, as Alertmanager writes it; a resolved one starts
-when it was raised where the sender remembers that, else when it was resolved.
+when it was raised where the sender remembers that, else when it was resolved. Times are the
+wall-clock times the webhook sink was offered the events (``Context.wall``), as the
+`--alertmanager` sink stamps them, so they agree with Alertmanager's clock in a sped-up demo too.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def render(event: _Event, context: Context) -> Rendered:
     alert = alert_only(event, "alertmanager")
     labels = alert_labels(alert, context.labels)
     annotations = alert_annotations(alert)
-    at = alert.ts or context.now
+    # Alertmanager compares startsAt/endsAt with its own clock: the wall-clock time of the offer
+    # where the sender gives one, else the event's emission time.
+    at = context.wall or alert.ts or context.now
     resolved = isinstance(alert, AlertResolved)
     status = "resolved" if resolved else "firing"
     groups = {name: labels[name] for name in GROUP_BY}

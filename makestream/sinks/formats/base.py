@@ -32,8 +32,12 @@ class Context:
     """What a format needs beyond the event. Renderers are pure: the same event in the same
     context always renders the same bytes (the snapshot tests rely on it).
 
-    `now` (RFC 3339) stands in for the time of an event that carries none. `raised_at` is when a
-    resolved alert was raised, where the sender remembers it (Alertmanager's `startsAt`)."""
+    `now` (RFC 3339) stands in for the time of an event that carries none. `wall` is the
+    wall-clock time the sender was offered the event: formats whose receivers compare times with
+    their own clocks (Alertmanager's) use it rather than the event's `ts`, which follows the
+    engine's clock (faster than real time under a sped-up demo). `raised_at` is when a resolved
+    alert was raised, where the sender remembers it (Alertmanager's `startsAt`), on the clock of
+    `wall` when that is given."""
 
     now: str
     source: str = "makestream"
@@ -41,6 +45,7 @@ class Context:
     external_url: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     raised_at: str | None = None
+    wall: str | None = None
 
 
 def alert_only(event: _Event, format_name: str) -> AlertEvent:
