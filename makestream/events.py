@@ -15,7 +15,8 @@ and snake_case so that ``jq`` filters stay short. Every event carries:
 
 Types and their own fields:
 
-``stream.opened``       targets (scenario ids), api_limit, budget_per_min, follow, version
+``stream.opened``       targets (scenario ids), api_limit, budget_per_min, follow, version,
+                       budget_processes
 ``execution.started``   source, started_at, expected_duration_ms, modules_total, scenario_name
 ``execution.progress``  elapsed_ms, expected_duration_ms, percent, basis (``history`` | ``modules``)
 ``execution.finished``  status (``success`` | ``warning`` | ``error``), started_at, duration_ms,
@@ -28,7 +29,7 @@ Types and their own fields:
 ``alert.resolved``      the same fields as alert.raised
 ``api.throttled``       retry_in_s, rate_per_min, asked_s (a longer Retry-After that was cut)
 ``stream.error``        message, error_type, fatal, retry_in_s
-``stream.heartbeat``    used_last_minute, budget_per_min, running
+``stream.heartbeat``    used_last_minute, budget_per_min, running, budget_processes
 ``stream.lagged``       message (an SSE subscriber fell behind and is disconnected)
 ``stream.closed``       reason, exit_code, summary {finished, success, warning, error, ...}
 
@@ -77,6 +78,11 @@ class StreamOpened(_Event):
     budget_per_min: float = Field(description="Requests per minute makestream allows itself.")
     follow: bool = Field(default=True, description="False for --no-follow.")
     version: str = Field(description="makestream version.")
+    budget_processes: int = Field(
+        default=1,
+        description="makestream processes on this machine sharing the organization's budget "
+        "(budget_per_min is for all of them together).",
+    )
 
 
 class ExecutionStarted(_Event):
@@ -200,6 +206,9 @@ class StreamHeartbeat(_Event):
     used_last_minute: int | None = None
     budget_per_min: float | None = None
     running: int = 0
+    budget_processes: int | None = Field(
+        default=None, description="makestream processes sharing the organization's budget."
+    )
 
 
 class StreamLagged(_Event):

@@ -20,3 +20,12 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"Make's example payloads are missing: expected {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _private_budget_ledgers(tmp_path_factory: pytest.TempPathFactory,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Processes of one user share a request budget through files under $XDG_RUNTIME_DIR
+    # (makestream.make.ledger). Each test gets its own folder, so no test shares a budget with
+    # another test or with the developer's own makestream.
+    monkeypatch.setenv("MAKESTREAM_BUDGET_DIR", str(tmp_path_factory.mktemp("budget")))

@@ -126,6 +126,7 @@ class Connection:
     demo: bool = False
     token_file: Path | None = None
     api_limit: int | None = None
+    budget_share: float = 0.8
     speed: float | None = None
     seed: int = 0
     # A one-shot command gives up on an unreachable Make within a bounded time (exit 6);
@@ -159,7 +160,7 @@ async def open_client(
     )
 
     clock = conn.clock()
-    budget = Budget(conn.api_limit or 60, clock=clock)
+    budget = Budget(conn.api_limit or 60, clock=clock, share=conn.budget_share)
     retry = ONE_SHOT if conn.one_shot else RetryPolicy()
     timeout = ONE_SHOT_TIMEOUT_S if conn.one_shot else 30.0
     if conn.demo:
@@ -187,11 +188,25 @@ async def open_client(
     token = Token.from_env_or_file(conn.token_file, env)
     if token is None:
         raise UsageError("no API token: set MAKE_API_TOKEN or pass --token-file (or try --demo)")
-    async with MakeClient(
-        base_url, token, budget=budget, clock=clock, observer=observer, retry=retry,
-        timeout=timeout,
-    ) as client:
-        yield client, None
+    # Every process of this user that talks to the same account draws on one budget. The demo's
+    # zone lives inside its process, so a demo has nobody to share with.
+    from makestream.make.ledger import Ledger, ledger_dir
+
+    budget.share_with(
+        Ledger.open(
+            ledger_dir(), base_url, f"token {token.fingerprint()}", speed=clock.speed,
+            on_problem=lambda message: say(f"warning: {message}"),
+        )
+    )
+    try:
+        async with MakeClient(
+            base_url, token, budget=budget, clock=clock, observer=observer, retry=retry,
+            timeout=timeout,
+        ) as client:
+            yield client, None
+    finally:
+        if budget.ledger is not None:
+            budget.ledger.leave()
 
 
 def default_zone_missing() -> bool:
@@ -233,7 +248,17 @@ ApiLimitOpt = typer.Option(
     min=1,
     metavar="N",
     help="The organization's requests per minute, when the token cannot read it (default 60). "
-    "makestream uses at most 80% of it.",
+    "makestream uses at most --budget-share of it.",
+)
+BudgetShareOpt = typer.Option(
+    0.8,
+    "--budget-share",
+    min=0.01,
+    max=1.0,
+    metavar="FRACTION",
+    envvar="MAKESTREAM_BUDGET_SHARE",
+    help="makestream's share of the organization's request limit, for all its processes on "
+    "this machine together (they share one budget).",
 )
 SpeedOpt = typer.Option(
     None, "--speed", min=0.001, metavar="FACTOR", hidden=True,

@@ -14,6 +14,7 @@ import typer
 
 from makestream.cli.common import (
     ApiLimitOpt,
+    BudgetShareOpt,
     Color,
     Connection,
     DemoOpt,
@@ -72,6 +73,7 @@ def flow(
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
+    budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
 ) -> None:
     """Draw a scenario's module flow: chains, routers with their filters, error handlers.
@@ -83,7 +85,8 @@ def flow(
       makestream flow 123 --execution 8f14e45fceea167a5a36dedd4bea2543
     """
     conn = Connection(
-        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+        demo=demo, token_file=token_file, api_limit=api_limit,
+        budget_share=budget_share, speed=speed, one_shot=True
     )
 
     async def main() -> int:

@@ -21,6 +21,7 @@ import typer
 from makestream.cli.common import (
     DEMO_SPEED,
     ApiLimitOpt,
+    BudgetShareOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
@@ -278,6 +279,7 @@ def serve_sse(
         help="Read Make's API token from this file instead of MAKE_API_TOKEN.",
     ),
     api_limit: int | None = ApiLimitOpt,
+    budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
 ) -> None:
     """Serve events over HTTP as Server-Sent Events, to any number of clients.
@@ -298,7 +300,10 @@ def serve_sse(
     """
     if demo and speed is None and not os.environ.get("MAKESTREAM_CLOCK"):
         speed = DEMO_SPEED
-    conn = Connection(demo=demo, token_file=make_token_file, api_limit=api_limit, speed=speed)
+    conn = Connection(
+        demo=demo, token_file=make_token_file, api_limit=api_limit,
+        budget_share=budget_share, speed=speed,
+    )
 
     async def main() -> int:
         opts = serve_options(

@@ -14,6 +14,7 @@ import typer
 
 from makestream.cli.common import (
     ApiLimitOpt,
+    BudgetShareOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
@@ -46,11 +47,13 @@ def state(
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
+    budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
 ) -> None:
     """Print flags, recent executions, success rate and p50/p95 durations as one JSON document."""
     conn = Connection(
-        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+        demo=demo, token_file=token_file, api_limit=api_limit,
+        budget_share=budget_share, speed=speed, one_shot=True
     )
 
     async def main() -> int:

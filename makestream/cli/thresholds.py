@@ -26,6 +26,7 @@ import typer
 
 from makestream.cli.common import (
     ApiLimitOpt,
+    BudgetShareOpt,
     Connection,
     DemoOpt,
     SpeedOpt,
@@ -335,6 +336,7 @@ def test(
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
+    budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
 ) -> None:
     """Replay a scenario's recent executions through the rules and show what would have fired.
@@ -343,7 +345,8 @@ def test(
     state (flags, webhook queue, schedule, runs still going) is judged as of now.
     """
     conn = Connection(
-        demo=demo, token_file=token_file, api_limit=api_limit, speed=speed, one_shot=True
+        demo=demo, token_file=token_file, api_limit=api_limit,
+        budget_share=budget_share, speed=speed, one_shot=True
     )
 
     async def main() -> int:

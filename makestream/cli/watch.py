@@ -15,6 +15,7 @@ import typer
 from makestream.cli.common import (
     DEMO_SPEED,
     ApiLimitOpt,
+    BudgetShareOpt,
     Color,
     Connection,
     DemoOpt,
@@ -347,6 +348,7 @@ def watch(
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
+    budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
 ) -> None:
     """Stream events about scenario executions: NDJSON on a pipe, a live view on a terminal.
@@ -363,6 +365,7 @@ def watch(
         demo=demo,
         token_file=token_file,
         api_limit=api_limit,
+        budget_share=budget_share,
         speed=speed if speed is not None else (DEMO_SPEED if demo else None),
         one_shot=not follow,
     )

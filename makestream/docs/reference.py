@@ -99,6 +99,22 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "given.",
     ),
     EnvVar(
+        "MAKESTREAM_BUDGET_SHARE",
+        "makestream's share of the organization's request limit (0.01 to 1; default 0.8), for "
+        "all its processes on this machine together; `--budget-share` takes precedence.",
+    ),
+    EnvVar(
+        "XDG_RUNTIME_DIR",
+        "Where the shared request budget's files are (`$XDG_RUNTIME_DIR/makestream/`); a private "
+        "`makestream-UID` folder in the temporary directory when unset. "
+        "`MAKESTREAM_BUDGET_DIR` names another folder.",
+    ),
+    EnvVar(
+        "MAKESTREAM_BUDGET_DIR",
+        "The folder of the shared request budget's files, instead of "
+        "`$XDG_RUNTIME_DIR/makestream`. It must belong to you and not be writable by others.",
+    ),
+    EnvVar(
         "MAKESTREAM_CLOCK",
         "For testing only: `SPEED@EPOCH_SECONDS` makes makestream's clock run `SPEED` times "
         "faster than real time, so it can share a fast clock with `makestream sim serve`. "
@@ -175,6 +191,14 @@ FILES: tuple[tuple[str, str], ...] = (
         "reads it at start (a missing file means: start afresh) and replaces it atomically after "
         "every event it has written, so a crash leaves the old cursor or the new one and a rerun "
         "reports exactly what it has not reported yet. The directory must exist.",
+    ),
+    (
+        "$XDG_RUNTIME_DIR/makestream/budget-*.json",
+        "The request budget that every makestream process of this user shares per Make "
+        "organization (or per token, when the token cannot read its organization): the sends of "
+        "the last minute and any 429 pause, read and written under a lock. Safe to delete at any "
+        "time; a process that cannot use the folder keeps to a budget of its own and says so "
+        "once on stderr.",
     ),
     (
         "token files (--token-file PATH)",

@@ -43,6 +43,7 @@ class WatchStartup(WatchBase):
                     budget_per_min=round(budget.limit_per_min * budget.share, 2),
                     follow=opts.follow,
                     version=__version__,
+                    budget_processes=budget.processes,
                 )
             ]
         )
@@ -127,6 +128,9 @@ class WatchStartup(WatchBase):
             org = await self.client.organization(org.id, priority=Priority.NORMAL)
         if org is not None and opts.api_limit is None and org.api_limit:
             self.client.budget.set_limit(org.api_limit)
+        if org is not None and (ledger := self.client.budget.ledger) is not None:
+            # Other tokens of the same organization draw on the same limit: share with them.
+            ledger.adopt_account(f"organization {org.id}", self.client.budget.clock.monotonic())
         host = org.zone if org is not None and org.zone else urlsplit(self.client.base_url).netloc
         self.tracker.ui_base = f"https://{host}"
 

@@ -202,8 +202,9 @@ class Watch(WatchStartup, WatchReads):
                     [
                         StreamHeartbeat(
                             used_last_minute=snap.used_last_minute,
-                            budget_per_min=round(snap.rate_per_min, 2),
+                            budget_per_min=round(snap.total_rate_per_min or snap.rate_per_min, 2),
                             running=self.tracker.running_count,
+                            budget_processes=snap.processes,
                         )
                     ]
                 )

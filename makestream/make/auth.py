@@ -146,6 +146,12 @@ class Token:
         scheme = "Token" if _UUID4.match(self._secret) else "Bearer"
         return f"{scheme} {self._secret}"
 
+    def fingerprint(self) -> str:
+        """A one-way digest of the token that names it without revealing it."""
+        import hashlib
+
+        return hashlib.sha256(self._secret.encode()).hexdigest()[:32]
+
     def reveal(self) -> str:
         """The secret itself, for redacting it from text that came from elsewhere."""
         return self._secret

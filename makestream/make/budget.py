@@ -21,6 +21,12 @@ with every 429 that follows without a success in between, up to a full minute â€
 halved. It recovers by 1 % of nominal with every answer that is not a 429 and by 10 % for every
 minute without one, so a spent organization limit is waited out with a handful of probes while a
 stray 429 costs seconds, not minutes.
+
+Several processes of one user that talk to the same organization share one budget through a
+`Ledger` (`makestream.make.ledger`, attached with `share_with`): the hard cap then counts every
+process's sends, a 429 seen by one pauses all, and each paces itself at the rate divided among
+the processes that sent in the last minute. `share` is then makestream's share of the limit in
+all, not per process.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import anyio
 
 from makestream.clock import Clock
 from makestream.limits import RETRY_AFTER_MAX_S
+from makestream.make.ledger import Ledger
 
 WINDOW_S = 60.0
 # Make says "wait for one minute for the limit period to reset" and sends no documented
@@ -77,6 +84,8 @@ class BudgetSnapshot:
     throttled_until: float | None  # clock epoch seconds, while a 429 pause lasts
     share: float
     waiting: int = 0  # callers queued in acquire()
+    processes: int = 1  # makestream processes sharing this budget (see share_with)
+    total_rate_per_min: float | None = None  # what all of them may send (None: = rate_per_min)
 
 
 @dataclass(order=True)
@@ -107,6 +116,9 @@ class Budget:
         self._factor_base = 1.0  # the rate factor set by the last 429
         self._clean_since = now  # when the last 429 pause ended (recovery counts from here)
         self._strikes = 0  # 429s since the last answer that was not a 429
+        self._ledger: Ledger | None = None
+        self._senders = 1  # processes that sent in the last window, as the ledger last said
+        self._members = 1
 
     @property
     def api_limit(self) -> int:
@@ -117,6 +129,17 @@ class Budget:
         self._api_limit = _checked(api_limit)
         self._tokens = min(self._tokens, float(self._burst(self._rate(self.clock.monotonic()))))
         self._interrupt()
+
+    def share_with(self, ledger: Ledger | None) -> None:
+        """Count this budget's sends in `ledger` with those of the other processes that use it
+        (None: keep to this process's own count)."""
+        self._ledger = ledger
+        self._senders = self._members = 1
+        self._interrupt()
+
+    @property
+    def ledger(self) -> Ledger | None:
+        return self._ledger
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
         """Wait until one request may be sent now, then count it as sent."""
@@ -186,6 +209,8 @@ class Budget:
         else:
             self._paused_until = max(self._paused_until, now + wait)
         self._clean_since = self._paused_until
+        if self._ledger is not None:
+            self._ledger.pause(now, self._paused_until)
         self._interrupt()
         return self._paused_until - now
 
@@ -200,8 +225,10 @@ class Budget:
         self._purge(now)
         rate = self._rate(now)
         used = len(self._sends)
+        if self._ledger is not None and (look := self._ledger.look(now)) is not None:
+            self._members, used = look.members, look.used
         until = None
-        remaining = max(0, self._cap(rate) - used)
+        remaining = max(0, self._cap(self._total_rate(now)) - used)
         if self._paused_until is not None and now < self._paused_until:
             until = self.clock.now() + (self._paused_until - now)
             remaining = 0  # nothing may be sent until the pause ends
@@ -213,6 +240,8 @@ class Budget:
             throttled_until=until,
             share=self.share,
             waiting=len(self._waiters),
+            processes=self._members if self._ledger is not None else 1,
+            total_rate_per_min=self._total_rate(now),
         )
 
     # --- the arithmetic ---------------------------------------------------------------------
@@ -226,9 +255,14 @@ class Budget:
         clean_minutes = math.floor((now - self._clean_since) / WINDOW_S)
         return min(1.0, self._factor_base + RECOVERY_PER_CLEAN_MINUTE * max(0, clean_minutes))
 
-    def _rate(self, now: float) -> float:
-        """Requests per minute allowed now: the nominal share, tightened after 429s."""
+    def _total_rate(self, now: float) -> float:
+        """Requests per minute all sharing processes may send now, tightened after 429s."""
         return max(1.0, self._nominal() * self._factor(now))
+
+    def _rate(self, now: float) -> float:
+        """Requests per minute this process allows itself now: the total rate, divided among
+        the processes that sent in the last minute."""
+        return max(1.0, self._total_rate(now) / max(1, self._senders))
 
     @staticmethod
     def _cap(rate: float) -> int:
@@ -272,6 +306,12 @@ class Budget:
         if len(self._sends) >= cap:
             # The send that must leave the window before one more fits in it.
             delay = max(delay, self._sends[len(self._sends) - cap] + WINDOW_S - now)
+        if delay <= 0 and self._ledger is not None:
+            # Only now, about to send: the ledger counts the send if it fits.
+            claim = self._ledger.claim(now, self._cap(self._total_rate(now)))
+            if claim is not None:
+                self._senders, self._members = claim.senders, claim.members
+                delay = claim.delay
         return delay
 
     def _wake_first(self) -> None:

@@ -44,7 +44,10 @@ def describe(event: _Event) -> str:
     match event:
         case StreamOpened():
             targets = ", ".join(map(str, event.targets))
-            return f"watching {targets} · budget {event.budget_per_min:g}/min of {event.api_limit}"
+            shared = event.budget_processes
+            among = f" (shared by {shared} processes)" if shared > 1 else ""
+            budget = f"budget {event.budget_per_min:g}/min of {event.api_limit}{among}"
+            return f"watching {targets} · {budget}"
         case ExecutionStarted():
             expected = event.expected_duration_ms
             eta = f", expected {_ms(expected)}" if expected else ""

@@ -101,6 +101,8 @@ def _gauge(state: ViewState, g: Glyphs) -> Text:
     gauge.append(f" {'?' if used is None else used}/{per_min:g} requests per minute")
     if state.api_limit:
         gauge.append(f" (limit {state.api_limit})", style="dim")
+    if state.budget_processes > 1:
+        gauge.append(f" · shared by {state.budget_processes} processes", style="dim")
     return gauge
 
 

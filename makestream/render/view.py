@@ -177,6 +177,7 @@ class ViewState:
     api_limit: int | None = None
     budget_per_min: float | None = None
     used_last_minute: int | None = None
+    budget_processes: int = 1  # makestream processes sharing the organization's budget
     health: Health = field(default_factory=Health)
     running: dict[str, RunningRow] = field(default_factory=dict)
     finished: deque[FinishedRow] = field(default_factory=lambda: deque(maxlen=KEEP_FINISHED))
@@ -255,6 +256,7 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             state.follow = event.follow
             state.api_limit = event.api_limit
             state.budget_per_min = event.budget_per_min
+            state.budget_processes = max(1, event.budget_processes)
         case ExecutionStarted():
             _scenario(state, event, event.scenario_name)
             eid = _run_id(event)
@@ -304,6 +306,8 @@ def apply(state: ViewState, event: _Event) -> ViewState:
                 state.used_last_minute = event.used_last_minute
             if event.budget_per_min is not None:
                 state.budget_per_min = event.budget_per_min
+            if event.budget_processes is not None:
+                state.budget_processes = max(1, event.budget_processes)
             # A heartbeat comes from a stream that is working again.
             if not state.health.error_fatal:
                 state.health.error = None

@@ -1,0 +1,101 @@
+"""Three makestream processes against one simulated organization draw on one budget.
+
+Without the shared ledger each would keep to 80 % of the limit on its own, 240 % together. The
+zone runs in this process behind a recorder of every request's clock time, served over TCP; the
+watches are real `makestream watch` subprocesses on the same fast clock.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from test_cli_e2e import free_port
+from worlds import busy_world
+
+from makestream.clock import Clock
+from makestream.sim import DEMO_TOKEN, SimZone
+
+pytestmark = pytest.mark.slow
+SPEED = 30.0
+LIMIT = 60
+SHARE = 0.5  # --budget-share: 30 requests a minute for all three together
+WATCH_S = 150  # simulated seconds each watch runs
+
+
+class Recorded:
+    """The zone's app, noting the clock time of every request that reaches it."""
+
+    def __init__(self, zone: SimZone) -> None:
+        self.zone = zone
+        self.times: list[float] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.times.append(self.zone.clock.now())
+        await self.zone.app(scope, receive, send)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Recorded, dict[str, str]]]:
+    zone = SimZone(busy_world(12, rate_per_minute=6, api_limit=LIMIT), clock=Clock(SPEED), seed=3)
+    app = Recorded(zone)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the zone did not start"
+        time.sleep(0.02)
+    env = {
+        **os.environ,
+        "MAKESTREAM_CLOCK": zone.clock.spec(),
+        "MAKE_API_TOKEN": DEMO_TOKEN,
+        "MAKE_API_URL": f"http://127.0.0.1:{port}/api/v2",
+        "MAKESTREAM_BUDGET_DIR": str(tmp_path / "budget"),
+    }
+    env.pop("MAKE_ZONE", None)
+    try:
+        yield app, env
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_three_watches_never_send_more_than_the_share_in_any_minute(
+        served: tuple[Recorded, dict[str, str]]) -> None:
+    app, env = served
+    commands = [
+        [sys.executable, "-m", "makestream", "watch", "--team", str(team), "-o", "ndjson",
+         "--timeout", f"{WATCH_S}s", "--no-alerts", "--budget-share", str(SHARE)]
+        for team in (1, 2, 1)
+    ]
+    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for c in commands]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 5, err.decode()  # --timeout
+    cap = int(LIMIT * SHARE)
+    times = sorted(app.times)
+    busiest = max(sum(1 for t in times if s <= t < s + 60) for s in times)
+    assert busiest <= cap, f"{busiest} requests in one minute, over the shared cap of {cap}"
+    assert len(times) >= cap  # and the budget was used
+    assert app.zone.limited == 0
+    shared = 0
+    for out, _ in outputs:
+        events = [orjson.loads(line) for line in out.splitlines()]
+        assert events[0]["type"] == "stream.opened"
+        assert events[0]["budget_per_min"] == cap  # the share of all processes together
+        shared = max([shared, *(e.get("budget_processes") or 0 for e in events)])
+    assert shared >= 2  # the watches said they shared the budget
