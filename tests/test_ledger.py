@@ -17,6 +17,7 @@ from makestream.clock import Clock
 from makestream.make.budget import Budget
 from makestream.make.ledger import LEDGER_MAX_BYTES, WINDOW_S, Ledger, ledger_dir, ledger_key
 
+pytestmark = pytest.mark.anyio
 URL = "https://eu1.make.com/api/v2"
 
 
@@ -27,56 +28,56 @@ def member(directory: Path, pid: int, problems: list[str] | None = None) -> Ledg
     )
 
 
-def test_the_cap_counts_every_processs_sends(tmp_path: Path) -> None:
+async def test_the_cap_counts_every_processs_sends(tmp_path: Path) -> None:
     a, b = member(tmp_path, 101), member(tmp_path, 102)
     assert a.path == b.path
     for n in range(3):
-        claim = (a if n % 2 else b).claim(10.0 + n, cap=4)
+        claim = await (a if n % 2 else b).claim(10.0 + n, cap=4)
         assert claim is not None and claim.delay == 0
-    assert (c := a.claim(13.0, cap=4)) is not None and c.delay == 0 and c.used == 4
-    refused = b.claim(14.0, cap=4)
+    assert (c := await a.claim(13.0, cap=4)) is not None and c.delay == 0 and c.used == 4
+    refused = await b.claim(14.0, cap=4)
     # The oldest of the four sends (at 10.0) must leave the 60 s window first.
     assert refused is not None and refused.delay == pytest.approx(10.0 + WINDOW_S - 14.0)
     assert refused.senders == 2 and refused.members == 2 and refused.used == 4
-    later = b.claim(10.0 + WINDOW_S + 0.5, cap=4)
+    later = await b.claim(10.0 + WINDOW_S + 0.5, cap=4)
     assert later is not None and later.delay == 0
 
 
-def test_a_429_seen_by_one_process_pauses_the_others(tmp_path: Path) -> None:
+async def test_a_429_seen_by_one_process_pauses_the_others(tmp_path: Path) -> None:
     a, b = member(tmp_path, 101), member(tmp_path, 102)
-    a.pause(100.0, until=130.0)
-    claim = b.claim(110.0, cap=100)
+    await a.pause(100.0, until=130.0)
+    claim = await b.claim(110.0, cap=100)
     assert claim is not None and claim.delay == pytest.approx(20.0)
-    a.pause(111.0, until=120.0)  # a shorter pause never cuts a longer one
-    claim = b.claim(112.0, cap=100)
+    await a.pause(111.0, until=120.0)  # a shorter pause never cuts a longer one
+    claim = await b.claim(112.0, cap=100)
     assert claim is not None and claim.delay == pytest.approx(18.0)
-    claim = b.claim(130.5, cap=100)
+    claim = await b.claim(130.5, cap=100)
     assert claim is not None and claim.delay == 0
 
 
-def test_members_that_died_or_went_quiet_are_forgotten(tmp_path: Path) -> None:
+async def test_members_that_died_or_went_quiet_are_forgotten(tmp_path: Path) -> None:
     dead = {202}
     alive = lambda pid: pid not in dead  # noqa: E731
     a = Ledger(tmp_path, URL, "organization 1", pid=201, alive=alive)
     b = Ledger(tmp_path, URL, "organization 1", pid=202, alive=alive)
     c = Ledger(tmp_path, URL, "organization 1", pid=203, alive=alive)
-    b.claim(1.0, cap=10)
-    c.claim(2.0, cap=10)
-    look = a.look(3.0)
+    await b.claim(1.0, cap=10)
+    await c.claim(2.0, cap=10)
+    look = await a.look(3.0)
     assert look is not None and look.members == 2  # 201 and 203; 202 is dead
-    look = a.look(200.0)
+    look = await a.look(200.0)
     assert look is not None and look.members == 1  # 203 has not been seen for too long
-    c.leave()
-    assert (look := a.look(201.0)) is not None and look.members == 1
+    await c.leave()
+    assert (look := await a.look(201.0)) is not None and look.members == 1
 
 
-def test_a_garbled_oversized_or_foreign_version_file_starts_afresh(tmp_path: Path) -> None:
+async def test_a_garbled_oversized_or_foreign_version_file_starts_afresh(tmp_path: Path) -> None:
     a = member(tmp_path, 101)
     for junk in (b"{not json", b'{"v": 99, "sends": [[1, 2]]}', b"[1, 2, 3]",
                  b'{"v": 1, "sends": [["x", 1], [5, "y"], [5]], "members": {"a": 1}}',
                  b" " * (LEDGER_MAX_BYTES + 10)):
         a.path.write_bytes(junk)
-        claim = a.claim(5.0, cap=1)
+        claim = await a.claim(5.0, cap=1)
         assert claim is not None and claim.delay == 0 and claim.used == 1, junk[:20]
     assert a.broken is None
 
@@ -94,38 +95,38 @@ def test_an_unusable_directory_leaves_the_process_on_its_own_budget(tmp_path: Pa
     assert "own budget" in problems[0] and "not private" in problems[1]
 
 
-def test_a_new_directory_is_private_and_the_file_names_no_secret(tmp_path: Path) -> None:
+async def test_a_new_directory_is_private_and_the_file_names_no_secret(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path / "runtime" / "makestream", URL, "token s3cret-value")
     assert ledger is not None
     assert stat.S_IMODE((tmp_path / "runtime" / "makestream").stat().st_mode) == 0o700
-    ledger.claim(1.0, cap=5)
+    await ledger.claim(1.0, cap=5)
     assert stat.S_IMODE(ledger.path.stat().st_mode) == 0o600
     assert "s3cret" not in ledger.path.name and b"s3cret" not in ledger.path.read_bytes()
 
 
-def test_a_file_that_fails_later_is_said_once_and_then_left_alone(tmp_path: Path) -> None:
+async def test_a_file_that_fails_later_is_said_once_and_then_left_alone(tmp_path: Path) -> None:
     problems: list[str] = []
     directory = tmp_path / "d"
     directory.mkdir()
     ledger = member(directory, 101, problems)
-    assert ledger.claim(1.0, cap=5) is not None
+    assert await ledger.claim(1.0, cap=5) is not None
     ledger.path.unlink()
     directory.rmdir()  # the runtime directory went away (a logout, a tmp cleaner)
-    assert ledger.claim(2.0, cap=5) is None
-    assert ledger.claim(3.0, cap=5) is None
+    assert await ledger.claim(2.0, cap=5) is None
+    assert await ledger.claim(3.0, cap=5) is None
     assert len(problems) == 1 and "own budget" in problems[0]
 
 
-def test_moving_to_the_organizations_ledger_takes_this_processs_sends_along(
+async def test_moving_to_the_organizations_ledger_takes_this_processs_sends_along(
         tmp_path: Path) -> None:
     mine = Ledger(tmp_path, URL, "token a", pid=101, alive=lambda _p: True)
     other = Ledger(tmp_path, URL, "organization 7", pid=102, alive=lambda _p: True)
     for t in (1.0, 2.0):
-        mine.claim(t, cap=10)
-    other.claim(2.5, cap=10)
-    mine.adopt_account("organization 7", 3.0)
+        await mine.claim(t, cap=10)
+    await other.claim(2.5, cap=10)
+    await mine.adopt_account("organization 7", 3.0)
     assert mine.path == other.path
-    look = other.look(4.0)
+    look = await other.look(4.0)
     assert look is not None and look.used == 3 and look.members == 2
 
 
@@ -144,7 +145,6 @@ def test_the_directory_follows_the_environment(tmp_path: Path) -> None:
     assert ledger_dir({"TMPDIR": "/t"}) == Path(f"/t/makestream-{os.getuid()}")
 
 
-@pytest.mark.anyio
 async def test_two_busy_budgets_on_one_ledger_keep_to_one_share_and_split_it(
         tmp_path: Path) -> None:
     clock = Clock(120)

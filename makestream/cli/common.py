@@ -206,7 +206,7 @@ async def open_client(
             yield client, None
     finally:
         if budget.ledger is not None:
-            budget.ledger.leave()
+            await budget.ledger.leave()
 
 
 def default_zone_missing() -> bool:

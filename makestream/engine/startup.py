@@ -130,7 +130,9 @@ class WatchStartup(WatchBase):
             self.client.budget.set_limit(org.api_limit)
         if org is not None and (ledger := self.client.budget.ledger) is not None:
             # Other tokens of the same organization draw on the same limit: share with them.
-            ledger.adopt_account(f"organization {org.id}", self.client.budget.clock.monotonic())
+            await ledger.adopt_account(
+                f"organization {org.id}", self.client.budget.clock.monotonic()
+            )
         host = org.zone if org is not None and org.zone else urlsplit(self.client.base_url).netloc
         self.tracker.ui_base = f"https://{host}"
 

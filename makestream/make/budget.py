@@ -22,11 +22,11 @@ halved. It recovers by 1 % of nominal with every answer that is not a 429 and by
 minute without one, so a spent organization limit is waited out with a handful of probes while a
 stray 429 costs seconds, not minutes.
 
-Several processes of one user that talk to the same organization share one budget through a
-`Ledger` (`makestream.make.ledger`, attached with `share_with`): the hard cap then counts every
-process's sends, a 429 seen by one pauses all, and each paces itself at the rate divided among
-the processes that sent in the last minute. `share` is then makestream's share of the limit in
-all, not per process.
+Several processes that talk to the same organization share one budget through a
+`SharedLedger` (`makestream.make.ledger`, attached with `share_with`): the hard cap then counts
+every process's sends, a 429 seen by one pauses all, and each paces itself at the rate divided
+among the processes that sent in the last minute. `share` is then makestream's share of the
+limit in all, not per process. Priorities order the callers of one process only.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import anyio
 
 from makestream.clock import Clock
 from makestream.limits import RETRY_AFTER_MAX_S
-from makestream.make.ledger import Ledger
+from makestream.make.ledger import Claim, SharedLedger
 
 WINDOW_S = 60.0
 # Make says "wait for one minute for the limit period to reset" and sends no documented
@@ -116,9 +116,9 @@ class Budget:
         self._factor_base = 1.0  # the rate factor set by the last 429
         self._clean_since = now  # when the last 429 pause ended (recovery counts from here)
         self._strikes = 0  # 429s since the last answer that was not a 429
-        self._ledger: Ledger | None = None
-        self._senders = 1  # processes that sent in the last window, as the ledger last said
-        self._members = 1
+        self._ledger: SharedLedger | None = None
+        self._shared = Claim(0.0, 1, 1, 0)  # what the ledger said last
+        self._pause_to_share: float | None = None  # a 429 pause the ledger has yet to hear of
 
     @property
     def api_limit(self) -> int:
@@ -130,16 +130,23 @@ class Budget:
         self._tokens = min(self._tokens, float(self._burst(self._rate(self.clock.monotonic()))))
         self._interrupt()
 
-    def share_with(self, ledger: Ledger | None) -> None:
+    def share_with(self, ledger: SharedLedger | None) -> None:
         """Count this budget's sends in `ledger` with those of the other processes that use it
         (None: keep to this process's own count)."""
         self._ledger = ledger
-        self._senders = self._members = 1
+        self._shared = Claim(0.0, 1, 1, 0)
         self._interrupt()
 
     @property
-    def ledger(self) -> Ledger | None:
+    def ledger(self) -> SharedLedger | None:
         return self._ledger
+
+    async def share_pause(self) -> None:
+        """Tell the ledger of the 429 pause `throttled` began, so every process sharing it
+        waits too (the client calls this right after `throttled`)."""
+        until, self._pause_to_share = self._pause_to_share, None
+        if until is not None and self._ledger is not None:
+            await self._ledger.pause(self.clock.monotonic(), until)
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
         """Wait until one request may be sent now, then count it as sent."""
@@ -168,8 +175,15 @@ class Budget:
                     continue
                 now = self.clock.monotonic()
                 delay = self._delay(now)
+                if delay <= 0 and self._ledger is not None:
+                    # Only now, about to send: ask the processes' shared ledger last.
+                    delay = await self._claim(now)
                 if delay <= 0:
-                    heapq.heappop(self._waiters)
+                    if self._waiters[0] is me:
+                        heapq.heappop(self._waiters)
+                    else:  # a more urgent caller arrived while the ledger was asked
+                        self._waiters.remove(me)
+                        heapq.heapify(self._waiters)
                     self._sends.append(now)
                     self._tokens -= 1.0
                     served = True
@@ -210,7 +224,7 @@ class Budget:
             self._paused_until = max(self._paused_until, now + wait)
         self._clean_since = self._paused_until
         if self._ledger is not None:
-            self._ledger.pause(now, self._paused_until)
+            self._pause_to_share = self._paused_until
         self._interrupt()
         return self._paused_until - now
 
@@ -225,8 +239,9 @@ class Budget:
         self._purge(now)
         rate = self._rate(now)
         used = len(self._sends)
-        if self._ledger is not None and (look := self._ledger.look(now)) is not None:
-            self._members, used = look.members, look.used
+        if self._ledger is not None:
+            # As the ledger said at this process's last send: a snapshot does no I/O.
+            used = max(used, self._shared.used)
         until = None
         remaining = max(0, self._cap(self._total_rate(now)) - used)
         if self._paused_until is not None and now < self._paused_until:
@@ -240,7 +255,7 @@ class Budget:
             throttled_until=until,
             share=self.share,
             waiting=len(self._waiters),
-            processes=self._members if self._ledger is not None else 1,
+            processes=self._shared.members if self._ledger is not None else 1,
             total_rate_per_min=self._total_rate(now),
         )
 
@@ -262,7 +277,7 @@ class Budget:
     def _rate(self, now: float) -> float:
         """Requests per minute this process allows itself now: the total rate, divided among
         the processes that sent in the last minute."""
-        return max(1.0, self._total_rate(now) / max(1, self._senders))
+        return max(1.0, self._total_rate(now) / max(1, self._shared.senders))
 
     @staticmethod
     def _cap(rate: float) -> int:
@@ -306,13 +321,19 @@ class Budget:
         if len(self._sends) >= cap:
             # The send that must leave the window before one more fits in it.
             delay = max(delay, self._sends[len(self._sends) - cap] + WINDOW_S - now)
-        if delay <= 0 and self._ledger is not None:
-            # Only now, about to send: the ledger counts the send if it fits.
-            claim = self._ledger.claim(now, self._cap(self._total_rate(now)))
-            if claim is not None:
-                self._senders, self._members = claim.senders, claim.members
-                delay = claim.delay
         return delay
+
+    async def _claim(self, now: float) -> float:
+        """The shared ledger's word on one send at `now` (it counts the send if it fits)."""
+        assert self._ledger is not None
+        await self.share_pause()
+        claim = await self._ledger.claim(now, self._cap(self._total_rate(now)))
+        if claim is None:  # the ledger failed: this process is on its own from now on
+            self._ledger = None
+            self._shared = Claim(0.0, 1, 1, 0)
+            return 0.0
+        self._shared = claim
+        return claim.delay
 
     def _wake_first(self) -> None:
         if self._waiters:

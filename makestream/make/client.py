@@ -491,6 +491,7 @@ class MakeClient:
                     pause = self.budget.throttled(
                         None if asked is None else min(asked, RETRY_AFTER_MAX_S)
                     )
+                    await self.budget.share_pause()
                     wait = None if wait is None else pause
                     self._notify(
                         ApiNotice("throttled", method, path, 429, pause, str(err), asked_s=cut)

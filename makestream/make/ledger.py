@@ -40,7 +40,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -61,6 +61,21 @@ class Claim:
     senders: int  # processes (this one included) that sent in the last window
     members: int  # processes (this one included) that share the ledger
     used: int  # sends of every process in the last window, this one included
+
+
+class SharedLedger(Protocol):
+    """What a `Budget` shares with other processes: the file `Ledger` on one machine, or a
+    ledger in Redis across machines (`makestream.bus`). Times are the budget's monotonic clock
+    seconds; each call may wait for I/O, and none raises: a ledger that fails answers None to
+    `claim` and the budget goes on alone."""
+
+    async def claim(self, now: float, cap: int) -> Claim | None: ...
+
+    async def pause(self, now: float, until: float) -> None: ...
+
+    async def adopt_account(self, account: str, now: float) -> None: ...
+
+    async def leave(self) -> None: ...
 
 
 def ledger_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -133,7 +148,7 @@ class Ledger:
             return None
         return cls(directory, base_url, account, speed=speed, on_problem=on_problem)
 
-    def adopt_account(self, account: str, now: float) -> None:
+    async def adopt_account(self, account: str, now: float) -> None:
         """Move to the ledger of `account` (the organization, once known), taking along this
         process's sends of the last window so that they still count."""
         path = self.directory / ledger_key(self.base_url, account, self.speed)
@@ -152,7 +167,7 @@ class Ledger:
 
     # --- decisions ------------------------------------------------------------------------------
 
-    def claim(self, now: float, cap: int) -> Claim | None:
+    async def claim(self, now: float, cap: int) -> Claim | None:
         """Count one send at `now` if fewer than `cap` sends of all processes fall in the last
         window and no 429 pause lasts; else say how long to wait. None once the file failed."""
         with self._state(now) as state:
@@ -171,7 +186,7 @@ class Ledger:
             senders = {int(pid) for _, pid in sends} | {self.pid}
             return Claim(delay, len(senders), len(state["members"]), len(sends))
 
-    def pause(self, now: float, until: float) -> None:
+    async def pause(self, now: float, until: float) -> None:
         """A 429: every process sharing the ledger waits until `until` (clock seconds)."""
         with self._state(now) as state:
             if state is None:
@@ -180,7 +195,7 @@ class Ledger:
             if not isinstance(paused, float | int) or paused < until:
                 state["paused_until"] = until
 
-    def look(self, now: float) -> Claim | None:
+    async def look(self, now: float) -> Claim | None:
         """The shared figures without sending (for snapshots); refreshes this member."""
         with self._state(now) as state:
             if state is None:
@@ -189,7 +204,7 @@ class Ledger:
             senders = {int(pid) for _, pid in sends}
             return Claim(0.0, len(senders), len(state["members"]), len(sends))
 
-    def leave(self) -> None:
+    async def leave(self) -> None:
         """Forget this process as a member (its sends stay counted until they age out)."""
         if self.broken is not None or not self.path.exists():
             return
