@@ -328,9 +328,12 @@ class Budget:
         assert self._ledger is not None
         await self.share_pause()
         claim = await self._ledger.claim(now, self._cap(self._total_rate(now)))
-        if claim is None:  # the ledger failed: this process is on its own from now on
-            self._ledger = None
-            self._shared = Claim(0.0, 1, 1, 0)
+        if claim is None:
+            # The ledger is failing: keep to this process's own count, at the part of the rate
+            # it had while the ledger answered, so that processes cut off from each other do
+            # not each take the whole share.
+            last = self._shared
+            self._shared = Claim(0.0, last.senders, last.members, 0)
             return 0.0
         self._shared = claim
         return claim.delay

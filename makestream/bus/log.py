@@ -1,0 +1,121 @@
+"""The events of one watched set, in a Redis stream that every replica reads.
+
+The replica that polls Make appends each event (its NDJSON line and its cursor) with
+``XADD … MAXLEN ~ N``; every replica reads from a position with ``XRANGE`` and follows with
+``XREAD BLOCK``. A position is a stream id (``MS-SEQ``); it is only meaningful with the stream's
+*epoch*, a random word set once (``SET NX``) beside the stream: if Redis loses the stream (a
+restart without persistence) it loses the epoch too, a new one is drawn, and positions from the
+old epoch are known to be stale instead of silently pointing into a new history.
+
+The stream keeps about `maxlen` entries; `covers` says whether everything after a position is
+still there, and otherwise the reader falls back on the cursor (replay from the history store or
+Make's logs).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAXLEN = 10_000
+READ_COUNT = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event in the stream: its position, its NDJSON line and its cursor."""
+
+    id: str
+    line: bytes
+    cursor: str
+
+
+def parse_id(text: str) -> tuple[int, int] | None:
+    """A stream id as (ms, seq), or None when `text` is not one."""
+    ms, dash, seq = text.partition("-")
+    if not (ms.isascii() and ms.isdigit() and len(ms) <= 20):
+        return None
+    if dash and not (seq.isascii() and seq.isdigit() and len(seq) <= 20):
+        return None
+    return int(ms), int(seq or 0)
+
+
+class EventLog:
+    """One watched set's stream of events."""
+
+    def __init__(self, redis: Any, name: str, *, maxlen: int = DEFAULT_MAXLEN,
+                 prefix: str = "makestream") -> None:
+        if maxlen < 1:
+            raise ValueError("a stream keeps at least one entry")
+        self.redis = redis
+        self.maxlen = maxlen
+        self.key = f"{prefix}:events:{name}"
+        self.epoch_key = f"{prefix}:events:{name}:epoch"
+
+    async def epoch(self) -> str:
+        """The stream's epoch, drawn now if Redis has none (a new or lost stream)."""
+        await self.redis.execute_command("SET", self.epoch_key, secrets.token_hex(4), "NX")
+        value = await self.redis.execute_command("GET", self.epoch_key)
+        return bytes(value).decode()
+
+    async def append(self, line: bytes, cursor: str) -> str:
+        """Add one event; its position."""
+        new_id = await self.redis.execute_command(
+            "XADD", self.key, "MAXLEN", "~", self.maxlen, "*", "e", line, "c", cursor
+        )
+        return bytes(new_id).decode()
+
+    async def after(self, position: str, count: int = READ_COUNT) -> list[Entry]:
+        """Up to `count` events after `position` ("0" for the first)."""
+        start = "-" if position in ("", "0", "0-0") else f"({position}"
+        rows = await self.redis.execute_command("XRANGE", self.key, start, "+", "COUNT", count)
+        return _entries(rows)
+
+    async def follow(self, position: str, *, block_ms: int, count: int = READ_COUNT) -> list[Entry]:
+        """The events after `position`, waiting up to `block_ms` for the first one ([] if none
+        came)."""
+        answer = await self.redis.execute_command(
+            "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self.key, position or "0"
+        )
+        if not answer:
+            return []
+        _, rows = answer[0]
+        return _entries(rows)
+
+    async def last(self) -> Entry | None:
+        """The newest event, if any (where a new poller resumes from)."""
+        rows = await self.redis.execute_command("XREVRANGE", self.key, "+", "-", "COUNT", 1)
+        entries = _entries(rows)
+        return entries[0] if entries else None
+
+    async def covers(self, position: str) -> bool:
+        """True if every event after `position` is still in the stream (none trimmed)."""
+        wanted = parse_id(position)
+        if wanted is None:
+            return False
+        rows = await self.redis.execute_command("XRANGE", self.key, "-", "+", "COUNT", 1)
+        entries = _entries(rows)
+        if not entries:
+            return False
+        first = parse_id(entries[0].id)
+        return first is not None and wanted >= first
+
+    async def length(self) -> int:
+        return int(await self.redis.execute_command("XLEN", self.key))
+
+
+def _entries(rows: Sequence[Any] | None) -> list[Entry]:
+    out: list[Entry] = []
+    for row_id, fields in rows or ():
+        # redis-py hands fields over as a dict, the wire as a flat list: take either.
+        values: dict[bytes, bytes] = {}
+        if isinstance(fields, dict):
+            values = {bytes(k): bytes(v) for k, v in fields.items()}
+        else:
+            for i in range(0, len(fields) - 1, 2):
+                values[bytes(fields[i])] = bytes(fields[i + 1])
+        out.append(Entry(bytes(row_id).decode(), values.get(b"e", b""),
+                         values.get(b"c", b"").decode(errors="replace")))
+    return out
