@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 from test_server_alerts import _AmThread
 from test_server_cli import free_port
@@ -151,3 +153,47 @@ async def test_a_real_ha_pair_gets_the_alert_with_wall_clock_times_and_sees_it_r
 async def _gone(listed: Any, url: str) -> bool:
     return not await listed(url)
 
+
+
+DEMO_CONFIG = """\
+[scenarios.104.thresholds]
+duration_max_s = { value = 12, severity = "warning" }
+"""
+
+
+@pytest.mark.slow
+def test_a_demo_alert_shows_in_alertmanager_with_wall_clock_times_and_resolves(
+        tmp_path: Path) -> None:
+    # `watch --demo` on a clock 20 times faster than real time: the events' own times run
+    # ahead of Alertmanager's clock, and the alert must still be dated by the wall clock.
+    config = tmp_path / "config.toml"
+    config.write_text(DEMO_CONFIG)
+    with _AmThread() as hook, alertmanager(tmp_path / "am", hook.url) as url:
+        env = {**os.environ, "MAKESTREAM_CONFIG": str(config), "NO_COLOR": "1"}
+        env.pop("MAKESTREAM_CLOCK", None)
+        before = time.time()
+        done = subprocess.run(
+            [sys.executable, "-m", "makestream", "watch", "--demo", "--speed", "20",
+             "--alertmanager", url, "-n", "25", "-o", "ndjson", "--type", "alert.*"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        after = time.time()
+        assert done.returncode == 0, done.stderr
+        events = [orjson.loads(line) for line in done.stdout.splitlines()]
+        mine = [e for e in events if e.get("alert_id") == "duration_max_s:104"]
+        kinds = [e["type"] for e in mine]
+        assert "alert.raised" in kinds and "alert.resolved" in kinds, kinds
+        # The events carry the demo's fast clock: minutes ahead of the wall clock by now.
+        assert max(_epoch(e["ts"]) for e in mine) > after + 60
+
+        def notified(status: str) -> list[dict[str, Any]]:
+            return [a for _, body in hook.posts for a in body["alerts"]
+                    if a["labels"]["alert_id"] == "duration_max_s:104" and a["status"] == status]
+
+        deadline = time.monotonic() + 30
+        while not notified("resolved") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [first, *_] = notified("firing")
+        [ended, *_] = notified("resolved")
+        for stamp in (first["startsAt"], ended["startsAt"], ended["endsAt"]):
+            assert before - 1 <= _epoch(stamp) <= after + 1, stamp
