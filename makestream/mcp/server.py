@@ -23,10 +23,11 @@ is a tool result with ``isError`` and one sentence; never a protocol error or a 
 
 from __future__ import annotations
 
+import inspect
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import mcp_types
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 # a following watch, and a tool call must end.
 ONE_SHOT_S = 90.0
 MESSAGE_MAX = 2000  # characters of an error sentence (a message may quote Make's answer)
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 ScenarioId = Annotated[int, Field(ge=1, le=MAKE_INT_MAX, description="A Make scenario id.")]
 TeamId = Annotated[int, Field(ge=1, le=MAKE_INT_MAX, description="A Make team id.")]
@@ -210,7 +213,13 @@ def build_server(service: Service) -> MakestreamMCP:
 
     service.notify.append(notify)
 
-    @server.tool(structured_output=True)
+    def tool(fn: _Fn) -> _Fn:
+        # The docstring, dedented, is the description clients show.
+        server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""),
+                        structured_output=True)
+        return fn
+
+    @tool
     async def stream_live_execution(
         ctx: Context[Any, Any],
         scenario_id: ScenarioId,
@@ -249,7 +258,7 @@ def build_server(service: Service) -> MakestreamMCP:
             return await follow(service, scenario_id=scenario_id, execution_id=execution_id,
                                 run=run, data=data, timeout_s=timeout_s, report=report)
 
-    @server.tool(structured_output=True)
+    @tool
     async def start_monitoring(
         scenario_ids: Annotated[list[ScenarioId] | None, Field(
             max_length=MCP_SCENARIOS_MAX, description="Scenarios to watch.")] = None,
@@ -283,7 +292,7 @@ def build_server(service: Service) -> MakestreamMCP:
         return MonitorStarted(monitor_id=book.monitor_id, scenario_ids=book.scenario_ids,
                               resource=monitor_uri(book.monitor_id))
 
-    @server.tool(structured_output=True)
+    @tool
     async def get_execution_state(monitor_id: MonitorId) -> MonitorState:
         """A monitor's runs in flight (with progress), the runs that ended and the alerts raised
         or resolved since the last call (each handed out once), the alerts open now and the
@@ -292,7 +301,7 @@ def build_server(service: Service) -> MakestreamMCP:
             book = service.monitor(monitor_id).book
         return book.drain(service.client.budget.snapshot())
 
-    @server.tool(structured_output=True)
+    @tool
     async def stop_monitoring(monitor_id: MonitorId) -> MonitorStopped:
         """Stop a monitor; its id is gone afterwards."""
         with _errors():
@@ -300,7 +309,7 @@ def build_server(service: Service) -> MakestreamMCP:
         return MonitorStopped(monitor_id=monitor_id, stopped=True,
                               finished=monitor.book.finished_total)
 
-    @server.tool(structured_output=True)
+    @tool
     async def get_scenario_state(
         scenario_id: ScenarioId | None = None,
         team_id: Annotated[TeamId | None, Field(
@@ -319,7 +328,7 @@ def build_server(service: Service) -> MakestreamMCP:
                 team_id=team_id, last=last)
         return StateDocument.model_validate(document)
 
-    @server.tool(structured_output=True)
+    @tool
     async def get_module_flow(
         scenario_id: ScenarioId, execution_id: ExecutionId | None = None
     ) -> ModuleFlow:
@@ -348,7 +357,7 @@ def build_server(service: Service) -> MakestreamMCP:
             modules=sum(1 for _ in blueprint.walk()),
         )
 
-    @server.tool(structured_output=True)
+    @tool
     async def list_alerts(monitor_id: MonitorId | None = None) -> AlertList:
         """The alerts open now: of one monitor, or of every monitor."""
         with _errors():
@@ -356,7 +365,7 @@ def build_server(service: Service) -> MakestreamMCP:
                 else list(service.monitors.values())
         return AlertList(alerts=[a for m in monitors for a in m.book.open_alerts.values()])
 
-    @server.tool(structured_output=True)
+    @tool
     async def set_alert_thresholds(
         key: Annotated[str, Field(min_length=1, max_length=100,
                                   description="A rule or RULE.PARAM, e.g. duration_p95_ms.")],
