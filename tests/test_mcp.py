@@ -319,3 +319,57 @@ async def test_a_bad_token_is_a_tool_error_that_never_shows_the_token(
 
 async def _drain(s: Served, monitor_id: str) -> dict[str, Any]:
     return await s.ok("get_execution_state", {"monitor_id": monitor_id})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_25_monitors_each_see_every_run_once_within_one_budget(config_path: Path) -> None:
+    world = demo_world().with_api_limit(240)
+    ids = [sc.id for sc in world.scenarios]
+    async with served(world, config_path, speed=30) as s:
+        start = s.zone.clock.now()
+        watched: dict[str, set[int]] = {}
+
+        async def start_one(i: int) -> None:
+            targets = sorted({ids[i % len(ids)], ids[(i + 3) % len(ids)]})
+            started = await s.ok("start_monitoring", {"scenario_ids": targets})
+            watched[started["monitor_id"]] = set(targets)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(25):
+                tg.start_soon(start_one, i)
+        assert len(watched) == 25
+        seen: dict[str, list[str]] = {mid: [] for mid in watched}
+        stop_at = start + 8 * 60
+
+        async def drain_all() -> None:
+            for mid in watched:
+                state = await _drain(s, mid)
+                assert state["status"] == "running" and state["dropped"] == 0
+                seen[mid] += [run["execution_id"] for run in state["finished"]]
+                assert state["budget"]["limit_per_min"] == 240
+
+        while s.zone.clock.now() < stop_at:
+            await anyio.sleep(1)
+            await drain_all()
+        truth = s.zone.truth()
+        # Lag is allowed (two busy cores slow the fast clock's readers); loss is not.
+        expected = {mid: {r.execution_id for r in truth if r.scenario_id in targets
+                          and start + 30 <= r.ended_at <= stop_at - 90}
+                    for mid, targets in watched.items()}
+        for _ in range(60):
+            if all(expected[mid] <= set(seen[mid]) for mid in watched):
+                break
+            await anyio.sleep(0.5)
+            await drain_all()
+        per_minute = s.zone.requests_per_minute()
+        throttled = [n for n in s.notices if n.kind == "throttled"]
+    by_id = {r.execution_id: r for r in truth}
+    for mid, targets in watched.items():
+        assert len(seen[mid]) == len(set(seen[mid])), f"monitor {mid} saw a run twice"
+        missing = expected[mid] - set(seen[mid])
+        assert not missing, f"monitor {mid} missed {len(missing)} of {len(expected[mid])} runs"
+        assert expected[mid], "the window should hold runs of every pair of scenarios"
+        assert all(by_id[eid].scenario_id in targets for eid in seen[mid])
+    # The one budget: within the organization's limit every minute, and Make never said 429.
+    assert max(per_minute) <= 240 and not throttled
