@@ -99,6 +99,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "given.",
     ),
     EnvVar(
+        "MAKESTREAM_MCP_TOKEN",
+        "The bearer token `mcp --http` requires of its clients, unless `--auth-token-file` is "
+        "given.",
+    ),
+    EnvVar(
         "MAKESTREAM_CLOCK",
         "For testing only: `SPEED@EPOCH_SECONDS` makes makestream's clock run `SPEED` times "
         "faster than real time, so it can share a fast clock with `makestream sim serve`. "
@@ -414,3 +419,56 @@ def _json_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if kind == "array":
         return _json_type(prop.get("items", {}), defs) + "[]"
     return str(kind)
+
+
+# --- MCP tools ----------------------------------------------------------------------------------
+
+MCP_NOTE = (
+    "`makestream mcp` serves these tools over stdio (or Streamable HTTP with `--http`). Each "
+    "has an input and an output JSON Schema (`tools/list`); results carry the structured "
+    "output and the same as JSON text. A bad argument, an unknown scenario or monitor, a "
+    "threshold that does not exist or a token Make refuses is a result with `isError` and one "
+    "sentence. The resource `makestream://monitors/{monitor_id}/state` holds a monitor's state "
+    "(runs in flight, recent runs, open alerts); subscribers (`subscriptions/listen`, or "
+    "`resources/subscribe` on earlier protocols) hear when a run begins or ends or an alert "
+    "changes."
+)
+
+
+@dataclass(frozen=True)
+class ToolDoc:
+    """One MCP tool: what it does, its arguments (`name?` when optional) and its result."""
+
+    name: str
+    summary: str
+    arguments: tuple[FieldDoc, ...]
+    returns: tuple[FieldDoc, ...]
+
+
+def mcp_tools() -> tuple[ToolDoc, ...]:
+    """Every tool of `makestream mcp`, from the server's own `tools/list`."""
+    from makestream.mcp.server import tool_list
+
+    tools: list[ToolDoc] = []
+    for tool in tool_list():
+        summary = (tool.description or "").split("\n\n", 1)[0].replace("\n", " ")
+        inputs, outputs = tool.input_schema, tool.output_schema or {}
+        required = set(inputs.get("required", []))
+        arguments = tuple(
+            FieldDoc(name if name in required else f"{name}?",
+                     _json_type(prop, inputs.get("$defs", {})), _description(prop))
+            for name, prop in inputs.get("properties", {}).items()
+        )
+        returns = tuple(
+            FieldDoc(name, _json_type(prop, outputs.get("$defs", {})), _description(prop))
+            for name, prop in outputs.get("properties", {}).items()
+        )
+        tools.append(ToolDoc(tool.name, summary, arguments, returns))
+    return tuple(tools)
+
+
+def _description(prop: dict[str, Any]) -> str:
+    """A property's description; an optional one keeps it inside its `anyOf`."""
+    found = prop.get("description") or next(
+        (p["description"] for p in prop.get("anyOf", []) if "description" in p), "")
+    return str(found)

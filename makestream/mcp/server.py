@@ -402,6 +402,16 @@ def build_server(service: Service) -> MakestreamMCP:
     return server
 
 
+def tool_list() -> list[mcp_types.Tool]:
+    """The tools as `tools/list` gives them (for the documentation), from a server with no
+    client behind it."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    server = build_server(cast(Service, SimpleNamespace(notify=[])))
+    return anyio.run(server.list_tools)
+
+
 def _setting_text(value: str | float | bool) -> str:
     """A threshold value as `thresholds set` reads it from a command line."""
     if isinstance(value, bool):
