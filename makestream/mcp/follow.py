@@ -162,5 +162,6 @@ async def follow(service: Service, *, scenario_id: int, execution_id: str | None
                 if progress is not None:
                     await report(progress)
     if follower.fatal is not None and not follower.ended:
-        raise FollowFailed(follower.fatal)
+        # The engine names the command-line option; here the argument is `run`.
+        raise FollowFailed(follower.fatal.replace("--run: ", "run: Make refused the run: ", 1))
     return follower.outcome()
