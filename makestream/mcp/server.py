@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 # A one-shot read (state, flow) gives up after this long: the client's own retries are those of
 # a following watch, and a tool call must end.
 ONE_SHOT_S = 90.0
+THRESHOLDS_MAX = 64  # settings in one start_monitoring (the rules have fewer keys than this)
 MESSAGE_MAX = 2000  # characters of an error sentence (a message may quote Make's answer)
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
@@ -265,8 +266,9 @@ def build_server(service: Service) -> MakestreamMCP:
         team_id: Annotated[TeamId | None, Field(
             description="Without scenario_ids: every scenario of this team.")] = None,
         thresholds: Annotated[dict[str, ThresholdValue] | None, Field(
-            description="Alert thresholds for this monitor, on top of the config file's: "
-            "KEY (a rule or RULE.PARAM, as `makestream thresholds` lists them) → value.",
+            max_length=THRESHOLDS_MAX,
+            description="Alert thresholds for this monitor, on top of the config file's: KEY "
+            "(a rule or RULE.PARAM, as `makestream thresholds` lists them) → value.",
         )] = None,
     ) -> MonitorStarted:
         """Start watching scenarios (or a team) in the background; returns a monitor id.
