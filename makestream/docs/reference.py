@@ -154,6 +154,16 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Scenario ids in one `serve-sse` request (`?scenario=`)",
           f"{limits.FILTER_MAX_IDS}, each at most 19 digits", "400"),
     Limit("An idle kept-alive connection to `serve-sse`", _s(limits.IDLE_TIMEOUT_S), "closed"),
+    Limit("Monitors one `mcp` server runs at once", f"{limits.MCP_MONITORS_MAX}",
+          "`start_monitoring` is a tool error"),
+    Limit("Scenario ids in one `mcp` tool call", f"{limits.MCP_SCENARIOS_MAX:,}",
+          "a tool error"),
+    Limit("`data` of a run started by `stream_live_execution`",
+          size_text(limits.MCP_DATA_MAX_BYTES) + f", nested at most {limits.JSON_MAX_DEPTH} "
+          "levels", "a tool error"),
+    Limit("`stream_live_execution`'s `timeout_s`", _s(limits.MCP_FOLLOW_MAX_S), "a tool error"),
+    Limit("Runs and alerts a monitor keeps for the next `get_execution_state`",
+          f"{limits.MCP_BACKLOG_MAX:,}", "the oldest go; `dropped` counts them"),
 )
 
 LIMITS_NOTE = (

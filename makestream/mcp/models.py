@@ -8,7 +8,7 @@ wrote it, cleaned of control characters where the engine cleans it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -249,6 +249,3 @@ class StateDocument(_Model):
     scenarios: list[ScenarioState]
     budget: Budget
 
-
-def model_of(document: dict[str, Any]) -> StateDocument:
-    return StateDocument.model_validate(document)
