@@ -186,6 +186,24 @@ async def test_streamable_http_with_the_sdk_client(http_server: HttpServer) -> N
         flow = await client.call_tool("get_module_flow", {"scenario_id": 104})
         assert not flow.is_error and flow.structured_content is not None
         assert flow.structured_content["modules"] >= 1
+        # Progress and resource updates reach an HTTP client too.
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        run = await client.call_tool("stream_live_execution",
+                                     {"scenario_id": 104, "timeout_s": 40},
+                                     progress_callback=on_progress)
+        assert not run.is_error and progress and progress[-1] == 100
+        started = await client.call_tool("start_monitoring", {"scenario_ids": [104]})
+        assert started.structured_content is not None
+        uri = started.structured_content["resource"]
+        with anyio.fail_after(40):
+            async with client.listen(resource_subscriptions=[uri]) as subscription:
+                async for event in subscription:
+                    assert getattr(event, "uri", None) == uri
+                    break
     # Without a token: a page whose name is pointed at 127.0.0.1 is refused (DNS rebinding).
     refused = await anyio.to_thread.run_sync(
         lambda: _post(http_server.url, Host="attacker.example"))
