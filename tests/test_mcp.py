@@ -373,3 +373,21 @@ async def test_25_monitors_each_see_every_run_once_within_one_budget(config_path
         assert all(by_id[eid].scenario_id in targets for eid in seen[mid])
     # The one budget: within the organization's limit every minute, and Make never said 429.
     assert max(per_minute) <= 240 and not throttled
+
+
+async def test_a_fault_in_one_monitor_ends_only_that_monitor(config_path: Path) -> None:
+    async with served(demo_world(), config_path) as s:
+        broken = (await s.ok("start_monitoring", {"scenario_ids": [104]}))["monitor_id"]
+        sound = (await s.ok("start_monitoring", {"scenario_ids": [104]}))["monitor_id"]
+        monitor = s.service.monitors[broken]
+
+        def fault(event: Any) -> bool:
+            raise RuntimeError("a bug")
+
+        monitor.book.apply = fault  # type: ignore[method-assign]
+        with anyio.fail_after(20):
+            await monitor.done.wait()
+        state = await s.ok("get_execution_state", {"monitor_id": broken})
+        assert state["status"] == "closed" and "internal error" in state["last_error"]
+        assert (await s.ok("get_execution_state", {"monitor_id": sound}))["status"] == "running"
+        assert not (await s.call("get_scenario_state", {"scenario_id": 101})).is_error

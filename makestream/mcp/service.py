@@ -11,6 +11,7 @@ with `stop_monitoring` or with the server.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -135,6 +136,13 @@ class Service:
                         monitor.opened.set()
                     if notable and book.status != "starting":
                         await self._notify(uri)
+        except Exception:
+            # A fault in one monitor must not end the server and every other monitor with it:
+            # it ends this monitor, which says so, and the traceback goes to stderr.
+            logging.getLogger("makestream.mcp").exception("monitor %s failed", book.monitor_id)
+            book.status, book.closed_reason = "closed", "internal error"
+            book.fatal = book.last_error = "the monitor failed (an internal error; see the " \
+                "server's stderr)"
         finally:
             monitor.opened.set()
             monitor.done.set()
