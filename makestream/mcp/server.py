@@ -86,25 +86,21 @@ run has not ended). Watch scenarios over time with start_monitoring, then get_ex
 (runs and alerts since the last call) or the monitor's resource; stop_monitoring when done."""
 
 
-class _Errors:
-    """Turns makestream's errors into tool errors of one sentence."""
-
-    @staticmethod
-    def sentence(text: str) -> str:
-        return clean(" ".join(text.split()), max_chars=MESSAGE_MAX)
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        try:
-            yield
-        except MakestreamError as exc:
-            raise ToolError(self.sentence(exc.message)) from None
-        except TimeoutError:
-            raise ToolError(f"Make did not answer within {ONE_SHOT_S:.0f}s; try again "
-                            "later") from None
+def _sentence(text: str) -> str:
+    """Text for a tool error: one line, no control characters, of bounded length."""
+    return clean(" ".join(text.split()), max_chars=MESSAGE_MAX)
 
 
-_errors = _Errors()
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """makestream's errors (the caller's mistakes, Make's refusals) as tool errors."""
+    try:
+        yield
+    except MakestreamError as exc:
+        raise ToolError(_sentence(exc.message)) from None
+    except TimeoutError:  # the ONE_SHOT_S limit of a one-shot read
+        raise ToolError(f"Make did not answer within {ONE_SHOT_S:.0f}s; try again "
+                        "later") from None
 
 
 def _argument_problem(tool: str, exc: ValidationError) -> str:
@@ -115,7 +111,7 @@ def _argument_problem(tool: str, exc: ValidationError) -> str:
     message = "is required" if first["type"] == "missing" else first["msg"].rstrip(".")
     message = message[0].lower() + message[1:] if message else "is not valid"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return _Errors.sentence(f"{tool}: argument {where} {message}{more}")
+    return _sentence(f"{tool}: argument {where} {message}{more}")
 
 
 class MakestreamMCP(MCPServer[Any]):
@@ -255,7 +251,7 @@ def build_server(service: Service) -> MakestreamMCP:
         async def report(progress: Progress) -> None:
             await ctx.report_progress(progress.progress, progress.total, progress.message)
 
-        with _errors():
+        with _tool_errors():
             return await follow(service, scenario_id=scenario_id, execution_id=execution_id,
                                 run=run, data=data, timeout_s=timeout_s, report=report)
 
@@ -286,7 +282,7 @@ def build_server(service: Service) -> MakestreamMCP:
             if not ids:
                 raise ToolError("name scenario_ids or a team_id to monitor")
         settings = {key: _setting_text(value) for key, value in (thresholds or {}).items()}
-        with _errors():
+        with _tool_errors():
             effective = config.with_settings(service.config_path, settings)
             monitor = await service.start_monitor(
                 ids, team_id if not ids else None, AlertEvaluator(effective))
@@ -299,14 +295,14 @@ def build_server(service: Service) -> MakestreamMCP:
         """A monitor's runs in flight (with progress), the runs that ended and the alerts raised
         or resolved since the last call (each handed out once), the alerts open now and the
         request budget's use."""
-        with _errors():
+        with _tool_errors():
             book = service.monitor(monitor_id).book
         return book.drain(service.client.budget.snapshot())
 
     @tool
     async def stop_monitoring(monitor_id: MonitorId) -> MonitorStopped:
         """Stop a monitor; its id is gone afterwards."""
-        with _errors():
+        with _tool_errors():
             monitor = await service.stop_monitor(monitor_id)
         return MonitorStopped(monitor_id=monitor_id, stopped=True,
                               finished=monitor.book.finished_total)
@@ -324,7 +320,7 @@ def build_server(service: Service) -> MakestreamMCP:
 
         if (scenario_id is None) == (team_id is None):
             raise ToolError("give scenario_id or team_id (one of them)")
-        with _errors(), anyio.fail_after(ONE_SHOT_S):
+        with _tool_errors(), anyio.fail_after(ONE_SHOT_S):
             document = await fetch_state(
                 service.client, scenario_ids=[scenario_id] if scenario_id else [],
                 team_id=team_id, last=last)
@@ -339,7 +335,7 @@ def build_server(service: Service) -> MakestreamMCP:
         that run (one request per module)."""
         from makestream.cli.flow import fetch_outcomes
 
-        with _errors(), anyio.fail_after(ONE_SHOT_S):
+        with _tool_errors(), anyio.fail_after(ONE_SHOT_S):
             blueprint = await service.client.blueprint(scenario_id)
             results = None
             if execution_id is not None:
@@ -362,7 +358,7 @@ def build_server(service: Service) -> MakestreamMCP:
     @tool
     async def list_alerts(monitor_id: MonitorId | None = None) -> AlertList:
         """The alerts open now: of one monitor, or of every monitor."""
-        with _errors():
+        with _tool_errors():
             monitors = [service.monitor(monitor_id)] if monitor_id is not None \
                 else list(service.monitors.values())
         return AlertList(alerts=[a for m in monitors for a in m.book.open_alerts.values()])
@@ -381,7 +377,7 @@ def build_server(service: Service) -> MakestreamMCP:
 
         text = _setting_text(value)
         path = service.config_path
-        with _errors():
+        with _tool_errors():
             config.set_threshold(path, key, text, scenario=scenario_id)
             rule, _ = config.split_key(key)
             effective = config.load(path).thresholds.threshold(rule, scenario_id)
