@@ -165,14 +165,14 @@ def _flow_nodes(modules: list[BlueprintModule],
         designer = metadata.get("designer") if isinstance(metadata, dict) else None
         name = designer.get("name") if isinstance(designer, dict) else None
         flt = module.filter.get("name") if module.filter else None
+        key, app = clean(module.module, max_chars=LABEL_MAX), clean(module.app, max_chars=LABEL_MAX)
         nodes.append(FlowNode(
-            id=module.id, module=clean(module.module, max_chars=LABEL_MAX),
-            app=clean(module.app, max_chars=LABEL_MAX),
+            id=module.id, module=key, app=app,
             name=label(name if isinstance(name, str) else None),
             filter=label(flt if isinstance(flt, str) else None),
             routes=[_flow_nodes(route.flow, results) for route in module.routes],
             on_error=_flow_nodes(module.onerror, results),
-            result=ModuleRun(module_id=module.id, module=module.module, app=module.app,
+            result=ModuleRun(module_id=module.id, module=key, app=app,
                              status=outcome.status, bundles=outcome.bundles, size=outcome.size)
             if outcome is not None else None,
         ))
