@@ -631,6 +631,21 @@ def set_threshold(
     _save(path, doc, f"{key} {value}")
 
 
+def with_settings(path: Path, settings: Mapping[str, str]) -> EffectiveThresholds:
+    """The thresholds of the file at `path` with `settings` (KEY → VALUE as `thresholds set`
+    takes them) applied on top, in memory only: the file is not written. A bad key or value is
+    the UsageError `thresholds set` would give."""
+    doc, _ = _open_for_edit(path)
+    for key, value in settings.items():
+        _apply(_thresholds_table(doc, None, create=True), parse_setting(key, value), None)
+    result = check_document(tomlkit.parse(doc.as_string()).unwrap())
+    if isinstance(result, Problem):
+        inner = result.loc[result.loc.index("thresholds") + 1 :] if "thresholds" in result.loc \
+            else result.loc
+        raise UsageError(f"{'.'.join(inner)}: {result.message}")
+    return result
+
+
 def unset_threshold(path: Path, key: str, *, scenario: int | None = None) -> bool:
     """`thresholds unset`: drop a rule's entry (or one parameter); False if it was not set."""
     rule, param = split_key(key)

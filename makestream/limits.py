@@ -48,3 +48,16 @@ IDLE_TIMEOUT_S = 30.0  # a kept-alive connection with no request in flight
 # at once after a restart (the kernel caps it at net.core.somaxconn anyway).
 BACKLOG = 4096
 FILTER_MAX_IDS = 100  # scenario ids in one request's ?scenario= (each at most MAKE_INT_MAX)
+
+# -- mcp ----------------------------------------------------------------------------------------
+# Monitors open at once in one process: each is a watch (a few MB, bench/README.md), and every
+# one shares the one request budget, so past a hundred each would learn little.
+MCP_MONITORS_MAX = 100
+MCP_SCENARIOS_MAX = 1000  # scenario ids one tool call may name
+# Runs and alerts a monitor keeps for the next get_execution_state; past this the oldest go
+# (and the state says how many): a client that never asks must not grow the server.
+MCP_BACKLOG_MAX = 1000
+MCP_RECENT_RUNS = 20  # finished runs the monitor's resource lists
+MCP_FOLLOW_MAX_S = 600.0  # stream_live_execution's timeout_s, at most
+# `data` for a run (`stream_live_execution(run=true, data=...)`): as --data @FILE.
+MCP_DATA_MAX_BYTES = DATA_MAX_BYTES

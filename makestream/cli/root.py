@@ -41,6 +41,10 @@ COMMANDS = {
     "flow": Entry(
         "flow", "Draw a scenario's module flow: chains, routers with their filters, error handlers."
     ),
+    "mcp": Entry(
+        "mcp",
+        "Serve the engine to AI assistants over the Model Context Protocol (stdio by default).",
+    ),
     "render": Entry(
         "render",
         "Show a saved event stream again: the live view, compact lines, or validated NDJSON.",

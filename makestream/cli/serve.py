@@ -78,8 +78,8 @@ class ServeOptions:
     sinks: SinkOptions | None = None  # --webhook…, --alertmanager…, --alert-label
 
 
-def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
-    """The server's bearer token, from `path` or MAKESTREAM_SSE_TOKEN.
+def read_token(path: Path | None, env: Mapping[str, str], name: str = TOKEN_ENV) -> str | None:
+    """The server's bearer token, from `path` or the variable `name` (MAKESTREAM_SSE_TOKEN).
 
     The file is read within TOKEN_MAX_BYTES, and a pipe will do (`<(pass show sse)`); a
     directory or a device that never ends (/dev/zero) is a one-line error.
@@ -96,7 +96,7 @@ def read_token(path: Path | None, env: Mapping[str, str]) -> str | None:
         if not text:
             raise UsageError(f"--auth-token-file {path}: the file is empty")
         return text
-    text = env.get(TOKEN_ENV, "").strip()
+    text = env.get(name, "").strip()
     return text or None
 
 

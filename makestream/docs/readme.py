@@ -75,12 +75,26 @@ def events_block(_root: CommandDoc) -> str:
     return "\n".join(out)
 
 
+def mcp_tools_block(_root: CommandDoc) -> str:
+    """The tools of `makestream mcp`, from the server's own schemas."""
+    out = [reference.MCP_NOTE]
+    for tool in reference.mcp_tools():
+        args = ", ".join(f.name for f in tool.arguments)
+        out += ["", f"**`{tool.name}({args})`** — {tool.summary}", ""]
+        out += ["| argument | type | meaning |", "|---|---|---|"]
+        out += [f"| `{f.name}` | `{_cell(f.type)}` | {_cell(f.description)} |"
+                for f in tool.arguments]
+        out += ["", "Returns: " + ", ".join(f"`{f.name}`" for f in tool.returns) + "."]
+    return "\n".join(out)
+
+
 BLOCKS: dict[str, Callable[[CommandDoc], str]] = {
     "commands": commands_block,
     "exit-status": exit_status_block,
     "environment": environment_block,
     "limits": limits_block,
     "events": events_block,
+    "mcp-tools": mcp_tools_block,
 }
 
 

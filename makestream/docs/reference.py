@@ -115,6 +115,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "`$XDG_RUNTIME_DIR/makestream`. It must belong to you and not be writable by others.",
     ),
     EnvVar(
+        "MAKESTREAM_MCP_TOKEN",
+        "The bearer token `mcp --http` requires of its clients, unless `--auth-token-file` is "
+        "given.",
+    ),
+    EnvVar(
         "MAKESTREAM_CLOCK",
         "For testing only: `SPEED@EPOCH_SECONDS` makes makestream's clock run `SPEED` times "
         "faster than real time, so it can share a fast clock with `makestream sim serve`. "
@@ -165,6 +170,16 @@ LIMITS: tuple[Limit, ...] = (
     Limit("Scenario ids in one `serve-sse` request (`?scenario=`)",
           f"{limits.FILTER_MAX_IDS}, each at most 19 digits", "400"),
     Limit("An idle kept-alive connection to `serve-sse`", _s(limits.IDLE_TIMEOUT_S), "closed"),
+    Limit("Monitors one `mcp` server runs at once", f"{limits.MCP_MONITORS_MAX}",
+          "`start_monitoring` is a tool error"),
+    Limit("Scenario ids in one `mcp` tool call", f"{limits.MCP_SCENARIOS_MAX:,}",
+          "a tool error"),
+    Limit("`data` of a run started by `stream_live_execution`",
+          size_text(limits.MCP_DATA_MAX_BYTES) + f", nested at most {limits.JSON_MAX_DEPTH} "
+          "levels", "a tool error"),
+    Limit("`stream_live_execution`'s `timeout_s`", _s(limits.MCP_FOLLOW_MAX_S), "a tool error"),
+    Limit("Runs and alerts a monitor keeps for the next `get_execution_state`",
+          f"{limits.MCP_BACKLOG_MAX:,}", "the oldest go; `dropped` counts them"),
 )
 
 LIMITS_NOTE = (
@@ -438,3 +453,56 @@ def _json_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if kind == "array":
         return _json_type(prop.get("items", {}), defs) + "[]"
     return str(kind)
+
+
+# --- MCP tools ----------------------------------------------------------------------------------
+
+MCP_NOTE = (
+    "`makestream mcp` serves these tools over stdio (or Streamable HTTP with `--http`). Each "
+    "has an input and an output JSON Schema (`tools/list`); results carry the structured "
+    "output and the same as JSON text. A bad argument, an unknown scenario or monitor, a "
+    "threshold that does not exist or a token Make refuses is a result with `isError` and one "
+    "sentence. The resource `makestream://monitors/{monitor_id}/state` holds a monitor's state "
+    "(runs in flight, recent runs, open alerts); subscribers (`subscriptions/listen`, or "
+    "`resources/subscribe` on earlier protocols) hear when a run begins or ends or an alert "
+    "changes."
+)
+
+
+@dataclass(frozen=True)
+class ToolDoc:
+    """One MCP tool: what it does, its arguments (`name?` when optional) and its result."""
+
+    name: str
+    summary: str
+    arguments: tuple[FieldDoc, ...]
+    returns: tuple[FieldDoc, ...]
+
+
+def mcp_tools() -> tuple[ToolDoc, ...]:
+    """Every tool of `makestream mcp`, from the server's own `tools/list`."""
+    from makestream.mcp.server import tool_list
+
+    tools: list[ToolDoc] = []
+    for tool in tool_list():
+        summary = (tool.description or "").split("\n\n", 1)[0].replace("\n", " ")
+        inputs, outputs = tool.input_schema, tool.output_schema or {}
+        required = set(inputs.get("required", []))
+        arguments = tuple(
+            FieldDoc(name if name in required else f"{name}?",
+                     _json_type(prop, inputs.get("$defs", {})), _description(prop))
+            for name, prop in inputs.get("properties", {}).items()
+        )
+        returns = tuple(
+            FieldDoc(name, _json_type(prop, outputs.get("$defs", {})), _description(prop))
+            for name, prop in outputs.get("properties", {}).items()
+        )
+        tools.append(ToolDoc(tool.name, summary, arguments, returns))
+    return tuple(tools)
+
+
+def _description(prop: dict[str, Any]) -> str:
+    """A property's description; an optional one keeps it inside its `anyOf`."""
+    found = prop.get("description") or next(
+        (p["description"] for p in prop.get("anyOf", []) if "description" in p), "")
+    return str(found)

@@ -106,6 +106,7 @@ class ManPage:
         for command in self.commands:
             self._command(command)
         self._events()
+        self._mcp_tools()
         self._exit_status()
         self._environment()
         self._limits()
@@ -239,6 +240,16 @@ class ManPage:
             self.out += [".TP", f"\\fB{escape(event.type)}\\fR"]
             fields = ", ".join(f"`{f.name}`" for f in event.fields)
             self._text(self._p(f"{event.summary} Fields: {fields}." if fields else event.summary))
+
+    def _mcp_tools(self) -> None:
+        self.out.append(".SH \"MCP TOOLS\"")
+        self._paragraphs(reference.MCP_NOTE)
+        for tool in reference.mcp_tools():
+            args = ", ".join(f.name for f in tool.arguments)
+            self.out += [".TP", f"\\fB{escape(tool.name)}\\fR({escape(args)})"]
+            self._text(self._p(tool.summary))
+            self._text(self._p("Returns: " + ", ".join(f"`{f.name}`" for f in tool.returns)
+                               + "."))
 
     def _exit_status(self) -> None:
         self.out.append(".SH \"EXIT STATUS\"")

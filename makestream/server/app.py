@@ -248,6 +248,27 @@ class _KnownHosts:
         await self.app(scope, receive, send)
 
 
+def known_hosts(host: str | None, allow_hosts: list[str],
+                refused: Callable[[], None] = lambda: None) -> Middleware:
+    """The Host check (see "Hosts" above) as Starlette middleware, for a server bound to
+    `host` that also answers the names in `allow_hosts`; `makestream mcp --http` uses it too."""
+    bound = canonical_host(host) if host else None
+    names = {canonical_host(name) for name in [*allow_hosts, bound or ""]}
+    return Middleware(
+        _KnownHosts, names=frozenset(n for n in names if n and n not in _ANY_ADDRESS),
+        any_address=bound in _ANY_ADDRESS, refused=refused,
+    )
+
+
+def bearer_matches(authorization: str, token: bytes) -> bool:
+    """Whether an Authorization header carries `token` as a bearer token, compared in constant
+    time, so that response times do not tell how much of a guess was right."""
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    return hmac.compare_digest(given.strip().encode(), token)
+
+
 class _Routes:
     def __init__(self, hub: Hub, options: AppOptions, metrics: Metrics) -> None:
         self.hub, self.options, self.metrics = hub, options, metrics
@@ -262,11 +283,12 @@ class _Routes:
     def authorized(self, request: Request, *, query: bool = False) -> bool:
         if self._token is None:
             return True
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            given = request.query_params.get("access_token", "") if query else ""
-        # Constant time, so that response times do not tell how much of a guess was right.
-        return bool(given) and hmac.compare_digest(given.strip().encode(), self._token)
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and given.strip():
+            return bearer_matches(header, self._token)
+        given = request.query_params.get("access_token", "") if query else ""
+        return bool(given.strip()) and hmac.compare_digest(given.strip().encode(), self._token)
 
     def _refuse(self, status: int, message: str, reason: str,
                 retry_after_s: float | None = None) -> Response:
@@ -407,11 +429,8 @@ def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
     routes = _Routes(hub, options, metrics)
     middleware = []
     if options.token is None or options.allow_hosts:  # outermost: before CORS, before all
-        bound = canonical_host(options.host) if options.host else None
-        names = {canonical_host(name) for name in [*options.allow_hosts, bound or ""]}
-        middleware.append(Middleware(
-            _KnownHosts, names=frozenset(n for n in names if n and n not in _ANY_ADDRESS),
-            any_address=bound in _ANY_ADDRESS,
+        middleware.append(known_hosts(
+            options.host, options.allow_hosts,
             refused=lambda: metrics.rejected.labels("unknown host").inc(),
         ))
     if options.allow_origins:  # ahead of the event streams, so that it covers them too

@@ -1,0 +1,202 @@
+"""What the MCP tools run on: one Make client and one request budget per process, the monitors
+(each a watch on that client), and who hears of a monitor's changes.
+
+    async with open_service(connection) as service:
+        server = build_server(service)
+
+Nothing here talks to Make until a tool asks: an idle server spends no request. A monitor's
+watch runs in the service's task group, so it outlives the tool call that started it and ends
+with `stop_monitoring` or with the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from makestream.engine.alerts import AlertEvaluator
+from makestream.engine.watch import Watch, WatchOptions, open_watch
+from makestream.errors import MakestreamError, UsageError
+from makestream.limits import MCP_MONITORS_MAX
+from makestream.mcp.monitor import MonitorBook
+
+if TYPE_CHECKING:
+    from makestream.cli.common import Connection
+    from makestream.make.client import ApiNotice, MakeClient
+    from makestream.sim import SimZone
+
+# How long start_monitoring waits for the watch to open (token and scenarios checked) before
+# it hands out the id anyway, with the monitor still starting (a slow or throttled Make).
+START_WAIT_S = 20.0
+# A resource subscriber that does not take a notification within this long misses it.
+NOTIFY_TIMEOUT_S = 1.0
+
+
+def monitor_uri(monitor_id: str) -> str:
+    return f"makestream://monitors/{monitor_id}/state"
+
+
+class MonitorGone(UsageError):
+    """A monitor id that is not (or no longer) in this process."""
+
+    def __init__(self, monitor_id: str) -> None:
+        super().__init__(
+            f"monitor {monitor_id!r} does not exist: it was stopped, it never existed, or the "
+            "server restarted (start_monitoring gives a new one)"
+        )
+
+
+@dataclass
+class Monitor:
+    """A monitor's book and the watch that feeds it."""
+
+    book: MonitorBook
+    options: WatchOptions
+    opened: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    watch: Watch | None = None
+
+
+Notify = Callable[[str], Awaitable[None]]
+
+
+class Service:
+    """The shared engine of one MCP server process."""
+
+    def __init__(self, client: MakeClient, zone: SimZone | None, tg: anyio.abc.TaskGroup, *,
+                 api_limit: int | None, config_path: Path) -> None:
+        self.client = client
+        self.zone = zone
+        self.api_limit = api_limit
+        self.config_path = config_path
+        self.monitors: dict[str, Monitor] = {}
+        self.watches: set[Watch] = set()  # every watch running, monitors' and follows'
+        self.notify: list[Notify] = []  # called with a resource URI when it changed
+        self._tg = tg
+
+    # -- the client's observer -------------------------------------------------------------------
+
+    def on_notice(self, notice: ApiNotice) -> None:
+        """A 429 pauses every caller of the shared budget: each watch reports it."""
+        for watch in list(self.watches):
+            watch.on_notice(notice)
+
+    @asynccontextmanager
+    async def watching(self, options: WatchOptions) -> AsyncIterator[Watch]:
+        """A watch on the shared client, known to the observer while it runs."""
+        async with open_watch(self.client, options) as watch:
+            self.watches.add(watch)
+            try:
+                yield watch
+            finally:
+                self.watches.discard(watch)
+
+    # -- monitors ----------------------------------------------------------------------------
+
+    def demo_scenarios(self) -> list[int]:
+        return [s.id for s in self.zone.world.scenarios] if self.zone is not None else []
+
+    async def start_monitor(self, scenario_ids: list[int], team_id: int | None,
+                            alerts: AlertEvaluator) -> Monitor:
+        """Start a monitor; a fatal start (bad token, unknown scenario) is raised here."""
+        if len(self.monitors) >= MCP_MONITORS_MAX:
+            raise UsageError(f"{MCP_MONITORS_MAX} monitors are running, the most one server "
+                             "runs: stop_monitoring one first")
+        monitor_id = secrets.token_hex(6)
+        options = WatchOptions(scenario_ids=list(scenario_ids), team_id=team_id,
+                               api_limit=self.api_limit, alerts=alerts)
+        monitor = Monitor(MonitorBook(monitor_id, scenario_ids), options)
+        self.monitors[monitor_id] = monitor
+        self._tg.start_soon(self._run_monitor, monitor)
+        with anyio.move_on_after(START_WAIT_S):
+            await monitor.opened.wait()
+        if monitor.book.status == "closed":
+            self.monitors.pop(monitor_id, None)
+            raise MonitorStartFailed(monitor.book.fatal or monitor.book.last_error
+                                     or f"the watch ended ({monitor.book.closed_reason})")
+        return monitor
+
+    async def _run_monitor(self, monitor: Monitor) -> None:
+        book = monitor.book
+        uri = monitor_uri(book.monitor_id)
+        try:
+            async with self.watching(monitor.options) as watch:
+                monitor.watch = watch
+                async for event in watch.events:
+                    notable = book.apply(event)
+                    if book.status != "starting":
+                        monitor.opened.set()
+                    if notable and book.status != "starting":
+                        await self._notify(uri)
+        except Exception:
+            # A fault in one monitor must not end the server and every other monitor with it:
+            # it ends this monitor, which says so, and the traceback goes to stderr.
+            logging.getLogger("makestream.mcp").exception("monitor %s failed", book.monitor_id)
+            book.status, book.closed_reason = "closed", "internal error"
+            book.fatal = book.last_error = "the monitor failed (an internal error; see the " \
+                "server's stderr)"
+        finally:
+            monitor.opened.set()
+            monitor.done.set()
+
+    async def _notify(self, uri: str) -> None:
+        for notify in list(self.notify):
+            with anyio.move_on_after(NOTIFY_TIMEOUT_S):
+                await notify(uri)
+
+    def monitor(self, monitor_id: str) -> Monitor:
+        found = self.monitors.get(monitor_id)
+        if found is None:
+            raise MonitorGone(monitor_id)
+        return found
+
+    async def stop_monitor(self, monitor_id: str) -> Monitor:
+        monitor = self.monitors.pop(monitor_id, None)
+        if monitor is None:
+            raise MonitorGone(monitor_id)
+        if monitor.watch is not None:
+            monitor.watch.stop("stopped")
+        with anyio.move_on_after(5):
+            await monitor.done.wait()
+        return monitor
+
+
+class MonitorStartFailed(MakestreamError):
+    """The watch of a new monitor ended before it opened; the message is its error."""
+
+
+@asynccontextmanager
+async def running(client: MakeClient, zone: SimZone | None, *, api_limit: int | None,
+                  config_path: Path) -> AsyncIterator[Service]:
+    """A service on `client`; its monitors end with it. The client's observer should call
+    `service.on_notice`."""
+    async with anyio.create_task_group() as tg:
+        service = Service(client, zone, tg, api_limit=api_limit, config_path=config_path)
+        try:
+            yield service
+        finally:
+            for monitor in service.monitors.values():
+                if monitor.watch is not None:
+                    monitor.watch.stop("server closed")
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_service(conn: Connection, *, config_path: Path) -> AsyncIterator[Service]:
+    """A service on a client for Make (or the demo's simulated zone), as the CLI connects."""
+    from makestream.cli.common import open_client
+
+    holder: list[Service] = []
+    async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None
+                           ) as (client, zone), running(client, zone, api_limit=conn.api_limit,
+                                                        config_path=config_path) as service:
+        holder.append(service)
+        yield service
