@@ -18,7 +18,6 @@ from makestream.errors import UsageError
 DEFAULT_PORT = 6379
 COMMAND_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
-ENV = "MAKESTREAM_BUS"
 
 
 @dataclass(frozen=True)
