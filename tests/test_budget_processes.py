@@ -89,10 +89,10 @@ def test_three_watches_never_send_more_than_the_share_in_any_minute(
     cap = int(LIMIT * SHARE)
     times = sorted(app.times)
     # Times are taken as requests arrive, a few real milliseconds (a clock second or two at
-    # this speed, on a busy machine) after the budget let them go: a slightly shorter window
-    # keeps that lateness from showing as a false excess.
-    busiest = max(sum(1 for t in times if s <= t < s + 57) for s in times)
-    assert busiest <= cap, f"{busiest} requests in one minute, over the shared cap of {cap}"
+    # this speed, on a busy machine) after the budget let them go; one request late across a
+    # window's edge shows as one too many, never more.
+    busiest = max(sum(1 for t in times if s <= t < s + 60) for s in times)
+    assert busiest <= cap + 1, f"{busiest} requests in one minute, over the shared cap of {cap}"
     assert len(times) >= cap  # and the budget was used
     assert app.zone.limited == 0
     shared = 0

@@ -1,9 +1,10 @@
 """The `--bus` URL and a Redis client for it.
 
 Accepted: ``redis://[USER@]HOST[:PORT][/DB]`` and ``rediss://…`` (TLS, verified against the
-system's CAs or a CA file). A password never sits in the URL, where it would show in process
-listings and logs: it comes from a file (`password_file`). Every command has a deadline, so a
-Redis that stops answering is an error the caller handles, not a hang.
+system's CAs or a CA file, host name checked). A password never sits in the URL, where it would
+show in process listings and logs: the caller reads it from a file and passes it to `client`.
+Every command has a deadline and is not retried by the library, so a Redis that stops answering
+is an error the caller handles within seconds, not a hang.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def parse_bus_url(text: str) -> BusUrl:
         parts = urlsplit(text.strip())
     except ValueError as exc:
         raise UsageError(f"--bus: {exc}") from None
-    # The URL is quoted in errors: never with a password in it.
-    shown = text.strip()
+    # The URL is quoted in errors: never with a password (or a query that may hold one) in it.
+    shown = text.strip().split("?", 1)[0].split("#", 1)[0]
     if parts.password is not None:
         shown = shown.replace(f":{parts.password}@", ":****@", 1)
     where = f"--bus {shown!r}"
@@ -57,8 +58,8 @@ def parse_bus_url(text: str) -> BusUrl:
     if not parts.hostname:
         raise UsageError(f"{where}: no host")
     if parts.password is not None:
-        raise UsageError(f"{where}: put the password in a file (--bus-password-file), not in "
-                         "the URL")
+        raise UsageError(f"{where}: a password does not belong in the URL (it would show in "
+                         "process listings); give it in a file")
     if parts.query or parts.fragment:
         raise UsageError(f"{where}: takes no query or fragment")
     path = parts.path.strip("/")
@@ -76,8 +77,13 @@ def parse_bus_url(text: str) -> BusUrl:
 def client(url: BusUrl, *, password: str | None = None, ca_file: Path | None = None) -> Any:
     """A `redis.asyncio.Redis` for `url` (bytes in, bytes out), with bounded timeouts."""
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     options: dict[str, Any] = {
+        # The library would retry a timed-out command for about a minute; the callers have
+        # their own plans for a Redis that does not answer.
+        "retry": Retry(NoBackoff(), 0),
         "host": url.host,
         "port": url.port,
         "db": url.db,
@@ -89,6 +95,7 @@ def client(url: BusUrl, *, password: str | None = None, ca_file: Path | None = N
     }
     if url.tls:
         options["ssl"] = True
+        options["ssl_check_hostname"] = True
         if ca_file is not None:
             options["ssl_ca_certs"] = str(ca_file)
     return Redis(**options)

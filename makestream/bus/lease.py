@@ -1,11 +1,12 @@
 """Who polls Make for a watched set: a lease in Redis held by one replica at a time.
 
-``SET key holder NX PX ttl`` takes a free lease; only the holder renews it (``PEXPIRE`` if the
-value is still its own) or releases it (``DEL`` likewise), both as Lua scripts so that the check
-and the change are one step. A holder that dies stops renewing, and the lease is free again
-within `ttl`. Each new holder draws a fencing *epoch* (``INCR``): whatever a holder writes
-carries its epoch, so a replica that lost its lease while paused (a long GC, a frozen VM) can be
-told from the one that holds it now.
+``SET key holder NX PX ttl`` takes a free lease and draws the holder's fencing *epoch*
+(``INCR``) in the same Lua script, so no holder ever works under its predecessor's epoch; only the
+holder renews the lease (``PEXPIRE`` if the value is still its own) or releases it (``DEL``
+likewise). A holder that dies stops renewing, and the lease is free again within `ttl`. A holder
+that lost its lease while paused (a long GC, a frozen VM) cannot write as if it still held it:
+`makestream.bus.log.EventLog.append` takes the lease and appends only while Redis still names
+this holder, in one script.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return -1
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -50,14 +61,10 @@ class Lease:
     async def acquire(self) -> Held | None:
         """Take the lease if it is free (or already ours, renewing it); None if another holds
         it."""
-        taken = await self.redis.execute_command(
-            "SET", self.key, self.holder, "NX", "PX", self.ttl_ms
-        )
-        if taken:
-            return Held(int(await self.redis.execute_command("INCR", self.epoch_key)))
-        if await self.renew():
-            return Held(int(await self.redis.execute_command("GET", self.epoch_key) or 0))
-        return None
+        epoch = int(await self.redis.eval(
+            _ACQUIRE, 2, self.key, self.epoch_key, self.holder, self.ttl_ms
+        ))
+        return Held(epoch) if epoch >= 0 else None
 
     async def renew(self) -> bool:
         """Extend the lease by its ttl if this replica still holds it."""

@@ -23,11 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from redis.exceptions import RedisError
 
 from makestream.make.ledger import MEMBER_TTL_S, WINDOW_S, Claim
 
 RETRY_S = 10.0  # real seconds before a failed ledger is tried again (default)
+# A claim is on the path of every request to Make: a Redis slower than this is treated as down.
+CLAIM_TIMEOUT_S = 1.0
 
 # KEYS: sends, paused, members, serial. ARGV: me, cap, speed, window, member ttl, pause (0: none).
 _CLAIM = """
@@ -52,13 +55,15 @@ if pause > 0 then
   cap = -1
 end
 local delay = 0
+local is_paused = 0
 if paused > now then
   delay = paused - now
-elseif cap >= 0 then
+  is_paused = 1
+elseif cap > 0 then
   local n = redis.call('ZCARD', KEYS[1])
   if n >= cap then
     local oldest = redis.call('ZRANGE', KEYS[1], n - cap, n - cap, 'WITHSCORES')
-    delay = math.max(0, tonumber(oldest[2]) + window - now)
+    if oldest[2] then delay = math.max(0, tonumber(oldest[2]) + window - now) end
   end
   if delay <= 0 then
     local serial = redis.call('INCR', KEYS[4])
@@ -77,7 +82,8 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 if not senders[me] then count = count + 1 end
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], keep_ms) end
-return {tostring(delay), count, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[1])}
+return {tostring(delay), count, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[1]),
+        is_paused}
 """
 
 _LEAVE = "redis.call('ZREM', KEYS[1], ARGV[1]) return 1"
@@ -104,6 +110,7 @@ class RedisLedger:
         prefix: str = "makestream",
         on_problem: Callable[[str], None] | None = None,
         retry_s: float = RETRY_S,
+        timeout_s: float = CLAIM_TIMEOUT_S,
     ) -> None:
         self.redis = redis
         self.me = me or replica_name()
@@ -114,6 +121,7 @@ class RedisLedger:
         self._on_problem = on_problem
         self._failed_at: float | None = None
         self._retry_s = retry_s
+        self._timeout_s = timeout_s
         self.failures = 0
 
     def _keys_for(self, account: str) -> list[str]:
@@ -125,7 +133,8 @@ class RedisLedger:
         return await self._run(cap=cap, pause=0.0)
 
     async def pause(self, now: float, until: float) -> None:
-        await self._run(cap=0, pause=max(0.0, until - now))
+        if until > now:
+            await self._run(cap=0, pause=until - now)
 
     async def adopt_account(self, account: str, now: float) -> None:
         # Replicas name their organization from the start (serve-sse reads it before polling);
@@ -147,13 +156,16 @@ class RedisLedger:
             return None
         args = [self.me, cap, self.speed, WINDOW_S, MEMBER_TTL_S, pause]
         try:
-            delay, senders, members, used = await self._script(keys=self._keys, args=args)
-        except (RedisError, OSError) as exc:  # Redis failed: go on alone, and say why once
+            with anyio.fail_after(self._timeout_s):
+                answer = await self._script(keys=self._keys, args=args)
+            delay, senders, members, used, paused = answer
+        except (RedisError, OSError, TimeoutError) as exc:  # go on alone, and say why once
             if self._failed_at is None and self._on_problem is not None:
-                self._on_problem(f"the bus's request budget is unreachable ({exc}); keeping to "
+                why = str(exc) or f"no answer within {self._timeout_s:g} s"
+                self._on_problem(f"the bus's request budget is unreachable ({why}); keeping to "
                                  "this replica's own budget until it answers")
             self._failed_at = time.monotonic()
             self.failures += 1
             return None
         self._failed_at = None
-        return Claim(float(delay), int(senders), int(members), int(used))
+        return Claim(float(delay), int(senders), int(members), int(used), bool(paused))

@@ -19,8 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from makestream.bus.connect import COMMAND_TIMEOUT_S
+from makestream.bus.lease import Lease
+
 DEFAULT_MAXLEN = 10_000
 READ_COUNT = 500
+# XREAD BLOCK must answer within the client's command deadline (makestream.bus.connect).
+FOLLOW_BLOCK_MAX_MS = int((COMMAND_TIMEOUT_S - 1) * 1000)
+
+_APPEND_HELD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return false
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[3], 'c', ARGV[4])
+"""
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,18 @@ class EventLog:
         value = await self.redis.execute_command("GET", self.epoch_key)
         return bytes(value).decode()
 
-    async def append(self, line: bytes, cursor: str) -> str:
-        """Add one event; its position."""
-        new_id = await self.redis.execute_command(
-            "XADD", self.key, "MAXLEN", "~", self.maxlen, "*", "e", line, "c", cursor
-        )
-        return bytes(new_id).decode()
+    async def append(self, line: bytes, cursor: str, lease: Lease | None = None) -> str | None:
+        """Add one event; its position. With `lease`, only while Redis still names this
+        replica its holder (None otherwise: the lease was lost, and the event is not added)."""
+        if lease is None:
+            new_id = await self.redis.execute_command(
+                "XADD", self.key, "MAXLEN", "~", self.maxlen, "*", "e", line, "c", cursor
+            )
+        else:
+            new_id = await self.redis.eval(
+                _APPEND_HELD, 2, lease.key, self.key, lease.holder, self.maxlen, line, cursor
+            )
+        return None if not new_id else bytes(new_id).decode()
 
     async def after(self, position: str, count: int = READ_COUNT) -> list[Entry]:
         """Up to `count` events after `position` ("0" for the first)."""
@@ -75,7 +93,9 @@ class EventLog:
 
     async def follow(self, position: str, *, block_ms: int, count: int = READ_COUNT) -> list[Entry]:
         """The events after `position`, waiting up to `block_ms` for the first one ([] if none
-        came)."""
+        came). The wait must end well within the client's command deadline."""
+        if not 0 < block_ms <= FOLLOW_BLOCK_MAX_MS:
+            raise ValueError(f"block_ms must be 1 to {FOLLOW_BLOCK_MAX_MS}")
         answer = await self.redis.execute_command(
             "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self.key, position or "0"
         )
@@ -91,7 +111,9 @@ class EventLog:
         return entries[0] if entries else None
 
     async def covers(self, position: str) -> bool:
-        """True if every event after `position` is still in the stream (none trimmed)."""
+        """True if every event after `position` is still in the stream: none trimmed, and
+        `position` not beyond what the stream has ever held (a Redis restored from an older
+        snapshot lost its tail, and a position from that tail is stale)."""
         wanted = parse_id(position)
         if wanted is None:
             return False
@@ -100,10 +122,23 @@ class EventLog:
         if not entries:
             return False
         first = parse_id(entries[0].id)
-        return first is not None and wanted >= first
+        newest = await self.redis.execute_command("XINFO", "STREAM", self.key)
+        last = parse_id(_field(newest, b"last-generated-id"))
+        return first is not None and last is not None and first <= wanted <= last
 
     async def length(self) -> int:
         return int(await self.redis.execute_command("XLEN", self.key))
+
+
+def _field(info: Any, name: bytes) -> str:
+    """One field of an XINFO answer (a dict from redis-py, or a flat list), as text."""
+    if isinstance(info, dict):
+        value = info.get(name, info.get(name.decode()))
+    else:
+        pairs = list(info or [])
+        value = next((pairs[i + 1] for i in range(0, len(pairs) - 1, 2)
+                      if bytes(pairs[i]) == name), None)
+    return "" if value is None else (value.decode() if isinstance(value, bytes) else str(value))
 
 
 def _entries(rows: Sequence[Any] | None) -> list[Entry]:

@@ -104,15 +104,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "all its processes on this machine together; `--budget-share` takes precedence.",
     ),
     EnvVar(
-        "XDG_RUNTIME_DIR",
-        "Where the shared request budget's files are (`$XDG_RUNTIME_DIR/makestream/`); a private "
-        "`makestream-UID` folder in the temporary directory when unset. "
-        "`MAKESTREAM_BUDGET_DIR` names another folder.",
-    ),
-    EnvVar(
         "MAKESTREAM_BUDGET_DIR",
-        "The folder of the shared request budget's files, instead of "
-        "`$XDG_RUNTIME_DIR/makestream`. It must belong to you and not be writable by others.",
+        "The folder of the shared request budget's files, instead of `/run/user/UID/makestream` "
+        "(or `/tmp/makestream-UID` where the former does not exist). It must belong to you and "
+        "not be writable by others; every process that should share one budget must see the "
+        "same value.",
     ),
     EnvVar(
         "MAKESTREAM_MCP_TOKEN",
@@ -208,7 +204,7 @@ FILES: tuple[tuple[str, str], ...] = (
         "reports exactly what it has not reported yet. The directory must exist.",
     ),
     (
-        "$XDG_RUNTIME_DIR/makestream/budget-*.json",
+        "/run/user/UID/makestream/budget-*.json (else /tmp/makestream-UID/)",
         "The request budget that every makestream process of this user shares per Make "
         "organization (or per token, when the token cannot read its organization): the sends of "
         "the last minute and any 429 pause, read and written under a lock. Safe to delete at any "

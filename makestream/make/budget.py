@@ -118,6 +118,7 @@ class Budget:
         self._strikes = 0  # 429s since the last answer that was not a 429
         self._ledger: SharedLedger | None = None
         self._shared = Claim(0.0, 1, 1, 0)  # what the ledger said last
+        self._others = 0  # sends of the other processes in the window, when it said so
         self._pause_to_share: float | None = None  # a 429 pause the ledger has yet to hear of
 
     @property
@@ -135,6 +136,7 @@ class Budget:
         (None: keep to this process's own count)."""
         self._ledger = ledger
         self._shared = Claim(0.0, 1, 1, 0)
+        self._others = 0
         self._interrupt()
 
     @property
@@ -275,9 +277,13 @@ class Budget:
         return max(1.0, self._nominal() * self._factor(now))
 
     def _rate(self, now: float) -> float:
-        """Requests per minute this process allows itself now: the total rate, divided among
-        the processes that sent in the last minute."""
-        return max(1.0, self._total_rate(now) / max(1, self._shared.senders))
+        """Requests per minute this process allows itself now: its fair part of the total rate
+        (divided among the processes that sent in the last minute) or what the others leave
+        unused, whichever is more (the ledger's hard cap keeps the sum within the total)."""
+        total = self._total_rate(now)
+        if self._shared.senders <= 1:
+            return total
+        return max(1.0, total / self._shared.senders, total - self._others)
 
     @staticmethod
     def _cap(rate: float) -> int:
@@ -336,6 +342,13 @@ class Budget:
             self._shared = Claim(0.0, last.senders, last.members, 0)
             return 0.0
         self._shared = claim
+        # The ledger's count includes the send it just granted, which _sends does not yet.
+        mine = len(self._sends) + (1 if claim.delay <= 0 else 0)
+        self._others = max(0, claim.used - mine)
+        if claim.paused and (self._paused_until is None or now >= self._paused_until):
+            # Another process saw a 429: pause and slow down as if this one had seen it.
+            self.throttled(claim.delay)
+            self._pause_to_share = None  # the ledger knows already
         return claim.delay
 
     def _wake_first(self) -> None:

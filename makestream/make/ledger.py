@@ -5,8 +5,8 @@ Make's limit is per organization. A cron `watch --no-follow` and a live `watch` 
 talk to the same organization record every send in one small *ledger* file and decide, each in
 turn under an exclusive lock, whether one more send fits.
 
-**A locked file, not a broker.** The ledger is a file under ``$XDG_RUNTIME_DIR/makestream/``
-(else ``/tmp/makestream-UID/``, created private), locked with ``flock`` around each decision.
+**A locked file, not a broker.** The ledger is a file under ``/run/user/UID/makestream/``
+(else ``/tmp/makestream-UID/``, created private; see `ledger_dir`), locked with ``flock`` around each decision.
 There is nothing to start, supervise or clean up: a process that dies holds no lock (the kernel
 drops it with the descriptor) and its sends simply age out of the window; a decision is one lock,
 one read and one write of a file of a few kilobytes, a few times a second at most. A broker
@@ -22,12 +22,17 @@ clock share a file):
 - ``paused_until``: the end of a 429 pause, so that a 429 seen by one process pauses all.
 - ``members``: ``pid → last seen``, so that each process can say how many share the budget.
 
-Pacing stays in each process (`makestream.make.budget`); it divides the rate among the processes
-that sent in the last minute, so that two busy watches each get half instead of racing each
-other into the hard cap.
+Pacing stays in each process (`makestream.make.budget`): each paces at its fair part of the rate
+(the total divided among the processes that sent in the last minute) or at what the others leave
+unused, whichever is more, so that two busy watches each get half instead of racing each other
+into the hard cap, and a lone cron job that sends a few requests costs a live watch only those.
 
-Any failure of the file (unwritable directory, full disk, a foreign owner) leaves the process on
-its own budget, as before there was a ledger, and is reported once through ``on_problem``.
+A folder that cannot be used safely (not a folder, a foreign owner, writable by others) leaves
+the process on its own budget, said once through ``on_problem``. A file that fails later (the
+folder removed, a full disk) is said once too, and the process goes on counting alone at the
+part of the rate it last had, so that processes cut off from each other do not each take the
+whole share. A lock held far longer than a decision takes is waited for only a few
+milliseconds (this runs in the event loop): the process then decides alone that once.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import fcntl
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +56,15 @@ WINDOW_S = 60.0
 MEMBER_TTL_S = 120.0
 # The file is ours, but a corrupt or planted one must not make a process read without bound.
 LEDGER_MAX_BYTES = 1 << 20
+PID_MAX = 2**31 - 1
+# Waiting for the lock: at most this many tries this far apart (a few milliseconds in all).
+LOCK_TRIES = 20
+LOCK_PAUSE_S = 0.0002
 ENV = "MAKESTREAM_BUDGET_DIR"
+
+
+class _Busy(Exception):
+    """The ledger's lock stayed taken for longer than a decision takes."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Claim:
     senders: int  # processes (this one included) that sent in the last window
     members: int  # processes (this one included) that share the ledger
     used: int  # sends of every process in the last window, this one included
+    paused: bool = False  # the delay is a 429 pause some process saw
 
 
 class SharedLedger(Protocol):
@@ -78,15 +93,23 @@ class SharedLedger(Protocol):
     async def leave(self) -> None: ...
 
 
-def ledger_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """Where ledgers live: ``$MAKESTREAM_BUDGET_DIR``, else ``$XDG_RUNTIME_DIR/makestream``,
-    else a private folder in the temporary directory."""
+def ledger_dir(env: Mapping[str, str] = os.environ, *, run_root: Path = Path("/run/user")) -> Path:
+    """Where ledgers live: ``$MAKESTREAM_BUDGET_DIR``, else ``/run/user/UID/makestream`` when the
+    user's runtime folder exists, else ``/tmp/makestream-UID``.
+
+    Chosen by the user id alone, not by ``XDG_RUNTIME_DIR`` or ``TMPDIR``: a cron job gets
+    neither while a login session gets both, and the two must find the same ledger."""
     if env.get(ENV):
         return Path(env[ENV])
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "makestream"
-    return Path(env.get("TMPDIR") or "/tmp") / f"makestream-{os.getuid()}"
+    uid = os.getuid()
+    runtime = run_root / str(uid)
+    try:
+        info = runtime.lstat()
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
+        return runtime / "makestream"
+    return Path("/tmp") / f"makestream-{uid}"
 
 
 def ledger_key(base_url: str, account: str, speed: float) -> str:
@@ -137,12 +160,14 @@ class Ledger:
         said once through `on_problem`, when the directory cannot be used safely."""
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = directory.stat()
+            # lstat: a link planted in /tmp in place of the folder must not be followed.
+            info = directory.lstat()
         except OSError as exc:
             _tell(on_problem, f"cannot use {directory} ({exc.strerror or exc}); "
                   "keeping to this process's own budget")
             return None
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
             _tell(on_problem, f"{directory} is not private to this user; "
                   "keeping to this process's own budget")
             return None
@@ -157,8 +182,8 @@ class Ledger:
         mine: list[list[float]] = []
         with self._state(now) as state:
             if state is not None:
-                mine = [s for s in state["sends"] if int(s[1]) == self.pid]
-                state["sends"] = [s for s in state["sends"] if int(s[1]) != self.pid]
+                mine = [s for s in state["sends"] if s[1] == self.pid]
+                state["sends"] = [s for s in state["sends"] if s[1] != self.pid]
                 state["members"].pop(str(self.pid), None)
         self.path = path
         with self._state(now) as state:
@@ -176,15 +201,16 @@ class Ledger:
             sends: list[list[float]] = state["sends"]
             delay = 0.0
             paused = state.get("paused_until")
+            is_paused = False
             if isinstance(paused, float | int) and paused > now:
-                delay = float(paused) - now
+                delay, is_paused = float(paused) - now, True
             elif len(sends) >= cap:
                 delay = max(0.0, sends[len(sends) - cap][0] + WINDOW_S - now)
             if delay <= 0:
                 sends.append([now, self.pid])
                 delay = 0.0
             senders = {int(pid) for _, pid in sends} | {self.pid}
-            return Claim(delay, len(senders), len(state["members"]), len(sends))
+            return Claim(delay, len(senders), len(state["members"]), len(sends), is_paused)
 
     async def pause(self, now: float, until: float) -> None:
         """A 429: every process sharing the ledger waits until `until` (clock seconds)."""
@@ -213,8 +239,8 @@ class Ledger:
                 state = _read(handle)
                 state["members"].pop(str(self.pid), None)
                 _write(handle, state)
-        except OSError:
-            pass
+        except (OSError, _Busy):
+            pass  # leaving is a courtesy: a member that does not leave ages out
 
     # --- the file -------------------------------------------------------------------------------
 
@@ -227,11 +253,16 @@ class Ledger:
         with contextlib.ExitStack() as stack:
             try:
                 handle = stack.enter_context(self._locked())
-                state = _read(handle)
+            except _Busy:
+                # Another process holds the lock far longer than a decision takes (stopped
+                # inside it, or a slow file system): go on alone this once.
+                yield None
+                return
             except OSError as exc:
                 self._fail(exc)
                 yield None
                 return
+            state = _read(handle)
             self._prune(state, now)
             yield state
             try:
@@ -247,8 +278,16 @@ class Ledger:
     def _locked(self) -> Iterator[int]:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            # Held for one read and one write: microseconds, so blocking here is harmless.
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A decision holds the lock for one read and one write (microseconds). This runs in
+            # the event loop, so it waits a bounded moment for the lock, never for ever.
+            for attempt in range(LOCK_TRIES):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == LOCK_TRIES - 1:
+                        raise _Busy from None
+                    time.sleep(LOCK_PAUSE_S)
             yield fd
         finally:
             os.close(fd)  # releases the lock
@@ -279,21 +318,29 @@ def _read(fd: int) -> dict[str, Any]:
         return empty
     if not isinstance(data, dict) or data.get("v") != 1:
         return empty
+    raw_sends, raw_members = data.get("sends"), data.get("members")
     sends = [
-        [float(s[0]), int(s[1])]
-        for s in data.get("sends", [])
+        [float(s[0]), s[1]]
+        for s in (raw_sends if isinstance(raw_sends, list) else [])
         if isinstance(s, list) and len(s) == 2
-        and isinstance(s[0], float | int) and isinstance(s[1], int)
+        and isinstance(s[0], float | int) and _is_pid(s[1])
     ]
     members = {
-        str(pid): float(seen)
-        for pid, seen in (data.get("members") or {}).items()
-        if str(pid).isdigit() and isinstance(seen, float | int)
+        pid: float(seen)
+        for pid, seen in (raw_members if isinstance(raw_members, dict) else {}).items()
+        if _is_pid(pid) and isinstance(seen, float | int)
     }
     state: dict[str, Any] = {"v": 1, "sends": sends, "members": members}
     if isinstance(data.get("paused_until"), float | int):
         state["paused_until"] = float(data["paused_until"])
     return state
+
+
+def _is_pid(value: object) -> bool:
+    """A process id as the ledger writes it (an int in sends, its text as a member key)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX
 
 
 def _write(fd: int, state: dict[str, Any]) -> None:
