@@ -6,7 +6,8 @@ talk to the same organization record every send in one small *ledger* file and d
 turn under an exclusive lock, whether one more send fits.
 
 **A locked file, not a broker.** The ledger is a file under ``/run/user/UID/makestream/``
-(else ``/tmp/makestream-UID/``, created private; see `ledger_dir`), locked with ``flock`` around each decision.
+(else ``/tmp/makestream-UID/``, created private; see `ledger_dir`), locked with ``flock``
+around each decision.
 There is nothing to start, supervise or clean up: a process that dies holds no lock (the kernel
 drops it with the descriptor) and its sends simply age out of the window; a decision is one lock,
 one read and one write of a file of a few kilobytes, a few times a second at most. A broker
