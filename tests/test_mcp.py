@@ -391,3 +391,11 @@ async def test_a_fault_in_one_monitor_ends_only_that_monitor(config_path: Path) 
         assert state["status"] == "closed" and "internal error" in state["last_error"]
         assert (await s.ok("get_execution_state", {"monitor_id": sound}))["status"] == "running"
         assert not (await s.call("get_scenario_state", {"scenario_id": 101})).is_error
+
+
+async def test_a_config_file_that_cannot_be_written_is_a_tool_error(tmp_path: Path) -> None:
+    path = Path("/proc/makestream-nowhere/config.toml")
+    async with served(demo_world(), path) as s:
+        text = _error_text(await s.call("set_alert_thresholds",
+                                        {"key": "error_rate", "value": 0.3}))
+    assert text.startswith(f"{path}: cannot write the config file: ") and "\n" not in text
