@@ -399,3 +399,42 @@ async def test_a_config_file_that_cannot_be_written_is_a_tool_error(tmp_path: Pa
         text = _error_text(await s.call("set_alert_thresholds",
                                         {"key": "error_rate", "value": 0.3}))
     assert text.startswith(f"{path}: cannot write the config file: ") and "\n" not in text
+
+
+async def _slow_run(s: Served, monkeypatch: pytest.MonkeyPatch, delay_s: float) -> None:
+    """POST /run answers `delay_s` real seconds late (Make under load)."""
+    original = s.service.client.run
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep(delay_s)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(s.service.client, "run", slow)
+
+
+async def test_a_run_started_just_before_the_timeout_keeps_its_id(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with served(outcome_world(duration=600), config_path, speed=20) as s:
+        await _slow_run(s, monkeypatch, 0.4)
+        result = await s.ok("stream_live_execution",
+                            {"scenario_id": 201, "run": True, "timeout_s": 0.1})
+        [record] = [r for r in s.zone.truth() if r.source == "manual"]
+    assert result["execution_id"] == record.execution_id
+    assert result["continue_with"] == {"scenario_id": 201, "execution_id": record.execution_id}
+    assert result["note"] is None
+
+
+async def test_a_run_whose_id_never_came_says_so(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from makestream.mcp import follow
+
+    monkeypatch.setattr(follow, "RUN_ANSWER_S", 0.1)
+    async with served(outcome_world(duration=600), config_path, speed=20) as s:
+        await _slow_run(s, monkeypatch, 5)
+        result = await s.ok("stream_live_execution",
+                            {"scenario_id": 201, "run": True, "timeout_s": 0.1})
+    assert result["status"] == "waiting" and result["execution_id"] is None
+    assert result["continue_with"] is None  # not "the next run to end": it may be another
+    assert "execution id is unknown" in result["note"]

@@ -236,7 +236,10 @@ def build_server(service: Service) -> MakestreamMCP:
         ETA (by the durations of recent runs) and a one-line message. Returns the status,
         duration, operations, credits, the error with its cause module, the Make link and each
         module's result; if the run has not ended within timeout_s, status is running (or
-        waiting) and continue_with holds the arguments to call again with.
+        waiting) and continue_with holds the arguments to call again with. With run, the
+        progress messages name the execution as soon as Make answers POST /run; if it has not
+        answered by timeout_s, the call waits up to 10 s more for the answer, and if none came,
+        note says so (the run may have started) instead of following another run.
         """
         from makestream.mcp.follow import Progress, follow
 
