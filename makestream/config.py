@@ -421,8 +421,17 @@ def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step, keeping its permissions.
 
     A symlinked config (dotfile managers do this) is followed, so the link survives and its
-    target is what changes.
+    target is what changes. A file that cannot be written (a read-only or missing folder, a
+    full disk) is a ConfigError of one line naming `path`; the old file is left as it was.
     """
+    try:
+        _replace(path, text)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{path}: cannot write the config file: {reason}") from None
+
+
+def _replace(path: Path, text: str) -> None:
     target = path.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

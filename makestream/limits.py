@@ -53,6 +53,11 @@ FILTER_MAX_IDS = 100  # scenario ids in one request's ?scenario= (each at most M
 # Monitors open at once in one process: each is a watch (a few MB, bench/README.md), and every
 # one shares the one request budget, so past a hundred each would learn little.
 MCP_MONITORS_MAX = 100
+# A monitor nobody reads (get_execution_state, its resource) for this long is stopped: an
+# assistant that went away must not leave it polling Make (`makestream mcp --monitor-idle`).
+MCP_MONITOR_IDLE_S = 30 * 60.0
+# Resources one session may subscribe to with `resources/subscribe` (monitors' states only).
+MCP_SUBSCRIPTIONS_MAX = MCP_MONITORS_MAX
 MCP_SCENARIOS_MAX = 1000  # scenario ids one tool call may name
 # Runs and alerts a monitor keeps for the next get_execution_state; past this the oldest go
 # (and the state says how many): a client that never asks must not grow the server.
@@ -61,3 +66,6 @@ MCP_RECENT_RUNS = 20  # finished runs the monitor's resource lists
 MCP_FOLLOW_MAX_S = 600.0  # stream_live_execution's timeout_s, at most
 # `data` for a run (`stream_live_execution(run=true, data=...)`): as --data @FILE.
 MCP_DATA_MAX_BYTES = DATA_MAX_BYTES
+# A request body of `makestream mcp --http` (413 beyond; Content-Length and the bytes streamed
+# alike): room for the largest `data` and the rest of one request.
+MCP_HTTP_BODY_MAX_BYTES = MCP_DATA_MAX_BYTES + 1 * MiB

@@ -333,8 +333,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError) as caught:
         config.set_threshold(path, "queue_max", "2")
+    assert str(caught.value) == f"{path}: cannot write the config file: No space left on device"
     assert path.read_text() == "[thresholds]\nqueue_max = 1\n"
     assert os.listdir(tmp_path) == ["config.toml"]
 

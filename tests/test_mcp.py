@@ -317,6 +317,37 @@ async def test_a_bad_token_is_a_tool_error_that_never_shows_the_token(
         assert token not in text and "\n" not in text
 
 
+def _record_requests(s: Served) -> list[int]:
+    """The simulated clock's time (ms) of every request the zone receives, from now on."""
+    times: list[int] = []
+    count = s.zone.count_request
+
+    def recording(now_ms: int) -> None:
+        times.append(now_ms)
+        count(now_ms)
+
+    s.zone.count_request = recording  # type: ignore[method-assign]
+    return times
+
+
+def busiest_minute(times_ms: list[int]) -> int:
+    """The most requests in any sliding 60 s window."""
+    ordered, most, first = sorted(times_ms), 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= 60_000:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def test_the_sliding_window_counts_a_burst_across_two_clock_minutes() -> None:
+    # 150 requests at the end of one minute and 150 at the start of the next: 150 a clock
+    # minute, 300 within 60 s.
+    burst = [59_000 + n for n in range(150)] + [60_000 + n for n in range(150)]
+    assert busiest_minute(burst) == 300
+    assert busiest_minute([0, 59_999, 60_000, 120_000]) == 2
+
+
 async def _drain(s: Served, monitor_id: str) -> dict[str, Any]:
     return await s.ok("get_execution_state", {"monitor_id": monitor_id})
 
@@ -327,6 +358,7 @@ async def test_25_monitors_each_see_every_run_once_within_one_budget(config_path
     world = demo_world().with_api_limit(240)
     ids = [sc.id for sc in world.scenarios]
     async with served(world, config_path, speed=30) as s:
+        request_ms = _record_requests(s)
         start = s.zone.clock.now()
         watched: dict[str, set[int]] = {}
 
@@ -362,7 +394,6 @@ async def test_25_monitors_each_see_every_run_once_within_one_budget(config_path
                 break
             await anyio.sleep(0.5)
             await drain_all()
-        per_minute = s.zone.requests_per_minute()
         throttled = [n for n in s.notices if n.kind == "throttled"]
     by_id = {r.execution_id: r for r in truth}
     for mid, targets in watched.items():
@@ -371,8 +402,9 @@ async def test_25_monitors_each_see_every_run_once_within_one_budget(config_path
         assert not missing, f"monitor {mid} missed {len(missing)} of {len(expected[mid])} runs"
         assert expected[mid], "the window should hold runs of every pair of scenarios"
         assert all(by_id[eid].scenario_id in targets for eid in seen[mid])
-    # The one budget: within the organization's limit every minute, and Make never said 429.
-    assert max(per_minute) <= 240 and not throttled
+    # The one budget: at most its share (0.8) of the organization's limit in any 60 s, not
+    # only in each clock minute (a budget at 230 a minute would pass that), and no 429.
+    assert request_ms and busiest_minute(request_ms) <= 0.8 * 240 and not throttled
 
 
 async def test_a_fault_in_one_monitor_ends_only_that_monitor(config_path: Path) -> None:
@@ -391,3 +423,50 @@ async def test_a_fault_in_one_monitor_ends_only_that_monitor(config_path: Path) 
         assert state["status"] == "closed" and "internal error" in state["last_error"]
         assert (await s.ok("get_execution_state", {"monitor_id": sound}))["status"] == "running"
         assert not (await s.call("get_scenario_state", {"scenario_id": 101})).is_error
+
+
+async def test_a_config_file_that_cannot_be_written_is_a_tool_error(tmp_path: Path) -> None:
+    path = Path("/proc/makestream-nowhere/config.toml")
+    async with served(demo_world(), path) as s:
+        text = _error_text(await s.call("set_alert_thresholds",
+                                        {"key": "error_rate", "value": 0.3}))
+    assert text.startswith(f"{path}: cannot write the config file: ") and "\n" not in text
+
+
+async def _slow_run(s: Served, monkeypatch: pytest.MonkeyPatch, delay_s: float) -> None:
+    """POST /run answers `delay_s` real seconds late (Make under load)."""
+    original = s.service.client.run
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep(delay_s)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(s.service.client, "run", slow)
+
+
+async def test_a_run_started_just_before_the_timeout_keeps_its_id(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with served(outcome_world(duration=600), config_path, speed=20) as s:
+        await _slow_run(s, monkeypatch, 0.4)
+        result = await s.ok("stream_live_execution",
+                            {"scenario_id": 201, "run": True, "timeout_s": 0.1})
+        [record] = [r for r in s.zone.truth() if r.source == "manual"]
+    assert result["execution_id"] == record.execution_id
+    assert result["continue_with"] == {"scenario_id": 201, "execution_id": record.execution_id}
+    assert result["note"] is None
+
+
+async def test_a_run_whose_id_never_came_says_so(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from makestream.mcp import follow
+
+    monkeypatch.setattr(follow, "RUN_ANSWER_S", 0.1)
+    async with served(outcome_world(duration=600), config_path, speed=20) as s:
+        await _slow_run(s, monkeypatch, 5)
+        result = await s.ok("stream_live_execution",
+                            {"scenario_id": 201, "run": True, "timeout_s": 0.1})
+    assert result["status"] == "waiting" and result["execution_id"] is None
+    assert result["continue_with"] is None  # not "the next run to end": it may be another
+    assert "execution id is unknown" in result["note"]

@@ -112,3 +112,72 @@ def test_a_run_not_ended_says_how_to_continue() -> None:
     result = follower.outcome()
     assert result.status == "running" and result.continue_with is not None
     assert result.continue_with.execution_id == "b"
+
+
+def test_closing_clears_the_open_alerts() -> None:
+    book = MonitorBook("m1", [1])
+    book.apply(AlertRaised(scenario_id=1, alert_id="x", rule="error_rate",  # type: ignore[arg-type]
+                           severity="warning", message="too many errors", ts="t"))
+    book.apply(StreamClosed(reason="stopped", exit_code=0))
+    assert book.open_alerts == {} and book.snapshot(BUDGET).open_alerts == []
+
+
+def test_progress_never_passes_its_total() -> None:
+    follower = RunFollower(1, "a")
+    events = [ExecutionStarted(scenario_id=1, execution_id="a", source="auto", started_at="t",
+                               expected_duration_ms=1000)]
+    events += [ExecutionProgress(scenario_id=1, execution_id="a", elapsed_ms=900 + 100 * n,
+                                 expected_duration_ms=1000, percent=99.0) for n in range(300)]
+    events.append(finished("a"))  # type: ignore[arg-type]
+    reports = [r for r in map(follower.apply, events) if r is not None]
+    values = [r.progress for r in reports]
+    assert values == sorted(set(values))  # each further on
+    assert all(r.total == 100 and r.progress <= 100 for r in reports)
+    assert values[-1] == 100 and "success" in reports[-1].message
+    assert all(v < 100 for v in values[:-1])  # only the end reaches the total
+
+
+def test_without_an_id_the_first_run_to_end_is_the_one_followed() -> None:
+    follower = RunFollower(1, None)
+    reports = [follower.apply(e) for e in [
+        ExecutionStarted(scenario_id=1, execution_id="a", source="auto", started_at="t1",
+                         expected_duration_ms=60_000),
+        ExecutionStarted(scenario_id=1, execution_id="b", source="auto", started_at="t2",
+                         expected_duration_ms=60_000),
+        ExecutionProgress(scenario_id=1, execution_id="a", elapsed_ms=20_000,
+                          expected_duration_ms=60_000, percent=33.0),
+        finished("b", "warning"),  # b ends first, though a began first
+        ExecutionProgress(scenario_id=1, execution_id="a", elapsed_ms=30_000,
+                          expected_duration_ms=60_000, percent=50.0),
+        ModuleResult(scenario_id=1, execution_id="b", module_id=3, status="warning"),
+        finished("a"),
+    ]]
+    result = follower.outcome()
+    assert (result.execution_id, result.status) == ("b", "warning")
+    assert result.continue_with is None and [m.module_id for m in result.modules] == [3]
+    values = [r.progress for r in reports if r is not None]
+    assert values == sorted(set(values)) and values[-1] == 100
+    assert reports[4] is None and reports[6] is None  # after b ended, a is not followed
+
+
+def test_without_an_id_a_call_that_ends_early_continues_with_the_next_run_to_end() -> None:
+    follower = RunFollower(1, None)
+    follower.apply(ExecutionStarted(scenario_id=1, execution_id="a", source="auto",
+                                    started_at="t1"))
+    result = follower.outcome()
+    assert result.status == "running" and result.execution_id == "a"
+    assert result.continue_with is not None and result.continue_with.execution_id is None
+
+
+def test_a_run_asked_for_whose_id_is_unknown_says_so() -> None:
+    result = RunFollower(7, None, run=True).outcome()
+    assert result.status == "waiting" and result.execution_id is None
+    assert result.continue_with is None  # not "the next run": that could be another one
+    assert result.note is not None and "execution id is unknown" in result.note
+    follower = RunFollower(7, None, run=True)
+    progress = follower.apply(ExecutionStarted(scenario_id=7, execution_id="r1",
+                                               source="run", started_at="t"))
+    assert progress is not None and "execution r1" in progress.message
+    after = follower.outcome()
+    assert after.note is None and after.continue_with is not None
+    assert after.continue_with.execution_id == "r1"

@@ -78,6 +78,12 @@ def test_options_follow_serve_sses_rules(tmp_path: Path) -> None:
                        env={}).token == "from-file"
     with pytest.raises(UsageError, match="go with --http"):
         mcp_options(http=None, auth_token_file=token_file, allow_host=[], env={})
+    assert mcp_options(http=None, auth_token_file=None, allow_host=[],
+                       env={}).monitor_idle_s == 1800
+    assert mcp_options(http=None, auth_token_file=None, allow_host=[], env={},
+                       monitor_idle="5m").monitor_idle_s == 300
+    with pytest.raises(UsageError, match="--monitor-idle"):
+        mcp_options(http=None, auth_token_file=None, allow_host=[], env={}, monitor_idle="soon")
     with pytest.raises(UsageError, match="--allow-host"):
         mcp_options(http="127.0.0.1:1", auth_token_file=None, allow_host=["a:80"], env={})
 
@@ -196,6 +202,13 @@ async def test_streamable_http_with_the_sdk_client(http_server: HttpServer) -> N
                                      {"scenario_id": 104, "timeout_s": 40},
                                      progress_callback=on_progress)
         assert not run.is_error and progress and progress[-1] == 100
+        # No token: any local user could connect, so nothing that starts a run or writes.
+        for name, arguments in [
+            ("stream_live_execution", {"scenario_id": 104, "run": True, "timeout_s": 5}),
+            ("set_alert_thresholds", {"key": "error_rate", "value": 0.3}),
+        ]:
+            refusal = await client.call_tool(name, arguments)
+            assert refusal.is_error and "--auth-token-file" in str(refusal.content)
         started = await client.call_tool("start_monitoring", {"scenario_ids": [104]})
         assert started.structured_content is not None
         uri = started.structured_content["resource"]

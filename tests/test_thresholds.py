@@ -109,6 +109,15 @@ def test_unknown_keys_and_bad_values_exit_2_with_one_line(
     assert not path.exists()
 
 
+def test_a_config_file_that_cannot_be_written_exits_2_with_one_line() -> None:
+    path = Path("/proc/makestream-nowhere/config.toml")  # a folder that cannot be made
+    result = cli(path, "set", "error_rate", "0.3")
+    assert result.exit_code == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"makestream: error: {path}: cannot write the config file: ")
+    assert "Traceback" not in result.stderr
+
+
 def test_show_options_before_a_subcommand_are_refused(tmp_path: Path) -> None:
     result = cli(tmp_path / "c.toml", "--scenario", "5", "set", "queue_max", "1")
     assert (result.exit_code, result.stderr) == (

@@ -25,6 +25,7 @@ from makestream.cli.common import (
     run,
 )
 from makestream.errors import UsageError
+from makestream.limits import MCP_MONITOR_IDLE_S
 
 app = command_app()
 
@@ -39,6 +40,7 @@ class McpOptions:
     port: int = 0
     token: str | None = None
     allow_hosts: list[str] = field(default_factory=list)
+    monitor_idle_s: float = MCP_MONITOR_IDLE_S  # 0: never stop an unread monitor
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -53,17 +55,20 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def mcp_options(*, http: str | None, auth_token_file: Path | None, allow_host: list[str],
-                env: dict[str, str] | None = None) -> McpOptions:
+                env: dict[str, str] | None = None, monitor_idle: str | None = None) -> McpOptions:
     """Turn command-line values into McpOptions; every mistake is a UsageError (exit 2)."""
     from makestream.cli.serve import read_token
     from makestream.server.app import canonical_host
     from makestream.server.runner import is_loopback
+    from makestream.timeutil import parse_duration
 
+    idle = MCP_MONITOR_IDLE_S if monitor_idle is None \
+        else parse_duration(monitor_idle, option="--monitor-idle")
     environ = dict(os.environ) if env is None else env
     if http is None:
         if auth_token_file is not None or allow_host:
             raise UsageError("--auth-token-file and --allow-host go with --http")
-        return McpOptions()
+        return McpOptions(monitor_idle_s=idle)
     host, port = parse_address(http)
     token = read_token(auth_token_file, environ, TOKEN_ENV)
     if token is None and not is_loopback(host):
@@ -76,7 +81,7 @@ def mcp_options(*, http: str | None, auth_token_file: Path | None, allow_host: l
             raise UsageError(f"--allow-host {name!r}: expected a host name or an address, "
                              "without a port (any port is accepted)")
         hosts.append(canonical)
-    return McpOptions(host=host, port=port, token=token, allow_hosts=hosts)
+    return McpOptions(host=host, port=port, token=token, allow_hosts=hosts, monitor_idle_s=idle)
 
 
 @app.command("mcp")
@@ -89,12 +94,18 @@ def mcp(
     auth_token_file: Path | None = typer.Option(
         None, "--auth-token-file", metavar="FILE", dir_okay=False,
         help=f"With --http: clients must send this bearer token (Authorization: Bearer). "
-        f"Default: ${TOKEN_ENV}; without either, no auth (loopback only).",
+        f"Default: ${TOKEN_ENV}; without either, no auth (loopback only), and the tools that "
+        "start runs or write the config file refuse.",
     ),
     allow_host: list[str] = typer.Option(
         [], "--allow-host", metavar="NAME",
         help="With --http: also answer requests whose Host header names NAME (any port), as "
         "serve-sse does. Repeatable.",
+    ),
+    monitor_idle: str = typer.Option(
+        "30m", "--monitor-idle", metavar="DURATION",
+        help="Stop a monitor nobody has read (get_execution_state, its resource) for this "
+        "long. 0: never.",
     ),
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
@@ -129,7 +140,8 @@ def mcp(
 
         # Checked before anything is served: a bad option or a missing Make token is exit 2
         # (open_client refuses to start without a token).
-        opts = mcp_options(http=http, auth_token_file=auth_token_file, allow_host=allow_host)
+        opts = mcp_options(http=http, auth_token_file=auth_token_file, allow_host=allow_host,
+                           monitor_idle=monitor_idle)
         return await _serve(opts, conn, config.default_path())
 
     run(main)
@@ -140,15 +152,20 @@ async def _serve(opts: McpOptions, conn: Connection, config_path: Path) -> int:
     from makestream.mcp.service import open_service
 
     if opts.host is None:
-        async with open_service(conn, config_path=config_path) as service:
+        async with open_service(conn, config_path=config_path,
+                                monitor_idle_s=opts.monitor_idle_s) as service:
             await build_server(service).run_stdio_async()
         return 0
-    from makestream.mcp.http import HttpOptions, address_of, serve_http
+    from makestream.mcp.http import NO_TOKEN_REFUSAL, HttpOptions, address_of, serve_http
     from makestream.server.runner import bind
 
     sock = bind(opts.host, opts.port)
     try:
-        async with open_service(conn, config_path=config_path) as service:
+        async with open_service(conn, config_path=config_path,
+                                monitor_idle_s=opts.monitor_idle_s) as service:
+            if opts.token is None:
+                # Loopback, but any local user may connect: no runs, no config writes.
+                service.side_effects_refused = NO_TOKEN_REFUSAL
             print(f"makestream mcp: listening on {address_of(sock)} "
                   f"(auth {'on' if opts.token else 'off'})", file=sys.stderr, flush=True)
             await serve_http(build_server(service), HttpOptions(

@@ -71,6 +71,10 @@ class RunResult(_Model):
     continue_with: FollowUp | None = Field(
         None, description="Set when the run had not ended: call again with these arguments."
     )
+    note: str | None = Field(
+        None, description="What the result cannot say otherwise: e.g. that the run this call "
+        "asked for may have started although its execution id is unknown."
+    )
 
 
 class InFlight(_Model):

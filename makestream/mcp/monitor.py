@@ -130,6 +130,7 @@ class MonitorBook:
                 self.status = "closed"
                 self.closed_reason = event.reason
                 self.running.clear()
+                self.open_alerts.clear()  # a monitor that stopped watching vouches for none
         return isinstance(event, _NOTABLE)
 
     def _keep(self, queue: deque[FinishedRun] | deque[Alert], item: FinishedRun | Alert) -> None:

@@ -31,12 +31,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import mcp_types
+from mcp.server.connection import Connection
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, ValidationError
 
-from makestream import __version__
+from makestream import __version__, limits
 from makestream.errors import MakestreamError
 from makestream.limits import MAKE_INT_MAX, MCP_FOLLOW_MAX_S, MCP_SCENARIOS_MAX
 from makestream.mcp.models import (
@@ -51,7 +54,7 @@ from makestream.mcp.models import (
     StateDocument,
     ThresholdSet,
 )
-from makestream.mcp.service import Service, monitor_uri
+from makestream.mcp.service import NOTIFY_TIMEOUT_S, MonitorGone, Service, monitor_uri
 from makestream.safetext import clean
 
 if TYPE_CHECKING:
@@ -103,6 +106,27 @@ def _tool_errors() -> Iterator[None]:
                         "later") from None
 
 
+def _lasting(session: ServerSession) -> Connection | None:
+    """The connection of a request's `session` when it lasts across requests and the SDK says
+    when it ends (its exit stack): a handshake-protocol session (stdio, or HTTP with a session
+    id). On protocol 2026-07-28 each request is its own connection: None."""
+    connection = getattr(session, "_connection", None)  # the SDK keeps it private
+    if isinstance(connection, Connection) \
+            and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return connection
+    return None
+
+
+def _end_monitors(service: Service, monitor_ids: set[str]) -> None:
+    for monitor_id in list(monitor_ids):
+        service.discard(monitor_id, "session ended")
+
+
+def _peer(session: ServerSession) -> object:
+    """Who a request came from: its lasting connection, else the request's own session."""
+    return _lasting(session) or session
+
+
 def _argument_problem(tool: str, exc: ValidationError) -> str:
     """One sentence about arguments that do not fit a tool's input schema."""
     errors = exc.errors()
@@ -116,6 +140,9 @@ def _argument_problem(tool: str, exc: ValidationError) -> str:
 
 class MakestreamMCP(MCPServer[Any]):
     """MCPServer whose tool errors are one sentence each (no prefix, no validation dump)."""
+
+    # `resources/subscribe`: URI → each subscriber (`_peer`) and a session to notify it with
+    legacy: dict[str, dict[object, ServerSession]]
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[Any, Any] | None = None) -> Any:
@@ -131,24 +158,89 @@ class MakestreamMCP(MCPServer[Any]):
                 raise ToolError(str(cause)) from None
             raise
 
-    def add_legacy_subscriptions(self, sessions: dict[str, set[ServerSession]]) -> None:
-        """Serve `resources/subscribe` for clients of protocols before 2026-07-28."""
+    def add_legacy_subscriptions(self, service: Service) -> None:
+        """Serve `resources/subscribe` for clients of protocols before 2026-07-28: to monitors'
+        states only, at most MCP_SUBSCRIPTIONS_MAX a session; a stopped monitor's subscribers
+        and an ended session's subscriptions are forgotten (`self.legacy`: URI → sessions)."""
+        legacy: dict[str, dict[object, ServerSession]] = {}
+        self.legacy = legacy
 
         async def subscribe(ctx: ServerRequestContext[Any, Any],
                             params: mcp_types.SubscribeRequestParams) -> mcp_types.EmptyResult:
-            sessions.setdefault(str(params.uri), set()).add(ctx.session)
+            uri = str(params.uri)
+            monitor_id = monitor_of(uri)
+            if monitor_id is None or monitor_id not in service.monitors:
+                raise MCPError(code=mcp_types.INVALID_PARAMS, message=_sentence(
+                    f"{uri} is not the state of a running monitor: subscribe to the resource "
+                    "start_monitoring returned"))
+            peer = _peer(ctx.session)
+            mine = len([u for u, subscribers in legacy.items() if peer in subscribers])
+            if peer not in legacy.get(uri, {}) and mine >= limits.MCP_SUBSCRIPTIONS_MAX:
+                raise MCPError(code=mcp_types.INVALID_PARAMS, message=(
+                    f"this session has {limits.MCP_SUBSCRIPTIONS_MAX} subscriptions, the most "
+                    "one session may have: unsubscribe from one first"))
+            connection = _lasting(ctx.session)
+            if connection is not None and "makestream.subscribed" not in connection.state:
+                connection.state["makestream.subscribed"] = True
+                connection.exit_stack.callback(self.forget, connection)
+            legacy.setdefault(uri, {})[peer] = ctx.session
             return mcp_types.EmptyResult()
 
         async def unsubscribe(ctx: ServerRequestContext[Any, Any],
                               params: mcp_types.UnsubscribeRequestParams) -> mcp_types.EmptyResult:
-            sessions.get(str(params.uri), set()).discard(ctx.session)
+            uri = str(params.uri)
+            subscribers = legacy.get(uri)
+            if subscribers is not None:
+                subscribers.pop(_peer(ctx.session), None)
+                if not subscribers:
+                    legacy.pop(uri, None)
             return mcp_types.EmptyResult()
 
+        def monitor_gone(uri: str) -> None:
+            legacy.pop(uri, None)
+
+        service.gone.append(monitor_gone)
         low = self._lowlevel_server
         low.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams,
                                 subscribe)
         low.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams,
                                 unsubscribe)
+
+    def forget(self, peer: object) -> None:
+        """Drop every subscription of `peer` (a session that ended or stopped listening)."""
+        for uri, subscribers in list(self.legacy.items()):
+            subscribers.pop(peer, None)
+            if not subscribers:
+                self.legacy.pop(uri, None)
+
+    async def notify_legacy(self, uri: str) -> None:
+        """Tell `uri`'s legacy subscribers, each within its own NOTIFY_TIMEOUT_S: a session
+        that does not take it in time (or at all) is forgotten, and the others still hear."""
+
+        async def send(peer: object, session: ServerSession) -> None:
+            with anyio.move_on_after(NOTIFY_TIMEOUT_S):
+                try:
+                    await session.send_resource_updated(uri)
+                    return
+                except Exception:  # a closed session
+                    pass
+            self.forget(peer)
+
+        subscribers = self.legacy.get(uri)
+        if subscribers:
+            async with anyio.create_task_group() as tg:
+                for peer, session in list(subscribers.items()):
+                    tg.start_soon(send, peer, session)
+
+
+def monitor_of(uri: str) -> str | None:
+    """The monitor id of a monitor's state URI; None for any other URI."""
+    prefix, suffix = monitor_uri(""), "/state"
+    head = prefix[: -len(suffix)]
+    if uri.startswith(head) and uri.endswith(suffix) and len(uri) > len(prefix):
+        monitor_id = uri[len(head): -len(suffix)]
+        return monitor_id if "/" not in monitor_id else None
+    return None
 
 
 def _flow_nodes(modules: list[BlueprintModule],
@@ -197,16 +289,13 @@ def build_server(service: Service) -> MakestreamMCP:
     bus = InMemorySubscriptionBus()
     server = MakestreamMCP("makestream", version=__version__, instructions=INSTRUCTIONS,
                            subscriptions=bus, log_level="WARNING")
-    legacy: dict[str, set[ServerSession]] = {}
-    server.add_legacy_subscriptions(legacy)
+    server.add_legacy_subscriptions(service)
 
     async def notify(uri: str) -> None:
-        await bus.publish(ResourceUpdated(uri=uri))
-        for session in list(legacy.get(uri, ())):
-            try:
-                await session.send_resource_updated(uri)
-            except Exception:  # a closed session: forget it
-                legacy.get(uri, set()).discard(session)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.notify_legacy, uri)
+            with anyio.move_on_after(NOTIFY_TIMEOUT_S):
+                await bus.publish(ResourceUpdated(uri=uri))
 
     service.notify.append(notify)
 
@@ -236,7 +325,10 @@ def build_server(service: Service) -> MakestreamMCP:
         ETA (by the durations of recent runs) and a one-line message. Returns the status,
         duration, operations, credits, the error with its cause module, the Make link and each
         module's result; if the run has not ended within timeout_s, status is running (or
-        waiting) and continue_with holds the arguments to call again with.
+        waiting) and continue_with holds the arguments to call again with. With run, the
+        progress messages name the execution as soon as Make answers POST /run; if it has not
+        answered by timeout_s, the call waits up to 10 s more for the answer, and if none came,
+        note says so (the run may have started) instead of following another run.
         """
         from makestream.mcp.follow import Progress, follow
 
@@ -247,6 +339,8 @@ def build_server(service: Service) -> MakestreamMCP:
                             "not both")
         if data is not None:
             _check_data(data)
+        if run and service.side_effects_refused is not None:
+            raise ToolError(service.side_effects_refused)
 
         async def report(progress: Progress) -> None:
             await ctx.report_progress(progress.progress, progress.total, progress.message)
@@ -257,6 +351,7 @@ def build_server(service: Service) -> MakestreamMCP:
 
     @tool
     async def start_monitoring(
+        ctx: Context[Any, Any],
         scenario_ids: Annotated[list[ScenarioId] | None, Field(
             max_length=MCP_SCENARIOS_MAX, description="Scenarios to watch.")] = None,
         team_id: Annotated[TeamId | None, Field(
@@ -271,7 +366,8 @@ def build_server(service: Service) -> MakestreamMCP:
 
         Read what it saw with get_execution_state (or its resource, which notifies
         subscribers); end it with stop_monitoring. Every monitor shares the server's one
-        request budget.
+        request budget. A monitor ends with the session that started it (where the protocol
+        has sessions), and when nobody has read it for a while (30 minutes by default).
         """
         from makestream import config
         from makestream.engine.alerts import AlertEvaluator
@@ -287,6 +383,14 @@ def build_server(service: Service) -> MakestreamMCP:
             monitor = await service.start_monitor(
                 ids, team_id if not ids else None, AlertEvaluator(effective))
         book = monitor.book
+        connection = _lasting(ctx.request_context.session)
+        if connection is not None:  # it ends with the session that started it
+            mine = connection.state.get("makestream.monitors")
+            if not isinstance(mine, set):
+                mine = connection.state["makestream.monitors"] = set()
+                connection.exit_stack.callback(_end_monitors, service, mine)
+            mine.intersection_update(service.monitors)  # the stopped ones are gone already
+            mine.add(book.monitor_id)
         return MonitorStarted(monitor_id=book.monitor_id, scenario_ids=book.scenario_ids,
                               resource=monitor_uri(book.monitor_id))
 
@@ -296,7 +400,7 @@ def build_server(service: Service) -> MakestreamMCP:
         or resolved since the last call (each handed out once), the alerts open now and the
         request budget's use."""
         with _tool_errors():
-            book = service.monitor(monitor_id).book
+            book = service.read(monitor_id).book
         return book.drain(service.client.budget.snapshot())
 
     @tool
@@ -375,6 +479,8 @@ def build_server(service: Service) -> MakestreamMCP:
         same validation; the file is written atomically). Monitors started afterwards use it."""
         from makestream import config
 
+        if service.side_effects_refused is not None:
+            raise ToolError(service.side_effects_refused)
         text = _setting_text(value)
         path = service.config_path
         with _tool_errors():
@@ -390,10 +496,11 @@ def build_server(service: Service) -> MakestreamMCP:
     @server.resource("makestream://monitors/{monitor_id}/state", mime_type="application/json",
                      description="A monitor's state: runs in flight, recent runs, open alerts; "
                      "subscribers hear when a run begins or ends or an alert changes.")
-    def monitor_state(monitor_id: str) -> str:
-        monitor = service.monitors.get(monitor_id)
-        if monitor is None:
-            raise ResourceNotFoundError(f"monitor {monitor_id!r} does not exist")
+    async def monitor_state(monitor_id: str) -> str:
+        try:
+            monitor = service.read(monitor_id)
+        except MonitorGone:
+            raise ResourceNotFoundError(f"monitor {monitor_id!r} does not exist") from None
         state: MonitorState = monitor.book.snapshot(service.client.budget.snapshot())
         return state.model_dump_json()
 
@@ -406,7 +513,7 @@ def tool_list() -> list[mcp_types.Tool]:
     from types import SimpleNamespace
     from typing import cast
 
-    server = build_server(cast(Service, SimpleNamespace(notify=[])))
+    server = build_server(cast(Service, SimpleNamespace(notify=[], gone=[], monitors={})))
     return anyio.run(server.list_tools)
 
 

@@ -5,8 +5,10 @@
         server = build_server(service)
 
 Nothing here talks to Make until a tool asks: an idle server spends no request. A monitor's
-watch runs in the service's task group, so it outlives the tool call that started it and ends
-with `stop_monitoring` or with the server.
+watch runs in the service's task group, so it outlives the tool call that started it. It ends
+with `stop_monitoring`, with the session that started it where the SDK says when that ends (a
+handshake-protocol session: stdio, or HTTP with a session id), when nobody has read it
+(get_execution_state, its resource) for `monitor_idle_s` (--monitor-idle), or with the server.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import anyio.abc
 from makestream.engine.alerts import AlertEvaluator
 from makestream.engine.watch import Watch, WatchOptions, open_watch
 from makestream.errors import MakestreamError, UsageError
-from makestream.limits import MCP_MONITORS_MAX
+from makestream.limits import MCP_MONITOR_IDLE_S, MCP_MONITORS_MAX
 from makestream.mcp.monitor import MonitorBook
 
 if TYPE_CHECKING:
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 # How long start_monitoring waits for the watch to open (token and scenarios checked) before
 # it hands out the id anyway, with the monitor still starting (a slow or throttled Make).
 START_WAIT_S = 20.0
-# A resource subscriber that does not take a notification within this long misses it.
+# A resource subscriber that does not take a notification within this long misses it (and a
+# legacy `resources/subscribe` session is dropped: `server.MakestreamMCP.notify_legacy`). Each
+# subscriber has its own; the whole of one notification gets twice as long at most.
 NOTIFY_TIMEOUT_S = 1.0
 
 
@@ -63,6 +67,14 @@ class Monitor:
     opened: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     watch: Watch | None = None
+    stopping: str | None = None  # why it was told to stop, if it was
+    last_read: float = field(default_factory=anyio.current_time)  # real, for the idle stop
+
+    def stop(self, reason: str) -> None:
+        """End the watch, now or (not yet open) as soon as it exists."""
+        self.stopping = self.stopping or reason
+        if self.watch is not None:
+            self.watch.stop(self.stopping)
 
 
 Notify = Callable[[str], Awaitable[None]]
@@ -72,7 +84,8 @@ class Service:
     """The shared engine of one MCP server process."""
 
     def __init__(self, client: MakeClient, zone: SimZone | None, tg: anyio.abc.TaskGroup, *,
-                 api_limit: int | None, config_path: Path) -> None:
+                 api_limit: int | None, config_path: Path,
+                 monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> None:
         self.client = client
         self.zone = zone
         self.api_limit = api_limit
@@ -80,6 +93,11 @@ class Service:
         self.monitors: dict[str, Monitor] = {}
         self.watches: set[Watch] = set()  # every watch running, monitors' and follows'
         self.notify: list[Notify] = []  # called with a resource URI when it changed
+        self.gone: list[Callable[[str], None]] = []  # called with a resource URI that ended
+        self.monitor_idle_s = monitor_idle_s  # 0: never stop an unread monitor
+        # Set (a sentence) when anyone on this machine may call the tools: those that start
+        # runs or write the config file refuse, saying this.
+        self.side_effects_refused: str | None = None
         self._tg = tg
 
     # -- the client's observer -------------------------------------------------------------------
@@ -107,7 +125,7 @@ class Service:
     async def start_monitor(self, scenario_ids: list[int], team_id: int | None,
                             alerts: AlertEvaluator) -> Monitor:
         """Start a monitor; a fatal start (bad token, unknown scenario) is raised here."""
-        if len(self.monitors) >= MCP_MONITORS_MAX:
+        if self.open_monitors() >= MCP_MONITORS_MAX:
             raise UsageError(f"{MCP_MONITORS_MAX} monitors are running, the most one server "
                              "runs: stop_monitoring one first")
         monitor_id = secrets.token_hex(6)
@@ -115,9 +133,14 @@ class Service:
                                api_limit=self.api_limit, alerts=alerts)
         monitor = Monitor(MonitorBook(monitor_id, scenario_ids), options)
         self.monitors[monitor_id] = monitor
-        self._tg.start_soon(self._run_monitor, monitor)
-        with anyio.move_on_after(START_WAIT_S):
-            await monitor.opened.wait()
+        try:
+            self._tg.start_soon(self._run_monitor, monitor)
+            with anyio.move_on_after(START_WAIT_S):
+                await monitor.opened.wait()
+        except BaseException:
+            # The caller went away (cancelled) before it had the id: nobody could stop it.
+            self.discard(monitor_id, "cancelled")
+            raise
         if monitor.book.status == "closed":
             self.monitors.pop(monitor_id, None)
             raise MonitorStartFailed(monitor.book.fatal or monitor.book.last_error
@@ -130,6 +153,8 @@ class Service:
         try:
             async with self.watching(monitor.options) as watch:
                 monitor.watch = watch
+                if monitor.stopping is not None:
+                    watch.stop(monitor.stopping)
                 async for event in watch.events:
                     notable = book.apply(event)
                     if book.status != "starting":
@@ -149,8 +174,12 @@ class Service:
 
     async def _notify(self, uri: str) -> None:
         for notify in list(self.notify):
-            with anyio.move_on_after(NOTIFY_TIMEOUT_S):
+            with anyio.move_on_after(2 * NOTIFY_TIMEOUT_S):
                 await notify(uri)
+
+    def open_monitors(self) -> int:
+        """Monitors whose watch still runs: the ones MCP_MONITORS_MAX counts."""
+        return sum(1 for m in self.monitors.values() if not m.done.is_set())
 
     def monitor(self, monitor_id: str) -> Monitor:
         found = self.monitors.get(monitor_id)
@@ -158,12 +187,43 @@ class Service:
             raise MonitorGone(monitor_id)
         return found
 
-    async def stop_monitor(self, monitor_id: str) -> Monitor:
+    def read(self, monitor_id: str) -> Monitor:
+        """A monitor someone reads: it is not idle."""
+        found = self.monitor(monitor_id)
+        found.last_read = anyio.current_time()
+        return found
+
+    def discard(self, monitor_id: str, reason: str) -> Monitor | None:
+        """Stop a monitor without waiting for its watch to end, and forget it."""
         monitor = self.monitors.pop(monitor_id, None)
+        if monitor is not None:
+            monitor.stop(reason)
+            for gone in list(self.gone):
+                gone(monitor_uri(monitor_id))
+        return monitor
+
+    def stop_idle(self) -> list[str]:
+        """Stop the monitors nobody has read for `monitor_idle_s`; their ids."""
+        if self.monitor_idle_s <= 0:
+            return []
+        now = anyio.current_time()
+        idle = [mid for mid, m in self.monitors.items()
+                if now - m.last_read >= self.monitor_idle_s]
+        for mid in idle:
+            logging.getLogger("makestream.mcp").info("monitor %s stopped: not read for %.0fs",
+                                                     mid, self.monitor_idle_s)
+            self.discard(mid, "idle")
+        return idle
+
+    async def _stop_idle_forever(self) -> None:
+        while True:
+            await anyio.sleep(max(0.05, min(60.0, self.monitor_idle_s / 10)))
+            self.stop_idle()
+
+    async def stop_monitor(self, monitor_id: str) -> Monitor:
+        monitor = self.discard(monitor_id, "stopped")
         if monitor is None:
             raise MonitorGone(monitor_id)
-        if monitor.watch is not None:
-            monitor.watch.stop("stopped")
         with anyio.move_on_after(5):
             await monitor.done.wait()
         return monitor
@@ -175,28 +235,33 @@ class MonitorStartFailed(MakestreamError):
 
 @asynccontextmanager
 async def running(client: MakeClient, zone: SimZone | None, *, api_limit: int | None,
-                  config_path: Path) -> AsyncIterator[Service]:
+                  config_path: Path,
+                  monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> AsyncIterator[Service]:
     """A service on `client`; its monitors end with it. The client's observer should call
     `service.on_notice`."""
     async with anyio.create_task_group() as tg:
-        service = Service(client, zone, tg, api_limit=api_limit, config_path=config_path)
+        service = Service(client, zone, tg, api_limit=api_limit, config_path=config_path,
+                          monitor_idle_s=monitor_idle_s)
+        if monitor_idle_s > 0:
+            tg.start_soon(service._stop_idle_forever)
         try:
             yield service
         finally:
             for monitor in service.monitors.values():
-                if monitor.watch is not None:
-                    monitor.watch.stop("server closed")
+                monitor.stop("server closed")
             tg.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def open_service(conn: Connection, *, config_path: Path) -> AsyncIterator[Service]:
+async def open_service(conn: Connection, *, config_path: Path,
+                       monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> AsyncIterator[Service]:
     """A service on a client for Make (or the demo's simulated zone), as the CLI connects."""
     from makestream.cli.common import open_client
 
     holder: list[Service] = []
     async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None
-                           ) as (client, zone), running(client, zone, api_limit=conn.api_limit,
-                                                        config_path=config_path) as service:
+                           ) as (client, zone), running(
+            client, zone, api_limit=conn.api_limit, config_path=config_path,
+            monitor_idle_s=monitor_idle_s) as service:
         holder.append(service)
         yield service
