@@ -27,6 +27,7 @@ from makestream.cli.common import (
     run,
     say,
 )
+from makestream.cli.store import KeepOpt, NoStoreOpt, StoreOpt
 from makestream.errors import MakestreamError, UsageError
 from makestream.sinks.cli import (
     AlertLabelOpt,
@@ -344,6 +345,9 @@ def watch(
         case_sensitive=False,
         help="Colour in pretty and compact output (NO_COLOR is honoured).",
     ),
+    store: Path | None = StoreOpt,
+    no_store: bool = NoStoreOpt,
+    keep: str = KeepOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
@@ -368,9 +372,11 @@ def watch(
     )
 
     async def main() -> int:
+        from makestream.cli import store as stored
         from makestream.engine.watch import Watch
         from makestream.render import output_for, output_is_live
 
+        store_choice = stored.choose(store, no_store, keep)
         clock = conn.clock()
         conn.speed = clock.speed
         options = watch_options(
@@ -414,6 +420,7 @@ def watch(
         from makestream.filters import EventFilter
 
         chosen = EventFilter.from_cli(types, statuses, progress=progress)
+        options.history = stored.history_source(store_choice)
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -424,14 +431,25 @@ def watch(
                 # The live view draws module flows and a budget gauge: fetch blueprints and
                 # report the budget more often than the NDJSON default.
                 options.blueprints, options.heartbeat_s = True, 5.0
+            live = output_is_live(format_, sys.stdout)
             output = output_for(format_, color, sys.stdout)
             if not chosen.everything:
                 output = _Filtered(output, chosen)
             failures: list[str] = []
             sinks = _sinks(sink_opts, client.clock, holder, failures)
+            notes: list[str] = []
+            recorder = _Recorder(
+                stored.start_writer(store_choice, client.clock.now), holder, notes, live=live
+            )
             try:
-                return await _stream(client, options, output, cursor_file, holder, sinks)
+                return await _stream(
+                    client, options, output, cursor_file, holder, sinks, recorder
+                )
             finally:
+                await stored.stop_writer(recorder.writer)
+                recorder.check(ended=True)
+                for note in notes:
+                    say(f"warning: {note}")
                 if failures:
                     # One line, after the stream: the live view owns the terminal until then.
                     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
@@ -468,6 +486,7 @@ async def _stream(
     cursor_file: Path | None,
     holder: list[Any],
     sinks: list[Any],
+    recorder: _Recorder | None = None,
 ) -> int:
     from contextlib import AsyncExitStack
 
@@ -484,7 +503,7 @@ async def _stream(
     async with AsyncExitStack() as stack:
         for sink in sinks:
             await stack.enter_async_context(sink)
-        await _follow(watch, output, cursor_file, sinks, state)
+        await _follow(watch, output, cursor_file, sinks, state, recorder)
     if state.broken:
         raise BrokenPipeError  # `run()` ends quietly
     if watch.outcome.error is not None:
@@ -523,8 +542,41 @@ class _Ending:
     broken = False
 
 
+class _Recorder:
+    """The history store beside the stream: every event offered to its writer (never waiting),
+    and the writer's first problem said once, as a `stream.error` event and on stderr (after the
+    stream when the live view owns the terminal). The stream goes on either way."""
+
+    def __init__(self, writer: Any, holder: list[Any], notes: list[str], *, live: bool) -> None:
+        self.writer, self.holder, self.notes, self.live = writer, holder, notes, live
+
+    def offer(self, event: Any) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        writer.offer(event)
+        if event.type == "stream.opened" and self.holder:
+            scenarios = self.holder[0].tracker.scenarios
+            writer.note_scenarios((sid, st.name, st.team_id) for sid, st in scenarios.items())
+        self.check()
+
+    def check(self, *, ended: bool = False) -> None:
+        problem = self.writer.take_problem() if self.writer is not None else None
+        if problem is None:
+            return
+        if not ended and self.holder:
+            from makestream.events import StreamError
+
+            self.holder[0].emit([StreamError(message=problem, error_type="store", fatal=False)])
+        if self.live:
+            self.notes.append(problem)
+        else:
+            say(f"warning: {problem}")
+
+
 async def _follow(
-    watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending
+    watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending,
+    recorder: _Recorder | None = None,
 ) -> None:
     """Run the watch and write its events until it ends."""
     import anyio
@@ -537,6 +589,8 @@ async def _follow(
             async for event in watch.events:
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+                if recorder is not None:
+                    recorder.offer(event)
                 output.write(event)
                 position = event.cursor.partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from makestream import __version__
 from makestream.engine.base import LOG_PAGE, WatchBase
+from makestream.engine.history import seed
 from makestream.engine.poller import Action, ScanTarget
 from makestream.errors import ApiError, AuthError, NotFoundError, UsageError
 from makestream.events import StreamOpened
@@ -94,9 +95,12 @@ class WatchStartup(WatchBase):
         state.name, state.team_id = scenario.name, scenario.team_id
         self._team_of[sid] = scenario.team_id
         self.emit(self.tracker.scenario_seen(scenario))
+        seeded = seed(state.history, opts.alerts, opts.history, sid)
         if opts.run or opts.execution_id:
             # The target run may predate the watch; one page of logs gives its expected length.
             state.position.floor_ms = 0
+            if seeded:
+                return
             page = await self.client.logs(sid, limit=LOG_PAGE, priority=Priority.NORMAL)
             self._learn(sid, page.items)
             return
