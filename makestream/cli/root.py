@@ -41,6 +41,12 @@ COMMANDS = {
     "flow": Entry(
         "flow", "Draw a scenario's module flow: chains, routers with their filters, error handlers."
     ),
+    "history": Entry(
+        "history",
+        "List, sum up, plot and export the executions watch and serve-sse have stored "
+        "(no request to Make).",
+        group=True,
+    ),
     "render": Entry(
         "render",
         "Show a saved event stream again: the live view, compact lines, or validated NDJSON.",
