@@ -20,3 +20,12 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"Make's example payloads are missing: expected {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _history_store_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that keep history (watch, serve-sse) write it under a temporary folder, never in
+    the real home; subprocesses inherit the same environment."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("MAKESTREAM_STORE", raising=False)

@@ -127,11 +127,19 @@ class StoreWriter:
                 self._problem = message
 
     def _run(self) -> None:
-        try:
-            conn = open_write(self.path)
-        except StoreError as exc:
-            self._turn_off(exc.message)
-            return
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                conn = open_write(self.path)
+                break
+            except StoreError as exc:
+                if "locked" not in exc.message or self._stopping.is_set():
+                    self._turn_off(exc.message)
+                    return
+                # Another process holds the file (a long migration, a backup): wait for it.
+                self._fail(f"{exc.message}; retrying, events wait meanwhile")
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
         try:
             self._loop(conn)
         finally:
