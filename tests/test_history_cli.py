@@ -238,8 +238,9 @@ def test_watch_stores_every_finished_run_it_reports(tmp_path: Path) -> None:
     assert "warning" not in err
 
 
-def test_watch_writes_the_default_store_under_xdg_data_home(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_writes_the_default_store_under_xdg_data_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     code, _, err = run("watch", "--demo", "--count", "1", "--since", "15m", "-o", "ndjson", *FAST)
     assert code == 0, err
