@@ -279,3 +279,25 @@ def test_a_store_fault_leaves_the_watch_streaming(tmp_path: Path, fault: str) ->
     assert errors[0]["message"].startswith(f"history store {path}: ")
     warnings = [line for line in err.splitlines() if line]
     assert warnings == [f"makestream: warning: {errors[0]['message']}"]
+
+
+def test_thresholds_test_replays_the_store_without_a_request(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[thresholds]\nconsecutive_failures = {value = 1, severity = "critical"}\n')
+    monkeypatch.setenv("MAKESTREAM_CONFIG", str(config))
+    monkeypatch.setenv("MAKE_API_URL", "http://127.0.0.1:9/api/v2")  # nothing may be asked
+    code, out, err = run("thresholds", "test", "101", "--from-store", "--store", str(store),
+                         "--format", "json")
+    assert code == 0, err
+    alerts = [json.loads(line) for line in out.splitlines()]
+    raised = [a for a in alerts
+              if a["type"] == "alert.raised" and a["rule"] == "consecutive_failures"]
+    # 101 ran at i = 0, 3, 6, ...: an error whenever i is even, so every other run fails and the
+    # next one resolves it.
+    runs = [i for i in range(30) if i % 3 == 0]
+    assert len(raised) == sum(1 for i in runs if i % 2 == 0)
+    assert f"over the last {len(runs)} stored runs of scenario 101" in err
+    code, out, err = run("thresholds", "test", "999", "--from-store", "--store", str(store))
+    assert code == 0 and out == "" and "over the last 0 stored runs" in err

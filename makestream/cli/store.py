@@ -63,3 +63,40 @@ async def stop_writer(writer: StoreWriter | None) -> None:
         import anyio
 
         await anyio.to_thread.run_sync(writer.close)
+
+
+class Recorder:
+    """The history store beside a stream: every event offered to its writer (never waiting),
+    the scenarios' names and teams noted when the stream opens, and the writer's first problem
+    said once, as a `stream.error` event and on stderr (after the stream, into `deferred`, when
+    a live view owns the terminal). The stream goes on either way."""
+
+    def __init__(self, writer: StoreWriter | None, deferred: list[str] | None = None) -> None:
+        self.writer = writer
+        self.deferred = deferred
+
+    def offer(self, event: Any, watch: Any) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        writer.offer(event)
+        if event.type == "stream.opened" and watch is not None:
+            scenarios = watch.tracker.scenarios
+            writer.note_scenarios((sid, st.name, st.team_id) for sid, st in scenarios.items())
+        self.check(watch)
+
+    def check(self, watch: Any = None) -> None:
+        """Report the writer's problem, if it has one not reported yet."""
+        from makestream.cli.common import say
+
+        problem = self.writer.take_problem() if self.writer is not None else None
+        if problem is None:
+            return
+        if watch is not None:
+            from makestream.events import StreamError
+
+            watch.emit([StreamError(message=problem, error_type="store", fatal=False)])
+        if self.deferred is not None:
+            self.deferred.append(problem)
+        else:
+            say(f"warning: {problem}")

@@ -42,6 +42,7 @@ from makestream.sinks.cli import (
 )
 
 if TYPE_CHECKING:
+    from makestream.cli.store import Recorder
     from makestream.engine.watch import WatchOptions
     from makestream.sinks.options import SinkOptions
 
@@ -438,8 +439,8 @@ def watch(
             failures: list[str] = []
             sinks = _sinks(sink_opts, client.clock, holder, failures)
             notes: list[str] = []
-            recorder = _Recorder(
-                stored.start_writer(store_choice, client.clock.now), holder, notes, live=live
+            recorder = stored.Recorder(
+                stored.start_writer(store_choice, client.clock.now), notes if live else None
             )
             try:
                 return await _stream(
@@ -447,7 +448,7 @@ def watch(
                 )
             finally:
                 await stored.stop_writer(recorder.writer)
-                recorder.check(ended=True)
+                recorder.check()
                 for note in notes:
                     say(f"warning: {note}")
                 if failures:
@@ -486,7 +487,7 @@ async def _stream(
     cursor_file: Path | None,
     holder: list[Any],
     sinks: list[Any],
-    recorder: _Recorder | None = None,
+    recorder: Recorder | None = None,
 ) -> int:
     from contextlib import AsyncExitStack
 
@@ -542,41 +543,9 @@ class _Ending:
     broken = False
 
 
-class _Recorder:
-    """The history store beside the stream: every event offered to its writer (never waiting),
-    and the writer's first problem said once, as a `stream.error` event and on stderr (after the
-    stream when the live view owns the terminal). The stream goes on either way."""
-
-    def __init__(self, writer: Any, holder: list[Any], notes: list[str], *, live: bool) -> None:
-        self.writer, self.holder, self.notes, self.live = writer, holder, notes, live
-
-    def offer(self, event: Any) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        writer.offer(event)
-        if event.type == "stream.opened" and self.holder:
-            scenarios = self.holder[0].tracker.scenarios
-            writer.note_scenarios((sid, st.name, st.team_id) for sid, st in scenarios.items())
-        self.check()
-
-    def check(self, *, ended: bool = False) -> None:
-        problem = self.writer.take_problem() if self.writer is not None else None
-        if problem is None:
-            return
-        if not ended and self.holder:
-            from makestream.events import StreamError
-
-            self.holder[0].emit([StreamError(message=problem, error_type="store", fatal=False)])
-        if self.live:
-            self.notes.append(problem)
-        else:
-            say(f"warning: {problem}")
-
-
 async def _follow(
     watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending,
-    recorder: _Recorder | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
     """Run the watch and write its events until it ends."""
     import anyio
@@ -590,7 +559,7 @@ async def _follow(
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
                 if recorder is not None:
-                    recorder.offer(event)
+                    recorder.offer(event, watch)
                 output.write(event)
                 position = event.cursor.partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:

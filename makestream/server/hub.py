@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -88,6 +88,12 @@ RECENT_LOGS = 50  # per scenario, for /v1/state (as many as `makestream state` r
 CATCHUP_MAX = 10_000
 TEAM_REFRESH_S = 60.0  # how often a team's scenario list may be re-read for an unknown id
 UPSTREAM_FAILED = "upstream unreachable"  # /readyz's reason, whatever Make said
+
+
+class Recorder(Protocol):
+    """Where the upstream's events are kept (the history store)."""
+
+    def offer(self, event: _Event, watch: Watch) -> None: ...
 
 
 class Forbidden(Exception):
@@ -241,6 +247,9 @@ class HubOptions:
     catchup_timeout_s: float = 300.0
     # Offered every upstream event (they take the alerts); run and closed by the caller.
     sinks: Sequence[Sink] = ()
+    # The history store's recorder (`cli.store.Recorder`), offered every upstream event with
+    # the watch that made it; it never waits. Started and stopped by the caller.
+    recorder: Recorder | None = None
 
 
 @dataclass
@@ -503,6 +512,8 @@ class Hub:
         """One upstream event: note what it tells about the upstream, then publish it."""
         for sink in self.options.sinks:
             sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+        if self.options.recorder is not None:
+            self.options.recorder.offer(event, watch)
         self._seq = max(self._seq, event.seq)
         if event.cursor:
             self._cursor = event.cursor
