@@ -12,6 +12,9 @@ import typer
 if TYPE_CHECKING:
     from makestream.store import StoreChoice, StoreWriter
 
+# How long `watch --cursor-file` lets one finished run wait for the store before writing it out.
+STORED_WAIT_S = 2.0
+
 StoreOpt = typer.Option(
     None,
     "--store",
@@ -75,15 +78,26 @@ class Recorder:
         self.writer = writer
         self.deferred = deferred
 
-    def offer(self, event: Any, watch: Any) -> None:
+    def offer(self, event: Any, watch: Any) -> int:
+        """Hand an event to the writer; a ticket for `stored`, or 0."""
         writer = self.writer
         if writer is None:
-            return
-        writer.offer(event)
+            return 0
+        ticket = writer.offer(event)
         if event.type == "stream.opened" and watch is not None:
             scenarios = watch.tracker.scenarios
             writer.note_scenarios((sid, st.name, st.team_id) for sid, st in scenarios.items())
         self.check(watch)
+        return ticket
+
+    async def stored(self, ticket: int) -> None:
+        """Wait (off the event loop, STORED_WAIT_S at most) until the event is on disk; at once
+        when the store has a problem, which has been reported."""
+        if self.writer is None or not ticket:
+            return
+        import anyio
+
+        await anyio.to_thread.run_sync(self.writer.wait_stored, ticket, STORED_WAIT_S)
 
     def check(self, watch: Any = None) -> None:
         """Report the writer's problem, if it has one not reported yet."""

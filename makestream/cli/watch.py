@@ -559,7 +559,11 @@ async def _follow(
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
                 if recorder is not None:
-                    recorder.offer(event, watch)
+                    ticket = recorder.offer(event, watch)
+                    if cursor_file is not None and event.type == "execution.finished":
+                        # The cursor file must not run ahead of the store: a run it counts as
+                        # reported is one a restart never reports again, to either.
+                        await recorder.stored(ticket)
                 output.write(event)
                 position = event.cursor.partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:

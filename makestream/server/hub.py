@@ -93,7 +93,7 @@ UPSTREAM_FAILED = "upstream unreachable"  # /readyz's reason, whatever Make said
 class Recorder(Protocol):
     """Where the upstream's events are kept (the history store)."""
 
-    def offer(self, event: _Event, watch: Watch) -> None: ...
+    def offer(self, event: _Event, watch: Watch) -> object: ...
 
 
 class Forbidden(Exception):

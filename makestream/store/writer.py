@@ -14,6 +14,9 @@ report once (`take_problem`); then:
 - a locked file or a full disk is retried with backoff, holding the batch; events that arrive
   meanwhile wait in the queue, and past its size are dropped (and counted).
 
+`offer` returns a ticket; `wait_stored(ticket)` blocks until that event is on disk, for a caller
+whose own progress marker must never run ahead of the store (`watch --cursor-file`).
+
 Retention: every PRUNE_EVERY_S the thread deletes at most PRUNE_CHUNK rows older than `keep_s`
 from each table, so a large backlog is trimmed a little at a time, never in one long lock.
 """
@@ -68,6 +71,11 @@ class StoreWriter:
         self.written = 0  # rows newly stored (not counting ones already there)
         self._last_prune = 0.0
         self._stopping = threading.Event()
+        # Items queued and items done with (written or given up), in queue order: a caller can
+        # wait until what it offered is on disk (`wait_stored`).
+        self._queued = 0
+        self._done = 0
+        self._progress = threading.Condition()
 
     # -- the caller's side (the event loop) -----------------------------------------------------
 
@@ -75,23 +83,45 @@ class StoreWriter:
         self._thread.start()
         return self
 
-    def offer(self, event: _Event) -> None:
-        """Queue an event to be stored, if it is a kind the store keeps. Never blocks."""
+    def offer(self, event: _Event) -> int:
+        """Queue an event to be stored, if it is a kind the store keeps. Never blocks.
+
+        Returns a ticket for `wait_stored`, or 0 when the event was not queued."""
         if event.type in STORED_TYPES and not self.off:
-            self._put(event)
+            return self._put(event)
+        return 0
 
     def note_scenarios(self, scenarios: Iterable[ScenarioInfo]) -> None:
         """Remember scenario names and teams (for `history --team` and display)."""
         if not self.off:
             self._put(list(scenarios))
 
-    def _put(self, item: object) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            with self._lock:
+    def _put(self, item: object) -> int:
+        with self._progress:  # one producer in practice; the lock keeps tickets in queue order
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
                 self.dropped += 1
-            self._fail(f"history store {self.path}: writes fall behind; events are being dropped")
+                self._fail(
+                    f"history store {self.path}: writes fall behind; events are being dropped"
+                )
+                return 0
+            self._queued += 1
+            return self._queued
+
+    def wait_stored(self, ticket: int, timeout: float) -> bool:
+        """Block until the item with this ticket is written (True) or given up, or until
+        `timeout` passes or the writer has a problem (False). Call it off the event loop."""
+        with self._progress:
+            self._progress.wait_for(
+                lambda: self._done >= ticket or self._problem is not None, timeout
+            )
+            return self._done >= ticket and not self.off and self._problem is None
+
+    def _finished(self, count: int) -> None:
+        with self._progress:
+            self._done += count
+            self._progress.notify_all()
 
     def take_problem(self) -> str | None:
         """The first problem the writer met, once; None if there is none or it was taken."""
@@ -125,6 +155,8 @@ class StoreWriter:
         with self._lock:
             if self._problem is None:
                 self._problem = message
+        with self._progress:
+            self._progress.notify_all()
 
     def _run(self) -> None:
         delay = RETRY_MIN_S
@@ -154,9 +186,11 @@ class StoreWriter:
         """Mark everything queued as done (dropped), so that flush() does not wait for it."""
         while True:
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            if item is not _STOP:
+                self._finished(1)
             self._queue.task_done()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
@@ -174,10 +208,12 @@ class StoreWriter:
                     self._write(conn, items)
                 self._maybe_prune(conn)
             except StoreError as exc:
-                self._turn_off(exc.message)
+                self._turn_off(exc.message)  # first: a waiter must not take the batch as written
+                self._finished(len(items))
                 for _ in batch:
                     self._queue.task_done()
                 return
+            self._finished(len(items))
             for _ in batch:
                 self._queue.task_done()
             if stop:
