@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -448,3 +449,28 @@ def test_a_crash_mid_write_loses_nothing_already_stored(tmp_path: Path) -> None:
     ids = {r[0] for r in conn.execute("SELECT execution_id FROM executions")}
     assert {f"kept{i}" for i in range(100)} <= ids
     assert {f"x{i}" for i in range(2000)} <= ids
+
+
+def test_a_caller_can_wait_until_its_event_is_on_disk(tmp_path: Path) -> None:
+    from makestream.events import StreamHeartbeat
+
+    path = tmp_path / "h.db"
+    w = StoreWriter(path, keep_s=1e9, now=lambda: T0 / 1000).start()
+    assert w.offer(StreamHeartbeat(used_last_minute=1, budget_per_min=1.0, running=0)) == 0
+    tickets = [w.offer(finished(f"e{i}")) for i in range(3)]
+    assert tickets == [1, 2, 3]
+    assert w.wait_stored(tickets[-1], timeout=10)
+    conn = connect(path)  # another connection sees them: committed
+    assert query.counts(conn) == (3, 0)
+    w.close()
+
+
+def test_waiting_on_a_store_that_cannot_write_ends_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    path.write_bytes(b"garbage " * 1000)
+    w = StoreWriter(path, keep_s=1.0).start()
+    ticket = w.offer(finished("a"))
+    started = time.monotonic()
+    assert not w.wait_stored(ticket or 1, timeout=30)
+    assert time.monotonic() - started < 10
+    w.close()
