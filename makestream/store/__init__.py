@@ -12,9 +12,26 @@ reads recent durations from it at start-up (`HistoryFromStore`); `makestream his
     query.py   what `history`, the engine and the server ask of it
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from makestream.store.paths import StoreChoice, default_path, resolve
 from makestream.store.schema import SCHEMA_VERSION, StoreError, open_read, open_write
-from makestream.store.writer import StoreWriter
+
+if TYPE_CHECKING:
+    from makestream.store.writer import StoreWriter
+
+
+def __getattr__(name: str) -> Any:
+    # The writer needs the event models (pydantic); readers such as `history stats` do not, and
+    # start faster without them.
+    if name == "StoreWriter":
+        from makestream.store.writer import StoreWriter
+
+        return StoreWriter
+    raise AttributeError(name)
+
 
 __all__ = [
     "SCHEMA_VERSION",

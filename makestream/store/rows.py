@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from makestream.events import AlertRaised, AlertResolved, ExecutionFinished, ScenarioChanged, _Event
+if TYPE_CHECKING:
+    from makestream.events import _Event
 
 STORED_TYPES = ("execution.finished", "alert.raised", "alert.resolved", "scenario.changed")
 _DROP = ("seq", "cursor")
@@ -69,6 +70,8 @@ def _body(event: _Event) -> str:
 
 def to_row(event: _Event) -> ExecutionRow | NoteRow | None:
     """The row that stores an event, or None for events the store does not keep."""
+    from makestream.events import AlertRaised, AlertResolved, ExecutionFinished, ScenarioChanged
+
     ts_ms = epoch_ms(event.ts) or 0
     if isinstance(event, ExecutionFinished):
         if event.execution_id is None or event.scenario_id is None:
