@@ -391,12 +391,14 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             for sink in sinks:
                 await stack.enter_async_context(sink)
             from makestream.cli.store import Recorder, start_writer, stop_writer
+            from makestream.store.replay import StoreReplay
 
             writer = start_writer(opts.store, client.clock.now) if opts.store else None
             stack.push_async_callback(stop_writer, writer)  # after the hub: its last events
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
                 idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=Recorder(writer),
+                stored=StoreReplay(writer.path, writer) if writer is not None else None,
             ), metrics)
             hubs.append(hub)
             web = create_app(hub, AppOptions(

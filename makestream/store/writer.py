@@ -109,6 +109,11 @@ class StoreWriter:
             self._queued += 1
             return self._queued
 
+    def mark(self) -> int:
+        """The ticket of the last event queued so far (0 when none was)."""
+        with self._progress:
+            return self._queued
+
     def wait_stored(self, ticket: int, timeout: float) -> bool:
         """Block until the item with this ticket is written (True) or given up, or until
         `timeout` passes or the writer has a problem (False). Call it off the event loop."""
