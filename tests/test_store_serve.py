@@ -65,3 +65,28 @@ async def test_a_cursor_from_before_the_first_scans_goes_to_make(tmp_path: Path)
         assert len(ids) == len(set(ids))
         # The positions of stream.opened owe runs from before the store covered them.
         assert srv.hub.stats.catchups == 1 and srv.hub.stats.store_replays == 0
+
+
+async def test_trend_per_scenario_and_day_from_the_store(tmp_path: Path) -> None:
+    async with stored_server(tmp_path / "h.db") as (srv, writer):
+        async with srv.http().stream("GET", "/v1/events") as response:
+            seen = finished_ids(await SseReader(response).until(count_finished(3)))
+        assert writer.wait_stored(writer.mark(), 10)
+        body = (await srv.http().get("/v1/trend?days=2")).json()
+        assert body["available"] and body["days"] == 2
+        runs = {s["scenario_id"]: sum(d["runs"] for d in s["days"]) for s in body["scenarios"]}
+        assert sum(runs.values()) >= len(seen)
+        day = body["scenarios"][0]["days"][0]
+        assert day["start"].endswith("T00:00:00.000Z")
+        assert day["runs"] == day["success"] + day["warning"] + day["error"]
+        one = (await srv.http().get("/v1/trend?scenario=101")).json()
+        assert [s["scenario_id"] for s in one["scenarios"]] in ([101], [])
+        bad = await srv.http().get("/v1/trend?days=1000")
+        assert bad.status_code == 400 and bad.json()["error"].startswith("days:")
+
+
+async def test_trend_without_a_store_is_404() -> None:
+    async with sse_server() as srv:
+        response = await srv.http().get("/v1/trend")
+        assert response.status_code == 404
+        assert response.json() == {"error": "no history store (serve-sse runs with --no-store)"}

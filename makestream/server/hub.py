@@ -122,6 +122,10 @@ class StoredRuns(Protocol):
         self, scenario_ids: Sequence[int], since_ms: int
     ) -> list[ExecutionFinished] | None: ...
 
+    async def trend(
+        self, scenario_ids: Sequence[int], since_ms: int, by_s: int = 86400
+    ) -> list[dict[str, Any]] | None: ...
+
 
 class Forbidden(Exception):
     """A client asked for a scenario outside what this server was started for."""
@@ -831,6 +835,17 @@ class Hub:
             cursor_after = Cursor(key, len(out) + 1, positions).encode()
             out.append(run.model_copy(update={"cursor": cursor_after}))
         return out
+
+    async def trend(self, scenario_ids: Iterable[int] | None, days: int) -> dict[str, Any] | None:
+        """Each scenario's last `days` days from the history store (`GET /v1/trend`); None
+        without a store."""
+        stored = self.options.stored
+        if stored is None:
+            return None
+        ids = sorted(scenario_ids if scenario_ids is not None else self._targets)
+        since_ms = int((time.time() - days * 86400) // 86400 * 86400 * 1000)
+        rows = await stored.trend(ids, since_ms)
+        return {"days": days, "scenarios": rows, "available": rows is not None}
 
     def _known_scenarios(self) -> dict[int, Scenario]:
         if self.watch is None:
