@@ -294,8 +294,9 @@ def serve_sse(
 
     One watch polls Make and evaluates the thresholds for all clients; its alerts also go to any
     --webhook and --alertmanager. Endpoints: GET /v1/events (the stream; ?scenario=, ?type=,
-    resumes from Last-Event-ID or ?cursor=), /v1/state (with the open alerts), /healthz,
-    /readyz, /metrics, and / (a live page). SIGTERM or Ctrl-C ends every stream with
+    resumes from Last-Event-ID or ?cursor=), /v1/state (with the open alerts), /v1/trend (runs
+    per scenario and day from the history store), /healthz, /readyz, /metrics, and / (a live
+    page). SIGTERM or Ctrl-C ends every stream with
     stream.closed.
 
     Examples:
