@@ -68,6 +68,9 @@ class Reads:
 
     def __init__(self, ids: list[int], *, until_finished: bool = False) -> None:
         self.until_finished = until_finished  # --execution: until its run is reported
+        self.ids = ids
+        self.watch: Watch | None = None
+        self.with_expected = 0  # scenarios with an expected duration when the pass ended
         self.left = set(ids)
         self.by_endpoint: Counter[str] = Counter()
         self.done = anyio.Event()
@@ -81,7 +84,15 @@ class Reads:
         if len(parts) == 3 and parts[2] == "logs":
             self.left.discard(int(parts[1]))
             if not self.left and not self.until_finished:
-                self.done.set()  # counting stops here, whenever the next event comes
+                self.finish()  # counting stops here, whenever the next event comes
+
+    def finish(self) -> None:
+        if self.watch is not None:
+            scenarios = self.watch.tracker.scenarios
+            self.with_expected = sum(
+                1 for sid in self.ids
+                if sid in scenarios and scenarios[sid].history.expected_ms is not None)
+        self.done.set()
 
 
 def fill_from_truth(path: Path, zone: SimZone, before: float) -> int:
@@ -131,6 +142,7 @@ async def _startup(n: int, warm: bool, anchor: float, execution: bool) -> dict[s
             else:
                 options = WatchOptions(team_id=TEAM, history=source)
             watch = Watch(client, options)
+            reads.watch = watch
             counter.forward.append(watch.on_notice)
 
             def count(sid: int, page: list[Any]) -> None:
@@ -140,17 +152,13 @@ async def _startup(n: int, warm: bool, anchor: float, execution: bool) -> dict[s
 
             watch.on_logs = count
             start = clock.now()
-            expected_at_pass = 0
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch.run)
                 with anyio.move_on_after(clock.real(600)):
                     async for event in watch.events:
                         if target is not None and event.type == "execution.finished":
-                            reads.done.set()
+                            reads.finish()
                         if reads.done.is_set():
-                            expected_at_pass = sum(
-                                1 for sid in ids
-                                if watch.tracker.scenarios[sid].history.expected_ms is not None)
                             break
                 watch.stop("bench")
                 async for _ in watch.events:
@@ -160,7 +168,7 @@ async def _startup(n: int, warm: bool, anchor: float, execution: bool) -> dict[s
         return {
             "scenarios": n, "store": "warm" if warm else "empty", "stored_runs": stored,
             "requests": sum(reads.by_endpoint.values()), "by_endpoint": dict(reads.by_endpoint),
-            "log_entries": entries, "with_expected_duration": expected_at_pass,
+            "log_entries": entries, "with_expected_duration": reads.with_expected,
             "clock_s": round(clock.now() - start, 1), "seeded": source.answered if source else 0,
         }
     finally:
@@ -271,7 +279,8 @@ def build_big(path: Path, total: int, busy: int) -> float:
     return time.perf_counter() - started
 
 
-def _command_s(path: Path, scenario: int, runs: int = 5) -> tuple[float, dict[str, Any]]:
+def _command_s(path: Path, scenario: int, runs: int = 5,
+               answer: bool = True) -> tuple[float, dict[str, Any]]:
     """Median wall time of `makestream history stats SCENARIO --since 30d`, and its answer."""
     import json
 
@@ -282,7 +291,7 @@ def _command_s(path: Path, scenario: int, runs: int = 5) -> tuple[float, dict[st
         t = time.perf_counter()
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         times.append(time.perf_counter() - t)
-    return statistics.median(times), json.loads(out.splitlines()[0])
+    return statistics.median(times), json.loads(out.splitlines()[0]) if answer else {}
 
 
 def _query_s(path: Path, scenario: int, runs: int = 5) -> float:
@@ -306,6 +315,10 @@ def stats_over_big(quick: bool) -> dict[str, Any]:
         built = build_big(path, total, busy)
         out: dict[str, Any] = {"executions": total, "build_s": round(built, 1),
                                "file_mb": round(os.path.getsize(path) / 2**20)}
+        # The floor of any answer: the same command on an empty store (process start, imports).
+        empty = tmp / "empty.db"
+        open_write(empty).close()
+        out["empty_store_command_s"] = round(_command_s(empty, 100, answer=False)[0], 3)
         for label, sid in (("ordinary", 100), ("busy", 1)):
             cmd, answer = _command_s(path, sid)
             out[f"{label}_runs_30d"] = answer["runs"]
@@ -364,9 +377,17 @@ def bench(quick: bool = False) -> Result:
                           "query with the store's indexes dropped):", [big]))
     result.goals.append((
         f"history stats for one scenario over 30 days of {big['executions']:,} executions in "
-        f"under {GOAL_STATS_S:g} s (command, process start included)",
+        f"under {GOAL_STATS_S:g} s (the command, process start included)",
         big["ordinary_command_s"] < GOAL_STATS_S and big["busy_command_s"] < GOAL_STATS_S,
     ))
+    result.goals.append((
+        f"the same answered in under {GOAL_STATS_S:g} s beyond the command's floor (the same "
+        "command on an empty store)",
+        max(big["ordinary_command_s"], big["busy_command_s"]) - big["empty_store_command_s"]
+        < GOAL_STATS_S,
+    ))
+    load = os.getloadavg()[0]
+    result.notes.append(f"load average when done: {load:.1f} on {os.cpu_count()} cores")
     result.raw = {"startup": rows, "write": writes, "stats": big,
                   "seconds": round(time.monotonic() - started, 1)}
     return result

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from makestream.engine.history import History, seed
 from makestream.errors import UsageError
@@ -474,3 +476,41 @@ def test_waiting_on_a_store_that_cannot_write_ends_at_once(tmp_path: Path) -> No
     assert not w.wait_stored(ticket or 1, timeout=30)
     assert time.monotonic() - started < 10
     w.close()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 3 * DAY_MS),
+                               st.sampled_from(["success", "warning", "error"]),
+                               st.one_of(st.none(), st.integers(0, 10_000)),
+                               st.integers(0, 50)), max_size=60),
+       by_s=st.sampled_from([None, 3600, 86400]))
+def test_stats_agree_with_a_plain_computation(
+    tmp_path: Path, runs: list[tuple[int, int, str, int | None, int]], by_s: int | None
+) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in schema.MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    rows = [to_row(finished(f"e{i}", sid, ended_ms=T0 + at, status=status, duration_ms=d,
+                            operations=ops)) for i, (sid, at, status, d, ops) in enumerate(runs)]
+    query.insert(conn, rows, [], [], now_ms=T0)  # type: ignore[arg-type]
+    got = query.stats(conn, Selection(), by_s=by_s)
+    groups: dict[tuple[int, int | None], list[tuple[str, int | None, int]]] = {}
+    for sid, at, status, d, ops in runs:
+        ended = T0 + at
+        key = (sid, None if by_s is None else ended // (by_s * 1000) * by_s * 1000)
+        groups.setdefault(key, []).append((status, d, ops))
+    assert [(s.scenario_id, s.bucket_ms) for s in got] == sorted(
+        groups, key=lambda k: (k[0], k[1] or 0))
+    for s in got:
+        members = groups[(s.scenario_id, s.bucket_ms)]
+        durations = sorted(d for _, d, _ in members if d is not None)
+        assert s.runs == len(members)
+        assert (s.success, s.warning, s.error) == tuple(
+            sum(1 for st_, _, _ in members if st_ == k) for k in ("success", "warning", "error"))
+        assert s.p50_ms == query.percentile(durations, 50)
+        assert s.p95_ms == query.percentile(durations, 95)
+        assert s.max_ms == (durations[-1] if durations else None)
+        assert s.operations == sum(o for _, _, o in members)
+        assert s.centicredits == 100 * s.operations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from makestream.store.rows import ExecutionRow, NoteRow
@@ -45,7 +45,6 @@ class Stats:
     max_ms: int | None = None
     operations: int = 0
     centicredits: int = 0
-    durations: list[int] = field(default_factory=list, repr=False)
 
     def rate(self, status: str) -> float:
         return (getattr(self, status) / self.runs) if self.runs else 0.0
@@ -168,30 +167,50 @@ def percentile(ordered: Sequence[int], q: float) -> int | None:
 
 def stats(conn: sqlite3.Connection, sel: Selection, *, by_s: int | None = None) -> list[Stats]:
     """Runs, outcomes, duration percentiles, operations and credits per scenario (and per time
-    bucket of `by_s` seconds, in UTC)."""
+    bucket of `by_s` seconds, in UTC).
+
+    Counts and sums are SQL aggregates; the percentiles come from one pass over the durations in
+    order, taking the value at each group's ranks, so that no group is sorted in Python.
+    """
     where, args = _where(sel)
     bucket = "NULL" if by_s is None else f"(ended_ms / {by_s * 1000}) * {by_s * 1000}"
-    sql = (f"SELECT scenario_id, {bucket}, status, duration_ms, operations, centicredits "
-           f"FROM executions{where}")
     known = names(conn)
     out: dict[tuple[int, int | None], Stats] = {}
-    for sid, b, status, duration, ops, credits in conn.execute(sql, args):
-        row = out.get((sid, b))
-        if row is None:
-            row = out[(sid, b)] = Stats(sid, known.get(sid), b)
-        row.runs += 1
-        if status in ("success", "warning", "error"):
-            setattr(row, status, getattr(row, status) + 1)
-        if duration is not None:
-            row.durations.append(duration)
-        row.operations += ops or 0
-        row.centicredits += credits or 0
-    for row in out.values():
-        row.durations.sort()
-        row.p50_ms = percentile(row.durations, 50)
-        row.p95_ms = percentile(row.durations, 95)
-        row.max_ms = row.durations[-1] if row.durations else None
+    sizes: dict[tuple[int, int | None], int] = {}
+    for (sid, b, runs, ok, warn, err, timed, longest, ops, credits) in conn.execute(
+        f"SELECT scenario_id, {bucket} AS b, count(*), total(status = 'success'), "
+        "total(status = 'warning'), total(status = 'error'), count(duration_ms), "
+        f"max(duration_ms), total(operations), total(centicredits) FROM executions{where} "
+        "GROUP BY scenario_id, b", args,
+    ):
+        out[(sid, b)] = Stats(sid, known.get(sid), b, runs=runs, success=int(ok),
+                              warning=int(warn), error=int(err), max_ms=longest,
+                              operations=int(ops), centicredits=int(credits))
+        sizes[(sid, b)] = timed
+    ranks = {key: (_rank(n, 50), _rank(n, 95)) for key, n in sizes.items() if n}
+    timed_where = f"{where} AND duration_ms IS NOT NULL" if where else \
+        " WHERE duration_ms IS NOT NULL"
+    current: tuple[int, int | None] | None = None
+    index = 0
+    for sid, b, duration in conn.execute(
+        f"SELECT scenario_id, {bucket} AS b, duration_ms FROM executions{timed_where} "
+        "ORDER BY scenario_id, b, duration_ms", args,
+    ):
+        key = (sid, b)
+        if key != current:
+            current, index = key, 0
+        p50, p95 = ranks[key]
+        if index == p50:
+            out[key].p50_ms = duration
+        if index == p95:
+            out[key].p95_ms = duration
+        index += 1
     return [out[k] for k in sorted(out, key=lambda k: (k[0], k[1] or 0))]
+
+
+def _rank(n: int, q: float) -> int:
+    """The index `percentile` picks among n sorted values."""
+    return max(0, min(n - 1, round(q / 100 * n + 0.5) - 1))
 
 
 def series(
