@@ -238,16 +238,18 @@ def test_watch_stores_every_finished_run_it_reports(tmp_path: Path) -> None:
     assert "warning" not in err
 
 
-def test_watch_writes_the_default_store_under_xdg_data_home(
+def test_the_demo_keeps_no_history_unless_a_store_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     code, _, err = run("watch", "--demo", "--count", "1", "--since", "15m", "-o", "ndjson", *FAST)
     assert code == 0, err
-    assert (tmp_path / "makestream" / "history.db").is_file()
-    code, _, _ = run("watch", "--demo", "--count", "1", "-o", "ndjson", "--no-store",
-                     "--since", "15m", *FAST)
-    assert code == 0
+    assert not (tmp_path / "makestream").exists()  # made-up scenarios stay out of history
+    named = tmp_path / "demo.db"
+    code, _, err = run("watch", "--demo", "--count", "1", "--since", "15m", "-o", "ndjson",
+                       "--store", str(named), *FAST)
+    assert code == 0, err
+    assert named.is_file()
 
 
 def _unwritable(tmp_path: Path) -> Path:

@@ -326,7 +326,7 @@ def serve_sse(
         )
         from makestream.cli.store import choose
 
-        opts.store = choose(store, no_store, keep)
+        opts.store = choose(store, no_store, keep, demo=demo)
         if not demo and not opts.scenarios and opts.team is None:
             raise UsageError("name a scenario id or give --team (or try --demo)")
         if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):

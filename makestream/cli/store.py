@@ -20,7 +20,7 @@ StoreOpt = typer.Option(
     metavar="PATH",
     dir_okay=False,
     help="The history store (SQLite). Default: $MAKESTREAM_STORE, else "
-    "$XDG_DATA_HOME/makestream/history.db.",
+    "$XDG_DATA_HOME/makestream/history.db; with --demo, none unless named here.",
     show_default=False,
 )
 NoStoreOpt = typer.Option(
@@ -34,10 +34,14 @@ KeepOpt = typer.Option(
 )
 
 
-def choose(store: Path | None, no_store: bool, keep: str | None = None) -> StoreChoice:
+def choose(
+    store: Path | None, no_store: bool, keep: str | None = None, *, demo: bool = False
+) -> StoreChoice:
+    """The store a streaming command keeps. The demo's made-up scenarios stay out of the
+    user's history: with --demo only a --store named on the command line is written."""
     from makestream.store import resolve
 
-    return resolve(store, no_store, keep)
+    return resolve(store, no_store or (demo and store is None), keep)
 
 
 class Recorder(_Recorder):

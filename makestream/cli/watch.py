@@ -377,7 +377,7 @@ def watch(
         from makestream.engine.watch import Watch
         from makestream.render import output_for, output_is_live
 
-        store_choice = stored.choose(store, no_store, keep)
+        store_choice = stored.choose(store, no_store, keep, demo=demo)
         clock = conn.clock()
         conn.speed = clock.speed
         options = watch_options(
