@@ -30,7 +30,7 @@ from typer import _click
 from typer.core import TyperGroup
 
 from makestream.cli.common import command_app, run, say
-from makestream.cli.store import KeepOpt, StoreOpt
+from makestream.cli.store import StoreReadOpt
 from makestream.errors import UsageError
 
 
@@ -205,7 +205,7 @@ def list_(
         None, "--last", "-n", min=1, metavar="N", help="Only the newest N runs."
     ),
     fmt: TableFormat = FormatOpt,
-    store: Path | None = StoreOpt,
+    store: Path | None = StoreReadOpt,
 ) -> None:
     """List stored executions, oldest first (the default command of history).
 
@@ -280,7 +280,7 @@ def stats(
         None, "--by", case_sensitive=False, help="One row per scenario and day or hour (UTC)."
     ),
     fmt: TableFormat = FormatOpt,
-    store: Path | None = StoreOpt,
+    store: Path | None = StoreReadOpt,
 ) -> None:
     """Per scenario: runs, success/warning/error rates, p50/p95/max duration, operations and
     credits.
@@ -354,7 +354,7 @@ def plot(
         help="Columns of the chart (default: fit the terminal).",
     ),
     height: int = typer.Option(10, "--height", min=2, max=100, metavar="N", help="Rows."),
-    store: Path | None = StoreOpt,
+    store: Path | None = StoreReadOpt,
 ) -> None:
     """Draw a scenario's trend in the terminal: one column per stretch of time.
 
@@ -423,7 +423,7 @@ def export(
     types: list[EventType] = typer.Option(
         [], "--type", help="Only events of this type (repeatable)."
     ),
-    store: Path | None = StoreOpt,
+    store: Path | None = StoreReadOpt,
 ) -> None:
     """Print stored events as NDJSON, in the stream's schema (see `makestream schema`).
 
@@ -451,8 +451,14 @@ def export(
 
 @app.command()
 def prune(
-    keep: str = KeepOpt,
-    store: Path | None = StoreOpt,
+    keep: str = typer.Option(
+        "90d", "--keep", metavar="DURATION", help="Delete what is older than this."
+    ),
+    store: Path | None = typer.Option(
+        None, "--store", metavar="PATH", dir_okay=False, show_default=False,
+        help="The history store to prune. Default: $MAKESTREAM_STORE, else "
+        "$XDG_DATA_HOME/makestream/history.db.",
+    ),
 ) -> None:
     """Delete stored history older than --keep now (watch and serve-sse also do this as they
     run, a little at a time)."""

@@ -23,6 +23,16 @@ StoreOpt = typer.Option(
     "$XDG_DATA_HOME/makestream/history.db; with --demo, none unless named here.",
     show_default=False,
 )
+# The same file, for the commands that only read it (history, thresholds test --from-store).
+StoreReadOpt = typer.Option(
+    None,
+    "--store",
+    metavar="PATH",
+    dir_okay=False,
+    help="The history store to read. Default: $MAKESTREAM_STORE, else "
+    "$XDG_DATA_HOME/makestream/history.db.",
+    show_default=False,
+)
 NoStoreOpt = typer.Option(
     False, "--no-store", help="Keep no history (MAKESTREAM_STORE=off does the same)."
 )
@@ -53,5 +63,6 @@ class Recorder(_Recorder):
         super().__init__(writer, deferred, warn=lambda problem: say(f"warning: {problem}"))
 
 
-__all__ = ["KeepOpt", "NoStoreOpt", "Recorder", "StoreOpt", "choose", "history_source",
+__all__ = ["KeepOpt", "NoStoreOpt", "Recorder", "StoreOpt", "StoreReadOpt", "choose",
+           "history_source",
            "start_writer", "stop_writer"]

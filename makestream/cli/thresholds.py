@@ -36,7 +36,7 @@ from makestream.cli.common import (
     run,
     say,
 )
-from makestream.cli.store import StoreOpt
+from makestream.cli.store import StoreReadOpt
 
 if TYPE_CHECKING:
     from makestream.engine.alerts import AlertEvent
@@ -382,7 +382,7 @@ def test(
         help="Replay the runs kept in the history store instead: no request to Make (and no "
         "present state to judge).",
     ),
-    store: Path | None = StoreOpt,
+    store: Path | None = StoreReadOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
