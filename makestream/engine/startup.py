@@ -95,7 +95,8 @@ class WatchStartup(WatchBase):
         state.name, state.team_id = scenario.name, scenario.team_id
         self._team_of[sid] = scenario.team_id
         self.emit(self.tracker.scenario_seen(scenario))
-        seeded = seed(state.history, opts.alerts, opts.history, sid)
+        # With --since the runs it replays teach the durations; the store's would count twice.
+        seeded = opts.since_ms is None and seed(state.history, opts.alerts, opts.history, sid)
         if opts.run or opts.execution_id:
             # The target run may predate the watch; one page of logs gives its expected length.
             state.position.floor_ms = 0
