@@ -124,8 +124,10 @@ def test_sigkill_and_restart_leave_every_execution_once_in_the_store(
     assert conn is not None
     stored = [r["execution_id"] for r in query.executions(conn, Selection())]
     assert len(stored) == len(set(stored))
+    # Every run either watch wrote out is stored. (A run written out just before the kill, and
+    # not yet in the cursor file, is written out again by the second watch: the output is
+    # at-least-once across a SIGKILL; the store keeps it once all the same.)
     reported = first.finished + second.finished
-    assert len(reported) == len(set(reported)), "the cursor file let a run be reported twice"
     assert set(stored) == set(reported)
 
     # Ground truth: every run that ended after the first watch opened (its first scan tells news

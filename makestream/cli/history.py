@@ -95,7 +95,8 @@ FormatOpt = typer.Option(
     help="auto: table on a terminal, ndjson otherwise.",
 )
 StatusOpt = typer.Option(
-    [], "--status", case_sensitive=False, help="Only runs with this status (repeatable)."
+    [], "--status", case_sensitive=False, metavar="STATUS",
+    help="Only runs with this status (repeatable): success, warning, error.",
 )
 
 _BY_S = {By.day: 86400, By.hour: 3600}
@@ -421,7 +422,9 @@ def export(
         "90d", "--since", metavar="DURATION|TIME", help="From then on (default: 90d)."
     ),
     types: list[EventType] = typer.Option(
-        [], "--type", help="Only events of this type (repeatable)."
+        [], "--type", metavar="TYPE",
+        help="Only events of this type (repeatable): execution.finished, alert.raised, "
+        "alert.resolved, scenario.changed.",
     ),
     store: Path | None = StoreReadOpt,
 ) -> None:
