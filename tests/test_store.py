@@ -514,3 +514,32 @@ def test_stats_agree_with_a_plain_computation(
         assert s.max_ms == (durations[-1] if durations else None)
         assert s.operations == sum(o for _, _, o in members)
         assert s.centicredits == 100 * s.operations
+
+
+def test_a_full_disk_is_retried_and_nothing_is_lost(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite answers SQLITE_FULL ("database or disk is full") at max_page_count, as on a full
+    # disk; the writer's connection gets a ceiling the first batch cannot fit under.
+    monkeypatch.setattr(writer, "RETRY_MIN_S", 0.01)
+    monkeypatch.setattr(writer, "RETRY_MAX_S", 0.05)
+    opened: list[sqlite3.Connection] = []
+
+    def capped(path: Path) -> sqlite3.Connection:
+        conn = open_write(path)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(writer, "open_write", capped)
+    path = tmp_path / "h.db"
+    w = StoreWriter(path, keep_s=1e9, now=lambda: T0 / 1000).start()
+    for i in range(200):
+        w.offer(finished(f"e{i}", name="x" * 200))
+    assert not w.flush(timeout=0.5)
+    problem = w.take_problem()
+    assert problem is not None and "the disk is full" in problem and "retrying" in problem
+    opened[0].execute("PRAGMA max_page_count = 1000000")  # space again
+    assert w.flush(timeout=20)
+    w.close()
+    assert query.counts(connect(path)) == (200, 0)
