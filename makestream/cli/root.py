@@ -41,6 +41,12 @@ COMMANDS = {
     "flow": Entry(
         "flow", "Draw a scenario's module flow: chains, routers with their filters, error handlers."
     ),
+    "history": Entry(
+        "history",
+        "List, sum up, plot and export the executions watch and serve-sse have stored "
+        "(no request to Make).",
+        group=True,
+    ),
     "mcp": Entry(
         "mcp",
         "Serve the engine to AI assistants over the Model Context Protocol (stdio by default).",

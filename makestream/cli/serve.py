@@ -29,6 +29,7 @@ from makestream.cli.common import (
     open_client,
     run,
 )
+from makestream.cli.store import KeepOpt, NoStoreOpt, StoreOpt
 from makestream.errors import ExitCode, UsageError
 from makestream.sinks.cli import (
     AlertLabelOpt,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from makestream.server import Hub, Metrics
     from makestream.sinks.base import Sink
     from makestream.sinks.options import SinkOptions
+    from makestream.store import StoreChoice
 
 app = command_app()
 
@@ -76,6 +78,7 @@ class ServeOptions:
     api_limit: int | None = None
     alerts: bool = True
     sinks: SinkOptions | None = None  # --webhook…, --alertmanager…, --alert-label
+    store: StoreChoice | None = None  # the history store (--store, --no-store, --keep)
 
 
 def read_token(path: Path | None, env: Mapping[str, str], name: str = TOKEN_ENV) -> str | None:
@@ -190,6 +193,10 @@ def upstream_options(opts: ServeOptions) -> WatchOptions:
 
         # Read before any request: a broken config file ends here with exit 2.
         options.alerts = AlertEvaluator(config.load().thresholds)
+    if opts.store is not None:
+        from makestream.cli.store import history_source
+
+        options.history = history_source(opts.store)
     return options
 
 
@@ -273,6 +280,9 @@ def serve_sse(
     alertmanager_auth_file: Path | None = AlertmanagerAuthFileOpt,
     alertmanager_ca: Path | None = AlertmanagerCaOpt,
     alert_label: list[str] = AlertLabelOpt,
+    store: Path | None = StoreOpt,
+    no_store: bool = NoStoreOpt,
+    keep: str = KeepOpt,
     demo: bool = DemoOpt,
     make_token_file: Path | None = typer.Option(
         None, "--make-token-file", metavar="FILE", dir_okay=False,
@@ -286,8 +296,9 @@ def serve_sse(
 
     One watch polls Make and evaluates the thresholds for all clients; its alerts also go to any
     --webhook and --alertmanager. Endpoints: GET /v1/events (the stream; ?scenario=, ?type=,
-    resumes from Last-Event-ID or ?cursor=), /v1/state (with the open alerts), /healthz,
-    /readyz, /metrics, and / (a live page). SIGTERM or Ctrl-C ends every stream with
+    resumes from Last-Event-ID or ?cursor=), /v1/state (with the open alerts), /v1/trend (runs
+    per scenario and day from the history store), /healthz, /readyz, /metrics, and / (a live
+    page). SIGTERM or Ctrl-C ends every stream with
     stream.closed.
 
     Examples:
@@ -318,6 +329,9 @@ def serve_sse(
             alertmanager_auth_file=alertmanager_auth_file, alertmanager_ca=alertmanager_ca,
             alert_label=alert_label,
         )
+        from makestream.cli.store import choose
+
+        opts.store = choose(store, no_store, keep, demo=demo)
         if not demo and not opts.scenarios and opts.team is None:
             raise UsageError("name a scenario id or give --team (or try --demo)")
         if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):
@@ -382,9 +396,15 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             # are still delivered (within each sink's grace).
             for sink in sinks:
                 await stack.enter_async_context(sink)
+            from makestream.cli.store import Recorder, start_writer, stop_writer
+            from makestream.store.replay import StoreReplay
+
+            writer = start_writer(opts.store, client.clock.now) if opts.store else None
+            stack.push_async_callback(stop_writer, writer)  # after the hub: its last events
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
-                idle_stop_s=opts.idle_stop_s, sinks=sinks,
+                idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=Recorder(writer),
+                stored=StoreReplay(writer.path, writer) if writer is not None else None,
             ), metrics)
             hubs.append(hub)
             web = create_app(hub, AppOptions(

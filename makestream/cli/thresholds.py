@@ -37,6 +37,7 @@ from makestream.cli.common import (
     run,
     say,
 )
+from makestream.cli.store import StoreReadOpt
 
 if TYPE_CHECKING:
     from makestream.engine.alerts import AlertEvent
@@ -326,6 +327,50 @@ def _print_alerts(alerts: list[AlertEvent], table: bool) -> None:
     out.flush()
 
 
+def _test_from_store(
+    thresholds: EffectiveThresholds, scenario: int, last: int, store: Path | None, table: bool
+) -> int:
+    """`thresholds test --from-store`: the stored runs, oldest first, through the rules."""
+    import time
+
+    from makestream.engine.alerts import replay
+    from makestream.errors import UsageError
+    from makestream.make.models import ExecutionLog, Scenario
+    from makestream.store import open_read, query, resolve
+
+    path = resolve(store, False).path
+    if path is None:
+        raise UsageError("no history store: MAKESTREAM_STORE is off (name one with --store)")
+    conn = open_read(path)
+    rows: list[dict[str, Any]] = []
+    name = None
+    if conn is not None:
+        try:
+            rows = query.executions(conn, query.Selection(scenario_ids=[scenario]), limit=last)
+            name = query.names(conn).get(scenario)
+        finally:
+            conn.close()
+    entries = [
+        ExecutionLog.model_validate({
+            "id": r["execution_id"], "scenarioId": scenario,
+            # As Make would list them: at their end, which is when the rules saw them live.
+            "timestamp": r["ended_ms"] / 1000, "duration": r["duration_ms"],
+            "operations": r["operations"] or 0, "centicredits": r["centicredits"],
+            "transfer": r["transfer_bytes"] or 0, "status": r["status"],
+        })
+        for r in rows
+    ]
+    info = Scenario.model_validate({"id": scenario, "name": name or ""})
+    alerts = replay(thresholds, info, entries, now=time.time())
+    _print_alerts(alerts, table)
+    raised = sum(1 for a in alerts if a.type == "alert.raised")
+    _note(
+        f"{raised} alert{'s' * (raised != 1)} would have been raised over the last {len(rows)} "
+        f"stored runs of scenario {scenario} (history store {path})"
+    )
+    return 0
+
+
 @app.command()
 def test(
     scenario: int = typer.Argument(..., min=1, metavar="SCENARIO", help="The scenario id."),
@@ -333,6 +378,12 @@ def test(
         50, "--last", min=1, max=1000, metavar="N", help="Recent executions to replay."
     ),
     fmt: OutputFormat = FormatOpt,
+    from_store: bool = typer.Option(
+        False, "--from-store",
+        help="Replay the runs kept in the history store instead: no request to Make (and no "
+        "present state to judge).",
+    ),
+    store: Path | None = StoreReadOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
@@ -342,7 +393,9 @@ def test(
     """Replay a scenario's recent executions through the rules and show what would have fired.
 
     Runs are taken oldest first at the time of their log entry; then the scenario's present
-    state (flags, webhook queue, schedule, runs still going) is judged as of now.
+    state (flags, webhook queue, schedule, runs still going) is judged as of now. With
+    --from-store, the runs come from the history store (see makestream history) and only they
+    are judged.
     """
     conn = Connection(
         demo=demo, token_file=token_file, api_limit=api_limit,
@@ -355,6 +408,8 @@ def test(
         from makestream.make.models import ExecutionLog
 
         thresholds = load().thresholds  # a bad config fails before any request is spent
+        if from_store:
+            return _test_from_store(thresholds, scenario, last, store, _table_wanted(fmt))
         async with open_client(conn) as (client, _zone):
             info = await client.scenario(scenario)
             entries: list[ExecutionLog] = []

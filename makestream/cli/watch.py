@@ -28,6 +28,7 @@ from makestream.cli.common import (
     run,
     say,
 )
+from makestream.cli.store import KeepOpt, NoStoreOpt, StoreOpt
 from makestream.errors import MakestreamError, UsageError
 from makestream.sinks.cli import (
     AlertLabelOpt,
@@ -42,6 +43,7 @@ from makestream.sinks.cli import (
 )
 
 if TYPE_CHECKING:
+    from makestream.cli.store import Recorder
     from makestream.engine.watch import WatchOptions
     from makestream.sinks.options import SinkOptions
 
@@ -345,6 +347,9 @@ def watch(
         case_sensitive=False,
         help="Colour in pretty and compact output (NO_COLOR is honoured).",
     ),
+    store: Path | None = StoreOpt,
+    no_store: bool = NoStoreOpt,
+    keep: str = KeepOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
@@ -371,9 +376,11 @@ def watch(
     )
 
     async def main() -> int:
+        from makestream.cli import store as stored
         from makestream.engine.watch import Watch
         from makestream.render import output_for, output_is_live
 
+        store_choice = stored.choose(store, no_store, keep, demo=demo)
         clock = conn.clock()
         conn.speed = clock.speed
         options = watch_options(
@@ -417,6 +424,7 @@ def watch(
         from makestream.filters import EventFilter
 
         chosen = EventFilter.from_cli(types, statuses, progress=progress)
+        options.history = stored.history_source(store_choice)
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -427,14 +435,25 @@ def watch(
                 # The live view draws module flows and a budget gauge: fetch blueprints and
                 # report the budget more often than the NDJSON default.
                 options.blueprints, options.heartbeat_s = True, 5.0
+            live = output_is_live(format_, sys.stdout)
             output = output_for(format_, color, sys.stdout)
             if not chosen.everything:
                 output = _Filtered(output, chosen)
             failures: list[str] = []
             sinks = _sinks(sink_opts, client.clock, holder, failures)
+            notes: list[str] = []
+            recorder = stored.Recorder(
+                stored.start_writer(store_choice, client.clock.now), notes if live else None
+            )
             try:
-                return await _stream(client, options, output, cursor_file, holder, sinks)
+                return await _stream(
+                    client, options, output, cursor_file, holder, sinks, recorder
+                )
             finally:
+                await stored.stop_writer(recorder.writer)
+                recorder.check()
+                for note in notes:
+                    say(f"warning: {note}")
                 if failures:
                     # One line, after the stream: the live view owns the terminal until then.
                     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
@@ -471,6 +490,7 @@ async def _stream(
     cursor_file: Path | None,
     holder: list[Any],
     sinks: list[Any],
+    recorder: Recorder | None = None,
 ) -> int:
     from contextlib import AsyncExitStack
 
@@ -487,7 +507,7 @@ async def _stream(
     async with AsyncExitStack() as stack:
         for sink in sinks:
             await stack.enter_async_context(sink)
-        await _follow(watch, output, cursor_file, sinks, state)
+        await _follow(watch, output, cursor_file, sinks, state, recorder)
     if state.broken:
         raise BrokenPipeError  # `run()` ends quietly
     if watch.outcome.error is not None:
@@ -527,7 +547,8 @@ class _Ending:
 
 
 async def _follow(
-    watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending
+    watch: Any, output: Any, cursor_file: Path | None, sinks: list[Any], state: _Ending,
+    recorder: Recorder | None = None,
 ) -> None:
     """Run the watch and write its events until it ends."""
     import anyio
@@ -540,6 +561,12 @@ async def _follow(
             async for event in watch.events:
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+                if recorder is not None:
+                    ticket = recorder.offer(event, watch)
+                    if cursor_file is not None and event.type == "execution.finished":
+                        # The cursor file must not run ahead of the store: a run it counts as
+                        # reported is one a restart never reports again, to either.
+                        await recorder.stored(ticket)
                 output.write(event)
                 position = event.cursor.partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:

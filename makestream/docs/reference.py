@@ -90,6 +90,17 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "Where the configuration directory is; `~/.config` when unset or not an absolute path.",
     ),
     EnvVar(
+        "MAKESTREAM_STORE",
+        "The history store that `watch`, `serve-sse` and `history` use, instead of "
+        "`$XDG_DATA_HOME/makestream/history.db`; `off` keeps no history. `--store` and "
+        "`--no-store` take precedence.",
+    ),
+    EnvVar(
+        "XDG_DATA_HOME",
+        "Where the history store's directory is; `~/.local/share` when unset or not an absolute "
+        "path.",
+    ),
+    EnvVar(
         "NO_COLOR",
         "When set to anything non-empty, `--color auto` means no colour.",
     ),
@@ -200,6 +211,17 @@ FILES: tuple[tuple[str, str], ...] = (
         "file means the built-in defaults. `makestream thresholds set`, `unset` and `reset` edit "
         "it in place, keeping comments and order, and replace it atomically; `makestream "
         "thresholds check` validates it.",
+    ),
+    (
+        "$XDG_DATA_HOME/makestream/history.db",
+        "The history store (SQLite, WAL mode; `~/.local/share/makestream/history.db` by default, "
+        "`MAKESTREAM_STORE` or `--store` names another file, `--no-store` keeps none). `watch` "
+        "and `serve-sse` add every finished execution, alert transition and scenario change they "
+        "report, once per execution however many processes write the file, and delete what is "
+        "older than `--keep` (90 days) a little at a time; a watch learns typical durations from "
+        "it before reading Make's logs. `makestream history` reads it. A file that cannot be "
+        "used (damaged, locked, read-only, disk full, newer schema) never stops a stream: it is "
+        "reported once on stderr and as a `stream.error` event.",
     ),
     (
         "cursor files (--cursor-file PATH)",

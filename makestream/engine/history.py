@@ -1,9 +1,14 @@
-"""Recent run durations of one scenario: the basis for expected duration, ETA and look-back."""
+"""Recent run durations of one scenario: the basis for expected duration, ETA and look-back.
+
+A `HistorySource` (the history store) can seed them at start-up, before any log is read.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
 
 class History:
@@ -35,3 +40,45 @@ class History:
     @property
     def longest_ms(self) -> int:
         return max(self._durations, default=0)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What a history source knows of a scenario's past runs."""
+
+    durations_ms: list[int]  # oldest first
+    last_run_ms: int | None  # when the last one ended, epoch ms
+
+
+class HistorySource(Protocol):
+    """Somewhere that remembers past runs (the history store), asked before Make's logs."""
+
+    def recent(self, scenario_id: int) -> Seed | None:
+        """The scenario's recent runs, or None when this source knows none. Never raises."""
+        ...
+
+
+def seed(
+    history: History,
+    alerts: AlertLearner | None,
+    source: HistorySource | None,
+    scenario_id: int,
+) -> bool:
+    """Fill a scenario's history (and the alert rules' baseline) from `source`; True if it knew
+    runs of the scenario, so that no log page needs to be read to learn them."""
+    known = source.recent(scenario_id) if source is not None else None
+    if known is None or not known.durations_ms:
+        return False
+    for duration in known.durations_ms:
+        history.add(duration)
+    if alerts is not None:
+        last = known.last_run_ms / 1000 if known.last_run_ms is not None else None
+        alerts.learn(scenario_id, known.durations_ms, last_run_at=last)
+    return True
+
+
+class AlertLearner(Protocol):
+    def learn(
+        self, scenario_id: int, durations_ms: Iterable[int | None] = (), *,
+        last_run_at: float | None = None,
+    ) -> None: ...

@@ -11,6 +11,7 @@ from typing import Any
 
 from makestream.engine.alerts import AlertEvaluator
 from makestream.engine.cursor import Cursor
+from makestream.engine.history import HistorySource
 from makestream.engine.rules import Severity
 from makestream.errors import ExitCode
 
@@ -45,6 +46,9 @@ class WatchOptions:
     # stream key in every cursor, and seq going on from where the last watch stopped.
     stream_key: str | None = None
     first_seq: int = 0
+    # Past runs known without asking Make (the history store): expected durations and alert
+    # baselines come from it first; a scenario it knows needs no log page read to learn them.
+    history: HistorySource | None = None
 
 
 @dataclass

@@ -91,6 +91,9 @@ class WatchReads(WatchBase):
         now_ms = int(started * 1000)
         fresh = sid in self._fresh
         from_ms = None if fresh else min(state.position.floor_ms, now_ms - state.lookback_ms)
+        if fresh and len(state.history):
+            # History came from the store: read back only as far as news can lie.
+            from_ms = int(self._started_at * 1000) - state.lookback_ms
         last: str | None = None
         seen: list[ExecutionLog] = []
         ok = False

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from makestream import __version__
 from makestream.engine.base import LOG_PAGE, WatchBase
+from makestream.engine.history import seed
 from makestream.engine.poller import Action, ScanTarget
 from makestream.errors import ApiError, AuthError, NotFoundError, UsageError
 from makestream.events import StreamOpened
@@ -95,9 +96,13 @@ class WatchStartup(WatchBase):
         state.name, state.team_id = scenario.name, scenario.team_id
         self._team_of[sid] = scenario.team_id
         self.emit(self.tracker.scenario_seen(scenario))
+        # With --since the runs it replays teach the durations; the store's would count twice.
+        seeded = opts.since_ms is None and seed(state.history, opts.alerts, opts.history, sid)
         if opts.run or opts.execution_id:
             # The target run may predate the watch; one page of logs gives its expected length.
             state.position.floor_ms = 0
+            if seeded:
+                return
             page = await self.client.logs(sid, limit=LOG_PAGE, priority=Priority.NORMAL)
             self._learn(sid, page.items)
             return

@@ -380,6 +380,29 @@ class _Routes:
             return _error(502, exc.message)
         return json_response(self.hub.state_document(filter_.scenarios, int(last)))
 
+    async def trend(self, request: Request) -> Response:
+        """Runs per scenario and day from the history store, for the live page's trend."""
+        if not self.authorized(request):
+            return self._refuse(401, "unauthorized", "unauthorized")
+        try:
+            filter_ = parse_filter(request)
+            days = request.query_params.get("days", "7")
+            if not (days.isascii() and days.isdigit() and len(days) <= 2) \
+                    or not 1 <= int(days) <= 90:
+                raise UsageError(f"days: {_shown(days)} is not a number from 1 to 90")
+            if filter_.scenarios is not None:
+                await self.hub.check_scenarios(filter_.scenarios)
+        except UsageError as exc:
+            return _error(400, exc.message)
+        except Forbidden as exc:
+            return _error(403, str(exc))
+        except MakestreamError as exc:
+            return _error(502, exc.message)
+        document = await self.hub.trend(filter_.scenarios, int(days))
+        if document is None:
+            return _error(404, "no history store (serve-sse runs with --no-store)")
+        return json_response(document)
+
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -445,6 +468,7 @@ def create_app(hub: Hub, options: AppOptions, metrics: Metrics) -> Starlette:
             Route("/static/{name}", routes.static),
             Route("/v1/events", routes.events),
             Route("/v1/state", routes.state),
+            Route("/v1/trend", routes.trend),
             Route("/healthz", routes.healthz),
             Route("/readyz", routes.readyz),
             Route("/metrics", routes.prometheus),

@@ -46,13 +46,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
-from makestream.engine.cursor import Cursor
+from makestream.engine.cursor import Cursor, Position
 from makestream.engine.state import build_state
+from makestream.engine.tracker import MAX_LOOKBACK_MS
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.errors import ExitCode, MakestreamError
 from makestream.events import (
@@ -88,6 +89,42 @@ RECENT_LOGS = 50  # per scenario, for /v1/state (as many as `makestream state` r
 CATCHUP_MAX = 10_000
 TEAM_REFRESH_S = 60.0  # how often a team's scenario list may be re-read for an unknown id
 UPSTREAM_FAILED = "upstream unreachable"  # /readyz's reason, whatever Make said
+
+
+class Recorder(Protocol):
+    """Where the upstream's events are kept (the history store)."""
+
+    def offer(self, event: _Event, watch: Watch) -> object: ...
+
+
+def _log_time(run: ExecutionFinished, stamp: str | None) -> int | None:
+    """The time Make's log lists a run at (epoch ms), as the tracker reads it: its start,
+    unless the tracker learned that log timestamps mark the end."""
+    started, ended = _epoch_ms(run.started_at), _epoch_ms(run.ended_at)
+    if stamp == "end":
+        return ended if ended is not None else started
+    return started if started is not None else ended
+
+
+def _epoch_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+class StoredRuns(Protocol):
+    """The history store as a source of replay (`store.replay.StoreReplay`)."""
+
+    async def finished(
+        self, scenario_ids: Sequence[int], since_ms: int
+    ) -> list[ExecutionFinished] | None: ...
+
+    async def trend(
+        self, scenario_ids: Sequence[int], since_ms: int, by_s: int = 86400
+    ) -> list[dict[str, Any]] | None: ...
 
 
 class Forbidden(Exception):
@@ -241,12 +278,18 @@ class HubOptions:
     catchup_timeout_s: float = 300.0
     # Offered every upstream event (they take the alerts); run and closed by the caller.
     sinks: Sequence[Sink] = ()
+    # The history store's recorder (`cli.store.Recorder`), offered every upstream event with
+    # the watch that made it; it never waits. Started and stopped by the caller.
+    recorder: Recorder | None = None
+    # Runs the history store keeps, asked before Make's logs when a cursor is past the ring.
+    stored: StoredRuns | None = None
 
 
 @dataclass
 class HubStats:
     upstream_starts: int = 0
     catchups: int = 0
+    store_replays: int = 0  # catch-ups the history store answered, without a request
     lagged: int = 0
 
 
@@ -409,6 +452,9 @@ class Hub:
         self._catchup_limiter = anyio.CapacityLimiter(max(1, options.catchup_limit))
         self._logs: dict[int, dict[str, ExecutionLog]] = {}
         self._raised_at: dict[str, str] = {}  # open alert -> ts of the event that raised it
+        # Since when (epoch ms) the upstream has reported every run of each scenario that ends:
+        # from then on the history store holds them all (see `_from_store`).
+        self._covered_from: dict[int, int] = {}
         if metrics is not None:
             metrics.watch_budget(client.budget.snapshot)
             metrics.watch_alerts(self._active_alerts)
@@ -503,11 +549,15 @@ class Hub:
         """One upstream event: note what it tells about the upstream, then publish it."""
         for sink in self.options.sinks:
             sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+        if self.options.recorder is not None:
+            self.options.recorder.offer(event, watch)
         self._seq = max(self._seq, event.seq)
         if event.cursor:
             self._cursor = event.cursor
         if isinstance(event, StreamOpened):
             self._targets.update(event.targets)
+            for sid in event.targets:
+                self._covered_from.setdefault(sid, int(watch._started_at * 1000))
             self._failure = None
             self._ever_opened = True
             self._opened.set()
@@ -670,8 +720,11 @@ class Hub:
                 return  # the next start includes them
             await self._opened.wait()
             if watch is self.watch and self.running:
+                added_at = int(watch.clock.now() * 1000)
                 await watch.add_scenarios(sorted(ids))
                 self._targets |= ids
+                for sid in ids:
+                    self._covered_from.setdefault(sid, added_at)
 
     # -- catch-up from Make's logs -------------------------------------------------------------
 
@@ -718,6 +771,10 @@ class Hub:
         scenarios = sorted(catchup.key[1])
         if not scenarios:
             return []
+        from_store = await self._from_store(catchup.cursor, scenarios)
+        if from_store is not None:
+            self.stats.store_replays += 1
+            return from_store
         options = WatchOptions(
             scenario_ids=scenarios, follow=False, resume=catchup.cursor,
             api_limit=base.api_limit, interval_s=base.interval_s, workers=base.workers,
@@ -735,6 +792,60 @@ class Hub:
         if watch.outcome.error is not None:
             raise MakestreamError(watch.outcome.error)
         return found
+
+    async def _from_store(
+        self, cursor: Cursor, scenarios: list[int]
+    ) -> list[ExecutionFinished] | None:
+        """The runs `cursor` still owes, from the history store; None when the store cannot
+        vouch for all of them, and Make's logs must be read.
+
+        The store holds every run of a scenario that ended since the upstream began covering it.
+        A cursor of this hub's own stream from after the scenario's first scan counts every run
+        before that as delivered (the scan marked them so), and so does any cursor whose floor
+        is above it.
+        """
+        stored = self.options.stored
+        if stored is None:
+            return None
+        ours = cursor.stream == self._stream_key
+        for sid in scenarios:
+            position = cursor.positions.get(sid)
+            since = self._covered_from.get(sid)
+            if position is None or since is None:
+                return None
+            # Our own cursors from after the scenario's first scan have a floor at most one
+            # look-back below the start; one from before it (floor 0) still owes older runs.
+            if position.floor_ms < (since - MAX_LOOKBACK_MS if ours else since):
+                return None
+        floor = min(cursor.positions[sid].floor_ms for sid in scenarios)
+        runs = await stored.finished(scenarios, floor)
+        if runs is None:
+            return None
+        stamp = self.watch.tracker.stamp if self.watch is not None else None
+        positions = {sid: Position(p.floor_ms, dict(p.done))
+                     for sid, p in cursor.positions.items()}
+        key = secrets.token_hex(4)  # never a stream the ring knows
+        out: list[ExecutionFinished] = []
+        for run in runs:
+            position = positions.get(run.scenario_id or 0)
+            at = _log_time(run, stamp)
+            if position is None or at is None or position.has(run.execution_id or "", at):
+                continue
+            position.add(run.execution_id or "", at)
+            cursor_after = Cursor(key, len(out) + 1, positions).encode()
+            out.append(run.model_copy(update={"cursor": cursor_after}))
+        return out
+
+    async def trend(self, scenario_ids: Iterable[int] | None, days: int) -> dict[str, Any] | None:
+        """Each scenario's last `days` days from the history store (`GET /v1/trend`); None
+        without a store."""
+        stored = self.options.stored
+        if stored is None:
+            return None
+        ids = sorted(scenario_ids if scenario_ids is not None else self._targets)
+        since_ms = int((time.time() - days * 86400) // 86400 * 86400 * 1000)
+        rows = await stored.trend(ids, since_ms)
+        return {"days": days, "scenarios": rows, "available": rows is not None}
 
     def _known_scenarios(self) -> dict[int, Scenario]:
         if self.watch is None:
