@@ -28,7 +28,8 @@ Types and their own fields:
 ``alert.resolved``      the same fields as alert.raised
 ``api.throttled``       retry_in_s, rate_per_min, asked_s (a longer Retry-After that was cut)
 ``stream.error``        message, error_type, fatal, retry_in_s
-``stream.heartbeat``    used_last_minute, budget_per_min, running
+``stream.heartbeat``    used_last_minute, budget_per_min, running, failing (the latest request's
+                        error while no request has succeeded since)
 ``stream.lagged``       message (an SSE subscriber fell behind and is disconnected)
 ``stream.closed``       reason, exit_code, summary {finished, success, warning, error, ...}
 
@@ -200,6 +201,11 @@ class StreamHeartbeat(_Event):
     used_last_minute: int | None = None
     budget_per_min: float | None = None
     running: int = 0
+    failing: str | None = Field(
+        default=None,
+        description="The latest request to Make failed and none has succeeded since: its "
+        "one-line error. Absent while requests succeed.",
+    )
 
 
 class StreamLagged(_Event):

@@ -134,15 +134,32 @@ def test_health_shows_a_throttle_until_its_retry_time() -> None:
 def test_health_shows_a_transient_error_until_retry_and_a_fatal_one_for_good() -> None:
     state = reduce([StreamError(message="connection reset", retry_in_s=5, **at(0))])
     assert state.health_at(T0 + 1) == ("warn", "retrying in 4s: connection reset")
-    assert state.health_at(T0 + 6) == ("ok", "ok")
+    # The retry time passed and nothing has shown a request succeed: not "ok".
+    assert state.health_at(T0 + 6) == ("fail", "failing: connection reset")
     apply(state, StreamError(message="token revoked", fatal=True, **at(7)))
     assert state.health_at(T0 + 100) == ("fail", "failed: token revoked")
 
 
 def test_an_error_without_retry_time_lasts_until_the_next_heartbeat() -> None:
     state = reduce([StreamError(message="HTTP 502", **at(0))])
-    assert state.health_at(T0 + 60)[0] == "warn"
+    assert state.health_at(T0 + 60) == ("fail", "failing: HTTP 502")
     apply(state, StreamHeartbeat(**at(61)))
+    assert state.health_at(T0 + 61) == ("ok", "ok")
+
+
+def test_health_is_failing_while_heartbeats_say_requests_fail() -> None:
+    # Heartbeats come from the clock, not from answers: one that says requests fail keeps the
+    # view failing; an event only an answer produces, or a clean heartbeat, ends it.
+    down = "Make unreachable at 127.0.0.1:9 (connection refused)"
+    state = reduce([StreamOpened(api_limit=60, budget_per_min=48, version="1", **at(0)),
+                    StreamHeartbeat(failing=down, **at(15))])
+    assert state.health_at(T0 + 16) == ("fail", f"failing: {down}")
+    apply(state, StreamHeartbeat(failing=down, **at(30)))
+    assert state.health_at(T0 + 31)[0] == "fail"
+    apply(state, finished(t=32))
+    assert state.health_at(T0 + 33) == ("ok", "ok")
+    apply(state, StreamHeartbeat(failing=down, **at(45)))
+    apply(state, StreamHeartbeat(**at(60)))
     assert state.health_at(T0 + 61) == ("ok", "ok")
 
 

@@ -427,3 +427,28 @@ async def test_started_events_count_the_modules_once_the_blueprint_is_read() -> 
     assert len(started) >= 6
     # The blueprint is read at low priority once; every run seen after it carries the count.
     assert started[-1].modules_total == 3  # type: ignore[attr-defined]
+
+
+async def test_heartbeats_say_failing_while_every_request_fails_and_clear_after() -> None:
+    from makestream.events import StreamHeartbeat
+
+    zone = SimZone(demo_world(), clock=Clock(100), seed=1)
+    phases: dict[str, float] = {}
+
+    def until(events: list[_Event]) -> bool:
+        now = zone.clock.now()
+        beats = [e for e in events if isinstance(e, StreamHeartbeat)]
+        if "down" not in phases and any(e.type == "stream.opened" for e in events):
+            phases["down"] = now
+            zone.faults.rate_503 = 1.0
+        elif "up" not in phases and "down" in phases and now - phases["down"] > 60:
+            phases["up"] = now
+            zone.faults.rate_503 = 0.0
+        return "up" in phases and now - phases["up"] > 60 and bool(beats)
+
+    events, _ = await collect(zone, WatchOptions(scenario_ids=[101, 104], heartbeat_s=5),
+                              until=until, max_clock_s=600)
+    beats = [e for e in events if isinstance(e, StreamHeartbeat)]
+    failing = [e for e in beats if e.failing]
+    assert failing and "503" in (failing[0].failing or "")
+    assert beats[-1].failing is None  # requests succeed again

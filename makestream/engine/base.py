@@ -91,6 +91,8 @@ class WatchBase:
         # restart does not fetch each one again, and an observer of every page of logs read.
         self.known_scenarios: dict[int, Scenario] = {}
         self.on_logs: Callable[[int, list[ExecutionLog]], None] | None = None
+        # The error of the latest request while none has succeeded since (heartbeats carry it).
+        self.failing: str | None = None
 
     # -- emitting --------------------------------------------------------------------------------
 
@@ -163,7 +165,12 @@ class WatchBase:
         self._awaited.discard(execution_id)
 
     def on_notice(self, notice: ApiNotice) -> None:
-        """Client observer: a 429 becomes an `api.throttled` event."""
+        """Client observer: a 429 becomes an `api.throttled` event; failures are remembered
+        until a request succeeds, for the heartbeat's `failing`."""
+        if notice.kind in ("request", "retry") and notice.error is not None:
+            self.failing = notice.error
+        elif notice.kind == "request" and notice.status is not None and notice.status < 400:
+            self.failing = None
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
             self.emit(

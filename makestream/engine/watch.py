@@ -204,6 +204,7 @@ class Watch(WatchStartup, WatchReads):
                             used_last_minute=snap.used_last_minute,
                             budget_per_min=round(snap.rate_per_min, 2),
                             running=self.tracker.running_count,
+                            failing=self.failing,
                         )
                     ]
                 )

@@ -97,9 +97,9 @@ class LiveWriter:
         """The screen as it should look now (called by rich's refresh thread)."""
         from makestream.render.screen import screen
 
-        width, height = self.console.size
-        if not self._fits_screen():
-            height = None  # a pipe or a file has no bottom: show everything the view keeps
+        width, rows = self.console.size
+        # A pipe or a file has no bottom: show everything the view keeps.
+        height = rows if self._fits_screen() else None
         with self._lock:
             return Sanitized(screen(self.state, now=self.stream_now(), width=width, height=height,
                                     blueprints=self.blueprints, ascii_only=self._ascii_only()))

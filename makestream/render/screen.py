@@ -254,9 +254,8 @@ def screen(
     g = glyphs(ascii_only)
     now = state.now if now is None else now
     parts: list[RenderableType] = [_header(state, now, g), Text("")]
-    unbounded = height is None
-    tall = unbounded or height >= 30
-    many = 10_000 if unbounded else 0
+    tall = height is None or height >= 30
+    many = 10_000 if height is None else 0
     running = list(state.running.values())
     parts.append(section_title("Running", len(running) or None))
     if running:

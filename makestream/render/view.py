@@ -158,6 +158,8 @@ class Health:
     lagged: str | None = None
     errors_seen: int = 0
     throttles_seen: int = 0
+    # A heartbeat's `failing`: requests keep failing, whatever the retries say.
+    failing: str | None = None
 
 
 @dataclass
@@ -209,11 +211,20 @@ class ViewState:
             return "fail", f"lagged: {h.lagged}"
         if now is not None and h.throttled_until is not None and now < h.throttled_until:
             return "warn", f"throttled by Make, retry in {h.throttled_until - now:.0f}s"
-        if h.error is not None and (h.retry_at is None or (now is not None and now < h.retry_at)):
-            if h.retry_at is not None and now is not None:
+        if h.failing is not None:
+            return "fail", f"failing: {h.failing}"
+        if h.error is not None:
+            if h.retry_at is not None and now is not None and now < h.retry_at:
                 return "warn", f"retrying in {h.retry_at - now:.0f}s: {h.error}"
-            return "warn", f"retrying: {h.error}"
+            # The retry is due or past and nothing has shown a request succeed since.
+            return "fail", f"failing: {h.error}"
         return "ok", "ok"
+
+    def working(self) -> None:
+        """An event only a successful request can produce: the stream works again."""
+        if not self.health.error_fatal:
+            self.health.error = None
+            self.health.failing = None
 
 
 def _shown(text: str, limit: int = NAME_MAX) -> str:
@@ -248,6 +259,8 @@ def apply(state: ViewState, event: _Event) -> ViewState:
     if at is not None:
         state.now = at if state.now is None else max(state.now, at)
     state.events += 1
+    if isinstance(event, _WORKING):
+        state.working()
     match event:
         case StreamOpened():
             state.version = _shown(event.version)
@@ -304,14 +317,20 @@ def apply(state: ViewState, event: _Event) -> ViewState:
                 state.used_last_minute = event.used_last_minute
             if event.budget_per_min is not None:
                 state.budget_per_min = event.budget_per_min
-            # A heartbeat comes from a stream that is working again.
-            if not state.health.error_fatal:
-                state.health.error = None
+            # A heartbeat is sent whether or not requests succeed; its `failing` tells which.
+            if event.failing is None:
+                state.working()
+            elif not state.health.error_fatal:
+                state.health.failing = _shown(event.failing, MESSAGE_MAX)
         case StreamLagged():
             state.health.lagged = _shown(event.message, MESSAGE_MAX)
         case StreamClosed():
             state.closed = Closed(_shown(event.reason), event.exit_code, dict(event.summary))
     return state
+
+
+# Events that only an answered request produces (progress and heartbeats come from the clock).
+_WORKING = (StreamOpened, ExecutionStarted, ExecutionFinished, ModuleResult, ScenarioChanged)
 
 
 def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> None:
