@@ -255,3 +255,36 @@ def test_the_summary_lists_failures_first_and_shows_each_run_at_its_own_time() -
     line = io.StringIO()
     CompactWriter(line).write(events[70])
     assert line.getvalue().startswith("10:10:00 warning") and f"logs/{70:032x}" in line.getvalue()
+
+
+def test_an_expected_scheduled_run_shows_as_running_until_a_run_of_its_scenario_is_seen() -> None:
+    from makestream.events import ExecutionExpected
+    from makestream.render.screen import screen
+    from snapshots import render_text
+
+    expected = ExecutionExpected(scenario_id=7, due_at=rfc3339(T0), expected_duration_ms=10_000,
+                                 scenario_name="Orders", **at(4))
+    state = reduce([expected])
+    [row] = state.running.values()
+    assert row.expected and row.estimate and row.execution_id.startswith("expected:")
+    assert row.percent_at(T0 + 5) == 50.0
+    text = render_text(screen(state, now=T0 + 5, width=100, height=30), width=100, height=30)
+    assert "expected" in text and "~50%" in text and "Orders" in text
+    apply(state, finished(t=12))
+    assert state.running == {}
+
+
+def test_compact_names_the_basis_of_an_expected_run_and_a_scenario_state() -> None:
+    from makestream.events import ExecutionExpected, LastRun, ScenarioState
+    from makestream.render.compact import describe
+
+    line = describe(ExecutionExpected(scenario_id=7, due_at=rfc3339(T0 + 65),
+                                      expected_duration_ms=8000, scenario_name="Orders"))
+    assert line.startswith("expected 7 'Orders'") and "scheduled 10:01:05 UTC" in line
+    assert "not listed by Make yet" in line
+    line = describe(ScenarioState(scenario_id=7, scenario_name="Orders", is_active=True,
+                                  success_rate=0.9, sample_size=10, dlq_count=2,
+                                  last_run=LastRun(execution_id="x", status="error",
+                                                   started_at=rfc3339(T0))))
+    assert line == ("state    7 'Orders' active · last run error 10:00:00 UTC · 90% ok of 10 · "
+                    "2 incomplete runs")

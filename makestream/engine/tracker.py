@@ -19,6 +19,7 @@ from makestream.engine.cursor import Cursor, Position, encode_positions, short_i
 from makestream.engine.history import History
 from makestream.events import (
     ExecutionErrorInfo,
+    ExecutionExpected,
     ExecutionFinished,
     ExecutionProgress,
     ExecutionStarted,
@@ -159,9 +160,29 @@ class Tracker:
         """Whether a terminal log entry has not been delivered yet."""
         return not self.scenarios[scenario_id].position.has(entry.id, entry.timestamp_ms)
 
-    def run_began(self, scenario_id: int, at_ms: int) -> None:
-        """A run began at `at_ms` (a scheduled slot passed); keep the floor below it."""
-        self.scenarios[scenario_id].starts.append(at_ms)
+    def run_began(self, scenario_id: int, at_ms: int) -> list[_Event]:
+        """A run began at `at_ms` (a scheduled slot passed); keep the floor below it.
+
+        Its log entry may come only once it ends (Make's conservative variant), so the run is
+        announced as expected, on the basis of the schedule, unless it was already seen."""
+        state = self.scenarios[scenario_id]
+        state.starts.append(at_ms)
+        seen = any(
+            run.started_at is not None and abs(run.started_at * 1000 - at_ms) < LATE_WINDOW_MS
+            for run in state.running.values()
+        )
+        # Reported already: a run whose entry is stamped at or after the slot (its start or end).
+        reported = any(t >= at_ms - 1000 for t in state.position.done.values())
+        if seen or reported:
+            return []
+        return [
+            ExecutionExpected(
+                scenario_id=scenario_id,
+                due_at=rfc3339(at_ms / 1000),
+                expected_duration_ms=state.history.expected_ms,
+                scenario_name=state.name,
+            )
+        ]
 
     def hold(self, scenario_id: int, entry: ExecutionLog) -> None:
         """A terminal entry is known but not reported yet (its error detail is being fetched)."""

@@ -132,7 +132,7 @@ def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -
             eta = Text(f"ETA {tilde}{clock_span(remaining)}")
         grid.add_row(
             scenario_label(row.scenario_id, row.scenario_name),
-            Text(row.execution_id[:8]),
+            Text("expected" if row.expected else row.execution_id[:8]),
             gauge,
             pct,
             Text(clock_span(row.elapsed_at(now))),

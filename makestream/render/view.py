@@ -25,11 +25,13 @@ from makestream.events import (
     AlertRaised,
     AlertResolved,
     ApiThrottled,
+    ExecutionExpected,
     ExecutionFinished,
     ExecutionProgress,
     ExecutionStarted,
     ModuleResult,
     ScenarioChanged,
+    ScenarioState,
     StreamClosed,
     StreamError,
     StreamHeartbeat,
@@ -65,7 +67,12 @@ class RunningRow:
     @property
     def estimate(self) -> bool:
         """True when progress rests on past durations rather than on observed modules."""
-        return self.basis == "history"
+        return self.basis in ("history", "schedule")
+
+    @property
+    def expected(self) -> bool:
+        """True for a scheduled run Make has not listed yet (`execution.expected`)."""
+        return self.basis == "schedule"
 
     def elapsed_at(self, now: float | None) -> int | None:
         """Milliseconds since the run began, at stream time `now`."""
@@ -268,8 +275,11 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             state.follow = event.follow
             state.api_limit = event.api_limit
             state.budget_per_min = event.budget_per_min
+        case ExecutionExpected():
+            _expected(state, event)
         case ExecutionStarted():
             _scenario(state, event, event.scenario_name)
+            _drop_expected(state, event.scenario_id)
             eid = _run_id(event)
             state.running[eid] = RunningRow(
                 execution_id=eid,
@@ -287,7 +297,7 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             _finished(state, event)
         case ModuleResult():
             _module(state, event)
-        case ScenarioChanged():
+        case ScenarioChanged() | ScenarioState():
             _changed(state, event)
         case AlertRaised():
             if event.alert_id not in state.alerts:
@@ -352,8 +362,28 @@ def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> N
         row.expected_ms = event.expected_duration_ms
 
 
+def _expected(state: ViewState, event: ExecutionExpected) -> None:
+    row = _scenario(state, event, event.scenario_name)
+    if row is None:
+        return
+    key = f"expected:{event.scenario_id}:{_shown(event.due_at)}"
+    state.running[key] = RunningRow(
+        execution_id=key, scenario_id=event.scenario_id, scenario_name=row.name,
+        source="schedule", started_at=parse_ts(event.due_at),
+        expected_ms=event.expected_duration_ms, basis="schedule",
+    )
+
+
+def _drop_expected(state: ViewState, scenario_id: int | None) -> None:
+    """A run of the scenario was seen: the one the schedule announced, or it will not come."""
+    for key in [k for k, r in state.running.items()
+                if r.expected and r.scenario_id == scenario_id]:
+        del state.running[key]
+
+
 def _finished(state: ViewState, event: ExecutionFinished) -> None:
     _scenario(state, event, event.scenario_name)
+    _drop_expected(state, event.scenario_id)
     eid = _run_id(event)
     was = state.running.pop(eid, None)
     message = None
@@ -393,7 +423,7 @@ def _module(state: ViewState, event: ModuleResult) -> None:
     )
 
 
-def _changed(state: ViewState, event: ScenarioChanged) -> None:
+def _changed(state: ViewState, event: ScenarioChanged | ScenarioState) -> None:
     row = _scenario(state, event, event.scenario_name)
     if row is None:
         return
