@@ -213,7 +213,7 @@ def test_cursor_file_cron_style(sim: Sim, tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     ran = [json.loads(x) for x in first.stdout.splitlines()]
     assert any(e["type"] == "execution.finished" for e in ran)
-    assert cursor.read_text().startswith("1.")
+    assert cursor.read_text().startswith("2.")
     again = sim.run("watch", "201", "--no-follow", "--cursor-file", str(cursor))
     assert not [x for x in again.stdout.splitlines() if '"execution.finished"' in x]
     sim.run("watch", "201", "--run")

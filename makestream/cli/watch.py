@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from makestream.cli.common import (
-    DEMO_SPEED,
     ApiLimitOpt,
     Color,
     Connection,
@@ -299,6 +298,11 @@ def watch(
     modules: bool = typer.Option(
         False, "--modules", help="After each run, report every module's result (more requests)."
     ),
+    snapshot: bool = typer.Option(
+        False, "--snapshot",
+        help="Start with each scenario's current state (scenario.state events: flags, last run, "
+        "success rate, next run); one page of logs per scenario.",
+    ),
     fail_on_alert: Severity | None = typer.Option(
         None,
         "--fail-on-alert",
@@ -363,7 +367,7 @@ def watch(
         demo=demo,
         token_file=token_file,
         api_limit=api_limit,
-        speed=speed if speed is not None else (DEMO_SPEED if demo else None),
+        speed=speed,
         one_shot=not follow,
     )
 
@@ -393,6 +397,7 @@ def watch(
             modules=modules,
             now=clock.now(),
         )
+        options.snapshot = snapshot
         if alerts:
             from makestream import config
             from makestream.engine.alerts import AlertEvaluator
