@@ -452,3 +452,37 @@ async def test_heartbeats_say_failing_while_every_request_fails_and_clear_after(
     failing = [e for e in beats if e.failing]
     assert failing and "503" in (failing[0].failing or "")
     assert beats[-1].failing is None  # requests succeed again
+
+
+async def test_without_runs_in_flight_scheduled_runs_are_announced_as_expected() -> None:
+    # Make's conservative variant (the demo's default): runs appear in /logs only once they end.
+    # A passed nextExec is announced as execution.expected, and the run it announced follows.
+    from makestream.events import ExecutionExpected
+    from makestream.render.text import parse_ts
+
+    zone = SimZone(demo_world(), clock=Clock(100), seed=3)
+    events, _ = await collect(zone, WatchOptions(scenario_ids=[101, 102, 103, 105, 106]),
+                              max_clock_s=900)
+    assert not [e for e in events if e.type == "execution.started"]
+    expected = [e for e in events if isinstance(e, ExecutionExpected)]
+    assert len(expected) >= 5 and all(e.basis == "schedule" for e in expected)
+    truth = zone.truth()
+    for event in expected[:-3]:  # the last few may still be running when the watch stops
+        due = parse_ts(event.due_at)
+        assert due is not None
+        # The zone started a run of that scenario at the announced time...
+        assert any(r.scenario_id == event.scenario_id and abs(r.started_at - due) < 1.0
+                   for r in truth)
+        # ...and the watch reported a run of that scenario after the announcement.
+        assert any(isinstance(f, ExecutionFinished) and f.scenario_id == event.scenario_id
+                   and f.seq > event.seq for f in events)
+
+
+async def test_the_demo_is_honest_by_default() -> None:
+    # Runs in flight are not listed (the conservative variant) and the clock is the wall clock.
+    from makestream.cli.common import Connection, open_client
+
+    async with open_client(Connection(demo=True)) as (_client, zone):
+        assert zone is not None
+        assert zone.running_in_logs is False
+        assert zone.clock.speed == 1.0
