@@ -345,8 +345,17 @@ def test_live_page_loads_the_state_first_with_its_open_alert_and_names_a_missing
                 name, rate = by_id[s["scenario_id"]]
                 assert name == s["name"]
                 percent, _, sample = rate.partition("% of ")
-                assert 0 <= int(percent) <= 100
-                assert s["sample_size"] <= int(sample) <= s["sample_size"] + 10
+                assert 0 <= int(percent) <= 100 and int(sample) > 0
+            # The status filter hides the other finished runs; times do not wrap.
+            assert _wait_for(browser, "document.querySelectorAll('#finished tr').length > 0")
+            browser.evaluate("(() => { const s = document.getElementById('filter-status');"
+                             " s.value = 'error'; s.dispatchEvent(new Event('change')); })()")
+            assert browser.evaluate(
+                "[...document.querySelectorAll('#finished tr')]"
+                ".every(r => r.hidden === (r.dataset.status !== 'error'))")
+            assert browser.evaluate(
+                "getComputedStyle(document.querySelector('#finished td.time')).whiteSpace"
+            ) == "nowrap"
             zone = browser.evaluate("document.getElementById('zone').textContent")
             assert zone.startswith("times in ") and "UTC" in zone
             assert _wait_for(
