@@ -291,3 +291,11 @@ def test_compact_names_the_basis_of_an_expected_run_and_a_scenario_state() -> No
                                                    started_at=rfc3339(T0))))
     assert line == ("state    7 'Orders' active · last run error 10:00:00 UTC · 90% ok of 10 · "
                     "2 incomplete runs")
+
+
+def test_compact_heartbeat_says_failing_with_the_reason() -> None:
+    from makestream.render.compact import describe
+
+    line = describe(StreamHeartbeat(used_last_minute=3, running=0, failing="HTTP 503"))
+    assert line == "budget   3 requests last minute · 0 running · failing: HTTP 503"
+    assert "failing" not in describe(StreamHeartbeat(used_last_minute=3, running=0))

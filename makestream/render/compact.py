@@ -90,7 +90,8 @@ def describe(event: _Event) -> str:
             return f"error    {event.message} ({kind})"
         case StreamHeartbeat():
             used = "?" if event.used_last_minute is None else event.used_last_minute
-            return f"budget   {used} requests last minute · {event.running} running"
+            line = f"budget   {used} requests last minute · {event.running} running"
+            return f"{line} · failing: {event.failing}" if event.failing else line
         case StreamLagged():
             return f"lagged   {event.message}"
         case StreamClosed():
@@ -136,6 +137,8 @@ def _style(event: _Event) -> tuple[str, bool]:
             return {"success": "green", "warning": "yellow"}.get(event.status, "red"), False
         case ExecutionStarted() | ExecutionExpected() | StreamOpened() | StreamClosed():
             return "bold", False
+        case StreamHeartbeat() if event.failing:
+            return "bold red", False
         case ExecutionProgress() | StreamHeartbeat():
             return "dim", True
         case ScenarioChanged() | ScenarioState():
