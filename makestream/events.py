@@ -9,7 +9,12 @@ and snake_case so that ``jq`` filters stay short. Every event carries:
 ``type``         one of the types below; consumers must ignore types they do not know
 ``seq``          strictly increasing within one stream (starts at 1)
 ``ts``           when makestream emitted the event, RFC 3339 UTC with milliseconds
-``cursor``       opaque; ``makestream watch --resume CURSOR`` continues after this event
+``cursor``       opaque; ``makestream watch --resume CURSOR`` continues after this event. In
+                 ``watch`` output only events that move the resume position carry one:
+                 ``stream.opened``, ``execution.finished``, ``stream.closed``, and the first
+                 event after the positions otherwise changed (a scenario's history learned);
+                 resume from the latest cursor seen. Over SSE every event carries one (its
+                 ``id:``).
 ``scenario_id``  where the event concerns one scenario
 ``execution_id`` where the event concerns one execution
 
@@ -74,7 +79,13 @@ class _Event(BaseModel):
     type: str = Field(default="", description="The event type; see the module docstring.")
     seq: int = Field(default=0, description="Strictly increasing within one stream.")
     ts: str = Field(default="", description="Emission time, RFC 3339 UTC.")
-    cursor: str = Field(default="", description="Opaque resume position after this event.")
+    cursor: str | None = Field(
+        default=None,
+        description="Opaque resume position after this event. In `watch` output, only on "
+        "events that move it (stream.opened, execution.finished, stream.closed, and the first "
+        "event after a scenario's history was learned): resume from the latest one seen. Over "
+        "SSE, on every event.",
+    )
     scenario_id: int | None = Field(default=None, description="The scenario concerned.")
     execution_id: str | None = Field(default=None, description="The execution concerned.")
 
@@ -367,7 +378,7 @@ def read_ndjson(
 
 # Every event as written carries these; the models give them defaults only so that a line from
 # a newer or older producer can still be read.
-ENVELOPE = ("v", "type", "seq", "ts", "cursor")
+ENVELOPE = ("v", "type", "seq", "ts")
 _FORMATS = {"ts": "date-time", "started_at": "date-time", "ended_at": "date-time", "url": "uri",
             "due_at": "date-time", "next_exec": "date-time"}
 

@@ -486,3 +486,32 @@ async def test_the_demo_is_honest_by_default() -> None:
         assert zone is not None
         assert zone.running_in_logs is False
         assert zone.clock.speed == 1.0
+
+
+async def test_cursors_only_where_the_position_moved_still_resume_exactly_once() -> None:
+    # `watch` output: progress, heartbeats and the like carry no cursor; resuming from the
+    # latest cursor seen before a crash loses and repeats nothing.
+    zone = SimZone(busy_world(6, rate_per_minute=4.0), clock=Clock(60), seed=9,
+                   running_in_logs=True)
+    ids = [s.id for s in zone.world.scenarios]
+    options = WatchOptions(scenario_ids=ids, cursor_every_event=False, heartbeat_s=5)
+    start = zone.clock.now()
+    first, _ = await collect(zone, options, until=lambda evs: len(finished(evs)) >= 40)
+    assert all(e.cursor for e in first if e.type in ("stream.opened", "execution.finished",
+                                                        "stream.closed"))
+    quiet = [e for e in first if e.type in ("execution.progress", "stream.heartbeat")]
+    assert quiet and sum(1 for e in quiet if e.cursor) < len(quiet) / 2
+    # A crash right after a cursorless event: resume from the latest cursor before it.
+    cut = max(i for i, e in enumerate(first[:-1]) if not e.cursor and i > len(first) // 2)
+    cursor = next(e.cursor for e in reversed(first[: cut + 1]) if e.cursor)
+    assert cursor is not None
+    delivered = {e.execution_id for e in finished(first[: cut + 1])}
+    second, _ = await collect(
+        zone, WatchOptions(scenario_ids=ids, follow=False, resume=Cursor.decode(cursor),
+                           cursor_every_event=False))
+    again = [e.execution_id for e in finished(second)]
+    assert not set(again) & delivered and len(again) == len(set(again))
+    # Every run that ended while the stream ran (and not just now) was reported, once.
+    ended_before = {r.execution_id for r in zone.truth() if r.ended_at is not None
+                    and start + 1 < r.ended_at < zone.clock.now() - 90}
+    assert ended_before and ended_before <= delivered | set(again)

@@ -398,6 +398,7 @@ def watch(
             now=clock.now(),
         )
         options.snapshot = snapshot
+        options.cursor_every_event = False  # NDJSON lines carry one only where it moved
         if alerts:
             from makestream import config
             from makestream.engine.alerts import AlertEvaluator
@@ -543,7 +544,7 @@ async def _follow(
                 for sink in sinks:
                     sink.offer(event)  # never blocks: a sink keeps its own bounded queue
                 output.write(event)
-                position = event.cursor.partition("~")[0]
+                position = (event.cursor or "").partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:
                     # Only after the event went out: the file never runs ahead of the output;
                     # and only when the positions changed, not for every seq.

@@ -30,6 +30,7 @@ from makestream.events import (
     ExecutionFinished,
     StreamClosed,
     StreamError,
+    StreamOpened,
     _Event,
     rfc3339,
 )
@@ -62,6 +63,7 @@ class WatchBase:
         # consumer itself is stalled.
         self._send, self.events = anyio.create_memory_object_stream[_Event](math.inf)
         self._seq = options.first_seq  # the first event gets first_seq + 1
+        self._moves_stamped = -1  # tracker.moves when a cursor was last stamped
         self._last_emit = 0.0
         self._last_heartbeat = self.clock.now()
         self._done = anyio.Event()
@@ -116,11 +118,7 @@ class WatchBase:
             now = self.clock.now()
             self._last_emit = now
             stamped = event.model_copy(
-                update={
-                    "seq": self._seq,
-                    "ts": rfc3339(now),
-                    "cursor": self.tracker.cursor(self._seq),
-                }
+                update={"seq": self._seq, "ts": rfc3339(now), "cursor": self._cursor_for(event)}
             )
             self._deliver(stamped)
             if isinstance(event, AlertRaised):
@@ -131,6 +129,18 @@ class WatchBase:
             # (and --fail-on-alert sees it) before the stream closes.
             if isinstance(event, ExecutionFinished):
                 self._count_finished(event)
+
+    def _cursor_for(self, event: _Event) -> str | None:
+        """The cursor an event carries: every event's, or only where the position moved."""
+        moves = self.tracker.moves
+        if (
+            self.options.cursor_every_event
+            or moves != self._moves_stamped
+            or isinstance(event, (StreamOpened, ExecutionFinished))
+        ):
+            self._moves_stamped = moves
+            return self.tracker.cursor(self._seq)
+        return None
 
     def _alert_raised(self, event: AlertRaised) -> None:
         severity = self.options.fail_on_alert

@@ -94,6 +94,9 @@ class Tracker:
         self.stream = stream
         self._cursor_cache: tuple[int, str] | None = None
         self._version = 0  # bumped on every change that a cursor encodes
+        # Bumped on changes a resume cannot do without (runs delivered, scenarios added, history
+        # learned); raised floors alone are not: an older floor only means re-reading more.
+        self.moves = 0
         # What a log entry's `timestamp` marks: Make's docs do not say whether it is the start or
         # the end of the run, and implementations differ. Learned from runs whose start is known
         # (listed in flight, or started by this watch); until then taken as the start.
@@ -131,6 +134,7 @@ class Tracker:
             state = self.scenarios[scenario_id] = ScenarioState(scenario_id)
             state.position = Position(floor_ms)
             self._version += 1
+            self.moves += 1
         return state
 
     def restore(self, cursor: Cursor) -> None:
@@ -138,6 +142,7 @@ class Tracker:
         for sid, pos in cursor.positions.items():
             self.add_scenario(sid, floor_ms=pos.floor_ms).position = pos
         self._version += 1
+        self.moves += 1
 
     def learn(self, scenario_id: int, entries: Iterable[ExecutionLog]) -> None:
         """Take durations of finished runs into the scenario's history."""
@@ -153,6 +158,7 @@ class Tracker:
             if entry.status.terminal and entry.timestamp_ms >= position.floor_ms:
                 position.add(entry.id, entry.timestamp_ms)
         self._version += 1
+        self.moves += 1
 
     # -- observations ----------------------------------------------------------------------------
 
@@ -252,6 +258,7 @@ class Tracker:
         if settled:
             state.starts.remove(max(settled))  # the run that began there has been reported
         self._version += 1
+        self.moves += 1
         state.last_finished_at = now
         duration = log.duration_ms if log is not None else None
         state.history.add(duration)
