@@ -159,7 +159,7 @@ def test_reemit_normalises_what_it_validates() -> None:
     out = io.BytesIO()
     reemit(io.BytesIO(line), out)  # no final newline either
     assert out.getvalue() == b'{"v":1,"type":"stream.heartbeat","seq":3,"ts":' \
-                             b'"2026-11-26T10:00:00.000Z","cursor":"","running":1}\n'
+                             b'"2026-11-26T10:00:00.000Z","running":1}\n'
 
 
 def test_reemit_error_numbers_count_blank_lines() -> None:
