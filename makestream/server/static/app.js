@@ -209,6 +209,7 @@ function progress(event) {
 }
 
 function finished(event) {
+  if ($("finished").querySelector(`tr[data-execution-id="${CSS.escape(event.execution_id)}"]`)) return;
   const was = running.get(event.execution_id);
   if (was) { was.row.remove(); running.delete(event.execution_id); }
   dropExpected(event.scenario_id);
@@ -216,6 +217,7 @@ function finished(event) {
   row.dataset.executionId = event.execution_id;
   row.dataset.status = event.status;
   row.className = "finished";
+  // A run from /v1/state has Make's log time stamp only (its start, or its end: see make-api.md).
   cell(row, clock(event.ended_at || event.ts), "time");
   cell(row, label(event));
   cell(row, event.status, "status");
@@ -237,8 +239,10 @@ function finished(event) {
   body.prepend(row);
   while (body.rows.length > MAX_FINISHED) body.deleteRow(-1);
   const data = scenario(event.scenario_id).data;
-  data.last = { status: event.status, at: event.started_at || event.ended_at || event.ts };
-  drawScenario(event.scenario_id);
+  if (!event.fromState) {
+    data.last = { status: event.status, at: event.started_at || event.ended_at || event.ts };
+    drawScenario(event.scenario_id);
+  }
 }
 
 // -- alerts ------------------------------------------------------------------------------------
@@ -349,6 +353,19 @@ async function loadState() {
     }
   }
   for (const alert of doc.alerts || []) alertRaised(alert);
+  // The recent runs of every scenario, oldest first so that the newest ends on top.
+  const recent = [];
+  for (const s of doc.scenarios || []) {
+    for (const run of s.last_executions || []) recent.push({ ...run, scenario_id: s.scenario_id });
+  }
+  recent.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+  for (const run of recent.slice(-MAX_FINISHED)) {
+    finished({
+      execution_id: run.execution_id, scenario_id: run.scenario_id, status: run.status,
+      started_at: run.timestamp, ts: run.timestamp, duration_ms: run.duration_ms,
+      operations: run.operations, fromState: true,
+    });
+  }
   counts();
   return null;
 }
