@@ -9,7 +9,12 @@ and snake_case so that ``jq`` filters stay short. Every event carries:
 ``type``         one of the types below; consumers must ignore types they do not know
 ``seq``          strictly increasing within one stream (starts at 1)
 ``ts``           when makestream emitted the event, RFC 3339 UTC with milliseconds
-``cursor``       opaque; ``makestream watch --resume CURSOR`` continues after this event
+``cursor``       opaque; ``makestream watch --resume CURSOR`` continues after this event. In
+                 ``watch`` output only events that move the resume position carry one:
+                 ``stream.opened``, ``execution.finished``, ``stream.closed``, and the first
+                 event after the positions otherwise changed (a scenario's history learned);
+                 resume from the latest cursor seen. Over SSE every event carries one (its
+                 ``id:``).
 ``scenario_id``  where the event concerns one scenario
 ``execution_id`` where the event concerns one execution
 
@@ -18,10 +23,18 @@ Types and their own fields:
 ``stream.opened``       targets (scenario ids), api_limit, budget_per_min, follow, version,
                        budget_processes
 ``execution.started``   source, started_at, expected_duration_ms, modules_total, scenario_name
+``execution.expected``  due_at, basis (``schedule``), expected_duration_ms, scenario_name: a
+                        scheduled run should be under way (its ``nextExec`` passed) but Make has
+                        not listed it yet; no execution_id
 ``execution.progress``  elapsed_ms, expected_duration_ms, percent, basis (``history`` | ``modules``)
 ``execution.finished``  status (``success`` | ``warning`` | ``error``), started_at, duration_ms,
                         operations, transfer_bytes, centicredits, error {message, name,
                         cause_module, cause_app}, url, scenario_name
+``scenario.state``      the scenario as it stands (``watch --snapshot``, after stream.opened):
+                        scenario_name, team_id, is_active, is_invalid, is_paused, scheduling,
+                        next_exec, dlq_count, queue_count, last_run {execution_id, status,
+                        started_at, duration_ms}, success_rate, sample_size,
+                        expected_duration_ms
 ``module.result``       module_id, module, app, status, bundles, size
 ``scenario.changed``    changed (names of the fields that changed), is_active, is_invalid,
                         is_paused, dlq_count, queue_count, scenario_name
@@ -29,7 +42,8 @@ Types and their own fields:
 ``alert.resolved``      the same fields as alert.raised
 ``api.throttled``       retry_in_s, rate_per_min, asked_s (a longer Retry-After that was cut)
 ``stream.error``        message, error_type, fatal, retry_in_s
-``stream.heartbeat``    used_last_minute, budget_per_min, running, budget_processes
+``stream.heartbeat``    used_last_minute, budget_per_min, running, budget_processes, failing (the
+                        latest request's error while no request has succeeded since)
 ``stream.lagged``       message (an SSE subscriber fell behind and is disconnected)
 ``stream.closed``       reason, exit_code, summary {finished, success, warning, error, ...}
 
@@ -66,7 +80,13 @@ class _Event(BaseModel):
     type: str = Field(default="", description="The event type; see the module docstring.")
     seq: int = Field(default=0, description="Strictly increasing within one stream.")
     ts: str = Field(default="", description="Emission time, RFC 3339 UTC.")
-    cursor: str = Field(default="", description="Opaque resume position after this event.")
+    cursor: str | None = Field(
+        default=None,
+        description="Opaque resume position after this event. In `watch` output, only on "
+        "events that move it (stream.opened, execution.finished, stream.closed, and the first "
+        "event after a scenario's history was learned): resume from the latest one seen. Over "
+        "SSE, on every event.",
+    )
     scenario_id: int | None = Field(default=None, description="The scenario concerned.")
     execution_id: str | None = Field(default=None, description="The execution concerned.")
 
@@ -95,6 +115,20 @@ class ExecutionStarted(_Event):
         description="Modules in the scenario's blueprint, once makestream has read it (the live "
         "view and --modules read it); absent before.",
     )
+    scenario_name: str | None = None
+
+
+class ExecutionExpected(_Event):
+    """A scheduled run that should have begun: the scenario's `nextExec` passed and Make moved
+    it on, but no log entry names the run yet (Make may list runs only once they end)."""
+
+    type: Literal["execution.expected"] = "execution.expected"
+    due_at: str = Field(description="When the schedule started the run (the passed nextExec).")
+    basis: Literal["schedule"] = Field(
+        default="schedule",
+        description="What the expectation rests on: `schedule`, the scenario's nextExec.",
+    )
+    expected_duration_ms: int | None = Field(default=None, description="Median of recent runs.")
     scenario_name: str | None = None
 
 
@@ -135,6 +169,36 @@ class ExecutionFinished(_Event):
     error: ExecutionErrorInfo | None = None
     url: str | None = Field(default=None, description="The run in Make's web UI.")
     scenario_name: str | None = None
+
+
+class LastRun(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    execution_id: str
+    status: str
+    started_at: str | None = None
+    duration_ms: int | None = None
+
+
+class ScenarioState(_Event):
+    """One scenario as it stands when the watch begins (`watch --snapshot`)."""
+
+    type: Literal["scenario.state"] = "scenario.state"
+    scenario_name: str | None = None
+    team_id: int | None = None
+    is_active: bool | None = None
+    is_invalid: bool | None = None
+    is_paused: bool | None = None
+    scheduling: str | None = Field(default=None, description="indefinitely, immediately, ...")
+    next_exec: str | None = Field(default=None, description="Make's nextExec, RFC 3339 UTC.")
+    dlq_count: int | None = None
+    queue_count: int | None = None
+    last_run: LastRun | None = Field(default=None, description="The latest finished run.")
+    success_rate: float | None = Field(
+        default=None, description="Share of the recent finished runs that did not fail, 0-1."
+    )
+    sample_size: int = Field(default=0, description="Finished runs the figures rest on.")
+    expected_duration_ms: int | None = Field(default=None, description="Median of recent runs.")
 
 
 class ModuleResult(_Event):
@@ -209,6 +273,11 @@ class StreamHeartbeat(_Event):
     budget_processes: int | None = Field(
         default=None, description="makestream processes sharing the organization's budget."
     )
+    failing: str | None = Field(
+        default=None,
+        description="The latest request to Make failed and none has succeeded since: its "
+        "one-line error. Absent while requests succeed.",
+    )
 
 
 class StreamLagged(_Event):
@@ -226,10 +295,12 @@ class StreamClosed(_Event):
 Event = Annotated[
     StreamOpened
     | ExecutionStarted
+    | ExecutionExpected
     | ExecutionProgress
     | ExecutionFinished
     | ModuleResult
     | ScenarioChanged
+    | ScenarioState
     | AlertRaised
     | AlertResolved
     | ApiThrottled
@@ -243,10 +314,12 @@ Event = Annotated[
 EVENT_TYPES: tuple[type[_Event], ...] = (
     StreamOpened,
     ExecutionStarted,
+    ExecutionExpected,
     ExecutionProgress,
     ExecutionFinished,
     ModuleResult,
     ScenarioChanged,
+    ScenarioState,
     AlertRaised,
     AlertResolved,
     ApiThrottled,
@@ -314,8 +387,9 @@ def read_ndjson(
 
 # Every event as written carries these; the models give them defaults only so that a line from
 # a newer or older producer can still be read.
-ENVELOPE = ("v", "type", "seq", "ts", "cursor")
-_FORMATS = {"ts": "date-time", "started_at": "date-time", "ended_at": "date-time", "url": "uri"}
+ENVELOPE = ("v", "type", "seq", "ts")
+_FORMATS = {"ts": "date-time", "started_at": "date-time", "ended_at": "date-time", "url": "uri",
+            "due_at": "date-time", "next_exec": "date-time"}
 
 
 def _declare_format(prop: dict[str, Any], fmt: str) -> None:

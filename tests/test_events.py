@@ -36,10 +36,12 @@ def test_round_trip_of_every_type() -> None:
     samples = {
         "stream.opened": {"api_limit": 60, "budget_per_min": 48, "version": "x"},
         "execution.started": {"source": "run", "started_at": rfc3339(0)},
+        "execution.expected": {"due_at": rfc3339(0)},
         "execution.progress": {"elapsed_ms": 1},
         "execution.finished": {"status": "success"},
         "module.result": {"module_id": 1, "status": "success"},
         "scenario.changed": {},
+        "scenario.state": {"last_run": {"execution_id": "e", "status": "success"}},
         "alert.raised": {"alert_id": "a", "rule": "r", "severity": "warning", "message": "m"},
         "alert.resolved": {"alert_id": "a", "rule": "r", "severity": "warning", "message": "m"},
         "api.throttled": {"retry_in_s": 1},

@@ -236,6 +236,14 @@ def test_arbitrary_text_decodes_or_is_a_usage_error(text: str) -> None:
 
 
 @FUZZ
+@given(st.binary(max_size=120))
+def test_arbitrary_version_2_bodies_decode_or_are_a_usage_error(body: bytes) -> None:
+    import base64
+
+    decodes_or_usage_error("2." + base64.urlsafe_b64encode(body).decode() + "~s.1")
+
+
+@FUZZ
 @given(
     st.sampled_from(VALID),
     st.lists(

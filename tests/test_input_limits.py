@@ -108,10 +108,20 @@ def test_every_damaged_cursor_is_a_one_line_usage_error(text: str) -> None:
 
 
 def test_a_good_cursor_still_round_trips() -> None:
-    cursor = Cursor("abc", 42, {7: Position(1000, {"a1b2c3d4e5f6": 1200})})
+    cursor = Cursor("abc", 42, {7: Position(1000, {"a1b2c3d4e5": 1200})})
     back = Cursor.decode(cursor.encode())
     assert (back.stream, back.seq, back.positions[7].floor_ms) == ("abc", 42, 1000)
-    assert set(back.positions[7].done) == {"a1b2c3d4e5f6"}
+    assert set(back.positions[7].done) == {"a1b2c3d4e5"}
+
+
+def test_a_version_2_cursor_claiming_too_many_ids_is_refused_before_reading_them() -> None:
+    import base64
+
+    # base 0, scenario 1, floor 0, then a count of 200,000 ids and none of their bytes.
+    body = bytes([0, 1, 0]) + bytes([0xC0, 0x9A, 0x0C])
+    text = "2." + base64.urlsafe_b64encode(body).rstrip(b"=").decode() + "~k.1"
+    with pytest.raises(UsageError, match=r"invalid cursor: it lists more than 100000 executions"):
+        Cursor.decode(text)
 
 
 # --- 2. --cursor-file --------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def test_reemit_normalises_what_it_validates() -> None:
     out = io.BytesIO()
     reemit(io.BytesIO(line), out)  # no final newline either
     assert out.getvalue() == b'{"v":1,"type":"stream.heartbeat","seq":3,"ts":' \
-                             b'"2026-11-26T10:00:00.000Z","cursor":"","running":1}\n'
+                             b'"2026-11-26T10:00:00.000Z","running":1}\n'
 
 
 def test_reemit_error_numbers_count_blank_lines() -> None:
@@ -170,3 +170,24 @@ def test_reemit_error_numbers_count_blank_lines() -> None:
 
 def test_iter_lines_keeps_a_last_line_without_newline() -> None:
     assert list(iter_lines(io.BytesIO(b"a\nbb\nccc"), chunk_size=2)) == [b"a", b"bb", b"ccc"]
+
+
+def test_pretty_on_a_pipe_without_lines_shows_every_kept_run(tmp_path: Path) -> None:
+    # A pipe has no height: the final view must not be cut to fit rich's assumed 25 lines.
+    from makestream.events import ExecutionFinished, StreamOpened
+
+    events = [StreamOpened(seq=1, ts="2026-12-01T10:00:00.000Z", api_limit=60,
+                           budget_per_min=48, version="0")]
+    for n in range(12):
+        events.append(ExecutionFinished(
+            seq=n + 2, ts=f"2026-12-01T10:{n + 1:02d}:00.000Z", scenario_id=100 + n,
+            execution_id=f"run{n:02d}abcdef", status="success", duration_ms=1000,
+            scenario_name=f"Scenario number {n}"))
+    path = tmp_path / "many.ndjson"
+    path.write_bytes(b"".join(encode(e) for e in events))
+    env = {k: v for k, v in ENV.items() if k != "LINES"}
+    result = CliRunner().invoke(app, ["render", str(path)], env=env)
+    assert result.exit_code == 0, result.stderr
+    frame = result.stdout.split("Summary")[0] if "Summary" in result.stdout else result.stdout
+    shown = [n for n in range(12) if f"Scenario number {n}" in frame]
+    assert shown == list(range(12))

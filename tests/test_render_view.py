@@ -134,15 +134,32 @@ def test_health_shows_a_throttle_until_its_retry_time() -> None:
 def test_health_shows_a_transient_error_until_retry_and_a_fatal_one_for_good() -> None:
     state = reduce([StreamError(message="connection reset", retry_in_s=5, **at(0))])
     assert state.health_at(T0 + 1) == ("warn", "retrying in 4s: connection reset")
-    assert state.health_at(T0 + 6) == ("ok", "ok")
+    # The retry time passed and nothing has shown a request succeed: not "ok".
+    assert state.health_at(T0 + 6) == ("fail", "failing: connection reset")
     apply(state, StreamError(message="token revoked", fatal=True, **at(7)))
     assert state.health_at(T0 + 100) == ("fail", "failed: token revoked")
 
 
 def test_an_error_without_retry_time_lasts_until_the_next_heartbeat() -> None:
     state = reduce([StreamError(message="HTTP 502", **at(0))])
-    assert state.health_at(T0 + 60)[0] == "warn"
+    assert state.health_at(T0 + 60) == ("fail", "failing: HTTP 502")
     apply(state, StreamHeartbeat(**at(61)))
+    assert state.health_at(T0 + 61) == ("ok", "ok")
+
+
+def test_health_is_failing_while_heartbeats_say_requests_fail() -> None:
+    # Heartbeats come from the clock, not from answers: one that says requests fail keeps the
+    # view failing; an event only an answer produces, or a clean heartbeat, ends it.
+    down = "Make unreachable at 127.0.0.1:9 (connection refused)"
+    state = reduce([StreamOpened(api_limit=60, budget_per_min=48, version="1", **at(0)),
+                    StreamHeartbeat(failing=down, **at(15))])
+    assert state.health_at(T0 + 16) == ("fail", f"failing: {down}")
+    apply(state, StreamHeartbeat(failing=down, **at(30)))
+    assert state.health_at(T0 + 31)[0] == "fail"
+    apply(state, finished(t=32))
+    assert state.health_at(T0 + 33) == ("ok", "ok")
+    apply(state, StreamHeartbeat(failing=down, **at(45)))
+    apply(state, StreamHeartbeat(**at(60)))
     assert state.health_at(T0 + 61) == ("ok", "ok")
 
 
@@ -194,7 +211,9 @@ def test_closed_stream_is_recorded() -> None:
 def test_the_sample_stream_rebuilds_the_expected_view() -> None:
     state = reduce(sample_events())
     assert state.targets == [101, 102, 103]
-    assert sorted(r.execution_id[:4] for r in state.running.values()) == ["6512", "d3d9"]
+    runs = state.running.values()
+    assert sorted(r.execution_id[:4] for r in runs if not r.expected) == ["6512", "d3d9"]
+    assert [r.scenario_id for r in runs if r.expected] == [103]
     assert [r.status for r in state.finished] == ["success", "warning", "error"]
     assert list(state.alerts) == ["error_rate:103"]
     assert state.scenarios[103].is_invalid
@@ -238,3 +257,45 @@ def test_the_summary_lists_failures_first_and_shows_each_run_at_its_own_time() -
     line = io.StringIO()
     CompactWriter(line).write(events[70])
     assert line.getvalue().startswith("10:10:00 warning") and f"logs/{70:032x}" in line.getvalue()
+
+
+def test_an_expected_scheduled_run_shows_as_running_until_a_run_of_its_scenario_is_seen() -> None:
+    from snapshots import render_text
+
+    from makestream.events import ExecutionExpected
+    from makestream.render.screen import screen
+
+    expected = ExecutionExpected(scenario_id=7, due_at=rfc3339(T0), expected_duration_ms=10_000,
+                                 scenario_name="Orders", **at(4))
+    state = reduce([expected])
+    [row] = state.running.values()
+    assert row.expected and row.estimate and row.execution_id.startswith("expected:")
+    assert row.percent_at(T0 + 5) == 50.0
+    text = render_text(screen(state, now=T0 + 5, width=100, height=30), width=100, height=30)
+    assert "expected" in text and "~50%" in text and "Orders" in text
+    apply(state, finished(t=12))
+    assert state.running == {}
+
+
+def test_compact_names_the_basis_of_an_expected_run_and_a_scenario_state() -> None:
+    from makestream.events import ExecutionExpected, LastRun, ScenarioState
+    from makestream.render.compact import describe
+
+    line = describe(ExecutionExpected(scenario_id=7, due_at=rfc3339(T0 + 65),
+                                      expected_duration_ms=8000, scenario_name="Orders"))
+    assert line.startswith("expected 7 'Orders'") and "scheduled 10:01:05 UTC" in line
+    assert "not listed by Make yet" in line
+    line = describe(ScenarioState(scenario_id=7, scenario_name="Orders", is_active=True,
+                                  success_rate=0.9, sample_size=10, dlq_count=2,
+                                  last_run=LastRun(execution_id="x", status="error",
+                                                   started_at=rfc3339(T0))))
+    assert line == ("state    7 'Orders' active · last run error 10:00:00 UTC · 90% ok of 10 · "
+                    "2 incomplete runs")
+
+
+def test_compact_heartbeat_says_failing_with_the_reason() -> None:
+    from makestream.render.compact import describe
+
+    line = describe(StreamHeartbeat(used_last_minute=3, running=0, failing="HTTP 503"))
+    assert line == "budget   3 requests last minute · 0 running · failing: HTTP 503"
+    assert "failing" not in describe(StreamHeartbeat(used_last_minute=3, running=0))

@@ -199,3 +199,21 @@ def test_a_run_listed_in_flight_shows_timestamps_mark_the_start() -> None:
         "2026-09-21T14:13:21.000Z",
         "2026-09-21T14:13:25.000Z",
     )
+
+
+def test_a_passed_next_exec_announces_an_expected_run_unless_it_was_seen() -> None:
+    from makestream.events import ExecutionExpected, rfc3339
+
+    t = tracker()
+    t.learn(1, [log_entry(ts_ms=T0 - 60_000, duration=8000)])
+    [event] = t.run_began(1, T0 + 60_000)
+    assert isinstance(event, ExecutionExpected)
+    assert (event.basis, event.expected_duration_ms, event.execution_id) == ("schedule", 8000, None)
+    assert event.due_at == rfc3339((T0 + 60_000) / 1000)
+    # The run at that slot was already reported (its entry is stamped at the slot or later).
+    entry = log_entry(ts_ms=T0 + 120_000, duration=1000)
+    finish(t, entry)
+    assert t.run_began(1, T0 + 119_500) == []
+    # A run seen in flight at that slot needs no announcement either.
+    t.started(1, "live-1", now=T0 / 1000 + 300, source="auto", started_at=T0 / 1000 + 300)
+    assert t.run_began(1, T0 + 300_000) == []

@@ -427,3 +427,91 @@ async def test_started_events_count_the_modules_once_the_blueprint_is_read() -> 
     assert len(started) >= 6
     # The blueprint is read at low priority once; every run seen after it carries the count.
     assert started[-1].modules_total == 3  # type: ignore[attr-defined]
+
+
+async def test_heartbeats_say_failing_while_every_request_fails_and_clear_after() -> None:
+    from makestream.events import StreamHeartbeat
+
+    zone = SimZone(demo_world(), clock=Clock(100), seed=1)
+    phases: dict[str, float] = {}
+
+    def until(events: list[_Event]) -> bool:
+        now = zone.clock.now()
+        beats = [e for e in events if isinstance(e, StreamHeartbeat)]
+        if "down" not in phases and any(e.type == "stream.opened" for e in events):
+            phases["down"] = now
+            zone.faults.rate_503 = 1.0
+        elif "up" not in phases and "down" in phases and now - phases["down"] > 60:
+            phases["up"] = now
+            zone.faults.rate_503 = 0.0
+        return "up" in phases and now - phases["up"] > 60 and bool(beats)
+
+    events, _ = await collect(zone, WatchOptions(scenario_ids=[101, 104], heartbeat_s=5),
+                              until=until, max_clock_s=600)
+    beats = [e for e in events if isinstance(e, StreamHeartbeat)]
+    failing = [e for e in beats if e.failing]
+    assert failing and "503" in (failing[0].failing or "")
+    assert beats[-1].failing is None  # requests succeed again
+
+
+async def test_without_runs_in_flight_scheduled_runs_are_announced_as_expected() -> None:
+    # Make's conservative variant (the demo's default): runs appear in /logs only once they end.
+    # A passed nextExec is announced as execution.expected, and the run it announced follows.
+    from makestream.events import ExecutionExpected
+    from makestream.render.text import parse_ts
+
+    zone = SimZone(demo_world(), clock=Clock(100), seed=3)
+    events, _ = await collect(zone, WatchOptions(scenario_ids=[101, 102, 103, 105, 106]),
+                              max_clock_s=900)
+    assert not [e for e in events if e.type == "execution.started"]
+    expected = [e for e in events if isinstance(e, ExecutionExpected)]
+    assert len(expected) >= 5 and all(e.basis == "schedule" for e in expected)
+    truth = zone.truth()
+    for event in expected[:-3]:  # the last few may still be running when the watch stops
+        due = parse_ts(event.due_at)
+        assert due is not None
+        # The zone started a run of that scenario at the announced time...
+        assert any(r.scenario_id == event.scenario_id and abs(r.started_at - due) < 1.0
+                   for r in truth)
+        # ...and the watch reported a run of that scenario after the announcement.
+        assert any(isinstance(f, ExecutionFinished) and f.scenario_id == event.scenario_id
+                   and f.seq > event.seq for f in events)
+
+
+async def test_the_demo_is_honest_by_default() -> None:
+    # Runs in flight are not listed (the conservative variant) and the clock is the wall clock.
+    from makestream.cli.common import Connection, open_client
+
+    async with open_client(Connection(demo=True)) as (_client, zone):
+        assert zone is not None
+        assert zone.running_in_logs is False
+        assert zone.clock.speed == 1.0
+
+
+async def test_cursors_only_where_the_position_moved_still_resume_exactly_once() -> None:
+    # `watch` output: progress, heartbeats and the like carry no cursor; resuming from the
+    # latest cursor seen before a crash loses and repeats nothing.
+    zone = SimZone(busy_world(6, rate_per_minute=4.0), clock=Clock(60), seed=9,
+                   running_in_logs=True)
+    ids = [s.id for s in zone.world.scenarios]
+    options = WatchOptions(scenario_ids=ids, cursor_every_event=False, heartbeat_s=5)
+    start = zone.clock.now()
+    first, _ = await collect(zone, options, until=lambda evs: len(finished(evs)) >= 40)
+    assert all(e.cursor for e in first if e.type in ("stream.opened", "execution.finished",
+                                                        "stream.closed"))
+    quiet = [e for e in first if e.type in ("execution.progress", "stream.heartbeat")]
+    assert quiet and sum(1 for e in quiet if e.cursor) < len(quiet) / 2
+    # A crash right after a cursorless event: resume from the latest cursor before it.
+    cut = max(i for i, e in enumerate(first[:-1]) if not e.cursor and i > len(first) // 2)
+    cursor = next(e.cursor for e in reversed(first[: cut + 1]) if e.cursor)
+    assert cursor is not None
+    delivered = {e.execution_id for e in finished(first[: cut + 1])}
+    second, _ = await collect(
+        zone, WatchOptions(scenario_ids=ids, follow=False, resume=Cursor.decode(cursor),
+                           cursor_every_event=False))
+    again = [e.execution_id for e in finished(second)]
+    assert not set(again) & delivered and len(again) == len(set(again))
+    # Every run that ended while the stream ran (and not just now) was reported, once.
+    ended_before = {r.execution_id for r in zone.truth() if r.ended_at is not None
+                    and start + 1 < r.ended_at < zone.clock.now() - 90}
+    assert ended_before and ended_before <= delivered | set(again)

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from makestream.sim import SimZone
 
 DEMO_URL = "http://demo.makestream.invalid/api/v2"
-# The demo's clock runs this much faster than real time, so that runs finish every few seconds.
-DEMO_SPEED = 20.0
 # Characters of one error or warning line on stderr. A message may quote Make's answer (and that
 # an API's behind it); the stream's own `stream.error` event keeps all of it.
 STDERR_LINE_MAX = 2000
@@ -168,9 +166,11 @@ async def open_client(
 
         from makestream.sim import DEMO_TOKEN, SimZone, demo_world
 
-        # The demo lists runs in flight in the logs (a variant Make's docs allow) so that the
-        # live view has progress to show.
-        zone = SimZone(demo_world(), clock=clock, seed=conn.seed, running_in_logs=True)
+        # The demo behaves as a real account may: runs appear in the logs once they end (the
+        # conservative variant of make-api.md), on wall-clock time unless --speed says otherwise.
+        # Live progress comes the honest way: runs the watch started or follows, and scheduled
+        # runs announced as expected once their nextExec passes.
+        zone = SimZone(demo_world(), clock=clock, seed=conn.seed)
         transport = httpx.ASGITransport(app=zone.app)
         async with MakeClient(
             DEMO_URL,
@@ -261,6 +261,7 @@ BudgetShareOpt = typer.Option(
     "this machine together (they share one budget).",
 )
 SpeedOpt = typer.Option(
-    None, "--speed", min=0.001, metavar="FACTOR", hidden=True,
-    help="Clock speed factor (demo and tests).",
+    None, "--speed", min=0.001, metavar="FACTOR",
+    help="Run the clock FACTOR times faster than real time, to see a simulated zone's hours in "
+    "minutes (with --demo; a real account runs at its own pace). Default: real time.",
 )

@@ -14,7 +14,6 @@ from pathlib import Path
 import typer
 
 from makestream.cli.common import (
-    DEMO_SPEED,
     ApiLimitOpt,
     BudgetShareOpt,
     Connection,
@@ -128,8 +127,6 @@ def mcp(
 
       MAKESTREAM_MCP_TOKEN=secret makestream mcp --http 0.0.0.0:8788
     """
-    if demo and speed is None and not os.environ.get("MAKESTREAM_CLOCK"):
-        speed = DEMO_SPEED
     conn = Connection(
         demo=demo, token_file=token_file, api_limit=api_limit, budget_share=budget_share,
         speed=speed,

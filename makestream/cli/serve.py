@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from makestream.cli.common import (
-    DEMO_SPEED,
     ApiLimitOpt,
     BudgetShareOpt,
     Connection,
@@ -309,8 +308,6 @@ def serve_sse(
 
       curl -N -H 'Authorization: Bearer secret' 'http://HOST:8787/v1/events?type=execution.*'
     """
-    if demo and speed is None and not os.environ.get("MAKESTREAM_CLOCK"):
-        speed = DEMO_SPEED
     conn = Connection(
         demo=demo, token_file=make_token_file, api_limit=api_limit,
         budget_share=budget_share, speed=speed,

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from makestream.cli.common import (
-    DEMO_SPEED,
     ApiLimitOpt,
     BudgetShareOpt,
     Color,
@@ -302,6 +301,11 @@ def watch(
     modules: bool = typer.Option(
         False, "--modules", help="After each run, report every module's result (more requests)."
     ),
+    snapshot: bool = typer.Option(
+        False, "--snapshot",
+        help="Start with each scenario's current state (scenario.state events: flags, last run, "
+        "success rate, next run); one page of logs per scenario.",
+    ),
     fail_on_alert: Severity | None = typer.Option(
         None,
         "--fail-on-alert",
@@ -371,7 +375,7 @@ def watch(
         token_file=token_file,
         api_limit=api_limit,
         budget_share=budget_share,
-        speed=speed if speed is not None else (DEMO_SPEED if demo else None),
+        speed=speed,
         one_shot=not follow,
     )
 
@@ -403,6 +407,8 @@ def watch(
             modules=modules,
             now=clock.now(),
         )
+        options.snapshot = snapshot
+        options.cursor_every_event = False  # NDJSON lines carry one only where it moved
         if alerts:
             from makestream import config
             from makestream.engine.alerts import AlertEvaluator
@@ -568,7 +574,7 @@ async def _follow(
                         # reported is one a restart never reports again, to either.
                         await recorder.stored(ticket)
                 output.write(event)
-                position = event.cursor.partition("~")[0]
+                position = (event.cursor or "").partition("~")[0]
                 if cursor_file is not None and position and position != last_cursor:
                     # Only after the event went out: the file never runs ahead of the output;
                     # and only when the positions changed, not for every seq.

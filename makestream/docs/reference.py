@@ -312,7 +312,9 @@ DESCRIPTION_EXTRA = (
     "overrides). Diagnostics go to standard error. Colour follows `--color` and `NO_COLOR`.\n\n"
     "SCENARIO is a scenario id, the number in the scenario's URL in Make. Without an account, "
     "`--demo` uses a built-in simulated Make zone, and `makestream sim serve` serves one over "
-    "HTTP."
+    "HTTP. The demo behaves as a real account may: on wall-clock time (`--speed` runs it faster), "
+    "with runs listed only once they end; runs a watch starts or follows show progress, and "
+    "scheduled runs show as expected once their nextExec passes."
 )
 
 # --- events -------------------------------------------------------------------------------------
@@ -364,6 +366,13 @@ FIELD_NOTES: dict[str, str] = {
     "scenario.changed.is_paused": "The scenario is paused (a subscription problem).",
     "scenario.changed.dlq_count": "Incomplete executions waiting (DLQ).",
     "scenario.changed.queue_count": "Webhook requests waiting in the scenario's queue.",
+    "scenario.state.team_id": "The scenario's team.",
+    "scenario.state.is_active": "The scenario is on.",
+    "scenario.state.is_invalid": "Make deactivated the scenario after errors.",
+    "scenario.state.is_paused": "The scenario is paused (a subscription problem).",
+    "scenario.state.dlq_count": "Incomplete executions waiting (DLQ).",
+    "scenario.state.queue_count": "Webhook requests waiting in the scenario's queue (webhook "
+    "scenarios).",
     "rule": "The rule's key, as `makestream thresholds` lists it.",
     "severity": "How serious it is.",
     "value": "The value that was measured.",

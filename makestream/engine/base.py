@@ -30,6 +30,7 @@ from makestream.events import (
     ExecutionFinished,
     StreamClosed,
     StreamError,
+    StreamOpened,
     _Event,
     rfc3339,
 )
@@ -62,6 +63,7 @@ class WatchBase:
         # consumer itself is stalled.
         self._send, self.events = anyio.create_memory_object_stream[_Event](math.inf)
         self._seq = options.first_seq  # the first event gets first_seq + 1
+        self._moves_stamped = -1  # tracker.moves when a cursor was last stamped
         self._last_emit = 0.0
         self._last_heartbeat = self.clock.now()
         self._done = anyio.Event()
@@ -91,6 +93,8 @@ class WatchBase:
         # restart does not fetch each one again, and an observer of every page of logs read.
         self.known_scenarios: dict[int, Scenario] = {}
         self.on_logs: Callable[[int, list[ExecutionLog]], None] | None = None
+        # The error of the latest request while none has succeeded since (heartbeats carry it).
+        self.failing: str | None = None
 
     # -- emitting --------------------------------------------------------------------------------
 
@@ -114,11 +118,7 @@ class WatchBase:
             now = self.clock.now()
             self._last_emit = now
             stamped = event.model_copy(
-                update={
-                    "seq": self._seq,
-                    "ts": rfc3339(now),
-                    "cursor": self.tracker.cursor(self._seq),
-                }
+                update={"seq": self._seq, "ts": rfc3339(now), "cursor": self._cursor_for(event)}
             )
             self._deliver(stamped)
             if isinstance(event, AlertRaised):
@@ -129,6 +129,18 @@ class WatchBase:
             # (and --fail-on-alert sees it) before the stream closes.
             if isinstance(event, ExecutionFinished):
                 self._count_finished(event)
+
+    def _cursor_for(self, event: _Event) -> str | None:
+        """The cursor an event carries: every event's, or only where the position moved."""
+        moves = self.tracker.moves
+        if (
+            self.options.cursor_every_event
+            or moves != self._moves_stamped
+            or isinstance(event, (StreamOpened, ExecutionFinished))
+        ):
+            self._moves_stamped = moves
+            return self.tracker.cursor(self._seq)
+        return None
 
     def _alert_raised(self, event: AlertRaised) -> None:
         severity = self.options.fail_on_alert
@@ -163,7 +175,12 @@ class WatchBase:
         self._awaited.discard(execution_id)
 
     def on_notice(self, notice: ApiNotice) -> None:
-        """Client observer: a 429 becomes an `api.throttled` event."""
+        """Client observer: a 429 becomes an `api.throttled` event; failures are remembered
+        until a request succeeds, for the heartbeat's `failing`."""
+        if notice.kind in ("request", "retry") and notice.error is not None:
+            self.failing = notice.error
+        elif notice.kind == "request" and notice.status is not None and notice.status < 400:
+            self.failing = None
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
             self.emit(

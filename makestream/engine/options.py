@@ -39,6 +39,10 @@ class WatchOptions:
     heartbeat_s: float = 15.0
     progress_s: float = 2.0
     workers: int = 8
+    # A cursor on every event (SSE needs one per frame), or only on events that move the
+    # resume position (`watch` output, where most events would repeat the previous one).
+    cursor_every_event: bool = True
+    snapshot: bool = False  # each scenario's state as scenario.state events, after opened
     blueprints: bool = False  # fetch the targets' blueprints (few targets only) for the view
     alerts: AlertEvaluator | None = None  # thresholds to evaluate; None: no alerting
     fail_on_alert: Severity | None = None  # end with exit 4 once such an alert is raised

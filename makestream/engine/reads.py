@@ -252,7 +252,7 @@ class WatchReads(WatchBase):
                 if before.next_exec is not None and before.next_exec.timestamp() <= now:
                     # nextExec moved on: a run began at the old one; look when it should end.
                     began = before.next_exec.timestamp()
-                    self.tracker.run_began(scenario.id, int(began * 1000))
+                    self.emit(self.tracker.run_began(scenario.id, int(began * 1000)))
                     self._scan_after_run(scenario.id, began, now)
                 self._plan_schedule(scenario, now)
 

@@ -49,6 +49,10 @@ class WatchStartup(WatchBase):
             ]
         )
         self.schedule.rate_per_s = budget.rate_per_min / 60
+        if opts.snapshot:
+            from makestream.engine.snapshot import read_snapshot
+
+            self.emit(await read_snapshot(self.client, scenarios, self.tracker))
         if opts.blueprints and len(scenarios) <= 10:
             # For the live view's module flow: cheap for a few scenarios, pointless for many.
             for scenario in scenarios:

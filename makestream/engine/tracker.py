@@ -19,6 +19,7 @@ from makestream.engine.cursor import Cursor, Position, encode_positions, short_i
 from makestream.engine.history import History
 from makestream.events import (
     ExecutionErrorInfo,
+    ExecutionExpected,
     ExecutionFinished,
     ExecutionProgress,
     ExecutionStarted,
@@ -93,6 +94,9 @@ class Tracker:
         self.stream = stream
         self._cursor_cache: tuple[int, str] | None = None
         self._version = 0  # bumped on every change that a cursor encodes
+        # Bumped on changes a resume cannot do without (runs delivered, scenarios added, history
+        # learned); raised floors alone are not: an older floor only means re-reading more.
+        self.moves = 0
         # What a log entry's `timestamp` marks: Make's docs do not say whether it is the start or
         # the end of the run, and implementations differ. Learned from runs whose start is known
         # (listed in flight, or started by this watch); until then taken as the start.
@@ -130,6 +134,7 @@ class Tracker:
             state = self.scenarios[scenario_id] = ScenarioState(scenario_id)
             state.position = Position(floor_ms)
             self._version += 1
+            self.moves += 1
         return state
 
     def restore(self, cursor: Cursor) -> None:
@@ -137,6 +142,7 @@ class Tracker:
         for sid, pos in cursor.positions.items():
             self.add_scenario(sid, floor_ms=pos.floor_ms).position = pos
         self._version += 1
+        self.moves += 1
 
     def learn(self, scenario_id: int, entries: Iterable[ExecutionLog]) -> None:
         """Take durations of finished runs into the scenario's history."""
@@ -152,6 +158,7 @@ class Tracker:
             if entry.status.terminal and entry.timestamp_ms >= position.floor_ms:
                 position.add(entry.id, entry.timestamp_ms)
         self._version += 1
+        self.moves += 1
 
     # -- observations ----------------------------------------------------------------------------
 
@@ -159,9 +166,29 @@ class Tracker:
         """Whether a terminal log entry has not been delivered yet."""
         return not self.scenarios[scenario_id].position.has(entry.id, entry.timestamp_ms)
 
-    def run_began(self, scenario_id: int, at_ms: int) -> None:
-        """A run began at `at_ms` (a scheduled slot passed); keep the floor below it."""
-        self.scenarios[scenario_id].starts.append(at_ms)
+    def run_began(self, scenario_id: int, at_ms: int) -> list[_Event]:
+        """A run began at `at_ms` (a scheduled slot passed); keep the floor below it.
+
+        Its log entry may come only once it ends (Make's conservative variant), so the run is
+        announced as expected, on the basis of the schedule, unless it was already seen."""
+        state = self.scenarios[scenario_id]
+        state.starts.append(at_ms)
+        seen = any(
+            run.started_at is not None and abs(run.started_at * 1000 - at_ms) < LATE_WINDOW_MS
+            for run in state.running.values()
+        )
+        # Reported already: a run whose entry is stamped at or after the slot (its start or end).
+        reported = any(t >= at_ms - 1000 for t in state.position.done.values())
+        if seen or reported:
+            return []
+        return [
+            ExecutionExpected(
+                scenario_id=scenario_id,
+                due_at=rfc3339(at_ms / 1000),
+                expected_duration_ms=state.history.expected_ms,
+                scenario_name=state.name,
+            )
+        ]
 
     def hold(self, scenario_id: int, entry: ExecutionLog) -> None:
         """A terminal entry is known but not reported yet (its error detail is being fetched)."""
@@ -231,6 +258,7 @@ class Tracker:
         if settled:
             state.starts.remove(max(settled))  # the run that began there has been reported
         self._version += 1
+        self.moves += 1
         state.last_finished_at = now
         duration = log.duration_ms if log is not None else None
         state.history.add(duration)

@@ -205,6 +205,7 @@ class Watch(WatchStartup, WatchReads):
                             budget_per_min=round(snap.total_rate_per_min or snap.rate_per_min, 2),
                             running=self.tracker.running_count,
                             budget_processes=snap.processes,
+                            failing=self.failing,
                         )
                     ]
                 )

@@ -17,11 +17,13 @@ from makestream.events import (
     AlertRaised,
     AlertResolved,
     ApiThrottled,
+    ExecutionExpected,
     ExecutionFinished,
     ExecutionProgress,
     ExecutionStarted,
     ModuleResult,
     ScenarioChanged,
+    ScenarioState,
     StreamClosed,
     StreamError,
     StreamHeartbeat,
@@ -30,7 +32,7 @@ from makestream.events import (
     _Event,
 )
 from makestream.render.text import duration as _ms
-from makestream.render.text import plural
+from makestream.render.text import plural, time_of_day
 from makestream.safetext import clean
 
 
@@ -52,6 +54,13 @@ def describe(event: _Event) -> str:
             expected = event.expected_duration_ms
             eta = f", expected {_ms(expected)}" if expected else ""
             return f"started  {who}{run} ({event.source}{eta})"
+        case ExecutionExpected():
+            expected = event.expected_duration_ms
+            eta = f", usually {_ms(expected)}" if expected else ""
+            return (f"expected {who} (scheduled {time_of_day(event.due_at)} UTC{eta}; "
+                    "not listed by Make yet)")
+        case ScenarioState():
+            return f"state    {who} {_state_words(event)}"
         case ExecutionProgress():
             pct = f"{event.percent:.0f}% " if event.percent is not None else ""
             # Only progress that rests on past durations is an estimate; module counts are not.
@@ -84,7 +93,8 @@ def describe(event: _Event) -> str:
             return f"error    {event.message} ({kind})"
         case StreamHeartbeat():
             used = "?" if event.used_last_minute is None else event.used_last_minute
-            return f"budget   {used} requests last minute · {event.running} running"
+            line = f"budget   {used} requests last minute · {event.running} running"
+            return f"{line} · failing: {event.failing}" if event.failing else line
         case StreamLagged():
             return f"lagged   {event.message}"
         case StreamClosed():
@@ -97,6 +107,28 @@ def describe(event: _Event) -> str:
     return f"{event.type} {who}{run}"
 
 
+def _state_words(event: ScenarioState) -> str:
+    words = ["inactive" if event.is_active is False else "active"]
+    if event.is_invalid:
+        words.append("stopped after errors")
+    if event.is_paused:
+        words.append("paused by Make")
+    if event.last_run is not None:
+        when = time_of_day(event.last_run.started_at)
+        words.append(f"last run {event.last_run.status}" + (f" {when} UTC" if when else ""))
+    else:
+        words.append("no recent runs")
+    if event.success_rate is not None:
+        words.append(f"{event.success_rate:.0%} ok of {event.sample_size}")
+    if event.next_exec:
+        words.append(f"next {time_of_day(event.next_exec)} UTC")
+    if event.dlq_count:
+        words.append(plural(event.dlq_count, "incomplete run"))
+    if event.queue_count:
+        words.append(f"{event.queue_count} queued")
+    return " · ".join(words)
+
+
 # Plain ANSI SGR codes: the basic colours follow the terminal's palette (light or dark).
 _SGR = {"green": "32", "yellow": "33", "red": "31", "bold red": "1;31", "bold": "1", "dim": "2"}
 
@@ -106,11 +138,13 @@ def _style(event: _Event) -> tuple[str, bool]:
     match event:
         case ExecutionFinished() | ModuleResult():
             return {"success": "green", "warning": "yellow"}.get(event.status, "red"), False
-        case ExecutionStarted() | StreamOpened() | StreamClosed():
+        case ExecutionStarted() | ExecutionExpected() | StreamOpened() | StreamClosed():
             return "bold", False
+        case StreamHeartbeat() if event.failing:
+            return "bold red", False
         case ExecutionProgress() | StreamHeartbeat():
             return "dim", True
-        case ScenarioChanged():
+        case ScenarioChanged() | ScenarioState():
             return ("red" if event.is_invalid else "yellow" if event.is_paused else ""), False
         case AlertRaised():
             return ("bold red" if event.severity == "critical" else "yellow"), False

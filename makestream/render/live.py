@@ -97,7 +97,9 @@ class LiveWriter:
         """The screen as it should look now (called by rich's refresh thread)."""
         from makestream.render.screen import screen
 
-        width, height = self.console.size
+        width, rows = self.console.size
+        # A pipe or a file has no bottom: show everything the view keeps.
+        height = rows if self._fits_screen() else None
         with self._lock:
             return Sanitized(screen(self.state, now=self.stream_now(), width=width, height=height,
                                     blueprints=self.blueprints, ascii_only=self._ascii_only()))
@@ -107,6 +109,14 @@ class LiveWriter:
 
         with self._lock:
             return Sanitized(summary(self.state, ascii_only=self._ascii_only()))
+
+    def _fits_screen(self) -> bool:
+        """Whether the view must fit a height: a terminal's, or one the console was given
+        (LINES, or a caller's `height`). A pipe has none; rich would assume 25 lines."""
+        if self.console.is_terminal and not self.console.is_dumb_terminal:
+            return True
+        # rich keeps the height it was given (or read from LINES) here, and None otherwise.
+        return getattr(self.console, "_height", None) is not None
 
     def _ascii_only(self) -> bool:
         return not self.console.encoding.startswith("utf")

@@ -134,7 +134,7 @@ def _running(rows: list[RunningRow], now: float | None, g: Glyphs, limit: int) -
             eta = Text(f"ETA {tilde}{clock_span(remaining)}")
         grid.add_row(
             scenario_label(row.scenario_id, row.scenario_name),
-            Text(row.execution_id[:8]),
+            Text("expected" if row.expected else row.execution_id[:8]),
             gauge,
             pct,
             Text(clock_span(row.elapsed_at(now))),
@@ -245,33 +245,37 @@ def screen(
     *,
     now: float | None = None,
     width: int = 80,
-    height: int = 25,
+    height: int | None = 25,
     blueprints: Mapping[int, Blueprint] | None = None,
     ascii_only: bool = False,
 ) -> RenderableType:
-    """The whole live view at stream time `now` (default: the latest event's time)."""
+    """The whole live view at stream time `now` (default: the latest event's time).
+
+    `height` is the terminal's; None (a pipe or a file, which have no bottom) shows every row
+    the view keeps."""
     g = glyphs(ascii_only)
     now = state.now if now is None else now
     parts: list[RenderableType] = [_header(state, now, g), Text("")]
-    tall = height >= 30
+    tall = height is None or height >= 30
+    many = 10_000 if height is None else 0
     running = list(state.running.values())
     parts.append(section_title("Running", len(running) or None))
     if running:
-        parts.append(_running(running, now, g, limit=10 if tall else 5))
+        parts.append(_running(running, now, g, limit=many or (10 if tall else 5)))
     elif state.finished:
         parts.append(Text("nothing running", style="dim"))
     else:
         parts.append(Text(f"waiting for executions{g.ellipsis}", style="dim"))
     if state.finished:
-        rows = list(reversed(state.finished))[: 8 if tall else 4]
+        rows = list(reversed(state.finished))[: many or (8 if tall else 4)]
         parts += [Text(""), section_title("Latest finished"), _finished(rows, g, width)]
     if state.alerts:
         parts += [Text(""), section_title("Open alerts", len(state.alerts)),
-                  alerts_table(state, g, limit=6 if tall else 3)]
+                  alerts_table(state, g, limit=many or (6 if tall else 3))]
     notable = [row for row in state.scenarios.values() if row.notable]
     if notable:
         parts += [Text(""), section_title("Needs attention", len(notable)),
-                  _scenarios(notable, g, limit=6 if tall else 3)]
+                  _scenarios(notable, g, limit=many or (6 if tall else 3))]
     flow = _focus_flow(state, blueprints, height, g)
     if flow is not None:
         parts += [Text(""), *flow]
@@ -279,9 +283,10 @@ def screen(
 
 
 def _focus_flow(
-    state: ViewState, blueprints: Mapping[int, Blueprint] | None, height: int, g: Glyphs
+    state: ViewState, blueprints: Mapping[int, Blueprint] | None, height: int | None, g: Glyphs
 ) -> list[RenderableType] | None:
-    if height < FLOW_MIN_HEIGHT or not blueprints or state.focus is None:
+    short = height is not None and height < FLOW_MIN_HEIGHT
+    if short or not blueprints or state.focus is None:
         return None
     blueprint = blueprints.get(state.focus)
     if blueprint is None:

@@ -35,8 +35,12 @@ def summary(state: ViewState, *, ascii_only: bool = False, last: int = 5) -> Ren
                 head.append(", ")
             head.append(f"{state.counts[status]} {status}",
                         style=status_style(status) if state.counts[status] else "dim")
-    if state.running:
-        head.append(f" {g.middot} {len(state.running)} still running")
+    expected = sum(1 for row in state.running.values() if row.expected)
+    if len(state.running) > expected:
+        head.append(f" {g.middot} {len(state.running) - expected} still running")
+    if expected:
+        # Due by the schedule, but Make had not listed them: not known to be running.
+        head.append(f" {g.middot} {expected} expected by the schedule")
     parts: list[RenderableType] = [head]
     if state.finished:
         runs = Table.grid(padding=(0, 2), expand=True)

@@ -25,11 +25,13 @@ from makestream.events import (
     AlertRaised,
     AlertResolved,
     ApiThrottled,
+    ExecutionExpected,
     ExecutionFinished,
     ExecutionProgress,
     ExecutionStarted,
     ModuleResult,
     ScenarioChanged,
+    ScenarioState,
     StreamClosed,
     StreamError,
     StreamHeartbeat,
@@ -65,7 +67,12 @@ class RunningRow:
     @property
     def estimate(self) -> bool:
         """True when progress rests on past durations rather than on observed modules."""
-        return self.basis == "history"
+        return self.basis in ("history", "schedule")
+
+    @property
+    def expected(self) -> bool:
+        """True for a scheduled run Make has not listed yet (`execution.expected`)."""
+        return self.basis == "schedule"
 
     def elapsed_at(self, now: float | None) -> int | None:
         """Milliseconds since the run began, at stream time `now`."""
@@ -158,6 +165,8 @@ class Health:
     lagged: str | None = None
     errors_seen: int = 0
     throttles_seen: int = 0
+    # A heartbeat's `failing`: requests keep failing, whatever the retries say.
+    failing: str | None = None
 
 
 @dataclass
@@ -210,11 +219,20 @@ class ViewState:
             return "fail", f"lagged: {h.lagged}"
         if now is not None and h.throttled_until is not None and now < h.throttled_until:
             return "warn", f"throttled by Make, retry in {h.throttled_until - now:.0f}s"
-        if h.error is not None and (h.retry_at is None or (now is not None and now < h.retry_at)):
-            if h.retry_at is not None and now is not None:
+        if h.failing is not None:
+            return "fail", f"failing: {h.failing}"
+        if h.error is not None:
+            if h.retry_at is not None and now is not None and now < h.retry_at:
                 return "warn", f"retrying in {h.retry_at - now:.0f}s: {h.error}"
-            return "warn", f"retrying: {h.error}"
+            # The retry is due or past and nothing has shown a request succeed since.
+            return "fail", f"failing: {h.error}"
         return "ok", "ok"
+
+    def working(self) -> None:
+        """An event only a successful request can produce: the stream works again."""
+        if not self.health.error_fatal:
+            self.health.error = None
+            self.health.failing = None
 
 
 def _shown(text: str, limit: int = NAME_MAX) -> str:
@@ -249,6 +267,8 @@ def apply(state: ViewState, event: _Event) -> ViewState:
     if at is not None:
         state.now = at if state.now is None else max(state.now, at)
     state.events += 1
+    if isinstance(event, _WORKING):
+        state.working()
     match event:
         case StreamOpened():
             state.version = _shown(event.version)
@@ -257,8 +277,11 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             state.api_limit = event.api_limit
             state.budget_per_min = event.budget_per_min
             state.budget_processes = max(1, event.budget_processes)
+        case ExecutionExpected():
+            _expected(state, event)
         case ExecutionStarted():
             _scenario(state, event, event.scenario_name)
+            _drop_expected(state, event.scenario_id)
             eid = _run_id(event)
             state.running[eid] = RunningRow(
                 execution_id=eid,
@@ -276,7 +299,7 @@ def apply(state: ViewState, event: _Event) -> ViewState:
             _finished(state, event)
         case ModuleResult():
             _module(state, event)
-        case ScenarioChanged():
+        case ScenarioChanged() | ScenarioState():
             _changed(state, event)
         case AlertRaised():
             if event.alert_id not in state.alerts:
@@ -308,14 +331,20 @@ def apply(state: ViewState, event: _Event) -> ViewState:
                 state.budget_per_min = event.budget_per_min
             if event.budget_processes is not None:
                 state.budget_processes = max(1, event.budget_processes)
-            # A heartbeat comes from a stream that is working again.
-            if not state.health.error_fatal:
-                state.health.error = None
+            # A heartbeat is sent whether or not requests succeed; its `failing` tells which.
+            if event.failing is None:
+                state.working()
+            elif not state.health.error_fatal:
+                state.health.failing = _shown(event.failing, MESSAGE_MAX)
         case StreamLagged():
             state.health.lagged = _shown(event.message, MESSAGE_MAX)
         case StreamClosed():
             state.closed = Closed(_shown(event.reason), event.exit_code, dict(event.summary))
     return state
+
+
+# Events that only an answered request produces (progress and heartbeats come from the clock).
+_WORKING = (StreamOpened, ExecutionStarted, ExecutionFinished, ModuleResult, ScenarioChanged)
 
 
 def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> None:
@@ -337,8 +366,28 @@ def _progress(state: ViewState, event: ExecutionProgress, at: float | None) -> N
         row.expected_ms = event.expected_duration_ms
 
 
+def _expected(state: ViewState, event: ExecutionExpected) -> None:
+    row = _scenario(state, event, event.scenario_name)
+    if row is None:
+        return
+    key = f"expected:{event.scenario_id}:{_shown(event.due_at)}"
+    state.running[key] = RunningRow(
+        execution_id=key, scenario_id=event.scenario_id, scenario_name=row.name,
+        source="schedule", started_at=parse_ts(event.due_at),
+        expected_ms=event.expected_duration_ms, basis="schedule",
+    )
+
+
+def _drop_expected(state: ViewState, scenario_id: int | None) -> None:
+    """A run of the scenario was seen: the one the schedule announced, or it will not come."""
+    for key in [k for k, r in state.running.items()
+                if r.expected and r.scenario_id == scenario_id]:
+        del state.running[key]
+
+
 def _finished(state: ViewState, event: ExecutionFinished) -> None:
     _scenario(state, event, event.scenario_name)
+    _drop_expected(state, event.scenario_id)
     eid = _run_id(event)
     was = state.running.pop(eid, None)
     message = None
@@ -378,7 +427,7 @@ def _module(state: ViewState, event: ModuleResult) -> None:
     )
 
 
-def _changed(state: ViewState, event: ScenarioChanged) -> None:
+def _changed(state: ViewState, event: ScenarioChanged | ScenarioState) -> None:
     row = _scenario(state, event, event.scenario_name)
     if row is None:
         return

@@ -611,13 +611,13 @@ class Hub:
 
     def _remember(self, item: Item) -> None:
         event = item.event
-        stream, _, _ = event.cursor.rpartition("~")[2].rpartition(".")
+        stream, _, _ = (event.cursor or "").rpartition("~")[2].rpartition(".")
         self._ring_at[(stream, event.seq)] = self._ring_start + len(self._ring)
         self._ring.append(item)
         while len(self._ring) > self.options.ring_size:
             old = self._ring.popleft().event
             self._ring_start += 1
-            old_stream = old.cursor.rpartition("~")[2].rpartition(".")[0]
+            old_stream = (old.cursor or "").rpartition("~")[2].rpartition(".")[0]
             self._ring_at.pop((old_stream, old.seq), None)
 
     def _end(self, sub: _Subscriber, final: _Event | None = None) -> None:

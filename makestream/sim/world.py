@@ -220,8 +220,10 @@ def load_world(path: str | Path) -> WorldSpec:
 def demo_world() -> WorldSpec:
     """The built-in demo organization: eight varied scenarios that keep something happening.
 
-    At `Clock(speed=10)` a run finishes every few real seconds, mostly from the webhook scenario,
-    and there is half an hour of history so watchers have durations to learn from.
+    At wall-clock speed (the demo's default) a run finishes every five seconds or so, mostly
+    from the webhook scenario, with scheduled runs every one to three minutes; there is half an
+    hour of history so watchers have durations to learn from. Runs are listed in the logs only
+    once they end, as Make's conservative variant has it.
     """
     scenarios = [
         ScenarioSpec(
@@ -239,7 +241,7 @@ def demo_world() -> WorldSpec:
                     module(4, "slack:CreateMessage", version=4, mapper={"text": "Order {{1.id}}"}),
                 ],
             ),
-            scheduling={"type": "indefinitely", "interval": 120},
+            scheduling={"type": "indefinitely", "interval": 60},
             profile=Profile(duration_mean=6, duration_stddev=2, warning_rate=0.05,
                             error_rate=0.03, bundles=2, transfer=6144),
             custom_properties={"owner": "Ada"},
@@ -262,7 +264,7 @@ def demo_world() -> WorldSpec:
                     ]),
                 ],
             ),
-            scheduling={"type": "indefinitely", "interval": 180},
+            scheduling={"type": "indefinitely", "interval": 90},
             profile=Profile(duration_mean=20, duration_stddev=6, warning_rate=0.05,
                             error_rate=0.05, filter_pass_rate=0.45, transfer=12288),
         ),
@@ -284,7 +286,7 @@ def demo_world() -> WorldSpec:
                     module(4, "gmail:ActionSendEmail", version=2),
                 ],
             ),
-            scheduling={"type": "indefinitely", "interval": 300},
+            scheduling={"type": "indefinitely", "interval": 120},
             profile=Profile(duration_mean=9, duration_stddev=3, error_rate=0.3,
                             failing_module=2, transfer=4096),
         ),
@@ -305,9 +307,9 @@ def demo_world() -> WorldSpec:
                 instant=True,
             ),
             scheduling={"type": "immediately"},
-            webhook=WebhookSpec(rate_per_minute=3, queue_limit=10000, hook_id=2104,
+            webhook=WebhookSpec(rate_per_minute=6, queue_limit=10000, hook_id=2104,
                                 name="Website form"),
-            profile=Profile(duration_mean=12, duration_stddev=5, warning_rate=0.04,
+            profile=Profile(duration_mean=6, duration_stddev=2, warning_rate=0.04,
                             error_rate=0.02, transfer=2048),
         ),
         ScenarioSpec(
@@ -324,7 +326,7 @@ def demo_world() -> WorldSpec:
                 ],
                 max_errors=5,
             ),
-            scheduling={"type": "indefinitely", "interval": 240},
+            scheduling={"type": "indefinitely", "interval": 120},
             profile=Profile(duration_mean=12, duration_stddev=5, error_rate=0.35,
                             failing_module=1, bundles=3, transfer=20480),
         ),
@@ -341,7 +343,7 @@ def demo_world() -> WorldSpec:
                 ],
                 dlq=True,
             ),
-            scheduling={"type": "indefinitely", "interval": 300},
+            scheduling={"type": "indefinitely", "interval": 180},
             profile=Profile(duration_mean=7, duration_stddev=2, warning_rate=0.4,
                             error_rate=0.1, failing_module=2, bundles=2, transfer=3072),
         ),
