@@ -20,6 +20,7 @@ from makestream.mcp.service import Service, running
 from makestream.sim import DEMO_TOKEN, SimZone
 from makestream.sim.flows import blueprint, module
 from makestream.sim.world import OrganizationSpec, Profile, ScenarioSpec, TeamSpec, WorldSpec
+from makestream.store.paths import StoreChoice
 
 
 @dataclass
@@ -45,7 +46,8 @@ class Served:
 @asynccontextmanager
 async def served(world: WorldSpec, config_path: Path, *, speed: float = 50.0,
                  token: str = DEMO_TOKEN, api_limit: int | None = None, mode: str = "auto",
-                 seed: int = 1, **client_options: Any) -> AsyncIterator[Served]:
+                 seed: int = 1, store: StoreChoice | None = None,
+                 **client_options: Any) -> AsyncIterator[Served]:
     zone = SimZone(world, clock=Clock(speed), seed=seed, running_in_logs=True)
     holder: list[Served] = []
 
@@ -57,7 +59,8 @@ async def served(world: WorldSpec, config_path: Path, *, speed: float = 50.0,
     async with MakeClient(
         "http://sim.test/api/v2", Token(token), budget=Budget(api_limit or 60, clock=zone.clock),
         clock=zone.clock, transport=httpx.ASGITransport(app=zone.app), observer=observer,
-    ) as make, running(make, zone, api_limit=api_limit, config_path=config_path) as service, \
+    ) as make, running(make, zone, api_limit=api_limit, config_path=config_path,
+                                store=store) as service, \
             Client(build_server(service), mode=mode, **client_options) as client:
         holder.append(Served(client, zone, service))
         yield holder[0]

@@ -470,3 +470,29 @@ async def test_a_run_whose_id_never_came_says_so(
     assert result["status"] == "waiting" and result["execution_id"] is None
     assert result["continue_with"] is None  # not "the next run to end": it may be another
     assert "execution id is unknown" in result["note"]
+
+
+async def test_monitors_and_followed_runs_keep_their_history_in_the_store(
+        config_path: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from makestream.store.paths import StoreChoice
+
+    db = tmp_path / "history.db"
+    async with served(follow_world(duration=5), config_path,
+                      store=StoreChoice(db, keep_s=90 * 86400)) as s:
+        started = await s.ok("start_monitoring", {"scenario_ids": [401]})
+        with anyio.fail_after(20):
+            # Polling the monitor as an assistant would, until two runs have ended.
+            seen: list[str] = []
+            while len(seen) < 2:
+                state = await s.ok("get_execution_state", {"monitor_id": started["monitor_id"]})
+                seen += [r["execution_id"] for r in state["finished"]]
+                await anyio.sleep(0.05)
+        followed = await s.ok("stream_live_execution", {"scenario_id": 401, "timeout_s": 30})
+        await s.ok("stop_monitoring", {"monitor_id": started["monitor_id"]})
+    # The store is written by its own thread and closed with the service.
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT execution_id FROM executions")}
+    assert set(seen) <= stored
+    assert followed["execution_id"] in stored

@@ -10,6 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,8 +24,12 @@ from makestream.cli.common import (
     command_app,
     run,
 )
+from makestream.cli.store import KeepOpt, NoStoreOpt, StoreOpt
 from makestream.errors import UsageError
 from makestream.limits import MCP_MONITOR_IDLE_S
+
+if TYPE_CHECKING:
+    from makestream.store.paths import StoreChoice
 
 app = command_app()
 
@@ -40,6 +45,7 @@ class McpOptions:
     token: str | None = None
     allow_hosts: list[str] = field(default_factory=list)
     monitor_idle_s: float = MCP_MONITOR_IDLE_S  # 0: never stop an unread monitor
+    store: StoreChoice | None = None  # the history store monitors and follows keep
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -106,6 +112,9 @@ def mcp(
         help="Stop a monitor nobody has read (get_execution_state, its resource) for this "
         "long. 0: never.",
     ),
+    store: Path | None = StoreOpt,
+    no_store: bool = NoStoreOpt,
+    keep: str | None = KeepOpt,
     demo: bool = DemoOpt,
     token_file: Path | None = TokenFileOpt,
     api_limit: int | None = ApiLimitOpt,
@@ -137,8 +146,11 @@ def mcp(
 
         # Checked before anything is served: a bad option or a missing Make token is exit 2
         # (open_client refuses to start without a token).
+        from makestream.cli import store as stored
+
         opts = mcp_options(http=http, auth_token_file=auth_token_file, allow_host=allow_host,
                            monitor_idle=monitor_idle)
+        opts.store = stored.choose(store, no_store, keep, demo=demo)
         return await _serve(opts, conn, config.default_path())
 
     run(main)
@@ -150,7 +162,7 @@ async def _serve(opts: McpOptions, conn: Connection, config_path: Path) -> int:
 
     if opts.host is None:
         async with open_service(conn, config_path=config_path,
-                                monitor_idle_s=opts.monitor_idle_s) as service:
+                                monitor_idle_s=opts.monitor_idle_s, store=opts.store) as service:
             await build_server(service).run_stdio_async()
         return 0
     from makestream.mcp.http import NO_TOKEN_REFUSAL, HttpOptions, address_of, serve_http
@@ -159,7 +171,7 @@ async def _serve(opts: McpOptions, conn: Connection, config_path: Path) -> int:
     sock = bind(opts.host, opts.port)
     try:
         async with open_service(conn, config_path=config_path,
-                                monitor_idle_s=opts.monitor_idle_s) as service:
+                                monitor_idle_s=opts.monitor_idle_s, store=opts.store) as service:
             if opts.token is None:
                 # Loopback, but any local user may connect: no runs, no config writes.
                 service.side_effects_refused = NO_TOKEN_REFUSAL

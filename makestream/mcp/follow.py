@@ -240,6 +240,7 @@ async def follow(service: Service, *, scenario_id: int, execution_id: str | None
     async with service.watching(options) as watch:
         with anyio.move_on_after(timeout_s):
             async for event in watch.events:
+                service.record(event, watch)
                 progress = follower.apply(event)
                 if progress is not None:
                     await report(progress)
@@ -248,6 +249,7 @@ async def follow(service: Service, *, scenario_id: int, execution_id: str | None
             # POST /run is under way: its answer names the run, which may start either way.
             with anyio.move_on_after(RUN_ANSWER_S):
                 async for event in watch.events:
+                    service.record(event, watch)
                     follower.apply(event)
                     if not follower.awaits_run_answer():
                         break

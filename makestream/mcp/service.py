@@ -32,8 +32,12 @@ from makestream.mcp.monitor import MonitorBook
 
 if TYPE_CHECKING:
     from makestream.cli.common import Connection
+    from makestream.engine.history import HistorySource
+    from makestream.events import _Event
     from makestream.make.client import ApiNotice, MakeClient
     from makestream.sim import SimZone
+    from makestream.store.paths import StoreChoice
+    from makestream.store.recorder import Recorder
 
 # How long start_monitoring waits for the watch to open (token and scenarios checked) before
 # it hands out the id anyway, with the monitor still starting (a slow or throttled Make).
@@ -85,8 +89,14 @@ class Service:
 
     def __init__(self, client: MakeClient, zone: SimZone | None, tg: anyio.abc.TaskGroup, *,
                  api_limit: int | None, config_path: Path,
-                 monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> None:
+                 monitor_idle_s: float = MCP_MONITOR_IDLE_S,
+                 recorder: Recorder | None = None,
+                 history: HistorySource | None = None) -> None:
         self.client = client
+        # The history store, as watch and serve-sse keep it: every event of every monitor and
+        # followed run is offered to it, and watches learn past durations from it.
+        self.recorder = recorder
+        self.history = history
         self.zone = zone
         self.api_limit = api_limit
         self.config_path = config_path
@@ -110,12 +120,19 @@ class Service:
     @asynccontextmanager
     async def watching(self, options: WatchOptions) -> AsyncIterator[Watch]:
         """A watch on the shared client, known to the observer while it runs."""
+        if options.history is None:
+            options.history = self.history
         async with open_watch(self.client, options) as watch:
             self.watches.add(watch)
             try:
                 yield watch
             finally:
                 self.watches.discard(watch)
+
+    def record(self, event: _Event, watch: Watch) -> None:
+        """Keep `event` in the history store (never waits; a store problem is said once)."""
+        if self.recorder is not None:
+            self.recorder.offer(event, watch)
 
     # -- monitors ----------------------------------------------------------------------------
 
@@ -156,6 +173,7 @@ class Service:
                 if monitor.stopping is not None:
                     watch.stop(monitor.stopping)
                 async for event in watch.events:
+                    self.record(event, watch)
                     notable = book.apply(event)
                     if book.status != "starting":
                         monitor.opened.set()
@@ -236,25 +254,40 @@ class MonitorStartFailed(MakestreamError):
 @asynccontextmanager
 async def running(client: MakeClient, zone: SimZone | None, *, api_limit: int | None,
                   config_path: Path,
-                  monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> AsyncIterator[Service]:
+                  monitor_idle_s: float = MCP_MONITOR_IDLE_S,
+                  store: StoreChoice | None = None) -> AsyncIterator[Service]:
     """A service on `client`; its monitors end with it. The client's observer should call
-    `service.on_notice`."""
-    async with anyio.create_task_group() as tg:
-        service = Service(client, zone, tg, api_limit=api_limit, config_path=config_path,
-                          monitor_idle_s=monitor_idle_s)
-        if monitor_idle_s > 0:
-            tg.start_soon(service._stop_idle_forever)
-        try:
-            yield service
-        finally:
-            for monitor in service.monitors.values():
-                monitor.stop("server closed")
-            tg.cancel_scope.cancel()
+    `service.on_notice`. With `store`, every monitor and followed run keeps its history there."""
+    from makestream.store.recorder import Recorder, history_source, start_writer, stop_writer
+
+    writer = start_writer(store, client.clock.now) if store is not None else None
+    recorder = Recorder(writer, warn=_warn) if writer is not None else None
+    history = history_source(store) if store is not None else None
+    try:
+        async with anyio.create_task_group() as tg:
+            service = Service(client, zone, tg, api_limit=api_limit, config_path=config_path,
+                              monitor_idle_s=monitor_idle_s, recorder=recorder, history=history)
+            if monitor_idle_s > 0:
+                tg.start_soon(service._stop_idle_forever)
+            try:
+                yield service
+            finally:
+                for monitor in service.monitors.values():
+                    monitor.stop("server closed")
+                tg.cancel_scope.cancel()
+    finally:
+        await stop_writer(writer)
+
+
+def _warn(message: str) -> None:
+    # stdout carries the protocol over stdio: a store problem goes to stderr, once.
+    logging.getLogger("makestream.mcp").warning("%s", message)
 
 
 @asynccontextmanager
 async def open_service(conn: Connection, *, config_path: Path,
-                       monitor_idle_s: float = MCP_MONITOR_IDLE_S) -> AsyncIterator[Service]:
+                       monitor_idle_s: float = MCP_MONITOR_IDLE_S,
+                       store: StoreChoice | None = None) -> AsyncIterator[Service]:
     """A service on a client for Make (or the demo's simulated zone), as the CLI connects."""
     from makestream.cli.common import open_client
 
@@ -262,6 +295,6 @@ async def open_service(conn: Connection, *, config_path: Path,
     async with open_client(conn, observer=lambda n: holder[0].on_notice(n) if holder else None
                            ) as (client, zone), running(
             client, zone, api_limit=conn.api_limit, config_path=config_path,
-            monitor_idle_s=monitor_idle_s) as service:
+            monitor_idle_s=monitor_idle_s, store=store) as service:
         holder.append(service)
         yield service
