@@ -228,7 +228,8 @@ FILES: tuple[tuple[str, str], ...] = (
         "One line: the cursor of the last event written to the output. `watch --cursor-file` "
         "reads it at start (a missing file means: start afresh) and replaces it atomically after "
         "every event it has written, so a crash leaves the old cursor or the new one and a rerun "
-        "reports exactly what it has not reported yet. The directory must exist.",
+        "reports everything it has not reported yet (and, after a crash between a line and its "
+        "cursor, that one line again). The directory must exist.",
     ),
     (
         "/run/user/UID/makestream/budget-*.json (else /tmp/makestream-UID/)",
