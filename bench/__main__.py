@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import latency, memory, ndjson, run, startup
+from bench import latency, matrix, memory, ndjson, run, startup
 from bench.report import RESULTS, ROOT, Result, emit, git_describe, machine, package_digest
 
 Bench = Callable[[bool], Result]
@@ -41,6 +41,7 @@ BENCHES: dict[str, Bench] = {
     "run": run.bench,
     "memory": memory.bench,
     "latency": latency.bench,
+    "matrix": matrix.bench,
 }
 # The server's benchmarks (bench/sse.py, bench/soak.py): run by name, or in `all` with
 # `--with-server` (they take longer than the rest together). Imported only when asked for.

@@ -1,0 +1,415 @@
+"""The detection policy: for each free request slot, the read with the most expected news.
+
+A watch learns about runs only by asking, and every question costs one request of an
+organization-wide budget. `decide(state, now)` is the whole policy: a pure function of what the
+watch knows (`PolicyState`), the clock and the budget, with no I/O. It returns one `Action` (or
+how long until something is worth asking); `engine.poller.Schedule` records the pick as
+dispatched, the watch performs it and feeds back what it learned.
+
+**What counts as news.** A run that ended and has not been reported. The value of a read is the
+expected number of such runs it reveals, per request. Delaying a read by one slot costs every run
+it would reveal one slot of latency, so spending each slot on the largest expected count keeps
+the total (and the tail) of detection latency low.
+
+**The order of a decision.**
+
+1. Follow-ups of runs known to have ended (their log entry, their error detail, then module
+   results): a known end is news already, so it never waits behind a read that only might find
+   some. They go out at `URGENT` and are not counted against the look-ahead below.
+2. Timed work whose moment came (retries of failed follow-ups).
+3. Everything else is scored, and the best score wins:
+
+   - **a log scan** of scenario *s*: its base rate λₛ × the time since its last scan (λₛ is
+     learned from the runs found in its history and in this watch, with a prior of one run in
+     20 minutes), raised to the precision of a *signal* that points at it: a sweep that saw its
+     `operations`, `transfer`, `dlqCount` or `isinvalid` move (`sweep`), a scheduled run whose
+     expected end (`nextExec` + the median duration) passed (`due`), a webhook queue that grew
+     (`queue`). A scenario not read yet is worth 0.5 (it also learns history). No scenario is
+     scanned more often than `floor_s`;
+   - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
+     its poll is due on the history-shaped timetable, the `poll` signal's precision (the share
+     of due polls that found the run ended);
+   - **a sweep** (one `GET /scenarios` page describes up to a hundred scenarios): the news per
+     request that sweeps have earned in this watch — each scan a sweep prompted credits it with
+     what it found beyond what the scenario's base rate alone predicted (1 − e^(−λₛ·age)). When
+     every scenario is busy, a blind scan finds news anyway, sweeps earn nothing and shrink to
+     one a minute (kept for `nextExec`, flags and `scenario.changed`); when `operations` is not
+     kept up to date, sweeps prompt nothing and shrink the same way. At most `SWEEP_SHARE` of the
+     rate, at most one a second, never two of one group at once;
+   - **a queue-depth read** (`GET …/triggers`, webhook scenarios): likewise what queue reads
+     earned, at most one at a time and one per `TRIGGERS_MIN_S` per scenario; none once Make
+     refused to answer one;
+   - **reads that find no run** (blueprints for the live view, an organization read put off
+     because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
+     with their wait up to just below a first read of a scenario, so they go after the first
+     pass and when little else is worth asking, but are never starved.
+
+**Signals degrade to the base rate.** A signal's precision and earnings are measured as the
+watch runs (exponentially weighted, starting from optimistic priors so that each is tried). A
+signal that stops paying off costs nothing more than its floor (sweeps) or nothing at all
+(queue reads); one that is missing (no `nextExec`, no queue depth, runs in flight not listed)
+simply never raises a scan above its base rate. With no signal at all the policy is the best
+round-robin: every scan is worth λ·age, so the busiest and stalest scenario goes first, and
+equal scenarios go in turn.
+
+**Look-ahead.** Requests wait in the budget's queue until the budget lets them go; a decision
+made long before its slot is stale. So the policy hands out scored work only while fewer than
+`LOOKAHEAD` requests wait for the budget: each pick is made at most a couple of slots before
+it is sent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from makestream.make.budget import Priority
+from makestream.make.models import ExecutionDetail, ExecutionLog
+
+ActionKind = Literal[
+    "poll", "log", "detail", "scan", "sweep", "triggers", "modules", "blueprint", "organization"
+]
+SignalName = Literal["sweep", "due", "queue", "poll"]
+
+SWEEP_SHARE = 0.3  # at most this share of the rate goes to sweeps
+SWEEP_MIN_S = 1.0  # never two sweeps of one group within a second
+SWEEP_MAX_S = 60.0  # flags, nextExec and scenario.changed stay at most a minute old
+TRIGGERS_MIN_S = 30.0  # one queue-depth read per webhook scenario per this long at most
+TRIGGERS_SHARE = 0.05
+LOOKAHEAD = 2  # scored work handed out while fewer requests than this wait for the budget
+PRIOR_RUNS = 0.5  # the base rate's prior: half a run ...
+PRIOR_SPAN_S = 600.0  # ... in ten minutes
+FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
+EARNINGS_HALF_LIFE_S = 120.0  # how fast a signal's earnings forget
+POLL_SHARE = 0.6
+# Reads that find no run (blueprints, the deferred organization read): worth little at first,
+# more the longer they wait, but never as much as a first read of a scenario.
+LATER_RAMP_S = 120.0
+LATER_MAX = 0.45
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    scenario_id: int = 0
+    execution_id: str = ""
+    log: ExecutionLog | None = None
+    detail: ExecutionDetail | None = None
+    priority: Priority = Priority.NORMAL
+    attempt: int = 0
+    signal: SignalName | None = None  # what prompted a scan, credited with what it finds
+
+
+@dataclass
+class Signal:
+    """What one kind of hint has been worth in this watch.
+
+    `precision`: the share of the scans it prompted that found a new run (EWMA). `earned` and
+    `paid`: time-decayed sums of the news it brought beyond the base rate, and of the requests
+    it cost; `worth()` is their ratio, starting from an optimistic prior so that it is tried.
+    """
+
+    precision: float
+    prior_worth: float = 0.0
+    earned: float = 0.0
+    paid: float = 0.0
+    at: float = 0.0
+    prompted: int = 0
+    hits: int = 0
+    requests: int = 0
+
+    def _decay(self, now: float) -> None:
+        if now > self.at:
+            keep: float = 0.5 ** ((now - self.at) / EARNINGS_HALF_LIFE_S)
+            self.earned *= keep
+            self.paid *= keep
+            self.at = now
+
+    def worth(self, now: float) -> float:
+        """Expected news per request this signal costs."""
+        keep: float = 0.5 ** (max(0.0, now - self.at) / EARNINGS_HALF_LIFE_S)
+        return (self.earned * keep + 2 * self.prior_worth) / (self.paid * keep + 2)
+
+    def paid_for(self, now: float, requests: int = 1) -> None:
+        self._decay(now)
+        self.paid += requests
+        self.requests += requests
+
+    def outcome(self, now: float, found: bool, base: float) -> None:
+        """A scan this signal prompted found news (or not); `base`: the chance it would have
+        found news without the signal."""
+        self._decay(now)
+        self.prompted += 1
+        self.hits += found
+        self.precision = 0.8 * self.precision + 0.2 * float(found)
+        self.earned += max(0.0, float(found) - base)
+
+
+@dataclass
+class ScanTarget:
+    """One scenario as the policy sees it: when it was read, what points at it, how busy it is."""
+
+    scenario_id: int
+    last_scan: float = float("-inf")
+    in_flight: bool = False
+    fresh: bool = False  # never read, and no position to start from: the first read learns history
+    scanned_once: bool = False
+    # A signal waiting for a scan: which, and when it came.
+    signal: SignalName | None = None
+    heated_at: float = float("-inf")
+    hot_until: float = 0.0
+    due_at: float | None = None  # a moment worth scanning at (a scheduled run's expected end)
+    due_misses: int = 0
+    signal_misses: int = 0
+    not_before: float = float("-inf")  # after a failed read
+    # The base rate: runs found since `since`, plus those of the history read at the start.
+    runs: float = 0.0
+    since: float = 0.0
+    hooked: bool = False  # a webhook scenario, whose queue depth can be read
+    # The schedule: the next run's start (nextExec), the interval, the median run's length.
+    next_exec: float | None = None
+    interval: float | None = None
+    expected_s: float = 0.0
+    triggers_after: float = 0.0
+    dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
+
+    def roll(self, now: float) -> float | None:
+        """When the scheduled run that began by `now` should be visible; moves to the next."""
+        due: float | None = None
+        while self.next_exec is not None and self.next_exec <= now:
+            due = self.next_exec + self.expected_s + 0.5
+            self.next_exec = self.next_exec + self.interval if self.interval else None
+        return due
+
+    def rate(self, now: float) -> float:
+        """Runs per second, learned (with a prior)."""
+        return (self.runs + PRIOR_RUNS) / (max(0.0, now - self.since) + PRIOR_SPAN_S)
+
+    def base_news(self, now: float) -> float:
+        """Expected runs found by a read now, from the base rate alone."""
+        if self.fresh and not self.scanned_once:
+            return FRESH_NEWS
+        age = now - self.last_scan if math.isfinite(self.last_scan) else now - self.since
+        return self.rate(now) * max(0.0, age)
+
+
+@dataclass
+class PollTarget:
+    scenario_id: int
+    execution_id: str
+    started: float
+    expected_s: float | None  # the median of recent runs
+    earliest_s: float | None = None  # the short end of recent runs (10th percentile)
+    polls: int = 0
+    last_polled: float = 0.0
+    in_flight: bool = False
+
+
+@dataclass
+class SweepGroup:
+    """One sweep request: the organization (0) or one team; pages = ceil(scenarios / 100)."""
+
+    group: int
+    pages: int = 1
+    last: float = float("-inf")
+    in_flight: bool = False
+
+
+@dataclass
+class PolicyState:
+    """Everything the policy reads. All times are clock seconds (epoch)."""
+
+    floor_s: float = 1.0  # --interval: no scenario is scanned more often than this
+    scanning: bool = True  # False with --run/--execution: only the target run is followed
+    following: bool = True  # sweeps and queue reads only in a following watch
+    rate_per_s: float = 0.8
+    poll_share: float = POLL_SHARE
+    waiting: int = 0  # requests waiting for the budget (its snapshot)
+    urgent: deque[Action] = field(default_factory=deque)
+    scans: dict[int, ScanTarget] = field(default_factory=dict)
+    polls: dict[str, PollTarget] = field(default_factory=dict)
+    sweeps: dict[int, SweepGroup] = field(default_factory=dict)
+    sweep_times: deque[float] = field(default_factory=deque)  # sends in the last minute
+    triggers_in_flight: bool = False
+    triggers_readable: bool = True
+    signals: dict[str, Signal] = field(
+        default_factory=lambda: {
+            "sweep": Signal(precision=0.8, prior_worth=1.0),
+            "due": Signal(precision=0.9),
+            "queue": Signal(precision=0.8, prior_worth=0.5),
+            "poll": Signal(precision=0.5),
+        }
+    )
+    later: deque[Action] = field(default_factory=deque)  # reads that can find no run
+    later_since: float = 0.0  # when they were put off
+    timed: list[tuple[float, int, Action]] = field(default_factory=list)
+    tie: itertools.count[int] = field(default_factory=itertools.count)
+    # Follow-ups in flight and runs known to have ended but not reported yet (see engine.base).
+    in_detail: set[str] = field(default_factory=set)
+
+    def at(self, when: float, action: Action) -> None:
+        heapq.heappush(self.timed, (when, next(self.tie), action))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with the next free slot: an action, or how long until one is worth taking."""
+
+    action: Action | None
+    wait: float
+    news: float = 0.0  # the expected news of a scored pick (for tests and tuning)
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+def poll_interval(state: PolicyState, target: PollTarget, now: float) -> float:
+    """Seconds between two status polls of one running execution."""
+    # The polls of all running executions together take at most `poll_share` of the budget.
+    floor = max(1.0, len(state.polls) / max(state.rate_per_s * state.poll_share, 1e-6))
+    if not state.scanning:
+        # --run/--execution: this run is all there is to watch, and a run's length varies too
+        # much for history to say when to look; poll at the budget's pace.
+        return floor
+    if target.expected_s is None:
+        return min(5.0, floor * 1.3**target.polls)
+    # Sparse until the earliest plausible end, dense from there to a little past the expected
+    # end, then backing off towards 5 s for a run that overstays.
+    earliest = target.started + (target.earliest_s or target.expected_s * 0.5)
+    if now < earliest:
+        return max(floor, min((earliest - now) / 2, 30.0))
+    overdue = now - (target.started + target.expected_s)
+    if overdue <= 0:
+        return floor
+    return max(floor, min(5.0, floor + overdue / 10))
+
+
+def poll_due(state: PolicyState, target: PollTarget) -> float:
+    if target.polls == 0:
+        return target.started
+    return target.last_polled + poll_interval(state, target, target.last_polled)
+
+
+def scan_news(state: PolicyState, target: ScanTarget, now: float) -> float:
+    """Expected new runs a read of this scenario's logs finds now."""
+    news = target.base_news(now)
+    if target.signal is not None and now < target.hot_until:
+        news = max(news, state.signals[target.signal].precision)
+    if target.due_at is not None and now >= target.due_at:
+        # A miss lowers the hope of the next try (the log may lag, or the run last longer).
+        news = max(news, state.signals["due"].precision / (1 + target.due_misses))
+    return news
+
+
+def sweep_every(state: PolicyState) -> float:
+    """The shortest gap between two sweeps of one group that keeps them within their share."""
+    pages = sum(g.pages for g in state.sweeps.values()) or 1
+    return max(SWEEP_MIN_S, pages / max(state.rate_per_s * SWEEP_SHARE, 1e-6))
+
+
+def triggers_every(state: PolicyState) -> float:
+    hooks = sum(1 for t in state.scans.values() if t.hooked) or 1
+    return max(TRIGGERS_MIN_S, hooks / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6))
+
+
+def decide(state: PolicyState, now: float) -> Decision:
+    """The read worth the next free request slot. Pure: reads `state`, changes nothing."""
+    if state.urgent:
+        return Decision(state.urgent[0], 0.0, math.inf)
+    wait = 3600.0
+    if state.timed:
+        when, _, action = state.timed[0]
+        if when <= now:
+            return Decision(action, 0.0, math.inf)
+        wait = when - now
+    if state.waiting >= LOOKAHEAD:
+        # Enough is queued for the budget already; decide when a slot is nearer.
+        return Decision(None, min(wait, 0.1))
+
+    best: Action | None = None
+    best_news = -1.0
+
+    def consider(action: Action, news: float) -> None:
+        nonlocal best, best_news
+        if news > best_news:
+            best, best_news = action, news
+
+    # Status polls of runs seen in flight.
+    poll_news = max(0.3, state.signals["poll"].precision)
+    for poll in state.polls.values():
+        if poll.in_flight:
+            continue
+        due = poll_due(state, poll)
+        if due <= now:
+            # Most overdue first among polls.
+            consider(
+                Action("poll", poll.scenario_id, poll.execution_id, priority=Priority.HIGH),
+                poll_news + min(now - due, 60.0) * 1e-4,
+            )
+        else:
+            wait = min(wait, due - now)
+    later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))
+    if not state.scanning:
+        if best is None and state.later:
+            return Decision(state.later[0], 0.0, later_news)
+        return Decision(best, 0.0 if best is not None else max(wait, 0.01), max(best_news, 0))
+
+    # Log scans.
+    for target in state.scans.values():
+        if target.in_flight:
+            continue
+        ready = max(target.last_scan + state.floor_s, target.not_before)
+        if now < ready:
+            wait = min(wait, ready - now)
+            continue
+        if target.due_at is not None and now < target.due_at:
+            wait = min(wait, target.due_at - now)
+        news = scan_news(state, target, now)
+        hot = news >= 0.5 and not (target.fresh and not target.scanned_once)
+        signal: SignalName | None = None
+        if target.due_at is not None and now >= target.due_at:
+            signal = "due"
+        elif target.signal is not None and now < target.hot_until:
+            signal = target.signal
+        consider(
+            Action("scan", target.scenario_id,
+                   priority=Priority.HIGH if hot else Priority.LOW, signal=signal),
+            news,
+        )
+
+    if state.following:
+        # Sweeps: worth what they earned, within their share; one a minute whatever they earn.
+        recent = sum(1 for t in state.sweep_times if t > now - 60.0)
+        room = recent < max(1.0, SWEEP_SHARE * state.rate_per_s * 60)
+        worth = state.signals["sweep"].worth(now)
+        for group in state.sweeps.values():
+            if group.in_flight:
+                continue
+            gap = now - group.last
+            if gap >= SWEEP_MAX_S:
+                consider(Action("sweep", group.group, priority=Priority.HIGH), math.inf)
+                continue
+            if gap < max(SWEEP_MIN_S, sweep_every(state)) or not room:
+                wait = min(wait, max(SWEEP_MIN_S, sweep_every(state)) - gap if room else 1.0)
+                continue
+            consider(Action("sweep", group.group, priority=Priority.HIGH), worth / group.pages)
+        # Queue depths of webhook scenarios.
+        if state.triggers_readable and not state.triggers_in_flight:
+            worth = state.signals["queue"].worth(now)
+            for target in state.scans.values():
+                if not target.hooked:
+                    continue
+                if now < target.triggers_after:
+                    wait = min(wait, target.triggers_after - now)
+                    continue
+                consider(Action("triggers", target.scenario_id, priority=Priority.LOW), worth)
+
+    if state.later:
+        consider(state.later[0], later_news)
+    if best is None:
+        return Decision(None, max(wait, 0.01))
+    return Decision(best, 0.0, best_news)
