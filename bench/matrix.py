@@ -118,7 +118,15 @@ def bench(quick: bool = False, cells: list[Case] | None = None) -> Result:
         done = []
         for case in chosen:
             print(f"matrix: {case.label} ...", flush=True)
-            done += run_wave([case], pool)
+            got = run_wave([case], pool)
+            for _, sides in got:
+                ms, nv = sides["makestream"], sides["naive"]
+                print(f"  runs {ms['expected']}: p50 {ms['p50_s']:.1f} p95 {ms['p95_s']:.1f} "
+                      f"(1st min {ms['p95_first_min_s']:.1f}) missed {ms['missed']} | naive "
+                      f"p50 {nv['p50_s']:.1f} p95 {nv['p95_s']:.1f} "
+                      f"(1st min {nv['p95_first_min_s']:.1f}) missed {nv['missed']} | "
+                      f"req/min {ms['rpm_mean']} 429 {ms['limited_429']}", flush=True)
+            done += got
     for case, sides in done:
         ms, nv = sides["makestream"], sides["naive"]
         result.rows.append({

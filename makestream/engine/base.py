@@ -299,7 +299,7 @@ class WatchBase:
         self._expect(sid)
         target = self.schedule.scans.get(sid)
         expected = target.expected_s if target is not None else 0.0
-        self.schedule.scan_at(sid, max(now, started + expected + 0.5))
+        self.schedule.scan_at(sid, max(now, started + max(expected, 1.0) + 0.5), began=started)
 
     def _sweep_groups(self) -> dict[int, int]:
         """What sweep requests list: the organization (0) when known, else each team; with the

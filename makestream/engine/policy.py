@@ -30,8 +30,9 @@ the total (and the tail) of detection latency low.
      its poll is due on the history-shaped timetable, the `poll` signal's precision (the share
      of due polls that found the run ended);
    - **a sweep** (one `GET /scenarios` page describes up to a hundred scenarios): the news per
-     request that sweeps have earned in this watch — each scan a sweep prompted credits it with
-     what it found beyond what the scenario's base rate alone predicted (1 − e^(−λₛ·age)). When
+     request that sweeps have earned in this watch — each scan a sweep prompted that found a run
+     credits it with 1 − e^(−λₛ·age), the chance the base rate alone gave it, unless that chance
+     was even or better (a read that was coming anyway). When
      every scenario is busy, a blind scan finds news anyway, sweeps earn nothing and shrink to
      one a minute (kept for `nextExec`, flags and `scenario.changed`); when `operations` is not
      kept up to date, sweeps prompt nothing and shrink the same way. At most `SWEEP_SHARE` of the
@@ -80,7 +81,8 @@ SWEEP_MIN_S = 1.0  # never two sweeps of one group within a second
 SWEEP_MAX_S = 60.0  # flags, nextExec and scenario.changed stay at most a minute old
 TRIGGERS_MIN_S = 30.0  # one queue-depth read per webhook scenario per this long at most
 TRIGGERS_SHARE = 0.05
-LOOKAHEAD = 2  # scored work handed out while fewer requests than this wait for the budget
+WORTH_FULL = 0.2  # a paid signal earning this much news per request gets its full share
+LOOKAHEAD = 1  # scored work handed out while fewer requests than this wait for the budget
 PRIOR_RUNS = 0.5  # the base rate's prior: half a run ...
 PRIOR_SPAN_S = 600.0  # ... in ten minutes
 FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
@@ -115,24 +117,30 @@ class Signal:
 
     precision: float
     prior_worth: float = 0.0
+    prior_weight: float = 2.0  # the prior counts as this many requests, forgotten as they are
     earned: float = 0.0
     paid: float = 0.0
-    at: float = 0.0
+    at: float | None = None  # the moment the sums were last decayed to
     prompted: int = 0
     hits: int = 0
     requests: int = 0
 
     def _decay(self, now: float) -> None:
-        if now > self.at:
+        if self.at is None:
+            self.at = now
+        elif now > self.at:
             keep: float = 0.5 ** ((now - self.at) / EARNINGS_HALF_LIFE_S)
             self.earned *= keep
             self.paid *= keep
+            self.prior_weight *= keep
             self.at = now
 
     def worth(self, now: float) -> float:
         """Expected news per request this signal costs."""
-        keep: float = 0.5 ** (max(0.0, now - self.at) / EARNINGS_HALF_LIFE_S)
-        return (self.earned * keep + 2 * self.prior_worth) / (self.paid * keep + 2)
+        since = now - self.at if self.at is not None else 0.0
+        keep: float = 0.5 ** (max(0.0, since) / EARNINGS_HALF_LIFE_S)
+        prior = self.prior_weight * keep
+        return (self.earned * keep + prior * self.prior_worth) / (self.paid * keep + prior + 1e-9)
 
     def paid_for(self, now: float, requests: int = 1) -> None:
         self._decay(now)
@@ -146,7 +154,10 @@ class Signal:
         self.prompted += 1
         self.hits += found
         self.precision = 0.8 * self.precision + 0.2 * float(found)
-        self.earned += max(0.0, float(found) - base)
+        # A run the base rate alone made likely (even odds or better) would have been read
+        # soon without the hint: finding it earns the hint nothing.
+        if found and base < 0.5:
+            self.earned += 1.0 - base
 
 
 @dataclass
@@ -165,6 +176,13 @@ class ScanTarget:
     due_at: float | None = None  # a moment worth scanning at (a scheduled run's expected end)
     due_misses: int = 0
     signal_misses: int = 0
+    # `operations` the counter grew by since the first reading (`adopted_at`), less those of the
+    # runs found that ended after it: more than zero means a run the counter saw is not found
+    # yet. `counted_at`: the last reading.
+    owed_ops: int = 0
+    adopted_at: float = float("-inf")
+    counted_at: float = float("-inf")
+    cleared_at: float = float("-inf")  # a sweep saw nothing move here at this moment
     not_before: float = float("-inf")  # after a failed read
     # The base rate: runs found since `since`, plus those of the history read at the start.
     runs: float = 0.0
@@ -172,6 +190,7 @@ class ScanTarget:
     hooked: bool = False  # a webhook scenario, whose queue depth can be read
     # The schedule: the next run's start (nextExec), the interval, the median run's length.
     next_exec: float | None = None
+    began: float | None = None  # the start of the scheduled run a due scan looks for
     interval: float | None = None
     expected_s: float = 0.0
     triggers_after: float = 0.0
@@ -181,19 +200,29 @@ class ScanTarget:
         """When the scheduled run that began by `now` should be visible; moves to the next."""
         due: float | None = None
         while self.next_exec is not None and self.next_exec <= now:
-            due = self.next_exec + self.expected_s + 0.5
+            self.began = self.next_exec
+            due = self.next_exec + max(self.expected_s, 1.0) + 0.5
             self.next_exec = self.next_exec + self.interval if self.interval else None
         return due
 
     def rate(self, now: float) -> float:
-        """Runs per second, learned (with a prior)."""
+        """Runs per second, learned (with a prior). A scenario on an interval schedule runs when
+        its due scans look: only unscheduled runs (the prior) are left to chance."""
+        if self.interval is not None and self.next_exec is not None:
+            return PRIOR_RUNS / PRIOR_SPAN_S
         return (self.runs + PRIOR_RUNS) / (max(0.0, now - self.since) + PRIOR_SPAN_S)
 
-    def base_news(self, now: float) -> float:
-        """Expected runs found by a read now, from the base rate alone."""
-        if self.fresh and not self.scanned_once:
+    def base_news(self, now: float, trust: float = 0.0) -> float:
+        """Expected runs found by a read now, from the base rate alone.
+
+        A sweep that saw this scenario's counters still says "nothing new" as of its moment,
+        as far as sweeps are trusted (`trust`: the share of runs they pointed at).
+        """
+        if not self.scanned_once:
             return FRESH_NEWS
-        age = now - self.last_scan if math.isfinite(self.last_scan) else now - self.since
+        last = self.last_scan if math.isfinite(self.last_scan) else self.since
+        cleared = max(last, self.cleared_at)
+        age = (1 - trust) * (now - last) + trust * (now - cleared)
         return self.rate(now) * max(0.0, age)
 
 
@@ -235,6 +264,9 @@ class PolicyState:
     sweeps: dict[int, SweepGroup] = field(default_factory=dict)
     sweep_times: deque[float] = field(default_factory=deque)  # sends in the last minute
     triggers_in_flight: bool = False
+    # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
+    # saw nothing move can be believed.
+    recall: float = 0.5
     triggers_readable: bool = True
     signals: dict[str, Signal] = field(
         default_factory=lambda: {
@@ -253,6 +285,13 @@ class PolicyState:
 
     def at(self, when: float, action: Action) -> None:
         heapq.heappush(self.timed, (when, next(self.tie), action))
+
+    def outstanding(self) -> int:
+        """Scored reads handed out and not answered yet (queued for the budget or in flight)."""
+        return (sum(1 for t in self.scans.values() if t.in_flight)
+                + sum(1 for p in self.polls.values() if p.in_flight)
+                + sum(1 for g in self.sweeps.values() if g.in_flight)
+                + self.triggers_in_flight)
 
 
 @dataclass(frozen=True)
@@ -294,14 +333,33 @@ def poll_due(state: PolicyState, target: PollTarget) -> float:
     return target.last_polled + poll_interval(state, target, target.last_polled)
 
 
-def scan_news(state: PolicyState, target: ScanTarget, now: float) -> float:
+def population_rate(state: PolicyState, now: float) -> float:
+    """The mean base rate of the scenarios read so far (the guess for one never read)."""
+    rates = [t.rate(now) for t in state.scans.values() if t.scanned_once]
+    return sum(rates) / len(rates) if rates else PRIOR_RUNS / PRIOR_SPAN_S
+
+
+def scan_news(state: PolicyState, target: ScanTarget, now: float,
+              population: float | None = None) -> float:
     """Expected new runs a read of this scenario's logs finds now."""
-    news = target.base_news(now)
+    if not target.scanned_once:
+        # Never read: as busy as the scenarios read so far, since the watch began; at least
+        # FRESH_NEWS, for its first read also learns its history.
+        rate = population if population is not None else population_rate(state, now)
+        news = max(FRESH_NEWS, rate * max(0.0, now - target.since))
+    else:
+        news = target.base_news(now, state.recall)
     if target.signal is not None and now < target.hot_until:
-        news = max(news, state.signals[target.signal].precision)
+        # A counter that grew past the runs found proves a run not found yet: worth a sure run
+        # (its retries back off if the log lags); other signals are worth their precision.
+        if target.signal == "sweep" and target.owed_ops > 0:
+            news += 1.0  # the run it proves, besides what the base rate expects
+        else:
+            news = max(news, state.signals[target.signal].precision)
     if target.due_at is not None and now >= target.due_at:
-        # A miss lowers the hope of the next try (the log may lag, or the run last longer).
-        news = max(news, state.signals["due"].precision / (1 + target.due_misses))
+        # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
+        # back off). Worth a sure run, besides what the base rate expects.
+        news += 1.0
     return news
 
 
@@ -311,9 +369,21 @@ def sweep_every(state: PolicyState) -> float:
     return max(SWEEP_MIN_S, pages / max(state.rate_per_s * SWEEP_SHARE, 1e-6))
 
 
-def triggers_every(state: PolicyState) -> float:
+def sweep_interval(state: PolicyState, now: float) -> float:
+    """The gap between sweeps of one group that their earnings justify: the full share while a
+    sweep earns at least WORTH_FULL news per request beyond the base rate, less often as it
+    earns less."""
+    full = max(SWEEP_MIN_S, sweep_every(state))
+    worth = state.signals["sweep"].worth(now)
+    return min(SWEEP_MAX_S, full / min(1.0, max(worth, 1e-3) / WORTH_FULL))
+
+
+def triggers_every(state: PolicyState, now: float = 0.0) -> float:
+    """The gap between two queue-depth reads of one webhook scenario that they justify."""
     hooks = sum(1 for t in state.scans.values() if t.hooked) or 1
-    return max(TRIGGERS_MIN_S, hooks / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6))
+    full = max(TRIGGERS_MIN_S, hooks / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6))
+    worth = state.signals["queue"].worth(now)
+    return full / min(1.0, max(worth, 1e-3) / WORTH_FULL)
 
 
 def decide(state: PolicyState, now: float) -> Decision:
@@ -326,7 +396,7 @@ def decide(state: PolicyState, now: float) -> Decision:
         if when <= now:
             return Decision(action, 0.0, math.inf)
         wait = when - now
-    if state.waiting >= LOOKAHEAD:
+    if state.waiting >= LOOKAHEAD or state.outstanding() > LOOKAHEAD:
         # Enough is queued for the budget already; decide when a slot is nearer.
         return Decision(None, min(wait, 0.1))
 
@@ -359,6 +429,7 @@ def decide(state: PolicyState, now: float) -> Decision:
         return Decision(best, 0.0 if best is not None else max(wait, 0.01), max(best_news, 0))
 
     # Log scans.
+    population = population_rate(state, now)
     for target in state.scans.values():
         if target.in_flight:
             continue
@@ -368,8 +439,7 @@ def decide(state: PolicyState, now: float) -> Decision:
             continue
         if target.due_at is not None and now < target.due_at:
             wait = min(wait, target.due_at - now)
-        news = scan_news(state, target, now)
-        hot = news >= 0.5 and not (target.fresh and not target.scanned_once)
+        news = scan_news(state, target, now, population)
         signal: SignalName | None = None
         if target.due_at is not None and now >= target.due_at:
             signal = "due"
@@ -377,36 +447,33 @@ def decide(state: PolicyState, now: float) -> Decision:
             signal = target.signal
         consider(
             Action("scan", target.scenario_id,
-                   priority=Priority.HIGH if hot else Priority.LOW, signal=signal),
+                   priority=Priority.HIGH, signal=signal),
             news,
         )
 
     if state.following:
-        # Sweeps: worth what they earned, within their share; one a minute whatever they earn.
+        # Sweeps: at their full share while they earn at least WORTH_FULL news per request
+        # beyond the base rate, less often as they earn less; one a minute whatever they earn.
         recent = sum(1 for t in state.sweep_times if t > now - 60.0)
         room = recent < max(1.0, SWEEP_SHARE * state.rate_per_s * 60)
-        worth = state.signals["sweep"].worth(now)
+        every = sweep_interval(state, now)
         for group in state.sweeps.values():
             if group.in_flight:
                 continue
             gap = now - group.last
-            if gap >= SWEEP_MAX_S:
+            if gap >= SWEEP_MAX_S or (gap >= every and room):
                 consider(Action("sweep", group.group, priority=Priority.HIGH), math.inf)
-                continue
-            if gap < max(SWEEP_MIN_S, sweep_every(state)) or not room:
-                wait = min(wait, max(SWEEP_MIN_S, sweep_every(state)) - gap if room else 1.0)
-                continue
-            consider(Action("sweep", group.group, priority=Priority.HIGH), worth / group.pages)
-        # Queue depths of webhook scenarios.
+            else:
+                wait = min(wait, max(every - gap, 0.05) if room else 1.0)
+        # Queue depths of webhook scenarios, likewise by what they earn.
         if state.triggers_readable and not state.triggers_in_flight:
-            worth = state.signals["queue"].worth(now)
             for target in state.scans.values():
                 if not target.hooked:
                     continue
                 if now < target.triggers_after:
                     wait = min(wait, target.triggers_after - now)
                     continue
-                consider(Action("triggers", target.scenario_id, priority=Priority.LOW), worth)
+                consider(Action("triggers", target.scenario_id, priority=Priority.HIGH), math.inf)
 
     if state.later:
         consider(state.later[0], later_news)

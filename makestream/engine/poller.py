@@ -31,7 +31,8 @@ __all__ = ["Action", "ActionKind", "PollTarget", "ScanTarget", "Schedule"]
 
 HOT_FOR_S = 60.0  # a signal that no scan answered within this long is stale
 SIGNAL_RETRIES = 3  # a signaled scan that finds nothing looks again after 1, 2, 3 s
-DUE_RETRIES = 4  # a due scan that finds nothing looks again after 1, 2, 3, 4 s
+DUE_BACKOFF = 0.3  # a due scan that finds nothing looks again after 30 % of the wait so far
+DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median runs)
 
 
 class Schedule(PolicyState):
@@ -60,7 +61,9 @@ class Schedule(PolicyState):
     def adopt(self, scenario_id: int, now: float, *, fresh: bool, hooked: bool) -> ScanTarget:
         target = self.scans.get(scenario_id)
         if target is None:
-            target = self.scans[scenario_id] = ScanTarget(scenario_id, fresh=fresh, since=now)
+            # The listing that resolved it read its counters just now.
+            target = self.scans[scenario_id] = ScanTarget(scenario_id, fresh=fresh, since=now,
+                                                          counted_at=now, adopted_at=now)
         target.hooked = hooked
         return target
 
@@ -75,18 +78,49 @@ class Schedule(PolicyState):
             target.hot_until = max(target.hot_until, now + for_s)
             target.heated_at = now
 
+    def cleared(self, scenario_id: int, now: float) -> None:
+        """A sweep saw this scenario's counters where the runs found so far put them."""
+        target = self.scans.get(scenario_id)
+        if target is not None:
+            target.cleared_at = now
+
+    def found_ops(self, scenario_id: int, operations: int | None, ended: float) -> None:
+        """A run was found that ended by `ended` (or earlier), costing `operations`."""
+        target = self.scans.get(scenario_id)
+        if target is not None and operations and ended >= target.adopted_at:
+            # (a run that ended before the first reading is in the counter's baseline)
+            target.owed_ops -= operations
+
+    def counter_moved(self, scenario_id: int, delta: int, now: float) -> bool:
+        """A sweep read `operations`, grown by `delta` since the last reading: does it point at
+        a run not found yet?"""
+        target = self.scans.get(scenario_id)
+        if target is None:
+            return False
+        first = not math.isfinite(target.counted_at)
+        target.counted_at = now
+        if first:
+            return False
+        target.owed_ops += max(0, delta)
+        if target.owed_ops <= 0:
+            target.owed_ops = max(target.owed_ops, -1_000_000)
+            return False
+        return delta > 0
+
     def scan_not_before(self, scenario_id: int, when: float) -> None:
         """Back off a scenario whose scan failed, so that it does not eat the budget."""
         target = self.scans.get(scenario_id)
         if target is not None:
             target.not_before = max(target.not_before, when)
 
-    def scan_at(self, scenario_id: int, when: float) -> None:
-        """A scheduled run should be over (and its log visible) at `when`."""
+    def scan_at(self, scenario_id: int, when: float, *, began: float | None = None) -> None:
+        """A scheduled run (begun at `began`) should be over and its log visible at `when`."""
         target = self.scans.get(scenario_id)
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
             target.due_misses = 0
+            if began is not None:
+                target.began = began
 
     def roll(self, now: float) -> None:
         """Scheduled runs that began by now: scan after their expected end."""
@@ -149,7 +183,7 @@ class Schedule(PolicyState):
             case "scan":
                 target = self.scans[action.scenario_id]
                 target.in_flight = True
-                target.dispatched_base = 1 - math.exp(-target.base_news(now))
+                target.dispatched_base = 1 - math.exp(-target.base_news(now, self.recall))
             case "sweep":
                 group = self.sweeps[action.scenario_id]
                 group.in_flight = True
@@ -160,7 +194,7 @@ class Schedule(PolicyState):
                 self.signals["sweep"].paid_for(now, group.pages)
             case "triggers":
                 target = self.scans[action.scenario_id]
-                target.triggers_after = now + triggers_every(self)
+                target.triggers_after = now + triggers_every(self, now)
                 self.triggers_in_flight = True
                 self.signals["queue"].paid_for(now)
 
@@ -186,6 +220,9 @@ class Schedule(PolicyState):
         target.last_scan = started
         target.scanned_once = True
         target.runs += found
+        if found and self.sweeps:
+            pointed = float(target.signal == "sweep" and target.heated_at <= started)
+            self.recall = 0.9 * self.recall + 0.1 * pointed
         answered = target.heated_at <= started
         if signal in ("sweep", "queue") and answered:
             if not found and target.signal_misses < SIGNAL_RETRIES:
@@ -196,14 +233,19 @@ class Schedule(PolicyState):
             self.signals[signal].outcome(now, found > 0, target.dispatched_base)
         target.signal_misses = 0
         if target.due_at is not None and started >= target.due_at:
-            self.signals["due"].outcome(now, found > 0, target.dispatched_base)
+            if target.began is None:
+                target.began = started
+            waited = now - target.began
             if found:
+                self.signals["due"].outcome(now, True, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
-            elif target.due_misses < DUE_RETRIES:
-                # The log may lag the run's end, or the run may last longer: look again soon.
+            elif waited < max(DUE_GIVE_UP_S, 3 * target.expected_s):
+                # The log may lag the run's end, or the run may last longer: look again after
+                # a third of the time it has taken so far (at least a second).
                 target.due_misses += 1
-                target.due_at = now + 1.0 * target.due_misses
+                target.due_at = now + max(1.0, DUE_BACKOFF * waited)
             else:
+                self.signals["due"].outcome(now, False, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
         if answered:
             # The scan answered whatever made the scenario hot.

@@ -50,6 +50,8 @@ class WatchReads(WatchBase):
             log = await self.client.log(sid, eid, priority=Priority.URGENT)
         except NotFoundError:
             log = None
+        if log is not None and log.status.terminal:
+            self.schedule.found_ops(sid, log.operations, _ended_by(log))
         if log is None or not log.status.terminal:
             # The log entry can lag the status by a few seconds. A watched run is reported at
             # once with what its status said (no run waits behind the log's lag); the run a
@@ -91,7 +93,7 @@ class WatchReads(WatchBase):
             self._pending += 1
             self._modules_due.add(action.execution_id)
             self.schedule.follow_up(
-                Action("modules", sid, action.execution_id, priority=Priority.LOW)
+                Action("modules", sid, action.execution_id, priority=Priority.HIGH)
             )
         self.emit(events)
 
@@ -167,6 +169,7 @@ class WatchReads(WatchBase):
                 if not self.tracker.is_new(sid, entry) or entry.id in in_detail:
                     continue
                 news += 1
+                self.schedule.found_ops(sid, entry.operations, _ended_by(entry))
                 if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING):
                     # Logs carry no error text; one more request fetches what went wrong. It
                     # goes first (URGENT): the run's report waits for nothing else.
@@ -227,7 +230,7 @@ class WatchReads(WatchBase):
         # One at a time (see engine.policy): a low-priority read waits in the budget's queue
         # while the budget is busy, and holds a worker all that time.
         try:
-            triggers = await self.client.triggers(sid, priority=Priority.LOW)
+            triggers = await self.client.triggers(sid, priority=Priority.HIGH)
         except (AuthError, NotFoundError) as exc:
             if exc.status == 401:
                 raise
@@ -257,13 +260,16 @@ class WatchReads(WatchBase):
                 continue
             # Counters that move when a run ends; whether Make updates them promptly is not
             # documented, so they only reorder scans, never replace them.
-            if (before.operations, before.transfer, before.dlq_count, before.is_invalid) != (
-                scenario.operations,
-                scenario.transfer,
-                scenario.dlq_count,
-                scenario.is_invalid,
+            # A counter that grew by no more than the runs already found explains nothing new.
+            moved = self.schedule.counter_moved(
+                scenario.id, (scenario.operations or 0) - (before.operations or 0), now
+            )
+            if moved or (before.dlq_count, before.is_invalid) != (
+                scenario.dlq_count, scenario.is_invalid
             ):
                 self.schedule.heat(scenario.id, now)
+            else:
+                self.schedule.cleared(scenario.id, now)
             if scenario.next_exec != before.next_exec:
                 if before.next_exec is not None and before.next_exec.timestamp() <= now:
                     # nextExec moved on: a run began at the old one; look when it should end.
@@ -276,12 +282,12 @@ class WatchReads(WatchBase):
         sid, eid = action.scenario_id, action.execution_id
         blueprint = self.blueprints.get(sid)
         if blueprint is None:
-            blueprint = await self.client.blueprint(sid, priority=Priority.LOW)
+            blueprint = await self.client.blueprint(sid, priority=Priority.HIGH)
             self._keep_blueprint(sid, blueprint)
         events: list[_Event] = []
         for module in blueprint.walk():
             page = await self.client.module_logs(
-                sid, module.id, limit=LOG_PAGE, priority=Priority.LOW
+                sid, module.id, limit=LOG_PAGE, priority=Priority.HIGH
             )
             for entry in page.items:
                 if entry.execution_id == eid:
@@ -300,3 +306,8 @@ class WatchReads(WatchBase):
                     break
         self._modules_settled(eid)
         self.emit(events)
+
+
+def _ended_by(entry: ExecutionLog) -> float:
+    """The latest the run can have ended (its timestamp may mark the start or the end)."""
+    return (entry.timestamp_ms + (entry.duration_ms or 0)) / 1000

@@ -33,7 +33,7 @@ class WatchStartup(WatchBase):
             # team) can wait until the logs have been read once.
             self.client.budget.set_limit(opts.api_limit)
             self.tracker.ui_base = f"https://{urlsplit(self.client.base_url).netloc}"
-            self.schedule.later.append(Action("organization", priority=Priority.LOW))
+            self.schedule.later.append(Action("organization", priority=Priority.HIGH))
             self.schedule.later_since = self.clock.now()
         else:
             await self._read_organization()
@@ -61,7 +61,7 @@ class WatchStartup(WatchBase):
             for scenario in scenarios:
                 self._pending += 1  # a follow-up like any other (see _FOLLOW_UPS in engine.watch)
                 self.schedule.later.append(
-                    Action("blueprint", scenario.id, priority=Priority.LOW)
+                    Action("blueprint", scenario.id, priority=Priority.HIGH)
                 )
                 self.schedule.later_since = self.clock.now()
         if opts.run or opts.execution_id:
@@ -215,7 +215,7 @@ class WatchStartup(WatchBase):
         """The organization, read after the first detections (see `_setup`): its web host for
         links, and its id, so that one listing covers every team."""
         try:
-            orgs = await self.client.organizations(priority=Priority.LOW)
+            orgs = await self.client.organizations(priority=Priority.HIGH)
         except MakestreamError as exc:
             if exc.transient or getattr(exc, "status", None) == 401:
                 raise  # retried, or fatal as any 401

@@ -128,7 +128,7 @@ class Watch(WatchStartup, WatchReads):
                     if action.scenario_id not in self.blueprints:
                         self._keep_blueprint(
                             action.scenario_id,
-                            await self.client.blueprint(action.scenario_id, priority=Priority.LOW),
+                            await self.client.blueprint(action.scenario_id, priority=Priority.HIGH),
                         )
         except MakestreamError as exc:
             # A watched scenario or target run that is gone ends the watch; a missing module
