@@ -36,10 +36,11 @@ async def test_one_queue_read_at_a_time_and_a_growing_queue_heats_the_scenario()
             state = watch.tracker.add_scenario(sid, floor_ms=0)
             state.info = Scenario.model_validate({"id": sid, "name": f"s{sid}", "hookId": sid})
             target = watch.schedule.adopt(sid, now, fresh=False, hooked=True)
-            target.scanned_once, target.last_scan = True, now  # nothing else worth reading
+            target.scanned_once, target.last_scan = True, now + 39  # nothing else worth reading
         handed: list[Action] = []
         for _ in range(5):
-            action, _wait = watch.schedule.next(now + 2)
+            # (the first queue reads wait for the first pass: 30 s and more)
+            action, _wait = watch.schedule.next(now + 40)
             if action is not None:
                 handed.append(action)
         # The policy hands out one queue read at a time: it holds a worker while it waits.

@@ -19,44 +19,45 @@ the total (and the tail) of detection latency low.
 2. Timed work whose moment came (retries of failed follow-ups).
 3. Everything else is scored, and the best score wins:
 
-   - **a log scan** of scenario *s*: its base rate λₛ × the time since its last scan (λₛ is
-     learned from the runs found in its history and in this watch, with a prior of one run in
-     20 minutes), raised to the precision of a *signal* that points at it: a sweep that saw its
-     `operations`, `transfer`, `dlqCount` or `isinvalid` move (`sweep`), a scheduled run whose
-     expected end (`nextExec` + the median duration) passed (`due`), a webhook queue that grew
-     (`queue`). A scenario not read yet is worth 0.5 (it also learns history). No scenario is
-     scanned more often than `floor_s`;
+   - **a log scan** of scenario *s*: its base rate λₛ × the time since its last read (λₛ learned
+     from the runs found in its history and in this watch, with a prior of half a run in ten
+     minutes; a scenario on an interval schedule keeps only the prior, its runs being the due
+     signal's). *Sure* signals add one run to that: a scheduled run whose expected end
+     (`nextExec` + the median duration) passed (`due`), and a sweep whose `operations` counter
+     grew past the runs found so far (`sweep`, `owed_ops`). Softer signals (a growing webhook
+     queue, `dlqCount`/`isinvalid` moving) raise it to their measured precision. A sweep that saw
+     nothing move makes the base rate count from its moment, as far as sweeps are trusted
+     (`recall`: the share of runs found that a sweep had pointed at). A scenario never read is
+     worth the mean rate of those read since the watch began, at least 0.5 (its first read also
+     learns history). No scenario is read more often than `floor_s`; a sure signal's read that
+     finds nothing looks again after a backing-off delay;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
-     its poll is due on the history-shaped timetable, the `poll` signal's precision (the share
-     of due polls that found the run ended);
-   - **a sweep** (one `GET /scenarios` page describes up to a hundred scenarios): the news per
-     request that sweeps have earned in this watch — each scan a sweep prompted that found a run
-     credits it with 1 − e^(−λₛ·age), the chance the base rate alone gave it, unless that chance
-     was even or better (a read that was coming anyway). When
-     every scenario is busy, a blind scan finds news anyway, sweeps earn nothing and shrink to
-     one a minute (kept for `nextExec`, flags and `scenario.changed`); when `operations` is not
-     kept up to date, sweeps prompt nothing and shrink the same way. At most `SWEEP_SHARE` of the
-     rate, at most one a second, never two of one group at once;
-   - **a queue-depth read** (`GET …/triggers`, webhook scenarios): likewise what queue reads
-     earned, at most one at a time and one per `TRIGGERS_MIN_S` per scenario; none once Make
-     refused to answer one;
+     its poll is due on the history-shaped timetable, the `poll` signal's precision;
+   - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
+     (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
+     that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
+     was under even odds), time-decayed from an optimistic prior. At its cadence a paid signal
+     goes first; the cadence is its full share (sweeps: `SWEEP_SHARE` of the rate, at most one a
+     second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario) while it earns
+     `WORTH_FULL`, proportionally slower as it earns less. When every scenario is busy, blind
+     scans find news anyway and sweeps earn nothing; when `operations` is not kept up to date,
+     they prompt nothing: either way they shrink, down to one a minute (kept for `nextExec`,
+     flags and `scenario.changed`). Queue reads stop for good once Make refuses one;
    - **reads that find no run** (blueprints for the live view, an organization read put off
      because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
      with their wait up to just below a first read of a scenario, so they go after the first
      pass and when little else is worth asking, but are never starved.
 
-**Signals degrade to the base rate.** A signal's precision and earnings are measured as the
-watch runs (exponentially weighted, starting from optimistic priors so that each is tried). A
-signal that stops paying off costs nothing more than its floor (sweeps) or nothing at all
-(queue reads); one that is missing (no `nextExec`, no queue depth, runs in flight not listed)
-simply never raises a scan above its base rate. With no signal at all the policy is the best
+**Signals degrade to the base rate.** A signal that is missing (no `nextExec`, no queue depth,
+runs in flight not listed, counters never moving) simply never raises a scan above its base rate;
+one that stops paying falls to its floor. With no signal at all the policy is the best
 round-robin: every scan is worth λ·age, so the busiest and stalest scenario goes first, and
 equal scenarios go in turn.
 
 **Look-ahead.** Requests wait in the budget's queue until the budget lets them go; a decision
-made long before its slot is stale. So the policy hands out scored work only while fewer than
-`LOOKAHEAD` requests wait for the budget: each pick is made at most a couple of slots before
-it is sent.
+made long before its slot is stale. So the policy hands out scored work only while at most
+`LOOKAHEAD` scored reads are queued or in flight: each pick is made about one slot before it is
+sent. Scored reads all wait at one budget level; the policy, not the budget, orders them.
 """
 
 from __future__ import annotations

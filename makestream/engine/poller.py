@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from makestream.engine.history import History
 from makestream.engine.policy import (
     SWEEP_MAX_S,
+    TRIGGERS_MIN_S,
     Action,
     ActionKind,
     PolicyState,
@@ -64,6 +65,10 @@ class Schedule(PolicyState):
             # The listing that resolved it read its counters just now.
             target = self.scans[scenario_id] = ScanTarget(scenario_id, fresh=fresh, since=now,
                                                           counted_at=now, adopted_at=now)
+        if hooked and not target.hooked:
+            # The first queue reads after the first pass, spread over a period.
+            hooks = sum(1 for t in self.scans.values() if t.hooked)
+            target.triggers_after = now + TRIGGERS_MIN_S * (1 + (hooks % 10) / 10)
         target.hooked = hooked
         return target
 
@@ -81,7 +86,8 @@ class Schedule(PolicyState):
     def cleared(self, scenario_id: int, now: float) -> None:
         """A sweep saw this scenario's counters where the runs found so far put them."""
         target = self.scans.get(scenario_id)
-        if target is not None:
+        if target is not None and target.owed_ops <= 0:
+            # (with runs still owed, "nothing moved since" says nothing about them)
             target.cleared_at = now
 
     def found_ops(self, scenario_id: int, operations: int | None, ended: float) -> None:
