@@ -4,6 +4,7 @@
     python -m bench all --quick    # every benchmark, small (well under 2 minutes)
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
     python -m bench latency --adoption-only
+    python -m bench matrix [--quick]   # workload x API variant, against the naive loop
     python -m bench run | startup | ndjson | memory | sse | soak [--quick]
     python -m bench all --with-server   # the above plus sse and soak
     python -m bench all --commit HEAD   # makestream as last committed, not as being edited
