@@ -114,7 +114,7 @@ async def test_named_scenarios_cost_one_listing_page_per_hundred_before_the_firs
     zone = SimZone(world, clock=Clock(20), seed=1, organization_readable=organization)
     ids = [s.id for s in world.scenarios]
     _, notices, _watch = await _run(
-        zone, WatchOptions(scenario_ids=ids, api_limit=60), max_clock_s=120,
+        zone, WatchOptions(scenario_ids=ids, api_limit=60), max_clock_s=150,
     )
     paths = _requests(notices)
     first_log = next(i for i, p in enumerate(paths) if p.endswith("/logs"))

@@ -46,7 +46,7 @@ the total (and the tail) of detection latency low.
    - **reads that find no run** (blueprints for the live view, an organization read put off
      because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
      with their wait up to just below a first read of a scenario, so they go after the first
-     pass and when little else is worth asking, but are never starved.
+     pass and when little else is worth asking; after `LATER_RAMP_S` they go next.
 
 **The round-robin floor.** A scenario not read for longer than a round-robin over every watched
 scenario at the full rate would take (scenarios / rate) goes before any expectation, the oldest
@@ -431,6 +431,8 @@ def decide(state: PolicyState, now: float) -> Decision:
         else:
             wait = min(wait, due - now)
     later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))
+    if now - state.later_since > LATER_RAMP_S:
+        later_news = math.inf  # put off long enough: one slot, whatever else is waiting
     if not state.scanning:
         if best is None and state.later:
             return Decision(state.later[0], 0.0, later_news)
