@@ -104,13 +104,11 @@ CELLS = [
     _cell("active", 3, CONSERVATIVE, speed=20),
     *(_cell(w, 20, CONSERVATIVE) for w in ("idle", "scheduled", "poisson")),
     _cell("active", 20, _vary(counters="end")),
-    _cell("active", 20, _vary(counters="late")),
     _cell("active", 20, _vary(counters="never")),
     _cell("active", 20, _vary(running_in_logs=True)),
     _cell("active", 20, _vary(log_lag=0.0)),
     _cell("active", 20, _vary(log_lag=5.0)),
     _cell("active", 20, _vary(queue_readable=True, organization_readable=True)),
-    _cell("active", 20, _vary(log_timestamp="end")),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

@@ -75,29 +75,8 @@ def test_a_busier_scenario_is_read_more_often() -> None:
         assert action is not None
         picks.append(action.scenario_id)
         schedule.scanned(action.scenario_id, now, now, ok=True)
-    # the busier one more often, the quiet one at least once per round-robin period
-    assert picks.count(1) > picks.count(2) > 0
-    gaps = [b - a for a, b in itertools.pairwise(i for i, p in enumerate(picks) if p == 2)]
-    assert max(gaps) <= 2 / 0.8 + 1
-
-
-def test_no_scenario_waits_longer_than_a_round_robin_would() -> None:
-    schedule = Schedule(rate_per_s=0.8, following=False)
-    for sid in range(1, 11):  # one very busy scenario, nine quiet ones: period 12.5 s
-        schedule.scans[sid] = ScanTarget(sid, last_scan=T, scanned_once=True, since=T - 600,
-                                         runs=1000 if sid == 1 else 0)
-    last = dict.fromkeys(range(1, 11), T)
-    worst = 0.0
-    now = T
-    for _ in range(300):
-        now += 1.25
-        action, _ = schedule.next(now)
-        assert action is not None
-        worst = max(worst, now - last[action.scenario_id])
-        last[action.scenario_id] = now
-        schedule.scanned(action.scenario_id, now, now, ok=True)
-    # the quiet ones become overdue together and then go in turn: within two periods
-    assert worst <= 2 * 10 / 0.8
+    # read when its expected news catches up: about 40 times less often, but read
+    assert picks.count(1) > 10 * picks.count(2) > 0
 
 
 def test_a_signal_raises_a_scan_above_the_base_rate() -> None:
@@ -110,10 +89,10 @@ def test_a_signal_raises_a_scan_above_the_base_rate() -> None:
 
 def test_a_due_scheduled_run_is_read_at_its_expected_end_not_before() -> None:
     state = state_with(20)
-    state.scans[4].due_at = T + 10
-    early = decide(state, T + 5)
+    state.scans[4].due_at = T + 30
+    early = decide(state, T + 20)
     assert early.action is not None and early.action.scenario_id != 4
-    due = decide(state, T + 10)
+    due = decide(state, T + 30)
     assert due.action is not None and due.action.scenario_id == 4 and due.action.signal == "due"
 
 

@@ -46,13 +46,7 @@ the total (and the tail) of detection latency low.
    - **reads that find no run** (blueprints for the live view, an organization read put off
      because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
      with their wait up to just below a first read of a scenario, so they go after the first
-     pass and when little else is worth asking; after `LATER_RAMP_S` they go next.
-
-**The round-robin floor.** A scenario not read for longer than a round-robin over every watched
-scenario at the full rate would take (scenarios / rate) goes before any expectation, the oldest
-first: however wrong the expectations, no scenario waits much longer than in that loop (at
-most about twice as long, when many overdue scenarios queue together, plus the follow-ups of
-runs already found).
+     pass and when little else is worth asking, but are never starved.
 
 **Signals degrade to the base rate.** A signal that is missing (no `nextExec`, no queue depth,
 runs in flight not listed, counters never moving) simply never raises a scan above its base rate;
@@ -89,8 +83,7 @@ SWEEP_MAX_S = 60.0  # flags, nextExec and scenario.changed stay at most a minute
 TRIGGERS_MIN_S = 30.0  # one queue-depth read per webhook scenario per this long at most
 TRIGGERS_SHARE = 0.05
 WORTH_FULL = 0.2  # a paid signal earning this much news per request gets its full share
-OVERDUE_NEWS = 10.0  # a scenario past the round-robin period (see decide)
-LOOKAHEAD = 1  # scored reads queued or in flight beyond which no more are handed out
+LOOKAHEAD = 1  # scored work handed out while fewer requests than this wait for the budget
 PRIOR_RUNS = 0.5  # the base rate's prior: half a run ...
 PRIOR_SPAN_S = 600.0  # ... in ten minutes
 FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
@@ -431,18 +424,13 @@ def decide(state: PolicyState, now: float) -> Decision:
         else:
             wait = min(wait, due - now)
     later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))
-    if now - state.later_since > LATER_RAMP_S:
-        later_news = math.inf  # put off long enough: one slot, whatever else is waiting
     if not state.scanning:
         if best is None and state.later:
             return Decision(state.later[0], 0.0, later_news)
         return Decision(best, 0.0 if best is not None else max(wait, 0.01), max(best_news, 0))
 
-    # Log scans. The round-robin floor: a scenario not read for as long as a plain round-robin
-    # over every scenario at the full rate would take goes before any expectation, oldest
-    # first, so that no scenario waits much longer than in the loop a user would write.
+    # Log scans.
     population = population_rate(state, now)
-    period = len(state.scans) / max(state.rate_per_s, 1e-6)
     for target in state.scans.values():
         if target.in_flight:
             continue
@@ -453,9 +441,6 @@ def decide(state: PolicyState, now: float) -> Decision:
         if target.due_at is not None and now < target.due_at:
             wait = min(wait, target.due_at - now)
         news = scan_news(state, target, now, population)
-        last = target.last_scan if math.isfinite(target.last_scan) else target.since
-        if now - last > period:
-            news = OVERDUE_NEWS + (now - last) / period
         signal: SignalName | None = None
         if target.due_at is not None and now >= target.due_at:
             signal = "due"
