@@ -42,7 +42,8 @@ def test_a_known_end_goes_before_everything() -> None:
     state.scans[1].signal, state.scans[1].hot_until = "sweep", T + 60
     detail = Action("detail", 2, "e1", priority=Priority.URGENT)
     state.urgent.append(detail)
-    state.waiting = LOOKAHEAD + 5  # even with the budget's queue full
+    for sid in (2, 3):
+        state.scans[sid].in_flight = True  # even with the look-ahead full
     assert decide(state, T + 5).action is detail
 
 
@@ -171,10 +172,11 @@ def test_sweeps_that_point_at_the_runs_keep_their_share() -> None:
     assert sweeps <= 0.3 * 240 + 1  # within their share
 
 
-def test_look_ahead_waits_while_the_budget_has_enough_queued() -> None:
+def test_look_ahead_waits_while_enough_of_its_own_reads_are_queued() -> None:
     state = state_with(5)
     assert decide(state, T + 5).action is not None
-    state.waiting = LOOKAHEAD
+    for sid in range(1, LOOKAHEAD + 2):
+        state.scans[sid].in_flight = True
     decision = decide(state, T + 5)
     assert decision.action is None and 0 < decision.wait <= 0.1
 

@@ -258,7 +258,6 @@ class PolicyState:
     following: bool = True  # sweeps and queue reads only in a following watch
     rate_per_s: float = 0.8
     poll_share: float = POLL_SHARE
-    waiting: int = 0  # requests waiting for the budget (its snapshot)
     urgent: deque[Action] = field(default_factory=deque)
     scans: dict[int, ScanTarget] = field(default_factory=dict)
     polls: dict[str, PollTarget] = field(default_factory=dict)
@@ -397,7 +396,9 @@ def decide(state: PolicyState, now: float) -> Decision:
         if when <= now:
             return Decision(action, 0.0, math.inf)
         wait = when - now
-    if state.waiting >= LOOKAHEAD or state.outstanding() > LOOKAHEAD:
+    # Only this watch's own reads count: a budget shared with other watches (the SSE server's
+    # catch-ups) always has someone waiting.
+    if state.outstanding() > LOOKAHEAD:
         # Enough is queued for the budget already; decide when a slot is nearer.
         return Decision(None, min(wait, 0.1))
 

@@ -160,9 +160,8 @@ class Schedule(PolicyState):
     def poll_interval(self, target: PollTarget, now: float) -> float:
         return poll_interval(self, target, now)
 
-    def next(self, now: float, *, waiting: int = 0) -> tuple[Action | None, float]:
+    def next(self, now: float) -> tuple[Action | None, float]:
         """The most valuable action now (marked dispatched), or None and how long to wait."""
-        self.waiting = waiting
         self.roll(now)
         decision = decide(self, now)
         action = decision.action

@@ -95,8 +95,7 @@ class Watch(WatchStartup, WatchReads):
 
     async def _worker(self) -> None:
         while True:
-            waiting = self.client.budget.snapshot().waiting
-            action, wait = self.schedule.next(self.clock.now(), waiting=waiting)
+            action, wait = self.schedule.next(self.clock.now())
             if action is None:
                 # Every idle worker waits on the same event; `_kick` wakes them all.
                 with anyio.move_on_after(self.clock.real(min(wait, 5.0))):
