@@ -4,6 +4,7 @@
     python -m bench all --quick    # every benchmark, small (well under 2 minutes)
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
     python -m bench latency --adoption-only
+    python -m bench matrix [--quick]   # workload x API variant, against the naive loop
     python -m bench run | startup | ndjson | memory | store | sse | soak [--quick]
     python -m bench all --with-server   # the above plus sse and soak
     python -m bench all --commit HEAD   # makestream as last committed, not as being edited
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import latency, memory, ndjson, run, startup, store
+from bench import latency, matrix, memory, ndjson, run, startup, store
 from bench.report import RESULTS, ROOT, Result, emit, git_describe, machine, package_digest
 
 Bench = Callable[[bool], Result]
@@ -42,6 +43,7 @@ BENCHES: dict[str, Bench] = {
     "memory": memory.bench,
     "latency": latency.bench,
     "store": store.bench,  # the history store: start-up requests, write path, history stats
+    "matrix": matrix.bench,
 }
 # The server's benchmarks (bench/sse.py, bench/soak.py): run by name, or in `all` with
 # `--with-server` (they take longer than the rest together). Imported only when asked for.

@@ -50,7 +50,7 @@ from bench.report import Result, percentile, ratio
 from makestream.clock import Clock
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.make.client import ApiNotice, MakeClient
-from makestream.sim import SimZone, generated_world
+from makestream.sim import Faults, SimZone, generated_world
 from makestream.sim.world import TeamSpec, WorldSpec
 
 SHARE = 0.8  # makestream's default budget share; the naive poller gets the same rate
@@ -67,9 +67,14 @@ class Case:
     seed: int = 1
     history_s: float = 900.0
     by_team: bool = True  # adopt the scenarios as `--team` does (one list page per 100)
+    workload: str = "generated"  # see bench.matrix.WORKLOADS
+    variant: tuple[tuple[str, Any], ...] = ()  # API variant: SimZone knobs (bench.matrix)
 
     @property
     def label(self) -> str:
+        if self.workload != "generated" or self.variant:
+            knobs = ",".join(f"{k}={v}" for k, v in self.variant) or "default"
+            return f"{self.workload} {self.scenarios} @ {self.api_limit}/min [{knobs}]"
         return f"{self.scenarios} scenarios @ {self.api_limit}/min"
 
 
@@ -93,6 +98,12 @@ TEAM = 1
 
 def bench_world(case: Case) -> WorldSpec:
     """`generated_world(n)` with history, all scenarios in one team (see the module docstring)."""
+    if case.workload != "generated":
+        from bench.matrix import workload_world
+
+        world = workload_world(case.workload, case.scenarios, seed=case.seed,
+                               api_limit=case.api_limit)
+        return world.model_copy(update={"history": case.history_s})
     world = generated_world(case.scenarios, seed=case.seed, api_limit=case.api_limit)
     if case.by_team:
         scenarios = [s.model_copy(update={"team_id": TEAM}) for s in world.scenarios]
@@ -111,7 +122,10 @@ def run_side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
 async def _side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
     clock = Clock(case.speed, anchor=anchor)
     world = bench_world(case)
-    zone = SimZone(world, clock=clock, seed=case.seed)
+    knobs = dict(case.variant)
+    late = float(knobs.pop("log_lag", 0.0))
+    org_readable = bool(knobs.get("organization_readable", True))
+    zone = SimZone(world, clock=clock, seed=case.seed, faults=Faults(late_logs=late), **knobs)
     zone.truth()  # generate the history now, not inside the first request
     ids = [s.id for s in world.scenarios]
     first_pass = FirstPass(clock, ids)
@@ -125,7 +139,10 @@ async def _side(kind: str, case: Case, anchor: float) -> dict[str, Any]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(lag.run)
             if kind == "makestream":
-                out = await _makestream(client, ids, end, counter, by_team=case.by_team)
+                out = await _makestream(
+                    client, ids, end, counter, by_team=case.by_team,
+                    api_limit=None if org_readable else case.api_limit,
+                )
             else:
                 out = await _naive(client, ids, case, end)
             tg.cancel_scope.cancel()
@@ -177,10 +194,12 @@ class FirstPass:
 
 
 async def _makestream(
-    client: MakeClient, ids: list[int], end: float, counter: NoticeCounter, *, by_team: bool
+    client: MakeClient, ids: list[int], end: float, counter: NoticeCounter, *, by_team: bool,
+    api_limit: int | None = None,
 ) -> dict[str, Any]:
     clock = client.clock
-    options = WatchOptions(team_id=TEAM) if by_team else WatchOptions(scenario_ids=ids)
+    options = (WatchOptions(team_id=TEAM, api_limit=api_limit) if by_team
+               else WatchOptions(scenario_ids=ids, api_limit=api_limit))
     watch = Watch(client, options)
     counter.forward.append(watch.on_notice)
     detected: dict[str, float] = {}
@@ -268,6 +287,8 @@ def summarize(side: dict[str, Any], case: Case) -> dict[str, Any]:
     latencies = [detected.get(eid, math.inf) - ended for eid, ended in expected]
     middle = (side["start"] + side["end"]) / 2
     late = [lat for lat, (_, ended) in zip(latencies, expected, strict=True) if ended >= middle]
+    first = [lat for lat, (_, ended) in zip(latencies, expected, strict=True)
+             if ended <= side["start"] + 60]
     rpm: list[int] = side["rpm"]
     budget = SHARE * case.api_limit
     counted_min = (side["end"] - TAIL_S - side["start"] - 1) / 60
@@ -280,6 +301,9 @@ def summarize(side: dict[str, Any], case: Case) -> dict[str, Any]:
         "p95_s": percentile(latencies, 95),
         "p99_s": percentile(latencies, 99),
         "p95_2nd_half_s": percentile(late, 95),
+        "p50_first_min_s": percentile(first, 50),
+        "p95_first_min_s": percentile(first, 95),
+        "first_min_runs": len(first),
         "percentiles_s": {str(q): percentile(latencies, q) for q in (10, 25, 50, 75, 90, 95, 99)},
         "rpm_mean": round(sum(rpm) / len(rpm), 1) if rpm else math.nan,
         "rpm_max": max(rpm) if rpm else 0,

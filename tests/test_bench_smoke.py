@@ -49,6 +49,24 @@ async def test_quick_latency_case_reports_every_run_once_within_budget() -> None
     assert math.isfinite(ms["p95_s"]) and math.isfinite(naive["p95_s"])
 
 
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("variant", ["conservative", "generous"])
+async def test_matrix_smoke_cell_reports_every_run_once(variant: str) -> None:
+    """A matrix cell (bench/matrix.py), conservative and generous API: completeness only."""
+    from bench.matrix import CONSERVATIVE, _vary
+
+    knobs = CONSERVATIVE if variant == "conservative" else _vary(
+        running_in_logs=True, log_lag=0.0, counters="end", queue_readable=True,
+        organization_readable=True, log_timestamp="end")
+    case = Case(scenarios=6, api_limit=120, minutes=3.5, speed=30, by_team=False,
+                workload="active", variant=knobs, history_s=300.0)
+    ms = summarize(await _side("makestream", case, time.time()), case)
+    assert ms["expected"] > 0
+    assert ms["missed"] == 0 and ms["duplicated"] == 0
+    assert ms["limited_429"] == 0 and ms["throttled"] == 0
+
+
 def test_percentile_is_nearest_rank_and_keeps_missed_runs_infinite() -> None:
     assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
     assert percentile([1.0, 2.0, math.inf], 95) == math.inf

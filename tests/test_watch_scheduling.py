@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from makestream.clock import Clock
-from makestream.engine.poller import Action, ScanTarget
+from makestream.engine.poller import Action
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.events import ScenarioChanged
 from makestream.make.budget import Budget, Priority
@@ -25,35 +25,30 @@ async def test_one_queue_read_at_a_time_and_a_growing_queue_heats_the_scenario()
                         clock=clock)
     watch = Watch(client, WatchOptions(scenario_ids=[1, 2, 3]))
     queues = {1: 0, 2: 0, 3: 0}
-    busy = 0
-    most = 0
-    release = anyio.Event()
 
     async def triggers(sid: int, *, priority: Priority = Priority.NORMAL) -> list[Trigger]:
-        # A read that waits, as one does in a busy budget's queue.
-        nonlocal busy, most
-        busy += 1
-        most = max(most, busy)
-        await release.wait()
-        busy -= 1
         return [Trigger.model_validate({"id": sid, "queueCount": queues[sid]})]
 
     client.triggers = triggers  # type: ignore[method-assign]
     with watch.events, watch._send:
+        now = clock.now()
         for sid in queues:
             state = watch.tracker.add_scenario(sid, floor_ms=0)
             state.info = Scenario.model_validate({"id": sid, "name": f"s{sid}", "hookId": sid})
-            watch.schedule.scans[sid] = ScanTarget(sid)
-        async with anyio.create_task_group() as tg:
-            for sid in queues:
-                tg.start_soon(watch._triggers, sid)
-            await anyio.wait_all_tasks_blocked()
-            release.set()
-        assert most == 1
-        [first] = [sid for sid in queues if watch.tracker.scenarios[sid].queue_count == 0]
+            target = watch.schedule.adopt(sid, now, fresh=False, hooked=True)
+            target.scanned_once, target.last_scan = True, now + 39  # nothing else worth reading
+        handed: list[Action] = []
+        for _ in range(5):
+            # (the first queue reads wait for the first pass: 30 s and more)
+            action, _wait = watch.schedule.next(now + 40)
+            if action is not None:
+                handed.append(action)
+        # The policy hands out one queue read at a time: it holds a worker while it waits.
+        assert [a.kind for a in handed].count("triggers") == 1
+        first = handed[[a.kind for a in handed].index("triggers")].scenario_id
+        await watch._triggers(first)
+        assert not watch.schedule.triggers_in_flight
         queues[first] = 5
-        release = anyio.Event()
-        release.set()
         await watch._triggers(first)
         events: list[Any] = []
         while True:
@@ -64,7 +59,7 @@ async def test_one_queue_read_at_a_time_and_a_growing_queue_heats_the_scenario()
         changed = [e for e in events if isinstance(e, ScenarioChanged)]
         assert changed and changed[-1].queue_count == 5
         target = watch.schedule.scans[first]
-        assert target.hot_until > clock.now()
+        assert target.hot_until > clock.now() and target.signal == "queue"
 
 
 async def test_a_no_follow_watch_is_not_caught_up_while_a_follow_up_is_in_flight() -> None:

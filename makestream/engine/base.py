@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from makestream.engine.alerts import fails
 from makestream.engine.options import Outcome, WatchOptions
+from makestream.engine.policy import SWEEP_SHARE
 from makestream.engine.poller import Action, Schedule
 from makestream.engine.tracker import Tracker
 from makestream.errors import ExitCode, MakestreamError, worst
@@ -34,8 +35,9 @@ from makestream.events import (
     _Event,
     rfc3339,
 )
+from makestream.make.budget import Priority
 from makestream.make.client import ApiNotice, MakeClient
-from makestream.make.models import Blueprint, ExecutionLog, Scenario
+from makestream.make.models import Blueprint, ExecutionDetail, ExecutionLog, Scenario
 
 _OUTCOME = {
     "success": ExitCode.OK,
@@ -44,7 +46,8 @@ _OUTCOME = {
 }
 LOG_PAGE = 50
 _ORG = 0  # the sweep group that stands for the whole organization
-SWEEP_SHARE = 0.3
+LISTED_PER_REQUEST = 99  # ids per listing request, whose pages hold 100
+__all__ = ["LOG_PAGE", "SWEEP_SHARE", "WatchBase"]
 
 
 class WatchBase:
@@ -73,18 +76,16 @@ class WatchBase:
         self._counts: dict[str, int] = {"finished": 0, "success": 0, "warning": 0, "error": 0}
         self._targets: set[str] = set()  # executions whose end ends the watch (--run/--execution)
         self._pending = 0  # follow-ups in flight, for --no-follow
-        self._unscanned: set[int] = set()
-        self._in_detail: set[str] = set()  # error runs whose detail is being fetched
+        # Runs known to have ended and not reported yet (a follow-up reads their log entry or
+        # error detail): whatever ends the watch, they are reported with what is known.
+        self._unreported: dict[str, tuple[int, ExecutionLog | None, ExecutionDetail | None]] = {}
+        self._flushing = False
         self._org_id: int | None = None
-        self._sweeping: set[int] = set()
-        self._hooked: list[int] = []  # webhook scenarios, whose queue depth is read
-        self._triggers_in_flight = False
         self._ending: str | None = None  # a reason to end once follow-ups settle
         # With --modules: runs whose module results are still to come, and those of them that
         # --count or --run/--execution counted, whose results the ending waits for.
         self._modules_due: set[str] = set()
         self._awaited: set[str] = set()
-        self._fresh: set[int] = set()  # scenarios not scanned yet, with no position to start at
         # Blueprints fetched so far (for --modules and the live view's module flow).
         self.blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
@@ -196,13 +197,38 @@ class WatchBase:
     # -- life cycle ------------------------------------------------------------------------------
 
     def stop(self, reason: str, code: ExitCode | None = None) -> None:
-        """End the stream (idempotent): the first reason given wins."""
+        """End the stream (idempotent): the first reason given wins.
+
+        Runs known to have ended are reported first, with what is known of them: a stream
+        that closes must not know of a finished run it never reported.
+        """
         if self._done.is_set():
             return
+        if not self._flushing:
+            self._flushing = True
+            try:
+                self._report_unreported()
+            finally:
+                self._flushing = False
+            if self._done.is_set():
+                return
         self.outcome.reason = reason
         if code is not None:
             self._codes.append(code)
         self._done.set()
+
+    def _known_ended(
+        self, sid: int, eid: str, log: ExecutionLog | None, detail: ExecutionDetail | None
+    ) -> None:
+        """A run has ended; its report waits for one follow-up read."""
+        self._unreported[eid] = (sid, log, detail)
+
+    def _report_unreported(self) -> None:
+        now = self.clock.now()
+        for eid, (sid, log, detail) in list(self._unreported.items()):
+            self._unreported.pop(eid, None)
+            self.schedule.in_detail.discard(eid)
+            self.emit(self.tracker.finished(sid, log, detail, execution_id=eid, now=now))
 
     def _fatal(self, exc: MakestreamError) -> None:
         if self._done.is_set():
@@ -269,32 +295,54 @@ class WatchBase:
         )
 
     def _plan_schedule(self, scenario: Scenario, now: float) -> None:
-        """A scheduled run is worth a scan shortly after its expected end."""
-        if scenario.next_exec is not None:
-            self._scan_after_run(scenario.id, scenario.next_exec.timestamp(), now)
+        """A scheduled run is worth a scan shortly after its expected end; with an interval, the
+        runs after it are too (the schedule rolls on without waiting for a sweep)."""
+        target = self.schedule.scans.get(scenario.id)
+        if target is None:
+            return
+        self._expect(scenario.id)
+        scheduling = scenario.scheduling
+        interval = scheduling.interval if scheduling is not None else None
+        target.interval = float(interval) if interval and interval >= 60 else None
+        target.next_exec = scenario.next_exec.timestamp() if scenario.next_exec else None
+        self.schedule.roll(now)
+
+    def _expect(self, sid: int) -> None:
+        target = self.schedule.scans.get(sid)
+        if target is not None:
+            target.expected_s = (self.tracker.scenarios[sid].history.expected_ms or 0) / 1000
 
     def _scan_after_run(self, sid: int, started: float, now: float) -> None:
-        expected = (self.tracker.scenarios[sid].history.expected_ms or 0) / 1000
-        self.schedule.scan_at(sid, max(now, started + expected + 0.5))
+        self._expect(sid)
+        target = self.schedule.scans.get(sid)
+        expected = target.expected_s if target is not None else 0.0
+        self.schedule.scan_at(sid, max(now, started + max(expected, 1.0) + 0.5), began=started)
 
-    def _sweep_groups(self) -> list[int]:
-        """What one sweep request lists: the organization (0) when known, else each team."""
+    def _sweep_groups(self) -> dict[int, int]:
+        """What sweep requests list: the organization (0) when known, else each team; with the
+        pages each takes (the client sends 100 ids a request)."""
         if self._org_id is not None:
-            return [_ORG]
-        return sorted({t for t in self._team_of.values() if t is not None})
+            return {_ORG: max(1, math.ceil(len(self._team_of) / LISTED_PER_REQUEST))}
+        teams: dict[int, int] = {}
+        for team in self._team_of.values():
+            if team is not None:
+                teams[team] = teams.get(team, 0) + 1
+        return {team: max(1, math.ceil(n / LISTED_PER_REQUEST))
+                for team, n in sorted(teams.items())}
 
-    def _sweep_every(self) -> float:
-        # Sweeps are the cheapest detector — one page tells which of a hundred scenarios ran —
-        # so they get SWEEP_SHARE of the budget, but never more than one a second.
-        pages = sum(1 + len(self._team_of) // 100 for _ in self._sweep_groups()) or 1
-        rate = self.client.budget.snapshot().rate_per_min / 60
-        return max(1.0, pages / max(rate * SWEEP_SHARE, 1e-6))
-
-    def _triggers_every(self) -> float:
-        # Queue depth is a slower signal than a sweep: a twentieth of the budget at most.
-        hooks = max(1, len(self._hooked))
-        rate = self.client.budget.snapshot().rate_per_min / 60
-        return max(30.0, hooks / max(rate * 0.05, 1e-6))
+    async def _listing(
+        self, ids: list[int], *, team_id: int | None = None, organization_id: int | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> list[Scenario]:
+        """Scenarios by id, LISTED_PER_REQUEST a request: a page shorter than its limit is
+        known to be the last, so no request goes to an empty next page."""
+        found: list[Scenario] = []
+        for i in range(0, len(ids), LISTED_PER_REQUEST):
+            found.extend(await self.client.scenarios(
+                team_id=team_id, organization_id=organization_id,
+                ids=ids[i:i + LISTED_PER_REQUEST], priority=priority,
+            ))
+        return found
 
     # -- history ---------------------------------------------------------------------------------
 

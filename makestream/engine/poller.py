@@ -1,97 +1,48 @@
-"""The poller: which request to spend next, and when.
+"""The schedule: the policy's state, fed by the watch, and the bookkeeping of what is in flight.
 
-Every request comes out of one organization-wide budget, so the poller orders them by value:
-
-1. follow-ups (the figures or error of a run that just ended) go first;
-2. running executions are polled through the executions endpoint on a schedule shaped by their
-   expected end — sparse early on, dense around the expected end, backing off after it;
-3. sweeps (one `GET /scenarios` page describes up to a hundred scenarios) run every few seconds
-   and mark scenarios whose counters moved as *hot*;
-4. log scans go to the scenario with the highest staleness × heat: a scenario that a sweep
-   flagged, whose `nextExec` passed, or whose webhook queue grew is scanned next; idle ones share
-   what is left in round-robin fashion.
-
-The poller holds no Make I/O itself; `Schedule.next()` hands an action to a worker of
-`engine.watch`, which performs it.
+`engine.policy.decide` chooses; `Schedule` holds the `PolicyState` it chooses from, records a
+pick as dispatched (`next`), and takes back what each read learned (`scanned`, `polled`,
+`swept`, `queue_read`, `heat`, `scan_at`). It holds no Make I/O: `Schedule.next()` hands an
+action to a worker of `engine.watch`, which performs it.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Literal
+import math
+from collections.abc import Iterator
 
 from makestream.engine.history import History
-from makestream.make.budget import Priority
-from makestream.make.models import ExecutionDetail, ExecutionLog
+from makestream.engine.policy import (
+    SWEEP_MAX_S,
+    TRIGGERS_MIN_S,
+    Action,
+    ActionKind,
+    PolicyState,
+    PollTarget,
+    ScanTarget,
+    SignalName,
+    SweepGroup,
+    decide,
+    poll_interval,
+    triggers_every,
+)
 
-ActionKind = Literal["poll", "log", "detail", "scan", "sweep", "triggers", "modules", "blueprint"]
+__all__ = ["Action", "ActionKind", "PollTarget", "ScanTarget", "Schedule"]
 
-
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    scenario_id: int = 0
-    execution_id: str = ""
-    log: ExecutionLog | None = None
-    detail: ExecutionDetail | None = None
-    priority: Priority = Priority.NORMAL
-    attempt: int = 0
-
-
-@dataclass
-class ScanTarget:
-    scenario_id: int
-    last_scan: float = float("-inf")
-    heat: float = 1.0
-    hot_until: float = 0.0
-    heated_at: float = float("-inf")
-    due_at: float | None = None  # a moment worth scanning at (expected end of a scheduled run)
-    in_flight: bool = False
-    idle_flight: bool = False  # the scan in flight was handed out as an idle one
+HOT_FOR_S = 60.0  # a signal that no scan answered within this long is stale
+SIGNAL_RETRIES = 3  # a signaled scan that finds nothing looks again after 1, 2, 3 s
+DUE_BACKOFF = 0.3  # a due scan that finds nothing looks again after 30 % of the wait so far
+DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median runs)
 
 
-@dataclass
-class PollTarget:
-    scenario_id: int
-    execution_id: str
-    started: float
-    expected_s: float | None  # the median of recent runs
-    earliest_s: float | None = None  # the short end of recent runs (10th percentile)
-    polls: int = 0
-    last_polled: float = 0.0
-    in_flight: bool = False
-
-
-@dataclass
-class Schedule:
-    """Orders pending work by value. All times are clock seconds (epoch)."""
-
-    floor_s: float = 1.0  # --interval: no scenario is scanned more often than this
-    scanning: bool = True
-    rate_per_s: float = 0.8
-    poll_share: float = 0.6
-    # Idle scans that may wait for the budget at once. Workers are few; if every one of them
-    # sat in the budget queue with an idle scan, a hot scenario would wait for a worker even
-    # though the budget serves it first.
-    idle_slots: int = 3
-    _idle_in_flight: int = 0
-    urgent: deque[Action] = field(default_factory=deque)
-    scans: dict[int, ScanTarget] = field(default_factory=dict)
-    polls: dict[str, PollTarget] = field(default_factory=dict)
-    _timed: list[tuple[float, int, Action]] = field(default_factory=list)
-    _tie: itertools.count[int] = field(default_factory=itertools.count)
+class Schedule(PolicyState):
+    """The policy's state plus the steps that change it. All times are clock seconds."""
 
     # -- feeding ---------------------------------------------------------------------------------
 
     def follow_up(self, action: Action) -> None:
         self.urgent.append(action)
-
-    def at(self, when: float, action: Action) -> None:
-        """Queue an action for a moment (sweeps, trigger checks, retries)."""
-        heapq.heappush(self._timed, (when, next(self._tie), action))
 
     def watch_execution(
         self, scenario_id: int, execution_id: str, *, now: float, history: History,
@@ -108,140 +59,213 @@ class Schedule:
     def forget_execution(self, execution_id: str) -> None:
         self.polls.pop(execution_id, None)
 
+    def adopt(self, scenario_id: int, now: float, *, fresh: bool, hooked: bool) -> ScanTarget:
+        target = self.scans.get(scenario_id)
+        if target is None:
+            # The listing that resolved it read its counters just now.
+            target = self.scans[scenario_id] = ScanTarget(scenario_id, fresh=fresh, since=now,
+                                                          counted_at=now, adopted_at=now)
+        if hooked and not target.hooked:
+            # The first queue reads after the first pass, spread over a period.
+            hooks = sum(1 for t in self.scans.values() if t.hooked)
+            target.triggers_after = now + TRIGGERS_MIN_S * (1 + (hooks % 10) / 10)
+        target.hooked = hooked
+        return target
+
     def heat(
-        self, scenario_id: int, now: float, *, factor: float = 20.0, for_s: float = 60.0
+        self, scenario_id: int, now: float, *, signal: SignalName = "sweep",
+        for_s: float = HOT_FOR_S,
     ) -> None:
-        """Something suggests this scenario ran or changed: scan it soon."""
+        """Something suggests this scenario ran or changed: its next scan may find news."""
         target = self.scans.get(scenario_id)
         if target is not None:
-            target.heat = max(target.heat, factor)
+            target.signal = signal
             target.hot_until = max(target.hot_until, now + for_s)
             target.heated_at = now
+
+    def cleared(self, scenario_id: int, now: float) -> None:
+        """A sweep saw this scenario's counters where the runs found so far put them."""
+        target = self.scans.get(scenario_id)
+        if target is not None and target.owed_ops <= 0:
+            # (with runs still owed, "nothing moved since" says nothing about them)
+            target.cleared_at = now
+
+    def found_ops(self, scenario_id: int, operations: int | None, ended: float) -> None:
+        """A run was found that ended by `ended` (or earlier), costing `operations`."""
+        target = self.scans.get(scenario_id)
+        if target is not None and operations and ended >= target.adopted_at:
+            # (a run that ended before the first reading is in the counter's baseline)
+            target.owed_ops -= operations
+
+    def counter_moved(self, scenario_id: int, delta: int, now: float) -> bool:
+        """A sweep read `operations`, grown by `delta` since the last reading: does it point at
+        a run not found yet?"""
+        target = self.scans.get(scenario_id)
+        if target is None:
+            return False
+        first = not math.isfinite(target.counted_at)
+        target.counted_at = now
+        if first:
+            return False
+        target.owed_ops += max(0, delta)
+        if target.owed_ops <= 0:
+            target.owed_ops = max(target.owed_ops, -1_000_000)
+            return False
+        return delta > 0
 
     def scan_not_before(self, scenario_id: int, when: float) -> None:
         """Back off a scenario whose scan failed, so that it does not eat the budget."""
         target = self.scans.get(scenario_id)
         if target is not None:
-            target.last_scan = max(target.last_scan, when - self.floor_s)
+            target.not_before = max(target.not_before, when)
 
-    def scan_at(self, scenario_id: int, when: float) -> None:
+    def scan_at(self, scenario_id: int, when: float, *, began: float | None = None) -> None:
+        """A scheduled run (begun at `began`) should be over and its log visible at `when`."""
         target = self.scans.get(scenario_id)
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
+            target.due_misses = 0
+            if began is not None:
+                target.began = began
+
+    def roll(self, now: float) -> None:
+        """Scheduled runs that began by now: scan after their expected end."""
+        for target in self.scans.values():
+            if target.next_exec is not None and target.next_exec <= now:
+                due = target.roll(now)
+                if due is not None:
+                    self.scan_at(target.scenario_id, max(now, due))
+
+    def learned_history(self, scenario_id: int, runs: int, span_s: float) -> None:
+        """The first read saw `runs` runs over the `span_s` seconds before the watch."""
+        target = self.scans.get(scenario_id)
+        if target is not None and runs > 0 and span_s > 0:
+            target.runs += runs
+            target.since -= span_s
+
+    def sweep_groups(self, groups: dict[int, int], now: float) -> None:
+        """The groups a sweep lists (0: the organization, else team ids) and their page counts;
+        the listing that resolved the targets counts as the first sweep."""
+        for group, pages in groups.items():
+            current = self.sweeps.get(group)
+            if current is None:
+                self.sweeps[group] = SweepGroup(group, pages, last=now)
+            else:
+                current.pages = pages
+        for group in [g for g in self.sweeps if g not in groups]:
+            del self.sweeps[group]
 
     # -- choosing --------------------------------------------------------------------------------
 
     def poll_interval(self, target: PollTarget, now: float) -> float:
-        """Seconds between two status polls of one running execution."""
-        # The polls of all running executions together take at most `poll_share` of the budget.
-        floor = max(1.0, len(self.polls) / max(self.rate_per_s * self.poll_share, 1e-6))
-        if not self.scanning:
-            # --run/--execution: this run is all there is to watch, and a run's length varies
-            # too much for history to say when to look; poll at the budget's pace.
-            return floor
-        if target.expected_s is None:
-            return min(5.0, floor * 1.3**target.polls)
-        # Sparse until the earliest plausible end, dense from there to a little past the
-        # expected end, then backing off towards 5 s for a run that overstays.
-        earliest = target.started + (target.earliest_s or target.expected_s * 0.5)
-        if now < earliest:
-            return max(floor, min((earliest - now) / 2, 30.0))
-        overdue = now - (target.started + target.expected_s)
-        if overdue <= 0:
-            return floor
-        return max(floor, min(5.0, floor + overdue / 10))
+        return poll_interval(self, target, now)
 
     def next(self, now: float) -> tuple[Action | None, float]:
-        """The most valuable action due now, or None and how long until something is due."""
-        if self.urgent:
-            return self.urgent.popleft(), 0.0
-        wait = 3600.0
-        if self._timed:
-            when, _, action = self._timed[0]
-            if when <= now:
-                heapq.heappop(self._timed)
-                return action, 0.0
-            wait = when - now
-        best_poll: PollTarget | None = None
-        for poll in self.polls.values():
-            if poll.in_flight:
-                continue
-            due = self._poll_due(poll, now)
-            if due <= now:
-                if best_poll is None or self._poll_due(best_poll, now) > due:
-                    best_poll = poll
-            else:
-                wait = min(wait, due - now)
-        if best_poll is not None:
-            best_poll.in_flight = True
-            best_poll.polls += 1
-            priority = Priority.HIGH
-            return (
-                Action("poll", best_poll.scenario_id, best_poll.execution_id, priority=priority),
-                0.0,
-            )
-        if not self.scanning:
-            return None, wait
-        best: ScanTarget | None = None
-        best_score = 0.0
-        idle_allowed = self._idle_in_flight < self.idle_slots
-        for target in self.scans.values():
-            if target.in_flight:
-                continue
-            age = now - target.last_scan
-            if age < self.floor_s:
-                wait = min(wait, self.floor_s - age)
-                continue
-            heat = target.heat if now < target.hot_until else 1.0
-            if target.due_at is not None and now >= target.due_at:
-                heat = max(heat, 20.0)
-            elif target.due_at is not None:
-                wait = min(wait, target.due_at - now)
-            if heat <= 1.0 and not idle_allowed:
-                wait = min(wait, 0.25)  # look again when an idle slot may have freed
-                continue
-            score = min(age, 1e9) * heat
-            if best is None or score > best_score:
-                best, best_score = target, score
-        if best is None:
-            return None, max(wait, 0.01)
-        best.in_flight = True
-        hot = now < best.hot_until or (best.due_at is not None and now >= best.due_at)
-        if not hot:
-            best.idle_flight = True
-            self._idle_in_flight += 1
-        return (
-            Action(
-                "scan",
-                best.scenario_id,
-                priority=Priority.HIGH if hot else Priority.LOW,
-            ),
-            0.0,
-        )
+        """The most valuable action now (marked dispatched), or None and how long to wait."""
+        self.roll(now)
+        decision = decide(self, now)
+        action = decision.action
+        if action is None:
+            return None, decision.wait
+        self._dispatch(action, now)
+        return action, 0.0
 
-    def _poll_due(self, target: PollTarget, now: float) -> float:
-        if target.polls == 0:
-            return target.started
-        return target.last_polled + self.poll_interval(target, target.last_polled)
+    def _dispatch(self, action: Action, now: float) -> None:
+        if self.urgent and self.urgent[0] is action:
+            self.urgent.popleft()
+            return
+        if self.timed and self.timed[0][2] is action:
+            heapq.heappop(self.timed)
+            return
+        if self.later and self.later[0] is action:
+            self.later.popleft()
+            return
+        match action.kind:
+            case "poll":
+                poll = self.polls[action.execution_id]
+                poll.in_flight = True
+                poll.polls += 1
+            case "scan":
+                target = self.scans[action.scenario_id]
+                target.in_flight = True
+                target.dispatched_base = 1 - math.exp(-target.base_news(now, self.recall))
+            case "sweep":
+                group = self.sweeps[action.scenario_id]
+                group.in_flight = True
+                group.last = now
+                self.sweep_times.append(now)
+                while self.sweep_times and self.sweep_times[0] <= now - SWEEP_MAX_S:
+                    self.sweep_times.popleft()
+                self.signals["sweep"].paid_for(now, group.pages)
+            case "triggers":
+                target = self.scans[action.scenario_id]
+                target.triggers_after = now + triggers_every(self, now)
+                self.triggers_in_flight = True
+                self.signals["queue"].paid_for(now)
 
     # -- results ---------------------------------------------------------------------------------
 
-    def polled(self, execution_id: str, now: float) -> None:
+    def polled(self, execution_id: str, now: float, *, ended: bool | None = None) -> None:
         target = self.polls.get(execution_id)
         if target is not None:
             target.in_flight = False
             target.last_polled = now
+        if ended is not None:
+            self.signals["poll"].outcome(now, ended, 0.0)
 
-    def scanned(self, scenario_id: int, started: float, now: float, *, ok: bool) -> None:
+    def scanned(
+        self, scenario_id: int, started: float, now: float, *, ok: bool, found: int = 0,
+        signal: SignalName | None = None,
+    ) -> None:
+        """A scan ended; `found`: new runs it revealed (ended or in flight)."""
         target = self.scans[scenario_id]
         target.in_flight = False
-        if target.idle_flight:
-            target.idle_flight = False
-            self._idle_in_flight -= 1
-        if ok:
-            target.last_scan = started
-            if target.due_at is not None and now >= target.due_at:
-                target.due_at = None
-            if target.heated_at <= started:
-                # The scan answered whatever made the scenario hot.
-                target.heat, target.hot_until = 1.0, 0.0
+        if not ok:
+            return
+        target.last_scan = started
+        target.scanned_once = True
+        target.runs += found
+        if found and self.sweeps:
+            pointed = float(target.signal == "sweep" and target.heated_at <= started)
+            self.recall = 0.9 * self.recall + 0.1 * pointed
+        answered = target.heated_at <= started
+        if signal in ("sweep", "queue") and answered:
+            if not found and target.signal_misses < SIGNAL_RETRIES:
+                # A counter can move before the log entry shows: look again shortly.
+                target.signal_misses += 1
+                target.not_before = now + 1.0 * target.signal_misses
+                return
+            self.signals[signal].outcome(now, found > 0, target.dispatched_base)
+        target.signal_misses = 0
+        if target.due_at is not None and started >= target.due_at:
+            if target.began is None:
+                target.began = started
+            waited = now - target.began
+            if found:
+                self.signals["due"].outcome(now, True, target.dispatched_base)
+                target.due_at, target.due_misses = None, 0
+            elif waited < max(DUE_GIVE_UP_S, 3 * target.expected_s):
+                # The log may lag the run's end, or the run may last longer: look again after
+                # a third of the time it has taken so far (at least a second).
+                target.due_misses += 1
+                target.due_at = now + max(1.0, DUE_BACKOFF * waited)
+            else:
+                self.signals["due"].outcome(now, False, target.dispatched_base)
+                target.due_at, target.due_misses = None, 0
+        if answered:
+            # The scan answered whatever made the scenario hot.
+            target.signal, target.hot_until = None, 0.0
+
+    def swept(self, group: int) -> None:
+        sweep = self.sweeps.get(group)
+        if sweep is not None:
+            sweep.in_flight = False
+
+    def queue_read(self, *, readable: bool = True) -> None:
+        self.triggers_in_flight = False
+        if not readable:
+            self.triggers_readable = False
+
+    def fresh(self) -> Iterator[int]:
+        """Scenarios not read yet."""
+        return (sid for sid, t in self.scans.items() if not t.scanned_once)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from makestream.engine.base import _ORG, LOG_PAGE, WatchBase
 from makestream.engine.poller import Action
-from makestream.errors import NotFoundError
+from makestream.errors import AuthError, NotFoundError
 from makestream.events import ModuleResult, _Event
 from makestream.make.budget import Priority
 from makestream.make.models import ExecStatus, ExecutionLog, Scenario
@@ -24,17 +24,21 @@ class WatchReads(WatchBase):
         try:
             detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
         except NotFoundError:
+            self.schedule.polled(eid, self.clock.now())
             self.schedule.forget_execution(eid)
             if eid in self._targets:
                 raise NotFoundError(
                     f"execution {eid} of scenario {sid} not found", status=404
                 ) from None
             return
-        finally:
+        except BaseException:
             self.schedule.polled(eid, self.clock.now())
+            raise
+        self.schedule.polled(eid, self.clock.now(), ended=detail.status.terminal)
         if detail.status.terminal:
             self.tracker.ended(sid, eid)
             self.schedule.forget_execution(eid)
+            self._known_ended(sid, eid, None, detail)
             self._pending += 1
             self.schedule.follow_up(
                 Action("log", sid, eid, detail=detail, priority=Priority.URGENT)
@@ -46,9 +50,13 @@ class WatchReads(WatchBase):
             log = await self.client.log(sid, eid, priority=Priority.URGENT)
         except NotFoundError:
             log = None
+        if log is not None and log.status.terminal:
+            self.schedule.found_ops(sid, log.operations, _ended_by(log))
         if log is None or not log.status.terminal:
-            # The log entry can lag the status by a few seconds.
-            if action.attempt >= 8:
+            # The log entry can lag the status by a few seconds. A watched run is reported at
+            # once with what its status said (no run waits behind the log's lag); the run a
+            # watch was started for waits for its figures, for they are all it reports.
+            if action.attempt >= 8 or eid not in self._targets:
                 self._finish(sid, None, action)
             else:
                 self._later(self.clock.now() + 1.0 + action.attempt, action)
@@ -58,7 +66,7 @@ class WatchReads(WatchBase):
     async def _fetch_detail(self, action: Action) -> None:
         sid, eid = action.scenario_id, action.execution_id
         try:
-            detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
+            detail = await self.client.execution(sid, eid, priority=Priority.URGENT)
         except NotFoundError:
             detail = None
         self._finish(sid, action.log, Action("detail", sid, eid, log=action.log, detail=detail))
@@ -71,7 +79,10 @@ class WatchReads(WatchBase):
             sid, log or action.log, action.detail, execution_id=action.execution_id, now=now
         )
         self.schedule.forget_execution(action.execution_id)
-        self._in_detail.discard(action.execution_id)
+        self.schedule.in_detail.discard(action.execution_id)
+        self._unreported.pop(action.execution_id, None)
+        if events:
+            self._expect(sid)
         if not events and action.execution_id in self._targets:
             # Delivered before (the cursor says so): the target is done all the same.
             self._targets.discard(action.execution_id)
@@ -82,14 +93,16 @@ class WatchReads(WatchBase):
             self._pending += 1
             self._modules_due.add(action.execution_id)
             self.schedule.follow_up(
-                Action("modules", sid, action.execution_id, priority=Priority.LOW)
+                Action("modules", sid, action.execution_id, priority=Priority.HIGH)
             )
         self.emit(events)
 
-    async def _scan(self, sid: int, started: float, priority: Priority) -> None:
+    async def _scan(self, action: Action, started: float) -> None:
+        sid = action.scenario_id
         state = self.tracker.scenarios[sid]
+        target = self.schedule.scans[sid]
         now_ms = int(started * 1000)
-        fresh = sid in self._fresh
+        fresh = target.fresh
         from_ms = None if fresh else min(state.position.floor_ms, now_ms - state.lookback_ms)
         if fresh and len(state.history):
             # History came from the store: read back only as far as news can lie.
@@ -97,6 +110,7 @@ class WatchReads(WatchBase):
         last: str | None = None
         seen: list[ExecutionLog] = []
         ok = False
+        found = 0
         try:
             while True:
                 page = await self.client.logs(
@@ -104,7 +118,7 @@ class WatchReads(WatchBase):
                     from_ms=from_ms,
                     limit=LOG_PAGE,
                     last=last,
-                    priority=priority,
+                    priority=action.priority,
                 )
                 seen.extend(page.items)
                 if fresh and from_ms is None:
@@ -117,18 +131,18 @@ class WatchReads(WatchBase):
                     break  # the end, or a server that ignores pg[last]
                 last = page.items[-1].imt_id
             ok = True
+            if self._done.is_set():
+                return  # the stream is closed: its last cursor must not cover runs never emitted
+            if self.on_logs is not None:
+                self.on_logs(sid, seen)
+            if fresh:
+                self._first_scan(sid, seen, from_ms or 0)
+                seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
+            found = self._absorb(sid, seen)
+            self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
         finally:
-            self.schedule.scanned(sid, started, self.clock.now(), ok=ok)
-        if self._done.is_set():
-            return  # the stream is closed: its last cursor must not cover runs never emitted
-        if self.on_logs is not None:
-            self.on_logs(sid, seen)
-        if fresh:
-            self._first_scan(sid, seen, from_ms or 0)
-            seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
-        self._absorb(sid, seen)
-        self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
-        self._unscanned.discard(sid)
+            self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
+                                  signal=action.signal)
 
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.
@@ -137,28 +151,37 @@ class WatchReads(WatchBase):
         counts as news when it could have ended after the watch began under either reading:
         timestamp + duration >= start of the watch.
         """
-        self._fresh.discard(sid)
+        self.schedule.scans[sid].fresh = False
         start_ms = int(self._started_at * 1000)
         state = self.tracker.scenarios[sid]
         state.position.floor_ms = floor_ms
-        self.tracker.prime(
-            sid, [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
-        )
+        past = [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
+        self.tracker.prime(sid, past)
+        # The scenario's base rate starts from the runs of its recent past.
+        if len(past) >= 2:
+            span = (start_ms - min(e.timestamp_ms for e in past)) / 1000
+            self.schedule.learned_history(sid, len(past), span)
 
-    def _absorb(self, sid: int, entries: list[ExecutionLog]) -> None:
-        """Hand a scan's entries to the tracker, oldest first."""
+    def _absorb(self, sid: int, entries: list[ExecutionLog]) -> int:
+        """Hand a scan's entries to the tracker, oldest first; returns how many were news."""
         now = self.clock.now()
+        news = 0
+        in_detail = self.schedule.in_detail
         for entry in sorted(entries, key=lambda e: (e.timestamp_ms, e.id)):
             if entry.status.terminal:
-                if not self.tracker.is_new(sid, entry) or entry.id in self._in_detail:
+                if not self.tracker.is_new(sid, entry) or entry.id in in_detail:
                     continue
+                news += 1
+                self.schedule.found_ops(sid, entry.operations, _ended_by(entry))
                 if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING):
-                    # Logs carry no error text; one more request fetches what went wrong.
-                    self._in_detail.add(entry.id)
+                    # Logs carry no error text; one more request fetches what went wrong. It
+                    # goes first (URGENT): the run's report waits for nothing else.
+                    in_detail.add(entry.id)
                     self.tracker.hold(sid, entry)
+                    self._known_ended(sid, entry.id, entry, None)
                     self._pending += 1
                     self.schedule.follow_up(
-                        Action("detail", sid, entry.id, log=entry, priority=Priority.HIGH)
+                        Action("detail", sid, entry.id, log=entry, priority=Priority.URGENT)
                     )
                 else:
                     self._finish(sid, entry, Action("scan", sid, entry.id, log=entry))
@@ -166,6 +189,8 @@ class WatchReads(WatchBase):
                 # Some Make implementations list runs in flight: follow them by status.
                 if entry.timestamp_ms < self.tracker.scenarios[sid].position.floor_ms:
                     continue
+                if entry.id not in self.schedule.polls:
+                    news += 1
                 self.tracker.stamp_seen("start")  # a run in flight has no end to stamp
                 self.emit(
                     self.tracker.started(
@@ -180,19 +205,16 @@ class WatchReads(WatchBase):
                     sid, entry.id, now=now, history=self.tracker.scenarios[sid].history,
                     started=entry.timestamp_ms / 1000,
                 )
+        return news
 
     async def _sweep(self, group: int) -> None:
-        # A fixed cadence from the start of this sweep, whatever its wait and answer took; but
-        # never two of one group at once, or a slow budget would fill every worker with sweeps.
-        self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", group))
-        if group in self._sweeping:
-            return
-        self._sweeping.add(group)
+        # The policy never hands out two sweeps of one group at once (see engine.policy).
         try:
             scenarios = await self._list_group(group)
         finally:
-            self._sweeping.discard(group)
-        self._absorb_sweep(scenarios)
+            self.schedule.swept(group)
+        if not self._done.is_set():
+            self._absorb_sweep(scenarios)
 
     async def _list_group(self, group: int) -> list[Scenario]:
         if group == _ORG:
@@ -203,23 +225,23 @@ class WatchReads(WatchBase):
         ids = watched
         # Sweeps find most runs first, so they queue with the hot scans they trigger.
         if group == _ORG:
-            return await self.client.scenarios(
-                organization_id=self._org_id, ids=ids, priority=Priority.HIGH
-            )
-        return await self.client.scenarios(team_id=group, ids=ids, priority=Priority.HIGH)
+            return await self._listing(ids, organization_id=self._org_id, priority=Priority.HIGH)
+        return await self._listing(ids, team_id=group, priority=Priority.HIGH)
 
     async def _triggers(self, sid: int) -> None:
         """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
-        self.schedule.at(self.clock.now() + self._triggers_every(), Action("triggers", sid))
-        if self._triggers_in_flight:
-            # One at a time: a low-priority read waits in the budget's queue while the budget is
-            # busy, and holds a worker all that time; several would leave hot scans without.
-            return
-        self._triggers_in_flight = True
+        # One at a time (see engine.policy): a low-priority read waits in the budget's queue
+        # while the budget is busy, and holds a worker all that time.
         try:
-            triggers = await self.client.triggers(sid, priority=Priority.LOW)
+            triggers = await self.client.triggers(sid, priority=Priority.HIGH)
+        except (AuthError, NotFoundError) as exc:
+            if exc.status == 401:
+                raise
+            # Queue depth is not readable with this token or this API: stop paying for it.
+            self.schedule.queue_read(readable=False)
+            return
         finally:
-            self._triggers_in_flight = False
+            self.schedule.triggers_in_flight = False
         state = self.tracker.scenarios[sid]
         if state.info is None or self._done.is_set():
             return
@@ -227,7 +249,7 @@ class WatchReads(WatchBase):
         before = state.queue_count
         self.emit(self.tracker.scenario_seen(state.info, queue_count=queue))
         if before is not None and queue > before:
-            self.schedule.heat(sid, self.clock.now())
+            self.schedule.heat(sid, self.clock.now(), signal="queue")
 
     def _absorb_sweep(self, scenarios: list[Scenario]) -> None:
         now = self.clock.now()
@@ -241,13 +263,16 @@ class WatchReads(WatchBase):
                 continue
             # Counters that move when a run ends; whether Make updates them promptly is not
             # documented, so they only reorder scans, never replace them.
-            if (before.operations, before.transfer, before.dlq_count, before.is_invalid) != (
-                scenario.operations,
-                scenario.transfer,
-                scenario.dlq_count,
-                scenario.is_invalid,
+            # A counter that grew by no more than the runs already found explains nothing new.
+            moved = self.schedule.counter_moved(
+                scenario.id, (scenario.operations or 0) - (before.operations or 0), now
+            )
+            if moved or (before.dlq_count, before.is_invalid) != (
+                scenario.dlq_count, scenario.is_invalid
             ):
                 self.schedule.heat(scenario.id, now)
+            else:
+                self.schedule.cleared(scenario.id, now)
             if scenario.next_exec != before.next_exec:
                 if before.next_exec is not None and before.next_exec.timestamp() <= now:
                     # nextExec moved on: a run began at the old one; look when it should end.
@@ -260,12 +285,12 @@ class WatchReads(WatchBase):
         sid, eid = action.scenario_id, action.execution_id
         blueprint = self.blueprints.get(sid)
         if blueprint is None:
-            blueprint = await self.client.blueprint(sid, priority=Priority.LOW)
+            blueprint = await self.client.blueprint(sid, priority=Priority.HIGH)
             self._keep_blueprint(sid, blueprint)
         events: list[_Event] = []
         for module in blueprint.walk():
             page = await self.client.module_logs(
-                sid, module.id, limit=LOG_PAGE, priority=Priority.LOW
+                sid, module.id, limit=LOG_PAGE, priority=Priority.HIGH
             )
             for entry in page.items:
                 if entry.execution_id == eid:
@@ -284,3 +309,8 @@ class WatchReads(WatchBase):
                     break
         self._modules_settled(eid)
         self.emit(events)
+
+
+def _ended_by(entry: ExecutionLog) -> float:
+    """The latest the run can have ended (its timestamp may mark the start or the end)."""
+    return (entry.timestamp_ms + (entry.duration_ms or 0)) / 1000

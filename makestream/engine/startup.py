@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from makestream import __version__
 from makestream.engine.base import LOG_PAGE, WatchBase
 from makestream.engine.history import seed
-from makestream.engine.poller import Action, ScanTarget
-from makestream.errors import ApiError, AuthError, NotFoundError, UsageError
+from makestream.engine.poller import Action
+from makestream.errors import ApiError, AuthError, MakestreamError, NotFoundError, UsageError
 from makestream.events import StreamOpened
 from makestream.make.budget import Priority
 from makestream.make.models import Scenario
@@ -29,7 +29,15 @@ class WatchStartup(WatchBase):
     async def _setup(self) -> Scenario | None:
         """Resolve targets and positions; returns the scenario of --run/--execution, if any."""
         opts = self.options
-        await self._read_organization()
+        if opts.api_limit is not None and opts.team_id is None and opts.scenario_ids:
+            # The limit is known: the organization (for its web host and one listing for every
+            # team) can wait until the logs have been read once.
+            self.client.budget.set_limit(opts.api_limit)
+            self.tracker.ui_base = f"https://{urlsplit(self.client.base_url).netloc}"
+            self.schedule.later.append(Action("organization", priority=Priority.HIGH))
+            self.schedule.later_since = self.clock.now()
+        else:
+            await self._read_organization()
         scenarios = await self._resolve_targets()
         if opts.resume is not None:
             self.tracker.restore(opts.resume)
@@ -54,23 +62,20 @@ class WatchStartup(WatchBase):
 
             self.emit(await read_snapshot(self.client, scenarios, self.tracker))
         if opts.blueprints and len(scenarios) <= 10:
-            # For the live view's module flow: cheap for a few scenarios, pointless for many.
+            # For the live view's module flow: cheap for a few scenarios, pointless for many,
+            # and worth less than any read that can find a run.
             for scenario in scenarios:
                 self._pending += 1  # a follow-up like any other (see _FOLLOW_UPS in engine.watch)
-                self.schedule.at(
-                    self.clock.now(), Action("blueprint", scenario.id, priority=Priority.LOW)
+                self.schedule.later.append(
+                    Action("blueprint", scenario.id, priority=Priority.HIGH)
                 )
+                self.schedule.later_since = self.clock.now()
         if opts.run or opts.execution_id:
             return scenarios[0]
+        self.schedule.following = opts.follow
         if opts.follow:
-            now = self.clock.now()
-            for group in self._sweep_groups():
-                self.schedule.at(now + self._sweep_every(), Action("sweep", group))
-            self._hooked = [s.id for s in scenarios if s.hook_id is not None]
-            for i, sid in enumerate(self._hooked):
-                # Spread over one period rather than all at once.
-                offset = self._triggers_every() * i / max(1, len(self._hooked))
-                self.schedule.at(now + offset, Action("triggers", sid))
+            # The listing that resolved the targets counts as the first sweep.
+            self.schedule.sweep_groups(self._sweep_groups(), self.clock.now())
         return None
 
     async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
@@ -84,7 +89,7 @@ class WatchStartup(WatchBase):
                     and team is not None
                     and not any(t == team for s, t in self._team_of.items() if s != sid)
                 ):
-                    self.schedule.at(self.clock.now() + self._sweep_every(), Action("sweep", team))
+                    self.schedule.sweep_groups(self._sweep_groups(), self.clock.now())
         self._kick()
 
     async def _adopt(self, scenario: Scenario) -> None:
@@ -110,12 +115,10 @@ class WatchStartup(WatchBase):
             page = await self.client.logs(sid, limit=LOG_PAGE, priority=Priority.NORMAL)
             self._learn(sid, page.items)
             return
-        if not known and since is None:
-            # The first scan tells history from news (see `_first_scan`), so that adopting a
-            # thousand scenarios costs no request up front.
-            self._fresh.add(sid)
-        self.schedule.scans[sid] = ScanTarget(sid)
-        self._unscanned.add(sid)
+        # Without a position, the first scan tells history from news (see `_first_scan`), so
+        # that adopting a thousand scenarios costs no request up front.
+        self.schedule.adopt(sid, now, fresh=not known and since is None,
+                            hooked=scenario.hook_id is not None and opts.follow)
         self._plan_schedule(scenario, now)
 
     async def _read_organization(self) -> None:
@@ -176,11 +179,7 @@ class WatchStartup(WatchBase):
                 raise UsageError(f"no scenario of team {opts.team_id} matches the filters")
         wanted = [sid for sid in opts.scenario_ids
                   if sid not in self.known_scenarios and not any(s.id == sid for s in found)]
-        if len(wanted) > 3 and self._org_id is not None:
-            # One listing page describes a hundred scenarios; asking one by one would spend
-            # minutes of budget before the first event for a large fleet.
-            listed = await self.client.scenarios(organization_id=self._org_id, ids=wanted)
-            found.extend(s for s in listed if s.id in set(wanted))
+        found.extend(await self._list_named(wanted))
         for sid in opts.scenario_ids:
             if any(s.id == sid for s in found):
                 continue
@@ -195,6 +194,55 @@ class WatchStartup(WatchBase):
         if (opts.run or opts.execution_id) and len(found) != 1:
             raise UsageError("--run and --execution take exactly one scenario")
         return found
+
+    async def _list_named(self, wanted: list[int]) -> list[Scenario]:
+        """Named scenarios in as few requests as Make allows: one listing page per hundred.
+
+        With the organization known, it is listed filtered by id. Without it, the first
+        scenario's own answer names its team, and that team is listed filtered by the other
+        ids; scenarios of other teams are fetched one by one afterwards (by the caller).
+        """
+        if not wanted:
+            return []
+        if self._org_id is not None:
+            if len(wanted) == 1:
+                return []  # one GET /scenarios/{id} costs the same as a listing
+            listed = await self._listing(wanted, organization_id=self._org_id)
+            return [s for s in listed if s.id in set(wanted)]
+        try:
+            first = await self.client.scenario(wanted[0])
+        except NotFoundError:
+            raise NotFoundError(
+                f"scenario {wanted[0]} not found (or not visible to this token)", status=404
+            ) from None
+        rest = wanted[1:]
+        if not rest or first.team_id is None:
+            return [first]
+        try:
+            listed = await self._listing(rest, team_id=int(first.team_id))
+        except (AuthError, NotFoundError) as exc:
+            if exc.status == 401:
+                raise
+            return [first]  # the team cannot be listed: one by one, then
+        return [first, *(s for s in listed if s.id in set(rest))]
+
+    async def _read_organization_later(self) -> None:
+        """The organization, read after the first detections (see `_setup`): its web host for
+        links, and its id, so that one listing covers every team."""
+        try:
+            orgs = await self.client.organizations(priority=Priority.HIGH)
+        except MakestreamError as exc:
+            if exc.transient or getattr(exc, "status", None) == 401:
+                raise  # retried, or fatal as any 401
+            return  # no organizations:read scope (or a CDN's refusal): links keep the API host
+        if len(orgs) != 1:
+            return
+        org = orgs[0]
+        self._org_id = org.id
+        if org.zone:
+            self.tracker.ui_base = f"https://{org.zone}"
+        if self.options.follow and not (self.options.run or self.options.execution_id):
+            self.schedule.sweep_groups(self._sweep_groups(), self.clock.now())
 
     async def _start_target(self, scenario: Scenario) -> None:
         opts = self.options

@@ -24,8 +24,9 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from makestream.engine.base import LOG_PAGE, SWEEP_SHARE
+from makestream.engine.base import LOG_PAGE
 from makestream.engine.options import Outcome, WatchOptions
+from makestream.engine.policy import SWEEP_SHARE
 from makestream.engine.poller import Action
 from makestream.engine.reads import WatchReads
 from makestream.engine.startup import WatchStartup
@@ -113,18 +114,20 @@ class Watch(WatchStartup, WatchReads):
                 case "detail":
                     await self._fetch_detail(action)
                 case "scan":
-                    await self._scan(action.scenario_id, started, action.priority)
+                    await self._scan(action, started)
                 case "sweep":
                     await self._sweep(action.scenario_id)
                 case "modules":
                     await self._modules(action)
                 case "triggers":
                     await self._triggers(action.scenario_id)
+                case "organization":
+                    await self._read_organization_later()
                 case "blueprint":
                     if action.scenario_id not in self.blueprints:
                         self._keep_blueprint(
                             action.scenario_id,
-                            await self.client.blueprint(action.scenario_id, priority=Priority.LOW),
+                            await self.client.blueprint(action.scenario_id, priority=Priority.HIGH),
                         )
         except MakestreamError as exc:
             # A watched scenario or target run that is gone ends the watch; a missing module
@@ -169,8 +172,8 @@ class Watch(WatchStartup, WatchReads):
                 self.schedule.scan_not_before(action.scenario_id, now + delay)
             case "poll":
                 self.schedule.polled(action.execution_id, now)
-            case "sweep" | "triggers":
-                pass  # the next one is already planned
+            case "sweep" | "triggers" | "organization":
+                pass  # the policy picks them again when they are worth it
             case "modules" | "blueprint" if action.attempt >= 3:
                 # Per-module detail and the flow are niceties; the runs are reported.
                 self._modules_settled(action.execution_id)
@@ -218,11 +221,12 @@ class Watch(WatchStartup, WatchReads):
         no run waiting for its error detail): what it raised and is still active goes out then.
         """
         alerts = self.options.alerts
-        if alerts is not None and not self._unscanned and not self._in_detail:
+        unscanned = any(True for _ in self.schedule.fresh())
+        if alerts is not None and not unscanned and not self.schedule.in_detail:
             self.emit(alerts.caught_up(self.clock.now()))
         if self.options.follow or self._targets:
             return
-        if not self._unscanned and self._pending <= 0 and not self.schedule.urgent:
+        if not unscanned and self._pending <= 0 and not self.schedule.urgent:
             self.stop("caught up")
 
 

@@ -173,6 +173,8 @@ async def get_blueprint_versions(request: Request) -> Response:
 
 async def get_triggers(request: Request) -> Response:
     zone = _zone(request)
+    if not zone.queue_readable:
+        raise ApiProblem(403, "Access denied.", "Permission denied", "SC403")
     with zone.lock:
         return JSONResponse(payloads.trigger(_state(request), zone.world, zone.seed))
 
@@ -401,12 +403,19 @@ async def get_dlq_bundle(request: Request) -> Response:
 
 # ---------------------------------------------------- organizations, teams, user
 
+def _organization_readable(zone: SimZone) -> None:
+    if not zone.organization_readable:
+        raise ApiProblem(403, "Access denied.", "Permission denied", "SC403")
+
+
 async def list_organizations(request: Request) -> Response:
+    _organization_readable(_zone(request))
     return JSONResponse(payloads.organizations(_zone(request).world.organization))
 
 
 async def get_organization(request: Request) -> Response:
     zone = _zone(request)
+    _organization_readable(zone)
     if request.path_params["organization_id"] != zone.world.organization.id:
         _not_found("Organization not found.")
     operations, transfer = zone.organization_totals()

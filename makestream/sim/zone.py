@@ -41,6 +41,9 @@ from makestream.sim.world import ScenarioSpec, WorldSpec, demo_world
 # is the harder case for a client, since a long run's entry then lands "in the past".
 LOG_TIMESTAMP: Literal["start", "end"] = "start"
 
+# With counters="late": how long after a run's end its scenario's counters grow.
+COUNTERS_LATE_S = 30.0
+
 # Periods for the calendar scheduling types; the simulator runs them as plain intervals.
 _PERIODS = {"indefinitely": 0, "daily": 86_400, "weekly": 604_800, "monthly": 2_592_000,
             "yearly": 31_536_000}
@@ -145,9 +148,14 @@ class SimZone:
         log_timestamp: Literal["start", "end"] = LOG_TIMESTAMP,
         limit_retry_after: bool = False,
         running_in_logs: bool = False,
+        counters: Literal["end", "log", "late", "never"] = "end",
+        queue_readable: bool = True,
+        organization_readable: bool = True,
     ) -> None:
         if log_timestamp not in ("start", "end"):
             raise ValueError("log_timestamp must be 'start' or 'end'")
+        if counters not in ("end", "log", "late", "never"):
+            raise ValueError("counters must be 'end', 'log', 'late' or 'never'")
         self.world = world if world is not None else demo_world()
         self.clock = clock if clock is not None else Clock()
         self.seed = seed
@@ -159,6 +167,13 @@ class SimZone:
         # Whether `/logs` lists runs in flight (status 0) before they end. Make's docs do not
         # say; clients must handle both, and the demo turns it on to show live progress.
         self.running_in_logs = running_in_logs
+        # API variants make-api.md leaves open. When a scenario's `operations` and `transfer`
+        # grow: at the run's end, when its log entry appears, COUNTERS_LATE_S later, or never.
+        self.counters = counters
+        # Whether `GET /scenarios/{id}/triggers` answers (else 403), and `GET /organizations`
+        # and `GET /organizations/{id}` (else 403, as without the organizations:read scope).
+        self.queue_readable = queue_readable
+        self.organization_readable = organization_readable
         # Guards state when a benchmark reads truth() from another thread than uvicorn's.
         self.lock = threading.RLock()
         self.started_ms = self.clock.now_ms()
@@ -395,11 +410,19 @@ class SimZone:
         self._push(execution.end_ms, _END, lambda: self._end(state, execution))
         self._push(execution.visible_ms, _VISIBLE, lambda: self._show(state, execution))
 
-    def _end(self, state: ScenarioState, execution: Execution) -> None:
+    def _count(self, state: ScenarioState, execution: Execution) -> None:
         plan = execution.plan
         state.operations += plan.operations
         state.transfer += plan.transfer
         state.centicredits += plan.centicredits
+
+    def _end(self, state: ScenarioState, execution: Execution) -> None:
+        plan = execution.plan
+        if self.counters == "end":
+            self._count(state, execution)
+        elif self.counters == "late":
+            self._push(execution.end_ms + round(COUNTERS_LATE_S * 1000), _VISIBLE,
+                       lambda: self._count(state, execution))
         if execution.status == "error":
             state.consecutive_errors += 1
             if state.consecutive_errors >= state.max_errors and not state.invalid:
@@ -425,6 +448,8 @@ class SimZone:
             self._dlqs[item.id] = item
 
     def _show(self, state: ScenarioState, execution: Execution) -> None:
+        if self.counters == "log":
+            self._count(state, execution)
         state.in_flight.pop(execution.id, None)
         state.logs.add(execution.imt_id, execution)
         for module_run in execution.plan.modules:

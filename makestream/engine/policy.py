@@ -1,0 +1,484 @@
+"""The detection policy: for each free request slot, the read with the most expected news.
+
+A watch learns about runs only by asking, and every question costs one request of an
+organization-wide budget. `decide(state, now)` is the whole policy: a pure function of what the
+watch knows (`PolicyState`), the clock and the budget, with no I/O. It returns one `Action` (or
+how long until something is worth asking); `engine.poller.Schedule` records the pick as
+dispatched, the watch performs it and feeds back what it learned.
+
+**What counts as news.** A run that ended and has not been reported. The value of a read is the
+expected number of such runs it reveals, per request. Delaying a read by one slot costs every run
+it would reveal one slot of latency, so spending each slot on the largest expected count keeps
+the total (and the tail) of detection latency low.
+
+**The order of a decision.**
+
+1. Follow-ups of runs known to have ended (their log entry, their error detail, then module
+   results): a known end is news already, so it never waits behind a read that only might find
+   some. They go out at `URGENT` and are not counted against the look-ahead below.
+2. Timed work whose moment came (retries of failed follow-ups).
+3. Everything else is scored, and the best score wins:
+
+   - **a log scan** of scenario *s*: its base rate λₛ × the time since its last read (λₛ learned
+     from the runs found in its history and in this watch, with a prior of half a run in ten
+     minutes; a scenario on an interval schedule keeps only the prior, its runs being the due
+     signal's). *Sure* signals add one run to that: a scheduled run whose expected end
+     (`nextExec` + the median duration) passed (`due`), and a sweep whose `operations` counter
+     grew past the runs found so far (`sweep`, `owed_ops`). Softer signals (a growing webhook
+     queue, `dlqCount`/`isinvalid` moving) raise it to their measured precision. A sweep that saw
+     nothing move makes the base rate count from its moment, as far as sweeps are trusted
+     (`recall`: the share of runs found that a sweep had pointed at). A scenario never read is
+     worth the mean rate of those read since the watch began, at least 0.5 (its first read also
+     learns history). No scenario is read more often than `floor_s`; a sure signal's read that
+     finds nothing looks again after a backing-off delay;
+   - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
+     its poll is due on the history-shaped timetable, the `poll` signal's precision;
+   - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
+     (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
+     that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
+     was under even odds), time-decayed from an optimistic prior. At its cadence a paid signal
+     goes first; the cadence is its full share (sweeps: `SWEEP_SHARE` of the rate, at most one a
+     second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario) while it earns
+     `WORTH_FULL`, proportionally slower as it earns less. When every scenario is busy, blind
+     scans find news anyway and sweeps earn nothing; when `operations` is not kept up to date,
+     they prompt nothing: either way they shrink, down to one a minute (kept for `nextExec`,
+     flags and `scenario.changed`). Queue reads stop for good once Make refuses one;
+   - **reads that find no run** (blueprints for the live view, an organization read put off
+     because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
+     with their wait up to just below a first read of a scenario, so they go after the first
+     pass and when little else is worth asking, but are never starved.
+
+**Signals degrade to the base rate.** A signal that is missing (no `nextExec`, no queue depth,
+runs in flight not listed, counters never moving) simply never raises a scan above its base rate;
+one that stops paying falls to its floor. With no signal at all the policy is the best
+round-robin: every scan is worth λ·age, so the busiest and stalest scenario goes first, and
+equal scenarios go in turn.
+
+**Look-ahead.** Requests wait in the budget's queue until the budget lets them go; a decision
+made long before its slot is stale. So the policy hands out scored work only while at most
+`LOOKAHEAD` scored reads are queued or in flight: each pick is made about one slot before it is
+sent. Scored reads all wait at one budget level; the policy, not the budget, orders them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from makestream.make.budget import Priority
+from makestream.make.models import ExecutionDetail, ExecutionLog
+
+ActionKind = Literal[
+    "poll", "log", "detail", "scan", "sweep", "triggers", "modules", "blueprint", "organization"
+]
+SignalName = Literal["sweep", "due", "queue", "poll"]
+
+SWEEP_SHARE = 0.3  # at most this share of the rate goes to sweeps
+SWEEP_MIN_S = 1.0  # never two sweeps of one group within a second
+SWEEP_MAX_S = 60.0  # flags, nextExec and scenario.changed stay at most a minute old
+TRIGGERS_MIN_S = 30.0  # one queue-depth read per webhook scenario per this long at most
+TRIGGERS_SHARE = 0.05
+WORTH_FULL = 0.2  # a paid signal earning this much news per request gets its full share
+LOOKAHEAD = 1  # scored work handed out while fewer requests than this wait for the budget
+PRIOR_RUNS = 0.5  # the base rate's prior: half a run ...
+PRIOR_SPAN_S = 600.0  # ... in ten minutes
+FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
+EARNINGS_HALF_LIFE_S = 120.0  # how fast a signal's earnings forget
+POLL_SHARE = 0.6
+# Reads that find no run (blueprints, the deferred organization read): worth little at first,
+# more the longer they wait, but never as much as a first read of a scenario.
+LATER_RAMP_S = 120.0
+LATER_MAX = 0.45
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    scenario_id: int = 0
+    execution_id: str = ""
+    log: ExecutionLog | None = None
+    detail: ExecutionDetail | None = None
+    priority: Priority = Priority.NORMAL
+    attempt: int = 0
+    signal: SignalName | None = None  # what prompted a scan, credited with what it finds
+
+
+@dataclass
+class Signal:
+    """What one kind of hint has been worth in this watch.
+
+    `precision`: the share of the scans it prompted that found a new run (EWMA). `earned` and
+    `paid`: time-decayed sums of the news it brought beyond the base rate, and of the requests
+    it cost; `worth()` is their ratio, starting from an optimistic prior so that it is tried.
+    """
+
+    precision: float
+    prior_worth: float = 0.0
+    prior_weight: float = 2.0  # the prior counts as this many requests, forgotten as they are
+    earned: float = 0.0
+    paid: float = 0.0
+    at: float | None = None  # the moment the sums were last decayed to
+    prompted: int = 0
+    hits: int = 0
+    requests: int = 0
+
+    def _decay(self, now: float) -> None:
+        if self.at is None:
+            self.at = now
+        elif now > self.at:
+            keep: float = 0.5 ** ((now - self.at) / EARNINGS_HALF_LIFE_S)
+            self.earned *= keep
+            self.paid *= keep
+            self.prior_weight *= keep
+            self.at = now
+
+    def worth(self, now: float) -> float:
+        """Expected news per request this signal costs."""
+        since = now - self.at if self.at is not None else 0.0
+        keep: float = 0.5 ** (max(0.0, since) / EARNINGS_HALF_LIFE_S)
+        prior = self.prior_weight * keep
+        return (self.earned * keep + prior * self.prior_worth) / (self.paid * keep + prior + 1e-9)
+
+    def paid_for(self, now: float, requests: int = 1) -> None:
+        self._decay(now)
+        self.paid += requests
+        self.requests += requests
+
+    def outcome(self, now: float, found: bool, base: float) -> None:
+        """A scan this signal prompted found news (or not); `base`: the chance it would have
+        found news without the signal."""
+        self._decay(now)
+        self.prompted += 1
+        self.hits += found
+        self.precision = 0.8 * self.precision + 0.2 * float(found)
+        # A run the base rate alone made likely (even odds or better) would have been read
+        # soon without the hint: finding it earns the hint nothing.
+        if found and base < 0.5:
+            self.earned += 1.0 - base
+
+
+@dataclass
+class ScanTarget:
+    """One scenario as the policy sees it: when it was read, what points at it, how busy it is."""
+
+    scenario_id: int
+    last_scan: float = float("-inf")
+    in_flight: bool = False
+    fresh: bool = False  # never read, and no position to start from: the first read learns history
+    scanned_once: bool = False
+    # A signal waiting for a scan: which, and when it came.
+    signal: SignalName | None = None
+    heated_at: float = float("-inf")
+    hot_until: float = 0.0
+    due_at: float | None = None  # a moment worth scanning at (a scheduled run's expected end)
+    due_misses: int = 0
+    signal_misses: int = 0
+    # `operations` the counter grew by since the first reading (`adopted_at`), less those of the
+    # runs found that ended after it: more than zero means a run the counter saw is not found
+    # yet. `counted_at`: the last reading.
+    owed_ops: int = 0
+    adopted_at: float = float("-inf")
+    counted_at: float = float("-inf")
+    cleared_at: float = float("-inf")  # a sweep saw nothing move here at this moment
+    not_before: float = float("-inf")  # after a failed read
+    # The base rate: runs found since `since`, plus those of the history read at the start.
+    runs: float = 0.0
+    since: float = 0.0
+    hooked: bool = False  # a webhook scenario, whose queue depth can be read
+    # The schedule: the next run's start (nextExec), the interval, the median run's length.
+    next_exec: float | None = None
+    began: float | None = None  # the start of the scheduled run a due scan looks for
+    interval: float | None = None
+    expected_s: float = 0.0
+    triggers_after: float = 0.0
+    dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
+
+    def roll(self, now: float) -> float | None:
+        """When the scheduled run that began by `now` should be visible; moves to the next."""
+        due: float | None = None
+        while self.next_exec is not None and self.next_exec <= now:
+            self.began = self.next_exec
+            due = self.next_exec + max(self.expected_s, 1.0) + 0.5
+            self.next_exec = self.next_exec + self.interval if self.interval else None
+        return due
+
+    def rate(self, now: float) -> float:
+        """Runs per second, learned (with a prior). A scenario on an interval schedule runs when
+        its due scans look: only unscheduled runs (the prior) are left to chance."""
+        if self.interval is not None and self.next_exec is not None:
+            return PRIOR_RUNS / PRIOR_SPAN_S
+        return (self.runs + PRIOR_RUNS) / (max(0.0, now - self.since) + PRIOR_SPAN_S)
+
+    def base_news(self, now: float, trust: float = 0.0) -> float:
+        """Expected runs found by a read now, from the base rate alone.
+
+        A sweep that saw this scenario's counters still says "nothing new" as of its moment,
+        as far as sweeps are trusted (`trust`: the share of runs they pointed at).
+        """
+        if not self.scanned_once:
+            return FRESH_NEWS
+        last = self.last_scan if math.isfinite(self.last_scan) else self.since
+        cleared = max(last, self.cleared_at)
+        age = (1 - trust) * (now - last) + trust * (now - cleared)
+        return self.rate(now) * max(0.0, age)
+
+
+@dataclass
+class PollTarget:
+    scenario_id: int
+    execution_id: str
+    started: float
+    expected_s: float | None  # the median of recent runs
+    earliest_s: float | None = None  # the short end of recent runs (10th percentile)
+    polls: int = 0
+    last_polled: float = 0.0
+    in_flight: bool = False
+
+
+@dataclass
+class SweepGroup:
+    """One sweep request: the organization (0) or one team; pages = ceil(scenarios / 100)."""
+
+    group: int
+    pages: int = 1
+    last: float = float("-inf")
+    in_flight: bool = False
+
+
+@dataclass
+class PolicyState:
+    """Everything the policy reads. All times are clock seconds (epoch)."""
+
+    floor_s: float = 1.0  # --interval: no scenario is scanned more often than this
+    scanning: bool = True  # False with --run/--execution: only the target run is followed
+    following: bool = True  # sweeps and queue reads only in a following watch
+    rate_per_s: float = 0.8
+    poll_share: float = POLL_SHARE
+    urgent: deque[Action] = field(default_factory=deque)
+    scans: dict[int, ScanTarget] = field(default_factory=dict)
+    polls: dict[str, PollTarget] = field(default_factory=dict)
+    sweeps: dict[int, SweepGroup] = field(default_factory=dict)
+    sweep_times: deque[float] = field(default_factory=deque)  # sends in the last minute
+    triggers_in_flight: bool = False
+    # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
+    # saw nothing move can be believed.
+    recall: float = 0.5
+    triggers_readable: bool = True
+    signals: dict[str, Signal] = field(
+        default_factory=lambda: {
+            "sweep": Signal(precision=0.8, prior_worth=1.0),
+            "due": Signal(precision=0.9),
+            "queue": Signal(precision=0.8, prior_worth=0.5),
+            "poll": Signal(precision=0.5),
+        }
+    )
+    later: deque[Action] = field(default_factory=deque)  # reads that can find no run
+    later_since: float = 0.0  # when they were put off
+    timed: list[tuple[float, int, Action]] = field(default_factory=list)
+    tie: itertools.count[int] = field(default_factory=itertools.count)
+    # Follow-ups in flight and runs known to have ended but not reported yet (see engine.base).
+    in_detail: set[str] = field(default_factory=set)
+
+    def at(self, when: float, action: Action) -> None:
+        heapq.heappush(self.timed, (when, next(self.tie), action))
+
+    def outstanding(self) -> int:
+        """Scored reads handed out and not answered yet (queued for the budget or in flight)."""
+        return (sum(1 for t in self.scans.values() if t.in_flight)
+                + sum(1 for p in self.polls.values() if p.in_flight)
+                + sum(1 for g in self.sweeps.values() if g.in_flight)
+                + self.triggers_in_flight)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with the next free slot: an action, or how long until one is worth taking."""
+
+    action: Action | None
+    wait: float
+    news: float = 0.0  # the expected news of a scored pick (for tests and tuning)
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+def poll_interval(state: PolicyState, target: PollTarget, now: float) -> float:
+    """Seconds between two status polls of one running execution."""
+    # The polls of all running executions together take at most `poll_share` of the budget.
+    floor = max(1.0, len(state.polls) / max(state.rate_per_s * state.poll_share, 1e-6))
+    if not state.scanning:
+        # --run/--execution: this run is all there is to watch, and a run's length varies too
+        # much for history to say when to look; poll at the budget's pace.
+        return floor
+    if target.expected_s is None:
+        return min(5.0, floor * 1.3**target.polls)
+    # Sparse until the earliest plausible end, dense from there to a little past the expected
+    # end, then backing off towards 5 s for a run that overstays.
+    earliest = target.started + (target.earliest_s or target.expected_s * 0.5)
+    if now < earliest:
+        return max(floor, min((earliest - now) / 2, 30.0))
+    overdue = now - (target.started + target.expected_s)
+    if overdue <= 0:
+        return floor
+    return max(floor, min(5.0, floor + overdue / 10))
+
+
+def poll_due(state: PolicyState, target: PollTarget) -> float:
+    if target.polls == 0:
+        return target.started
+    return target.last_polled + poll_interval(state, target, target.last_polled)
+
+
+def population_rate(state: PolicyState, now: float) -> float:
+    """The mean base rate of the scenarios read so far (the guess for one never read)."""
+    rates = [t.rate(now) for t in state.scans.values() if t.scanned_once]
+    return sum(rates) / len(rates) if rates else PRIOR_RUNS / PRIOR_SPAN_S
+
+
+def scan_news(state: PolicyState, target: ScanTarget, now: float,
+              population: float | None = None) -> float:
+    """Expected new runs a read of this scenario's logs finds now."""
+    if not target.scanned_once:
+        # Never read: as busy as the scenarios read so far, since the watch began; at least
+        # FRESH_NEWS, for its first read also learns its history.
+        rate = population if population is not None else population_rate(state, now)
+        news = max(FRESH_NEWS, rate * max(0.0, now - target.since))
+    else:
+        news = target.base_news(now, state.recall)
+    if target.signal is not None and now < target.hot_until:
+        # A counter that grew past the runs found proves a run not found yet: worth a sure run
+        # (its retries back off if the log lags); other signals are worth their precision.
+        if target.signal == "sweep" and target.owed_ops > 0:
+            news += 1.0  # the run it proves, besides what the base rate expects
+        else:
+            news = max(news, state.signals[target.signal].precision)
+    if target.due_at is not None and now >= target.due_at:
+        # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
+        # back off). Worth a sure run, besides what the base rate expects.
+        news += 1.0
+    return news
+
+
+def sweep_every(state: PolicyState) -> float:
+    """The shortest gap between two sweeps of one group that keeps them within their share."""
+    pages = sum(g.pages for g in state.sweeps.values()) or 1
+    return max(SWEEP_MIN_S, pages / max(state.rate_per_s * SWEEP_SHARE, 1e-6))
+
+
+def sweep_interval(state: PolicyState, now: float) -> float:
+    """The gap between sweeps of one group that their earnings justify: the full share while a
+    sweep earns at least WORTH_FULL news per request beyond the base rate, less often as it
+    earns less."""
+    full = max(SWEEP_MIN_S, sweep_every(state))
+    worth = state.signals["sweep"].worth(now)
+    return min(SWEEP_MAX_S, full / min(1.0, max(worth, 1e-3) / WORTH_FULL))
+
+
+def triggers_every(state: PolicyState, now: float = 0.0) -> float:
+    """The gap between two queue-depth reads of one webhook scenario that they justify."""
+    hooks = sum(1 for t in state.scans.values() if t.hooked) or 1
+    full = max(TRIGGERS_MIN_S, hooks / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6))
+    worth = state.signals["queue"].worth(now)
+    return full / min(1.0, max(worth, 1e-3) / WORTH_FULL)
+
+
+def decide(state: PolicyState, now: float) -> Decision:
+    """The read worth the next free request slot. Pure: reads `state`, changes nothing."""
+    if state.urgent:
+        return Decision(state.urgent[0], 0.0, math.inf)
+    wait = 3600.0
+    if state.timed:
+        when, _, action = state.timed[0]
+        if when <= now:
+            return Decision(action, 0.0, math.inf)
+        wait = when - now
+    # Only this watch's own reads count: a budget shared with other watches (the SSE server's
+    # catch-ups) always has someone waiting.
+    if state.outstanding() > LOOKAHEAD:
+        # Enough is queued for the budget already; decide when a slot is nearer.
+        return Decision(None, min(wait, 0.1))
+
+    best: Action | None = None
+    best_news = -1.0
+
+    def consider(action: Action, news: float) -> None:
+        nonlocal best, best_news
+        if news > best_news:
+            best, best_news = action, news
+
+    # Status polls of runs seen in flight.
+    poll_news = max(0.3, state.signals["poll"].precision)
+    for poll in state.polls.values():
+        if poll.in_flight:
+            continue
+        due = poll_due(state, poll)
+        if due <= now:
+            # Most overdue first among polls.
+            consider(
+                Action("poll", poll.scenario_id, poll.execution_id, priority=Priority.HIGH),
+                poll_news + min(now - due, 60.0) * 1e-4,
+            )
+        else:
+            wait = min(wait, due - now)
+    later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))
+    if not state.scanning:
+        if best is None and state.later:
+            return Decision(state.later[0], 0.0, later_news)
+        return Decision(best, 0.0 if best is not None else max(wait, 0.01), max(best_news, 0))
+
+    # Log scans.
+    population = population_rate(state, now)
+    for target in state.scans.values():
+        if target.in_flight:
+            continue
+        ready = max(target.last_scan + state.floor_s, target.not_before)
+        if now < ready:
+            wait = min(wait, ready - now)
+            continue
+        if target.due_at is not None and now < target.due_at:
+            wait = min(wait, target.due_at - now)
+        news = scan_news(state, target, now, population)
+        signal: SignalName | None = None
+        if target.due_at is not None and now >= target.due_at:
+            signal = "due"
+        elif target.signal is not None and now < target.hot_until:
+            signal = target.signal
+        consider(
+            Action("scan", target.scenario_id,
+                   priority=Priority.HIGH, signal=signal),
+            news,
+        )
+
+    if state.following:
+        # Sweeps: at their full share while they earn at least WORTH_FULL news per request
+        # beyond the base rate, less often as they earn less; one a minute whatever they earn.
+        recent = sum(1 for t in state.sweep_times if t > now - 60.0)
+        room = recent < max(1.0, SWEEP_SHARE * state.rate_per_s * 60)
+        every = sweep_interval(state, now)
+        for group in state.sweeps.values():
+            if group.in_flight:
+                continue
+            gap = now - group.last
+            if gap >= SWEEP_MAX_S or (gap >= every and room):
+                consider(Action("sweep", group.group, priority=Priority.HIGH), math.inf)
+            else:
+                wait = min(wait, max(every - gap, 0.05) if room else 1.0)
+        # Queue depths of webhook scenarios, likewise by what they earn.
+        if state.triggers_readable and not state.triggers_in_flight:
+            for target in state.scans.values():
+                if not target.hooked:
+                    continue
+                if now < target.triggers_after:
+                    wait = min(wait, target.triggers_after - now)
+                    continue
+                consider(Action("triggers", target.scenario_id, priority=Priority.HIGH), math.inf)
+
+    if state.later:
+        consider(state.later[0], later_news)
+    if best is None:
+        return Decision(None, max(wait, 0.01))
+    return Decision(best, 0.0, best_news)

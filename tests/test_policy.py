@@ -1,0 +1,227 @@
+"""The detection policy on its own: plain state in, one pick out (engine/policy.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from makestream.engine.policy import (
+    LOOKAHEAD,
+    SWEEP_MAX_S,
+    Action,
+    PolicyState,
+    ScanTarget,
+    SweepGroup,
+    decide,
+)
+from makestream.engine.poller import Schedule
+from makestream.make.budget import Priority
+
+T = 1_800_000_000.0
+
+
+def state_with(n: int, *, scanned_at: float = T, runs: float = 0.0) -> PolicyState:
+    state = PolicyState(rate_per_s=0.8)
+    for sid in range(1, n + 1):
+        state.scans[sid] = ScanTarget(sid, last_scan=scanned_at, scanned_once=True, since=T - 600,
+                                      runs=runs)
+    return state
+
+
+def test_decide_changes_nothing() -> None:
+    state = state_with(3)
+    state.scans[2].signal, state.scans[2].hot_until = "sweep", T + 60
+    before = repr(state)
+    first = decide(state, T + 5)
+    assert repr(state) == before
+    assert decide(state, T + 5) == first
+
+
+def test_a_known_end_goes_before_everything() -> None:
+    state = state_with(3)
+    state.scans[1].signal, state.scans[1].hot_until = "sweep", T + 60
+    detail = Action("detail", 2, "e1", priority=Priority.URGENT)
+    state.urgent.append(detail)
+    for sid in (2, 3):
+        state.scans[sid].in_flight = True  # even with the look-ahead full
+    assert decide(state, T + 5).action is detail
+
+
+def test_without_signals_it_is_round_robin_over_equal_scenarios() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    for sid in range(1, 6):
+        schedule.scans[sid] = ScanTarget(sid, last_scan=T - sid, scanned_once=True, since=T - 600)
+    order: list[int] = []
+    now = T
+    for _ in range(10):
+        now += 1.5
+        action, _ = schedule.next(now)
+        assert action is not None and action.kind == "scan"
+        order.append(action.scenario_id)
+        schedule.scanned(action.scenario_id, now, now, ok=True)
+    # the stalest first, then each in turn
+    assert order[:5] == [5, 4, 3, 2, 1]
+    assert order[5:] == order[:5]
+
+
+def test_a_busier_scenario_is_read_more_often() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600, runs=60)
+    schedule.scans[2] = ScanTarget(2, last_scan=T, scanned_once=True, since=T - 600, runs=1)
+    picks = []
+    now = T
+    for _ in range(120):
+        now += 1.0
+        action, _ = schedule.next(now)
+        assert action is not None
+        picks.append(action.scenario_id)
+        schedule.scanned(action.scenario_id, now, now, ok=True)
+    # read when its expected news catches up: about 40 times less often, but read
+    assert picks.count(1) > 10 * picks.count(2) > 0
+
+
+def test_a_signal_raises_a_scan_above_the_base_rate() -> None:
+    state = state_with(20)
+    state.scans[7].signal, state.scans[7].hot_until = "sweep", T + 60
+    decision = decide(state, T + 10)
+    assert decision.action is not None and decision.action.scenario_id == 7
+    assert decision.action.signal == "sweep" and decision.action.priority == Priority.HIGH
+
+
+def test_a_due_scheduled_run_is_read_at_its_expected_end_not_before() -> None:
+    state = state_with(20)
+    state.scans[4].due_at = T + 30
+    early = decide(state, T + 20)
+    assert early.action is not None and early.action.scenario_id != 4
+    due = decide(state, T + 30)
+    assert due.action is not None and due.action.scenario_id == 4 and due.action.signal == "due"
+
+
+def test_a_due_scan_that_finds_nothing_looks_again_soon_then_gives_up() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600, due_at=T + 5)
+    now = T + 5
+    retries = []
+    while schedule.scans[1].due_at is not None:
+        schedule.scanned(1, now, now, ok=True, found=0, signal="due")
+        if schedule.scans[1].due_at is not None:
+            retries.append(schedule.scans[1].due_at - now)
+            now = schedule.scans[1].due_at
+    # a second at first, then a third of the wait so far; given up after a minute
+    assert retries[0] == 1.0 and retries == sorted(retries) and retries[-1] > 5
+    assert now - (T + 5) <= 60 + retries[-1]
+
+
+def test_the_schedule_rolls_on_with_the_interval() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                   next_exec=T + 10, interval=60, expected_s=4)
+    schedule.roll(T + 11)
+    assert schedule.scans[1].due_at == T + 14.5 and schedule.scans[1].next_exec == T + 70
+    schedule.scanned(1, T + 15, T + 15, ok=True, found=1, signal="due")
+    assert schedule.scans[1].due_at is None
+    schedule.roll(T + 71)
+    assert schedule.scans[1].due_at == T + 74.5
+
+
+def test_sweeps_that_earn_nothing_shrink() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    for sid in range(1, 21):
+        schedule.scans[sid] = ScanTarget(sid, last_scan=T, scanned_once=True, since=T - 600,
+                                         runs=200)  # every scenario busy
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    sweeps: list[float] = []
+    now = T
+    for _ in range(240):  # four minutes at 60 requests a minute
+        now += 1.0
+        action, _ = schedule.next(now)
+        assert action is not None
+        if action.kind == "sweep":
+            sweeps.append(now)
+            schedule.swept(0)
+            for sid in range(1, 21):
+                schedule.heat(sid, now)  # every counter moved: no information
+        elif action.kind == "scan":
+            schedule.scanned(action.scenario_id, now, now, ok=True, found=1, signal=action.signal)
+    late = [t for t in sweeps if t > T + 120]
+    # at their full share, sweeps would go every 4.2 s: 28 in the last two minutes
+    assert len(late) <= 10, sweeps
+    assert all(b - a <= SWEEP_MAX_S + 1 for a, b in itertools.pairwise(sweeps))
+
+
+def test_sweeps_that_point_at_the_runs_keep_their_share() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    for sid in range(1, 21):
+        schedule.scans[sid] = ScanTarget(sid, last_scan=T, scanned_once=True, since=T - 600)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    sweeps = 0
+    now = T
+    for i in range(240):
+        now += 1.25
+        action, _ = schedule.next(now)
+        assert action is not None
+        if action.kind == "sweep":
+            sweeps += 1
+            schedule.swept(0)
+            schedule.heat(1 + i % 20, now)  # one scenario ran since the last sweep
+        elif action.kind == "scan":
+            found = 1 if action.signal == "sweep" else 0
+            schedule.scanned(action.scenario_id, now, now, ok=True, found=found,
+                             signal=action.signal)
+    assert sweeps >= 40  # far more than one a minute (five minutes here)
+    assert sweeps <= 0.3 * 240 + 1  # within their share
+
+
+def test_look_ahead_waits_while_enough_of_its_own_reads_are_queued() -> None:
+    state = state_with(5)
+    assert decide(state, T + 5).action is not None
+    for sid in range(1, LOOKAHEAD + 2):
+        state.scans[sid].in_flight = True
+    decision = decide(state, T + 5)
+    assert decision.action is None and 0 < decision.wait <= 0.1
+
+
+def test_reads_that_find_no_run_wait_for_the_first_pass() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    for sid in range(1, 4):
+        schedule.scans[sid] = ScanTarget(sid, fresh=True, since=T)
+    schedule.later.append(Action("organization", priority=Priority.LOW))
+    schedule.later_since = T
+    kinds = []
+    now = T
+    for _ in range(4):
+        action, _ = schedule.next(now)
+        assert action is not None
+        kinds.append(action.kind)
+        if action.kind == "scan":
+            schedule.scanned(action.scenario_id, now, now, ok=True)
+        now += 0.1
+    assert kinds == ["scan", "scan", "scan", "organization"]
+
+
+def test_unreadable_queue_depth_is_no_longer_asked() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600, hooked=True)
+    action, _ = schedule.next(T + 1)
+    assert action is not None and action.kind == "triggers"
+    schedule.queue_read(readable=False)
+    for step in range(1, 100):
+        action, _ = schedule.next(T + 40 * step)
+        assert action is None or action.kind != "triggers"
+        if action is not None and action.kind == "scan":
+            schedule.scanned(1, T + 40 * step, T + 40 * step, ok=True)
+
+
+def test_signal_worth_decays_toward_what_it_earns() -> None:
+    state = PolicyState()
+    sweep = state.signals["sweep"]
+    assert math.isclose(sweep.worth(T), 1.0, rel_tol=1e-6)
+    for i in range(30):
+        sweep.paid_for(T + i)
+        sweep.outcome(T + i, found=True, base=1.0)  # found what a blind read would have found
+    assert sweep.worth(T + 30) < 0.1
+    for i in range(30, 60):
+        sweep.paid_for(T + i)
+        sweep.outcome(T + i, found=True, base=0.1)  # runs it alone pointed at
+    assert sweep.worth(T + 60) > 0.5
+    assert math.isclose(sweep.precision, 1.0, abs_tol=0.01)

@@ -1,0 +1,138 @@
+"""The detection policy inside a watch, against the simulated zone: finished runs first, every
+known end reported when the watch ends, and a cheap start-up (request counts from the zone)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from worlds import busy_world
+
+from makestream.clock import Clock
+from makestream.engine.watch import Watch, WatchOptions
+from makestream.events import ExecutionFinished, _Event
+from makestream.make.budget import Budget, Priority
+from makestream.make.client import ApiNotice, MakeClient, Token
+from makestream.make.models import ExecutionDetail
+from makestream.sim import DEMO_TOKEN, SimZone
+from makestream.sim.world import TeamSpec
+
+pytestmark = pytest.mark.anyio
+
+
+async def _run(
+    zone: SimZone, options: WatchOptions, *, until: Any = None, max_clock_s: float = 600,
+    api_limit: int = 60, patch: Any = None,
+) -> tuple[list[_Event], list[ApiNotice], Watch]:
+    notices: list[ApiNotice] = []
+    events: list[_Event] = []
+    client = MakeClient(
+        "http://sim.test/api/v2", Token(DEMO_TOKEN), budget=Budget(api_limit, clock=zone.clock),
+        clock=zone.clock, transport=httpx.ASGITransport(app=zone.app), observer=notices.append,
+    )
+    async with client:
+        if patch is not None:
+            patch(client)
+        watch = Watch(client, options)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.run)
+            with anyio.move_on_after(zone.clock.real(max_clock_s)):
+                async for event in watch.events:
+                    events.append(event)
+                    if until is not None and until(events):
+                        watch.stop("test")
+            watch.stop("test timeout")
+            async for event in watch.events:
+                events.append(event)
+            watch.events.close()
+    return events, notices, watch
+
+
+def _requests(notices: list[ApiNotice]) -> list[str]:
+    return [n.path for n in notices if n.kind == "request"]
+
+
+def _one_team(n: int, rate: float) -> Any:
+    world = busy_world(n, rate_per_minute=rate, api_limit=60)
+    return world.model_copy(update={"scenarios": [s.model_copy(update={"team_id": 1})
+                                                  for s in world.scenarios]})
+
+
+async def test_a_failed_run_is_reported_within_one_request_of_the_read_that_found_it() -> None:
+    world = _one_team(6, 2.0)
+    zone = SimZone(world, clock=Clock(50), seed=2)
+    events, notices, _ = await _run(
+        zone, WatchOptions(scenario_ids=[s.id for s in world.scenarios], timeout_s=240),
+        max_clock_s=300,
+    )
+    paths = _requests(notices)
+    failed = [e for e in events if isinstance(e, ExecutionFinished) and e.status != "success"]
+    assert len(failed) >= 5
+    for event in failed:
+        detail_at = paths.index(f"/scenarios/{event.scenario_id}/executions/{event.execution_id}")
+        # the log read that found it came just before: at most one request in between
+        found_at = max(i for i, p in enumerate(paths[:detail_at]) if p.endswith("/logs"))
+        assert detail_at - found_at <= 2, paths[found_at:detail_at + 1]
+
+
+async def test_every_run_known_to_have_ended_is_reported_when_the_watch_ends() -> None:
+    world = _one_team(3, 3.0)
+    zone = SimZone(world, clock=Clock(50), seed=2)
+    stuck: list[str] = []
+
+    def patch(client: MakeClient) -> None:
+        async def execution(sid: int, eid: str, *, priority: Priority = Priority.NORMAL
+                            ) -> ExecutionDetail:
+            stuck.append(eid)
+            await anyio.sleep_forever()
+            raise AssertionError
+
+        client.execution = execution  # type: ignore[method-assign]
+
+    events, _, watch = await _run(
+        zone, WatchOptions(scenario_ids=[s.id for s in world.scenarios], timeout_s=120),
+        max_clock_s=200, patch=patch,
+    )
+    assert watch.outcome.reason == "timeout"
+    assert stuck, "the error run's detail was asked for"
+    reported = {e.execution_id: e for e in events if isinstance(e, ExecutionFinished)}
+    # the detail never came; the run is reported with what its log said, before the end
+    for eid in stuck:
+        assert reported[eid].status in ("warning", "error")
+    assert events[-1].type == "stream.closed"
+
+
+@pytest.mark.parametrize("organization", [True, False])
+@pytest.mark.parametrize("n", [3, 20, 150])
+async def test_named_scenarios_cost_one_listing_page_per_hundred_before_the_first_log_read(
+    n: int, organization: bool
+) -> None:
+    world = _one_team(n, 1.0)
+    zone = SimZone(world, clock=Clock(20), seed=1, organization_readable=organization)
+    ids = [s.id for s in world.scenarios]
+    _, notices, _watch = await _run(
+        zone, WatchOptions(scenario_ids=ids, api_limit=60), max_clock_s=150,
+    )
+    paths = _requests(notices)
+    first_log = next(i for i, p in enumerate(paths) if p.endswith("/logs"))
+    assert first_log <= math.ceil(n / 100) + 1, paths[:first_log]
+    if organization and n <= 20:
+        assert "/organizations" in paths  # read later, for links and one listing for all teams
+
+
+async def test_scenarios_of_several_teams_are_all_found() -> None:
+    world = busy_world(8, rate_per_minute=1.0, api_limit=60)
+    scenarios = [s.model_copy(update={"team_id": 1 + s.id % 2}) for s in world.scenarios]
+    world = world.model_copy(update={"teams": [TeamSpec(id=1, name="a"), TeamSpec(id=2, name="b")],
+                                     "scenarios": scenarios})
+    zone = SimZone(world, clock=Clock(20), seed=1, organization_readable=False)
+    ids = [s.id for s in world.scenarios]
+    events, _, _ = await _run(
+        zone, WatchOptions(scenario_ids=ids, api_limit=60),
+        until=lambda ev: any(e.type == "stream.opened" for e in ev), max_clock_s=60,
+    )
+    [opened] = [e for e in events if e.type == "stream.opened"]
+    assert sorted(opened.targets) == sorted(ids)  # type: ignore[attr-defined]
