@@ -225,3 +225,17 @@ def test_signal_worth_decays_toward_what_it_earns() -> None:
         sweep.outcome(T + i, found=True, base=0.1)  # runs it alone pointed at
     assert sweep.worth(T + 60) > 0.5
     assert math.isclose(sweep.precision, 1.0, abs_tol=0.01)
+
+
+def test_a_no_follow_watch_reads_each_scenarios_logs_once() -> None:
+    # Runs that keep ending must not keep a --no-follow watch from being caught up: once every
+    # scenario was read, no scan is picked however busy the scenarios are.
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.rescans = False
+    schedule.scans[1] = ScanTarget(1, last_scan=T - 60, scanned_once=True, since=T - 600, runs=60)
+    schedule.scans[2] = ScanTarget(2, since=T - 600)
+    action, _ = schedule.next(T)
+    assert action is not None and (action.kind, action.scenario_id) == ("scan", 2)
+    schedule.scanned(2, T, T, ok=True)
+    action, _ = schedule.next(T + 30)
+    assert action is None

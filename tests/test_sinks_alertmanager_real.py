@@ -157,7 +157,7 @@ async def _gone(listed: Any, url: str) -> bool:
 
 DEMO_CONFIG = """\
 [scenarios.104.thresholds]
-duration_max_s = { value = 12, severity = "warning" }
+duration_max_s = { value = 6, severity = "warning" }
 """
 
 

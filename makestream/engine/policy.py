@@ -256,6 +256,7 @@ class PolicyState:
     floor_s: float = 1.0  # --interval: no scenario is scanned more often than this
     scanning: bool = True  # False with --run/--execution: only the target run is followed
     following: bool = True  # sweeps and queue reads only in a following watch
+    rescans: bool = True  # False (--no-follow): each scenario's logs are read once, then no more
     rate_per_s: float = 0.8
     poll_share: float = POLL_SHARE
     urgent: deque[Action] = field(default_factory=deque)
@@ -434,6 +435,12 @@ def decide(state: PolicyState, now: float) -> Decision:
     population = population_rate(state, now)
     for target in state.scans.values():
         if target.in_flight:
+            continue
+        if not state.rescans and target.scanned_once:
+            # --no-follow reports what ended before its scans: a run that ends later is the
+            # next invocation's (its cursor keeps the floor below it). Scanning again would
+            # chase runs that keep ending, and a busy scenario could keep the watch from ever
+            # being caught up.
             continue
         ready = max(target.last_scan + state.floor_s, target.not_before)
         if now < ready:

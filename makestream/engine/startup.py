@@ -73,6 +73,7 @@ class WatchStartup(WatchBase):
         if opts.run or opts.execution_id:
             return scenarios[0]
         self.schedule.following = opts.follow
+        self.schedule.rescans = opts.follow
         if opts.follow:
             # The listing that resolved the targets counts as the first sweep.
             self.schedule.sweep_groups(self._sweep_groups(), self.clock.now())
