@@ -509,8 +509,9 @@ async def test_state_health_ready_and_metrics() -> None:
         requests = srv.zone.request_count()
         state = (await http.get("/v1/state?scenario=104&last=3")).json()
         assert srv.zone.request_count() == requests  # built from what the watch knows
-        assert set(state) == {"v", "generated_at", "scenarios", "budget", "alerts"}
+        assert set(state) == {"v", "generated_at", "scenarios", "budget", "alerts", "cursor"}
         assert state["alerts"] == []  # this hub evaluates no thresholds
+        assert isinstance(state["cursor"], str) and state["cursor"]  # /v1/events?cursor= resumes
         [entry] = state["scenarios"]
         assert entry["scenario_id"] == 104 and 1 <= len(entry["last_executions"]) <= 3
         assert (await http.get("/healthz")).json() == {"status": "ok"}

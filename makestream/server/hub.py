@@ -903,7 +903,7 @@ class Hub:
     def state_document(self, scenario_ids: Iterable[int] | None = None,
                        last: int = 10) -> dict[str, Any]:
         """The `makestream state` document, from what the upstream already learned, with the
-        open alerts (`open_alerts`) as ``alerts``."""
+        open alerts (`open_alerts`) as ``alerts`` and the stream's position as ``cursor``."""
         wanted = set(scenario_ids) if scenario_ids is not None else None
         scenarios: list[Scenario] = []
         logs: dict[int, list[ExecutionLog]] = {}
@@ -927,6 +927,9 @@ class Hub:
         document = build_state(scenarios, logs, queues, self.client.budget.snapshot(),
                                now=self.client.clock.now(), last=last)
         document["alerts"] = self.open_alerts(wanted)
+        # Where this document stands in the stream: /v1/events?cursor= resumes right after it,
+        # so a page that loads the state first misses no event that came in between.
+        document["cursor"] = self.last_cursor
         return document
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -343,6 +343,8 @@ async function loadState() {
   if (response.status === 401) return NEEDS_TOKEN;
   if (!response.ok) return `the server answered ${response.status} — retrying`;
   const doc = await response.json();
+  // Follow the events from where this state stands, so nothing between the two is missed.
+  if (doc.cursor && !lastId && !here.get("cursor")) lastId = doc.cursor;
   for (const s of doc.scenarios || []) {
     takeScenario(s);
     if (s.running) {
