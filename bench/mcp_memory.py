@@ -15,18 +15,15 @@ built, idle). A monitor's cost is (RSS with K monitors - baseline RSS) / K, at t
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from typing import Any
 
 import anyio
-import uvicorn
 
 from bench.latency import Case, bench_world
-from bench.memory import _free_port, _status
-from bench.report import ROOT, Result, emit
-from makestream.clock import ENV as CLOCK_ENV
+from bench.memory import sample_child
+from bench.report import Result, emit
 from makestream.clock import Clock
 from makestream.sim import SimZone
 
@@ -42,39 +39,8 @@ async def measure(monitors: int, minutes: float, speed: float, scenarios: int) -
     world = bench_world(Case(scenarios, API_LIMIT, minutes, speed))
     zone = SimZone(world, clock=clock, seed=1)
     zone.truth()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(zone.app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    samples: list[float] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-            await anyio.sleep(0.01)
-        import os
-
-        env = {**os.environ, CLOCK_ENV: clock.spec()}
-        argv = [sys.executable, "-m", "bench.mcp_memory", "child",
-                f"http://127.0.0.1:{port}/api/v2", str(monitors)]
-        child = await anyio.open_process(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                         stderr=None)
-        try:
-            assert child.stdout is not None
-            ready = await child.stdout.receive()
-            if not ready.startswith(b"ready"):
-                raise RuntimeError(f"child did not start: {ready!r}")
-            start = clock.now()
-            requests0 = zone.request_count()
-            for minute in range(1, int(minutes) + 1):
-                await clock.sleep(start + minute * 60 - clock.now())
-                if child.returncode is not None:
-                    raise RuntimeError(f"child ended early with {child.returncode}")
-                samples.append(round(_status(child.pid)["VmRSS"] / 1024, 1))
-            peak = round(_status(child.pid)["VmHWM"] / 1024, 1)
-            requests = zone.request_count() - requests0
-        finally:
-            child.terminate()
-            await child.wait()
-        server.should_exit = True
+    samples, peak, requests = await sample_child(
+        zone, clock, ["bench.mcp_memory", str(monitors)], minutes)
     return {"monitors": monitors, "samples": samples, "last_mb": samples[-1],
             "peak_mb": peak, "requests": requests}
 

@@ -54,6 +54,45 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+async def sample_child(zone: SimZone, clock: Clock, child_args: list[str],
+                       minutes: float) -> tuple[list[float], float, int]:
+    """Serve `zone` over TCP, start `python -m <child_args…> URL` on the same clock (it prints
+    "ready" once set up), and read its RSS every simulated minute: the samples (MB), its peak
+    (VmHWM, MB) and the requests the zone saw meanwhile."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(zone.app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    samples: list[float] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+            await anyio.sleep(0.01)
+        env = {**os.environ, CLOCK_ENV: clock.spec()}
+        module, *rest = child_args
+        argv = [sys.executable, "-m", module, "child", f"http://127.0.0.1:{port}/api/v2", *rest]
+        child = await anyio.open_process(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                         stderr=None)
+        try:
+            assert child.stdout is not None
+            ready = await child.stdout.receive()
+            if not ready.startswith(b"ready"):
+                raise RuntimeError(f"{module} child did not start: {ready!r}")
+            start = clock.now()
+            requests0 = zone.request_count()
+            for minute in range(1, int(minutes) + 1):
+                await clock.sleep(start + minute * 60 - clock.now())
+                if child.returncode is not None:
+                    raise RuntimeError(f"{module} child ended early with {child.returncode}")
+                samples.append(round(_status(child.pid)["VmRSS"] / 1024, 1))
+            peak = round(_status(child.pid)["VmHWM"] / 1024, 1)
+            requests = zone.request_count() - requests0
+        finally:
+            child.terminate()
+            await child.wait()
+        server.should_exit = True
+    return samples, peak, requests
+
+
 async def measure(scenarios: int, minutes: float, speed: float) -> dict[str, Any]:
     """One world: serve it, run the child, sample its RSS every simulated minute."""
     clock = Clock(speed)
@@ -61,39 +100,9 @@ async def measure(scenarios: int, minutes: float, speed: float) -> dict[str, Any
     zone = SimZone(bench_world(Case(max(1, scenarios), API_LIMIT, minutes, speed)), clock=clock,
                    seed=1)
     zone.truth()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(zone.app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    samples: list[dict[str, Any]] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-            await anyio.sleep(0.01)
-        env = {**os.environ, CLOCK_ENV: clock.spec()}
-        argv = [sys.executable, "-m", "bench.memory", "child", f"http://127.0.0.1:{port}/api/v2",
-                "--watch" if watching else "--idle"]
-        child = await anyio.open_process(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                         stderr=None)
-        try:
-            assert child.stdout is not None
-            ready = await child.stdout.receive()
-            if ready.strip() != b"ready":
-                raise RuntimeError(f"memory child did not start: {ready!r}")
-            start = clock.now()
-            requests0 = zone.request_count()
-            for minute in range(1, int(minutes) + 1):
-                await clock.sleep(start + minute * 60 - clock.now())
-                if child.returncode is not None:
-                    raise RuntimeError(f"memory child ended early with {child.returncode}")
-                st = _status(child.pid)
-                samples.append({"minute": minute, "rss_mb": round(st["VmRSS"] / 1024, 1)})
-            peak = round(_status(child.pid)["VmHWM"] / 1024, 1)
-            requests = zone.request_count() - requests0
-        finally:
-            child.terminate()
-            await child.wait()
-        server.should_exit = True
-    rss = [s["rss_mb"] for s in samples]
+    rss, peak, requests = await sample_child(
+        zone, clock, ["bench.memory", "--watch" if watching else "--idle"], minutes)
+    samples = [{"minute": n, "rss_mb": mb} for n, mb in enumerate(rss, 1)]
     return {"scenarios": scenarios, "minutes": minutes, "speed": speed, "samples": samples,
             "first_mb": rss[0], "last_mb": rss[-1], "max_mb": max(rss), "peak_hwm_mb": peak,
             "requests": requests, "runs_in_zone": len(zone.truth())}

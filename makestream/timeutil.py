@@ -54,3 +54,14 @@ def parse_since(text: str, *, now: float, option: str = "--since") -> float:
     if moment.timestamp() > now + 60:
         raise UsageError(f"{option}: {text!r} is in the future")
     return moment.timestamp()
+
+
+def epoch_ms(text: str | None) -> int | None:
+    """Milliseconds since the epoch of an RFC 3339 time (as events carry them), or None when
+    absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None

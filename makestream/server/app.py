@@ -361,15 +361,18 @@ class _Routes:
 
         return release
 
-    async def state(self, request: Request) -> Response:
+    async def _scenarios_and(self, request: Request, name: str, default: int,
+                             high: int) -> tuple[Filter, int] | Response:
+        """The `?scenario=` filter (checked against what may be watched) and the small number
+        `name` (1 to `high`) of a read-only endpoint, or the refusal to answer with."""
         if not self.authorized(request):
             return self._refuse(401, "unauthorized", "unauthorized")
         try:
             filter_ = parse_filter(request)
-            last = request.query_params.get("last", "10")
-            if not (last.isascii() and last.isdigit() and len(last) <= 2) \
-                    or not 1 <= int(last) <= 50:
-                raise UsageError(f"last: {_shown(last)} is not a number from 1 to 50")
+            text = request.query_params.get(name, str(default))
+            if not (text.isascii() and text.isdigit() and len(text) <= 2) \
+                    or not 1 <= int(text) <= high:
+                raise UsageError(f"{name}: {_shown(text)} is not a number from 1 to {high}")
             if filter_.scenarios is not None:
                 await self.hub.check_scenarios(filter_.scenarios)
         except UsageError as exc:
@@ -378,27 +381,22 @@ class _Routes:
             return _error(403, str(exc))
         except MakestreamError as exc:
             return _error(502, exc.message)
-        return json_response(self.hub.state_document(filter_.scenarios, int(last)))
+        return filter_, int(text)
+
+    async def state(self, request: Request) -> Response:
+        asked = await self._scenarios_and(request, "last", 10, 50)
+        if isinstance(asked, Response):
+            return asked
+        filter_, last = asked
+        return json_response(self.hub.state_document(filter_.scenarios, last))
 
     async def trend(self, request: Request) -> Response:
         """Runs per scenario and day from the history store, for the live page's trend."""
-        if not self.authorized(request):
-            return self._refuse(401, "unauthorized", "unauthorized")
-        try:
-            filter_ = parse_filter(request)
-            days = request.query_params.get("days", "7")
-            if not (days.isascii() and days.isdigit() and len(days) <= 2) \
-                    or not 1 <= int(days) <= 90:
-                raise UsageError(f"days: {_shown(days)} is not a number from 1 to 90")
-            if filter_.scenarios is not None:
-                await self.hub.check_scenarios(filter_.scenarios)
-        except UsageError as exc:
-            return _error(400, exc.message)
-        except Forbidden as exc:
-            return _error(403, str(exc))
-        except MakestreamError as exc:
-            return _error(502, exc.message)
-        document = await self.hub.trend(filter_.scenarios, int(days))
+        asked = await self._scenarios_and(request, "days", 7, 90)
+        if isinstance(asked, Response):
+            return asked
+        filter_, days = asked
+        document = await self.hub.trend(filter_.scenarios, days)
         if document is None:
             return _error(404, "no history store (serve-sse runs with --no-store)")
         return json_response(document)

@@ -73,6 +73,7 @@ from makestream.make.models import ExecStatus, ExecutionLog, Scenario
 from makestream.server.metrics import Metrics
 from makestream.server.sse import event_frame
 from makestream.sinks.base import Sink
+from makestream.timeutil import epoch_ms
 
 IDLE = "idle"  # the stop reason of an upstream nobody listens to
 SHUTDOWN = "server shutting down"
@@ -100,19 +101,10 @@ class Recorder(Protocol):
 def _log_time(run: ExecutionFinished, stamp: str | None) -> int | None:
     """The time Make's log lists a run at (epoch ms), as the tracker reads it: its start,
     unless the tracker learned that log timestamps mark the end."""
-    started, ended = _epoch_ms(run.started_at), _epoch_ms(run.ended_at)
+    started, ended = epoch_ms(run.started_at), epoch_ms(run.ended_at)
     if stamp == "end":
         return ended if ended is not None else started
     return started if started is not None else ended
-
-
-def _epoch_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 class StoredRuns(Protocol):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from makestream.timeutil import epoch_ms
 
 if TYPE_CHECKING:
     from makestream.events import _Event
@@ -49,16 +50,6 @@ class NoteRow:
     ts_ms: int
     alert_id: str | None
     body: str
-
-
-def epoch_ms(text: str | None) -> int | None:
-    """Milliseconds since the epoch of an RFC 3339 time, or None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def _body(event: _Event) -> str:
