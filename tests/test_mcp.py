@@ -164,6 +164,8 @@ async def test_monitors_hand_out_each_run_once_and_stop(config_path: Path) -> No
         end = s.zone.clock.now()
         stopped = await s.ok("stop_monitoring", {"monitor_id": mid})
         truth = {r.execution_id: r for r in s.zone.truth()}
+    assert stopped["dropped"] == 0
+    seen += stopped["unread"]  # a run may end between the last read and the stop
     ids = [r["execution_id"] for r in seen]
     assert len(ids) == len(set(ids)) == stopped["finished"]
     # Every run of the two that ended well inside the window was handed out.
@@ -172,6 +174,23 @@ async def test_monitors_hand_out_each_run_once_and_stop(config_path: Path) -> No
     assert expected and expected <= set(ids)
     for run in seen:
         assert run["status"] == truth[run["execution_id"]].status
+
+
+async def test_stopping_hands_out_the_runs_not_yet_read(config_path: Path) -> None:
+    async with served(follow_world(), config_path) as s:
+        mid = (await s.ok("start_monitoring", {"scenario_ids": [402]}))["monitor_id"]
+        done = await s.ok("stream_live_execution",
+                          {"scenario_id": 402, "run": True, "timeout_s": 30})
+        for _ in range(100):  # the monitor sees the end within a moment; reading it hands none
+            read = await s.client.read_resource(monitor_uri(mid))
+            [contents] = read.contents
+            assert isinstance(contents, mcp_types.TextResourceContents)
+            if done["execution_id"] in contents.text:
+                break
+            await anyio.sleep(0.2)
+        stopped = await s.ok("stop_monitoring", {"monitor_id": mid})
+    assert [r["execution_id"] for r in stopped["unread"]] == [done["execution_id"]]
+    assert stopped["finished"] == 1 and stopped["dropped"] == 0
 
 
 async def test_a_team_monitor_watches_the_teams_scenarios(config_path: Path) -> None:

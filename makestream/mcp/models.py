@@ -167,6 +167,14 @@ class MonitorStopped(_Model):
     monitor_id: str
     stopped: bool
     finished: int = Field(description="Runs the monitor saw end, in all.")
+    unread: list[FinishedRun] = Field(
+        default_factory=list,
+        description="Runs that ended since the last get_execution_state, handed out here so "
+        "that none is lost by stopping.")
+    unread_alerts: list[Alert] = Field(
+        default_factory=list,
+        description="Alerts raised or resolved since the last get_execution_state.")
+    dropped: int = Field(0, description="Runs and alerts not kept since the last call (cap).")
 
 
 class AlertList(_Model):

@@ -405,11 +405,14 @@ def build_server(service: Service) -> MakestreamMCP:
 
     @tool
     async def stop_monitoring(monitor_id: MonitorId) -> MonitorStopped:
-        """Stop a monitor; its id is gone afterwards."""
+        """Stop a monitor; its id is gone afterwards. The runs and alerts it saw since the last
+        get_execution_state come with the answer, so stopping loses none."""
         with _tool_errors():
             monitor = await service.stop_monitor(monitor_id)
+        last = monitor.book.drain(service.client.budget.snapshot())
         return MonitorStopped(monitor_id=monitor_id, stopped=True,
-                              finished=monitor.book.finished_total)
+                              finished=monitor.book.finished_total, unread=last.finished,
+                              unread_alerts=last.alerts, dropped=last.dropped)
 
     @tool
     async def get_scenario_state(
