@@ -31,7 +31,7 @@ _APPEND_HELD = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return false
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[3], 'c', ARGV[4])
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[5], 'e', ARGV[3], 'c', ARGV[4])
 """
 
 
@@ -72,16 +72,19 @@ class EventLog:
         value = await self.redis.execute_command("GET", self.epoch_key)
         return bytes(value).decode()
 
-    async def append(self, line: bytes, cursor: str, lease: Lease | None = None) -> str | None:
+    async def append(self, line: bytes, cursor: str, lease: Lease | None = None, *,
+                     at: str = "*") -> str | None:
         """Add one event; its position. With `lease`, only while Redis still names this
-        replica its holder (None otherwise: the lease was lost, and the event is not added)."""
+        replica its holder (None otherwise: the lease was lost, and the event is not added).
+        `at` is the position to give it (above every one in the stream), or ``*`` for Redis to
+        choose."""
         if lease is None:
             new_id = await self.redis.execute_command(
-                "XADD", self.key, "MAXLEN", "~", self.maxlen, "*", "e", line, "c", cursor
+                "XADD", self.key, "MAXLEN", "~", self.maxlen, at, "e", line, "c", cursor
             )
         else:
             new_id = await self.redis.eval(
-                _APPEND_HELD, 2, lease.key, self.key, lease.holder, self.maxlen, line, cursor
+                _APPEND_HELD, 2, lease.key, self.key, lease.holder, self.maxlen, line, cursor, at
             )
         return None if not new_id else bytes(new_id).decode()
 

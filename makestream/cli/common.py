@@ -20,6 +20,7 @@ from makestream.errors import ExitCode, Interrupted, MakestreamError, UsageError
 if TYPE_CHECKING:
     from makestream.clock import Clock
     from makestream.make.client import ApiNotice, MakeClient
+    from makestream.make.ledger import SharedLedger
     from makestream.sim import SimZone
 
 DEMO_URL = "http://demo.makestream.invalid/api/v2"
@@ -130,6 +131,9 @@ class Connection:
     # A one-shot command gives up on an unreachable Make within a bounded time (exit 6);
     # a following watch keeps retrying (see makestream.make.client.ONE_SHOT).
     one_shot: bool = False
+    # The request budget's ledger for an account ("URL token FINGERPRINT"); default: the file
+    # ledger every process of this user on this machine shares (serve-sse --bus: Redis's).
+    ledger: Callable[[str], SharedLedger] | None = None
 
     def clock(self) -> Clock:
         from makestream.clock import Clock
@@ -192,12 +196,15 @@ async def open_client(
     # zone lives inside its process, so a demo has nobody to share with.
     from makestream.make.ledger import Ledger, ledger_dir
 
-    budget.share_with(
-        Ledger.open(
-            ledger_dir(), base_url, f"token {token.fingerprint()}", speed=clock.speed,
-            on_problem=lambda message: say(f"warning: {message}"),
+    if conn.ledger is not None:
+        budget.share_with(conn.ledger(f"{base_url} token {token.fingerprint()}"))
+    else:
+        budget.share_with(
+            Ledger.open(
+                ledger_dir(), base_url, f"token {token.fingerprint()}", speed=clock.speed,
+                on_problem=lambda message: say(f"warning: {message}"),
+            )
         )
-    )
     try:
         async with MakeClient(
             base_url, token, budget=budget, clock=clock, observer=observer, retry=retry,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -43,9 +43,11 @@ from makestream.sinks.cli import (
 )
 
 if TYPE_CHECKING:
+    from makestream.bus.connect import BusUrl
     from makestream.clock import Clock
     from makestream.engine.watch import WatchOptions
     from makestream.server import Hub, Metrics
+    from makestream.server.cluster import ClusterOptions
     from makestream.sinks.base import Sink
     from makestream.sinks.options import SinkOptions
     from makestream.store import StoreChoice
@@ -78,6 +80,53 @@ class ServeOptions:
     alerts: bool = True
     sinks: SinkOptions | None = None  # --webhook…, --alertmanager…, --alert-label
     store: StoreChoice | None = None  # the history store (--store, --no-store, --keep)
+    bus: BusChoice | None = None  # --bus: one replica of several
+
+
+@dataclass(frozen=True)
+class BusChoice:
+    """`--bus` and its companions, checked (the password read, never in the URL)."""
+
+    url: BusUrl
+    password: str | None = None
+    ca_file: Path | None = None
+    lease_s: float = 10.0
+
+
+BUS_ENV = "MAKESTREAM_BUS"
+
+
+def bus_choice(url: str | None, password_file: Path | None, ca_file: Path | None,
+               lease: str) -> BusChoice | None:
+    """The `--bus` options as a BusChoice (None without --bus); mistakes are UsageErrors."""
+    from makestream.bus.connect import parse_bus_url
+    from makestream.timeutil import parse_duration
+
+    if not url:
+        if password_file is not None or ca_file is not None:
+            raise UsageError("--bus-password-file and --bus-ca go with --bus")
+        return None
+    parsed = parse_bus_url(url)
+    password = None
+    if password_file is not None:
+        from makestream.files import read_secret
+
+        try:
+            password = read_secret(password_file, "--bus-password-file").strip()
+        except FileNotFoundError:
+            raise UsageError(f"--bus-password-file {password_file}: cannot read (No such file "
+                             "or directory)") from None
+        if not password:
+            raise UsageError(f"--bus-password-file {password_file}: the file is empty")
+    if ca_file is not None:
+        if not parsed.tls:
+            raise UsageError("--bus-ca needs a rediss:// URL (TLS)")
+        if not ca_file.is_file():
+            raise UsageError(f"--bus-ca {ca_file}: not a readable file")
+    lease_s = parse_duration(lease, option="--lease")
+    if lease_s < 1:
+        raise UsageError("--lease must be at least 1s")
+    return BusChoice(parsed, password, ca_file, lease_s)
 
 
 def read_token(path: Path | None, env: Mapping[str, str], name: str = TOKEN_ENV) -> str | None:
@@ -290,6 +339,27 @@ def serve_sse(
     api_limit: int | None = ApiLimitOpt,
     budget_share: float = BudgetShareOpt,
     speed: float | None = SpeedOpt,
+    bus: str | None = typer.Option(
+        None, "--bus", metavar="URL", envvar=BUS_ENV,
+        help="Run as one replica of several sharing this Redis (redis://HOST:PORT/DB, or "
+        "rediss:// for TLS): one replica polls Make, every replica serves the same stream, a "
+        "client resumes on any of them, and the request budget is shared. See the README's "
+        "\"Running several replicas\".",
+    ),
+    bus_password_file: Path | None = typer.Option(
+        None, "--bus-password-file", metavar="FILE", dir_okay=False,
+        help="Redis's password (AUTH), read from this file; it never goes in the URL.",
+    ),
+    bus_ca: Path | None = typer.Option(
+        None, "--bus-ca", metavar="FILE", dir_okay=False,
+        help="With rediss://: verify Redis's certificate against this CA file instead of the "
+        "system's.",
+    ),
+    lease: str = typer.Option(
+        "10s", "--lease", metavar="DURATION",
+        help="With --bus: how long the polling replica's lease lasts unrenewed; another "
+        "replica takes over within it when that one dies.",
+    ),
 ) -> None:
     """Serve events over HTTP as Server-Sent Events, to any number of clients.
 
@@ -329,6 +399,10 @@ def serve_sse(
         from makestream.cli.store import choose
 
         opts.store = choose(store, no_store, keep, demo=demo)
+        opts.bus = bus_choice(bus, bus_password_file, bus_ca, lease)
+        if opts.bus is not None and demo:
+            raise UsageError("--bus needs one Make for every replica, and each --demo has its "
+                             "own: run `makestream sim serve` and point MAKE_API_URL at it")
         if not demo and not opts.scenarios and opts.team is None:
             raise UsageError("name a scenario id or give --team (or try --demo)")
         if not demo and make_token_file is None and not os.environ.get("MAKE_API_TOKEN"):
@@ -379,9 +453,18 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
     from makestream.server import AppOptions, Hub, HubOptions, Metrics, bind, create_app, serve
 
     watch_options = upstream_options(opts)
+    redis = await _connect_bus(opts.bus) if opts.bus is not None else None
     sock = bind(opts.host, opts.port)
     try:
         hubs: list[Hub] = []
+        if redis is not None:
+            from makestream.bus.ledger import RedisLedger, replica_name
+            from makestream.cli.common import say
+
+            me = replica_name()
+            conn.ledger = lambda account: RedisLedger(
+                redis, account, me=me, speed=conn.clock().speed,
+                on_problem=lambda message: say(f"warning: {message}"))
         async with open_client(conn, observer=lambda n: hubs[0].on_notice(n) if hubs else None
                                ) as (client, zone), AsyncExitStack() as stack:
             if zone is not None and not opts.scenarios and opts.team is None:
@@ -401,7 +484,10 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
                 idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=Recorder(writer),
-                stored=StoreReplay(writer.path, writer) if writer is not None else None,
+                stored=StoreReplay(writer.path, writer)
+                if writer is not None and redis is None else None,
+                bus=_cluster_options(opts, redis, client, watch_options, me)
+                if redis is not None else None,
             ), metrics)
             hubs.append(hub)
             web = create_app(hub, AppOptions(
@@ -426,4 +512,37 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
                 raise failure
     finally:
         sock.close()
+        if redis is not None:
+            await redis.aclose()
     return int(ExitCode.INTERRUPTED) if stopped_by == signal.SIGINT else 0
+
+
+async def _connect_bus(choice: BusChoice) -> Any:
+    """A Redis client for `--bus`, checked with a PING: exit 6 with Redis's reason if not."""
+    import anyio
+    from redis.exceptions import RedisError
+
+    from makestream.bus.connect import CONNECT_TIMEOUT_S, client
+    from makestream.errors import MakestreamError
+
+    redis = client(choice.url, password=choice.password, ca_file=choice.ca_file)
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S * 2):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        await redis.aclose()
+        why = str(exc) or "no answer"
+        raise MakestreamError(f"--bus {choice.url}: cannot reach Redis ({why})") from None
+    return redis
+
+
+def _cluster_options(opts: ServeOptions, redis: Any, client: Any,
+                     watch: WatchOptions, me: str) -> ClusterOptions:
+    from makestream.server.cluster import ClusterOptions, set_name
+
+    assert opts.bus is not None
+    account = f"{client.base_url} token {client.token_fingerprint}"
+    return ClusterOptions(
+        redis=redis, holder=me, lease_s=opts.bus.lease_s, maxlen=opts.ring_size,
+        name=set_name(account, watch.scenario_ids, watch.team_id),
+    )

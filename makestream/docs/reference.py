@@ -115,6 +115,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "all its processes on this machine together; `--budget-share` takes precedence.",
     ),
     EnvVar(
+        "MAKESTREAM_BUS",
+        "`serve-sse`: the Redis URL of `--bus` (`redis://HOST:PORT/DB` or `rediss://…`), to run "
+        "as one replica of several; `--bus` takes precedence.",
+    ),
+    EnvVar(
         "MAKESTREAM_BUDGET_DIR",
         "The folder of the shared request budget's files, instead of `/run/user/UID/makestream` "
         "(or `/tmp/makestream-UID` where the former does not exist). It must belong to you and "

@@ -155,6 +155,11 @@ class MakeClient:
     def __repr__(self) -> str:
         return f"MakeClient({self.base_url!r}, token={self._token!r})"
 
+    @property
+    def token_fingerprint(self) -> str:
+        """A short digest naming the token (never the token), to tell accounts apart."""
+        return self._token.fingerprint() if self._token is not None else "none"
+
     async def __aenter__(self) -> Self:
         return self
 

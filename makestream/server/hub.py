@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -75,6 +75,9 @@ from makestream.server.sse import event_frame
 from makestream.sinks.base import Sink
 from makestream.timeutil import epoch_ms
 
+if TYPE_CHECKING:
+    from makestream.server.cluster import Cluster, ClusterOptions
+
 IDLE = "idle"  # the stop reason of an upstream nobody listens to
 SHUTDOWN = "server shutting down"
 # Moments, not facts: dropped while a subscriber catches up, since they are stale by then.
@@ -95,7 +98,7 @@ UPSTREAM_FAILED = "upstream unreachable"  # /readyz's reason, whatever Make said
 class Recorder(Protocol):
     """Where the upstream's events are kept (the history store)."""
 
-    def offer(self, event: _Event, watch: Watch) -> object: ...
+    def offer(self, event: _Event, watch: Watch | None) -> object: ...
 
 
 def _log_time(run: ExecutionFinished, stamp: str | None) -> int | None:
@@ -275,6 +278,8 @@ class HubOptions:
     recorder: Recorder | None = None
     # Runs the history store keeps, asked before Make's logs when a cursor is past the ring.
     stored: StoredRuns | None = None
+    # One replica of several on a Redis bus (`makestream.server.cluster`); None: on its own.
+    bus: ClusterOptions | None = None
 
 
 @dataclass
@@ -444,14 +449,26 @@ class Hub:
         self._catchup_limiter = anyio.CapacityLimiter(max(1, options.catchup_limit))
         self._logs: dict[int, dict[str, ExecutionLog]] = {}
         self._raised_at: dict[str, str] = {}  # open alert -> ts of the event that raised it
+        self._alerts_seen: dict[str, AlertRaised] = {}  # open, as the events told (bus mode)
         # Since when (epoch ms) the upstream has reported every run of each scenario that ends:
         # from then on the history store holds them all (see `_from_store`).
         self._covered_from: dict[int, int] = {}
+        self.cluster: Cluster | None = None
+        if options.bus is not None:
+            from makestream.server.cluster import Cluster
+
+            self.cluster = Cluster(self, options.bus)
         if metrics is not None:
             metrics.watch_budget(client.budget.snapshot)
             metrics.watch_alerts(self._active_alerts)
             metrics.clients.set_function(lambda: len(self._subs))
             metrics.upstream_up.set_function(lambda: 1 if self.running else 0)
+            if self.cluster is not None:
+                cluster = self.cluster
+                metrics.watch_bus(up=lambda: float(cluster.bus_up),
+                                  lease_held=lambda: float(cluster.holding),
+                                  lag=lambda: float(cluster.lag),
+                                  length=lambda: float(cluster.stream_length))
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -460,6 +477,8 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
+                if self.cluster is not None:
+                    await self.cluster.run()
                 while not self._closing:
                     await self._want.wait()
                     if self._closing:
@@ -498,9 +517,11 @@ class Hub:
         self._closing = True
         self._closed.set()
         self._want.set()
-        if self.watch is not None and self.running:
+        if self.watch is not None and self.running and self.cluster is None:
             self.watch.stop(reason)  # its stream.closed reaches every subscriber
         else:
+            if self.watch is not None and self.running:
+                self.watch.stop(reason)  # a replica's watch: the next holder goes on
             for sub in list(self._subs):
                 self._end(sub, self._closed_event(reason))
 
@@ -511,8 +532,8 @@ class Hub:
                           scenario_ids=sorted(set(base.scenario_ids) | self._added),
                           stream_key=self._stream_key, first_seq=self._seq)
         watch = Watch(self.client, options)
-        watch.known_scenarios = self._known_scenarios()
-        watch.on_logs = self._record_logs
+        watch.known_scenarios = self.known_scenarios()
+        watch.on_logs = self.record_logs
         self.watch, self.running, self._opened = watch, True, anyio.Event()
         self.stats.upstream_starts += 1
         try:
@@ -538,18 +559,27 @@ class Hub:
                 return
 
     def _take(self, watch: Watch, event: _Event) -> None:
-        """One upstream event: note what it tells about the upstream, then publish it."""
-        for sink in self.options.sinks:
-            sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+        """One upstream event: the sinks and the store take it, then `apply`."""
+        self.offer_sinks(event)
         if self.options.recorder is not None:
             self.options.recorder.offer(event, watch)
+        self.apply(event, watch)
+
+    def offer_sinks(self, event: _Event) -> None:
+        for sink in self.options.sinks:
+            sink.offer(event)  # never blocks: a sink keeps its own bounded queue
+
+    def apply(self, event: _Event, watch: Watch | None = None) -> None:
+        """Note what an event of the upstream tells about it, then publish it. `watch` is the
+        local watch that made it; None for an event read from the bus (another replica's)."""
         self._seq = max(self._seq, event.seq)
         if event.cursor:
             self._cursor = event.cursor
         if isinstance(event, StreamOpened):
             self._targets.update(event.targets)
-            for sid in event.targets:
-                self._covered_from.setdefault(sid, int(watch._started_at * 1000))
+            if watch is not None:
+                for sid in event.targets:
+                    self._covered_from.setdefault(sid, int(watch._started_at * 1000))
             self._failure = None
             self._ever_opened = True
             self._opened.set()
@@ -558,8 +588,9 @@ class Hub:
             self._failure = event.message
             self._failed_at = time.monotonic()
         elif isinstance(event, StreamClosed):
-            self._failure_code = watch.outcome.exit_code
-            if watch.outcome.reason == IDLE:
+            if watch is not None:
+                self._failure_code = watch.outcome.exit_code
+            if watch is not None and watch.outcome.reason == IDLE:
                 return  # nobody listens; the next start resumes from its cursor
             # Not kept in the ring: replayed later, it would read as the end of the replay.
             self.publish(event, ring=False)
@@ -571,8 +602,10 @@ class Hub:
         elif isinstance(event, AlertRaised):
             # A re-notification (or the catch-up's second notice) keeps the first time.
             self._raised_at.setdefault(event.alert_id, event.ts)
+            self._alerts_seen[event.alert_id] = event
         elif isinstance(event, AlertResolved):
             self._raised_at.pop(event.alert_id, None)
+            self._alerts_seen.pop(event.alert_id, None)
         self.publish(event)
 
     # -- fan-out -----------------------------------------------------------------------------
@@ -629,6 +662,18 @@ class Hub:
 
     def _closed_event(self, reason: str) -> StreamClosed:
         return StreamClosed(reason=reason, exit_code=0, ts=rfc3339(self.client.clock.now()))
+
+    @property
+    def seq(self) -> int:
+        """The highest seq the upstream has stamped (or this replica has read from the bus)."""
+        return self._seq
+
+    def now_rfc3339(self) -> str:
+        return rfc3339(self.client.clock.now())
+
+    def mark_started(self) -> None:
+        """The upstream answered, opened or failed: `started` need wait no more."""
+        self._first_open.set()
 
     @property
     def client_count(self) -> int:
@@ -773,7 +818,7 @@ class Hub:
             heartbeat_s=3600.0, progress_s=3600.0,
         )
         watch = Watch(self.client, options)
-        watch.known_scenarios = self._known_scenarios()
+        watch.known_scenarios = self.known_scenarios()
         found: list[ExecutionFinished] = []
         with watch.events:
             async with anyio.create_task_group() as tg:
@@ -839,7 +884,7 @@ class Hub:
         rows = await stored.trend(ids, since_ms)
         return {"days": days, "scenarios": rows, "available": rows is not None}
 
-    def _known_scenarios(self) -> dict[int, Scenario]:
+    def known_scenarios(self) -> dict[int, Scenario]:
         if self.watch is None:
             return {}
         return {sid: st.info for sid, st in self.watch.tracker.scenarios.items()
@@ -847,7 +892,7 @@ class Hub:
 
     # -- what the server knows, for /v1/state and /readyz ----------------------------------------
 
-    def _record_logs(self, sid: int, entries: list[ExecutionLog]) -> None:
+    def record_logs(self, sid: int, entries: list[ExecutionLog]) -> None:
         book = self._logs.setdefault(sid, {})
         for entry in entries:
             book[entry.id] = entry
@@ -873,6 +918,8 @@ class Hub:
         })
 
     def _active_alerts(self) -> list[AlertRaised]:
+        if self.cluster is not None and not self.running:
+            return list(self._alerts_seen.values())  # another replica evaluates them
         evaluator = self.options.watch.alerts
         return evaluator.active() if evaluator is not None else []
 
@@ -897,6 +944,30 @@ class Hub:
         """The `makestream state` document, from what the upstream already learned, with the
         open alerts (`open_alerts`) as ``alerts`` and the stream's position as ``cursor``."""
         wanted = set(scenario_ids) if scenario_ids is not None else None
+        shared = self.cluster.shared if self.cluster is not None and not self.running else None
+        if shared is not None:
+            # Another replica polls: what it last shared through the bus, and its position.
+            scenarios = [sc for sc in shared.scenarios if wanted is None or sc.id in wanted]
+            document = build_state(scenarios, shared.logs, shared.queues,
+                                   self.client.budget.snapshot(),
+                                   now=self.client.clock.now(), last=last)
+            document["alerts"] = self.open_alerts(wanted)
+            document["cursor"] = shared.cursor
+            document["budget"] = shared.budget
+            return document
+        scenarios, logs, queues = self.state_inputs(wanted)
+        document = build_state(scenarios, logs, queues, self.client.budget.snapshot(),
+                               now=self.client.clock.now(), last=last)
+        document["alerts"] = self.open_alerts(wanted)
+        # Where this document stands in the stream: /v1/events?cursor= resumes right after it,
+        # so a page that loads the state first misses no event that came in between.
+        document["cursor"] = self.last_cursor
+        return document
+
+    def state_inputs(self, wanted: set[int] | None = None) -> tuple[
+            list[Scenario], dict[int, list[ExecutionLog]], dict[int, int | None]]:
+        """What the state document is built from: the scenarios the upstream knows, their
+        recent runs (those in flight among them) and their queues."""
         scenarios: list[Scenario] = []
         logs: dict[int, list[ExecutionLog]] = {}
         queues: dict[int, int | None] = {}
@@ -916,13 +987,7 @@ class Hub:
                             status=ExecStatus.RUNNING,
                         )
                 logs[sid] = list(entries.values())
-        document = build_state(scenarios, logs, queues, self.client.budget.snapshot(),
-                               now=self.client.clock.now(), last=last)
-        document["alerts"] = self.open_alerts(wanted)
-        # Where this document stands in the stream: /v1/events?cursor= resumes right after it,
-        # so a page that loads the state first misses no event that came in between.
-        document["cursor"] = self.last_cursor
-        return document
+        return scenarios, logs, queues
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the upstream is usable: opened, no fatal error, not in a 429 pause."""
@@ -932,6 +997,9 @@ class Hub:
             "clients": len(self._subs),
             "budget_remaining": snap.remaining,
         }
+        if self.cluster is not None:
+            body |= self.cluster.readiness()
+            body["upstream"] = "running" if self.running else "on another replica"
         if self._closing:
             return False, {"status": "shutting down", **body}
         if self._failure is not None:
@@ -941,6 +1009,9 @@ class Hub:
             return False, {"status": "starting", **body}
         if snap.throttled_until is not None:
             return False, {"status": "throttled", **body}
+        if self.cluster is not None and not self.cluster.bus_up:
+            # Still serving what it has: a balancer that dropped every replica would serve none.
+            return True, {"status": "degraded", **body}
         return True, {"status": "ready", **body}
 
     def on_notice(self, notice: ApiNotice) -> None:

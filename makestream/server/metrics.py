@@ -163,6 +163,20 @@ class Metrics:
         self._alerts = _AlertsCollector(lambda: ())
         r.register(self._alerts)
 
+    def watch_bus(self, *, up: Callable[[], float], lease_held: Callable[[], float],
+                  lag: Callable[[], float], length: Callable[[], float]) -> None:
+        """The ``makestream_bus_*`` gauges of a replica on a Redis bus (serve-sse --bus)."""
+        r = self.registry
+        for name, doc, read in (
+            ("makestream_bus_up", "1 while Redis (the bus) answers.", up),
+            ("makestream_bus_lease_held",
+             "1 while this replica holds the lease and polls Make for the cluster.", lease_held),
+            ("makestream_bus_lag_events",
+             "Events in the bus's stream this replica has not read yet.", lag),
+            ("makestream_bus_stream_length", "Events the bus's stream keeps.", length),
+        ):
+            Gauge(name, doc, registry=r).set_function(read)
+
     def watch_budget(self, snapshot: Callable[[], BudgetSnapshot]) -> None:
         self.registry.register(_BudgetCollector(snapshot))
 

@@ -1,0 +1,397 @@
+"""Several `serve-sse` replicas on one Redis (``--bus``): one of them polls, all of them serve.
+
+Who polls
+    Each replica tries for the watched set's lease (`makestream.bus.lease`). The holder runs
+    the watch, resumed from the cursor of the last event in the bus, and appends every event
+    it makes to the set's stream (`makestream.bus.log`), each at the position ``SEQ-0`` where
+    SEQ is the event's own seq: positions and seqs are one numbering, and an append only lands
+    while Redis still names this replica the holder. The holder renews the lease every third
+    of its time; a holder that dies stops renewing, and another replica takes over within the
+    lease time and resumes from the last cursor in the stream. A run the dead holder found but
+    never appended is found again; a run in the stream is in the cursor the new holder resumes
+    from: none lost, none repeated. Alerts go to the sinks from the holder only, once for the
+    cluster.
+
+Who serves
+    Every replica (the holder too) follows the stream (``XREAD BLOCK``) and publishes what it
+    reads through its hub: the same events, in the same order, with the same ids, on every
+    replica. On start a replica reads the whole stream, so its replay ring holds what the
+    stream holds, and a client that reconnects to any replica with ``Last-Event-ID`` resumes
+    right after its last event (older positions: from Make's logs, as on one process). The
+    cursor's stream key is the bus's *epoch*, so an SSE id names the epoch and the position
+    (its seq) in the stream; a Redis that lost its data draws a new epoch, and ids from the old
+    one resume from their cursor instead of pointing into a new history.
+
+Redis down
+    Every replica says so once as a `stream.error` to its clients and on ``/readyz``
+    (``"bus": "down"``) and keeps serving what it has. The holder keeps polling within its own
+    share of the budget (the Redis budget ledger falls back by itself) and publishes to its own
+    clients directly, keeping the events (up to the stream's length) to append when Redis
+    answers again, if it still holds the lease then; if it does not, the new holder finds those
+    runs again. A replica publishes each run's ``execution.finished`` once, whichever way it
+    came, so the replicas converge with nothing repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+from pydantic import ValidationError
+from redis.exceptions import RedisError, ResponseError
+
+from makestream.bus.lease import Lease
+from makestream.bus.log import EventLog, parse_id
+from makestream.engine.cursor import Cursor
+from makestream.engine.state import build_state
+from makestream.engine.watch import Watch
+from makestream.events import ExecutionFinished, StreamClosed, StreamError, _Event, decode, encode
+from makestream.make.models import ExecutionLog, Scenario
+
+if TYPE_CHECKING:
+    from makestream.server.hub import Hub
+
+LEASE_LOST = "lease lost"
+EPOCH_CHANGED = "bus history lost (new epoch)"
+FOLLOW_BLOCK_MS = 1000
+RETRY_S = 1.0  # between attempts while Redis does not answer
+DELIVERED_MAX = 20_000  # execution ids remembered per replica for "published once"
+SHARE_STATE_S = 1.0  # how often the holder shares what /v1/state shows
+STATE_MAX_BYTES = 16 * 1024 * 1024  # a shared state larger than this is not read
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """What the holder last shared for the state document (`/v1/state`) of the others."""
+
+    scenarios: list[Scenario]
+    logs: dict[int, list[ExecutionLog]]
+    queues: dict[int, int | None]
+    cursor: str | None
+    budget: dict[str, Any]  # the holder's, as the state document shows it
+
+
+def encode_state(scenarios: list[Scenario], logs: dict[int, list[ExecutionLog]],
+                 queues: dict[int, int | None], cursor: str | None,
+                 budget: dict[str, Any]) -> bytes:
+    return orjson.dumps({
+        "budget": budget,
+        "scenarios": [sc.model_dump(mode="json", by_alias=True) for sc in scenarios],
+        "logs": {str(sid): [e.model_dump(mode="json", by_alias=True) for e in entries]
+                 for sid, entries in logs.items()},
+        "queues": {str(sid): n for sid, n in queues.items()},
+        "cursor": cursor,
+    })
+
+
+def decode_state(raw: bytes) -> SharedState | None:
+    """The shared state, or None for anything that is not one (never raises)."""
+    if len(raw) > STATE_MAX_BYTES:
+        return None
+    try:
+        data = orjson.loads(raw)
+        return SharedState(
+            scenarios=[Scenario.model_validate(sc) for sc in data["scenarios"]],
+            logs={int(sid): [ExecutionLog.model_validate(e) for e in entries]
+                  for sid, entries in data["logs"].items()},
+            queues={int(sid): None if n is None else int(n) for sid, n in data["queues"].items()},
+            cursor=data["cursor"] if isinstance(data["cursor"], str) else None,
+            budget=dict(data["budget"]),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, ValidationError):
+        return None
+
+
+@dataclass
+class ClusterOptions:
+    """The bus a hub runs on: a Redis client, this replica's name and the set's name."""
+
+    redis: Any
+    name: str  # the watched set (see `set_name`)
+    holder: str  # this replica (see `makestream.bus.ledger.replica_name`)
+    lease_s: float = 10.0
+    maxlen: int = 10_000
+    prefix: str = "makestream"
+
+
+def set_name(account: str, scenario_ids: list[int], team_id: int | None) -> str:
+    """The name of a watched set: the same for every replica with the same account and
+    scenarios, different otherwise (two clusters can share one Redis)."""
+    what = f"{account}|team={team_id}|ids={','.join(map(str, sorted(scenario_ids)))}"
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def _bus_error(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class Cluster:
+    """Runs a hub as one replica of several; see the module docstring."""
+
+    def __init__(self, hub: Hub, options: ClusterOptions) -> None:
+        self.hub = hub
+        self.options = options
+        self.log = EventLog(options.redis, options.name, maxlen=options.maxlen,
+                            prefix=options.prefix)
+        self.state_key = f"{options.prefix}:state:{options.name}"
+        self.shared: SharedState | None = None
+        self.lease = Lease(options.redis, options.name, options.holder, ttl_s=options.lease_s,
+                           prefix=options.prefix)
+        self.holding = False
+        self.bus_up = True
+        self.bus_problem: str | None = None
+        self.epoch: str | None = None  # the epoch the follower reads
+        self.position = "0"  # the follower's last position
+        self.stream_length = 0
+        self.lag = 0  # events in the stream beyond the follower's position
+        self.holder_name: str | None = None
+        self.takeovers = 0
+        # Events the holder published itself while Redis did not answer: kept to append later,
+        # and skipped when they come back through the stream.
+        self._unsent: deque[_Event] = deque(maxlen=options.maxlen)
+        self._published_locally: set[tuple[str, int]] = set()
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+
+    # -- the whole --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._follow)
+            tg.start_soon(self._lead)
+            await self.hub.wait_closed()
+            tg.cancel_scope.cancel()
+        if self.holding:
+            # The next holder need not wait for the lease to expire.
+            with anyio.move_on_after(2, shield=True), contextlib.suppress(RedisError, OSError):
+                await self.lease.release()
+
+    def _down(self, exc: BaseException) -> None:
+        """Redis did not answer: say so once, to the clients and on /readyz."""
+        if not self.bus_up:
+            return
+        self.bus_up = False
+        self.bus_problem = _bus_error(exc)
+        self.hub.publish(StreamError(
+            message=f"the bus is unreachable ({self.bus_problem}); serving what this replica "
+            "has until it answers", error_type="bus", fatal=False,
+            ts=self.hub.now_rfc3339(),
+        ), ring=False)
+
+    def _up(self) -> None:
+        self.bus_up = True
+        self.bus_problem = None
+
+    # -- serving: follow the stream -------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                epoch = await self.log.epoch()
+                if epoch != self.epoch:
+                    # A new stream (first start, or Redis lost its data): read it all.
+                    self.epoch, self.position = epoch, "0"
+                entries = await self.log.follow(self.position, block_ms=FOLLOW_BLOCK_MS)
+                self.stream_length = await self.log.length()
+                self.holder_name = await self.lease.current_holder()
+                if not self.holding:
+                    raw = await self.options.redis.execute_command("GET", self.state_key)
+                    if raw is not None:
+                        self.shared = decode_state(bytes(raw)) or self.shared
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._down(exc)
+                await anyio.sleep(RETRY_S)
+                continue
+            self._up()
+            for entry in entries:
+                self.position = entry.id
+                try:
+                    event = decode(entry.line)
+                except ValueError:
+                    continue  # not ours to fail on: an entry some other writer put there
+                self._publish(event)
+            try:
+                newest = await self.log.last()
+            except (RedisError, OSError, TimeoutError):
+                continue  # the next round says so
+            at, top = parse_id(self.position), parse_id(newest.id) if newest else None
+            self.lag = max(0, top[0] - at[0]) if at and top else 0
+
+    def _publish(self, event: _Event, *, local: bool = False) -> None:
+        """Publish an event of the upstream once on this replica."""
+        key = (_stream_of(event), event.seq)
+        if local:
+            self._published_locally.add(key)
+        elif key in self._published_locally:
+            self._published_locally.discard(key)
+            return
+        if isinstance(event, ExecutionFinished) and event.execution_id:
+            eid = f"{event.scenario_id}:{event.execution_id}"
+            if eid in self._delivered:
+                return
+            self._delivered[eid] = None
+            if len(self._delivered) > DELIVERED_MAX:
+                self._delivered.popitem(last=False)
+        if self.hub.options.recorder is not None:
+            self.hub.options.recorder.offer(event, None)
+        self.hub.apply(event)
+        if isinstance(event, StreamError) and event.fatal:
+            self.hub.mark_started()
+
+    # -- polling: hold the lease --------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        hub = self.hub
+        while not hub.closing:
+            try:
+                held = await self.lease.acquire()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._down(exc)
+                await anyio.sleep(RETRY_S)
+                continue
+            if held is None:
+                self.holding = False
+                await anyio.sleep(self.options.lease_s / 3)
+                continue
+            self.holding = True
+            self.takeovers += 1
+            failed = await self._poll()
+            self.holding = False
+            if failed and not hub.closing:
+                # Give the lease up for the wait, so that another replica may try.
+                with contextlib.suppress(RedisError, OSError):
+                    await self.lease.release()
+                with anyio.move_on_after(hub.options.retry_after_error_s):
+                    await hub.wait_closed()
+
+    async def _poll(self) -> bool:
+        """Run the watch while this replica holds the lease; True if it failed."""
+        hub = self.hub
+        epoch = await self.log.epoch()
+        last = await self.log.last()
+        resume = hub.options.watch.resume
+        first_seq = hub.seq
+        if last is not None:
+            at = parse_id(last.id)
+            first_seq = max(first_seq, at[0] if at else 0)
+            if last.cursor:
+                resume = Cursor.decode(last.cursor)
+        elif hub.last_cursor:
+            resume = Cursor.decode(hub.last_cursor)
+        base = hub.options.watch
+        watch = Watch(hub.client, replace(base, resume=resume, stream_key=epoch,
+                                          first_seq=first_seq))
+        watch.known_scenarios = hub.known_scenarios()
+        watch.on_logs = hub.record_logs
+        hub.watch, hub.running = watch, True
+        hub.stats.upstream_starts += 1
+        failed = False
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch.run)
+                tg.start_soon(self._keep_lease, watch, epoch)
+                tg.start_soon(self._share_state)
+                async for event in watch.events:
+                    if isinstance(event, StreamClosed):
+                        # Not put in the stream: this replica's watch ends, the cluster's does
+                        # not (the next holder goes on).
+                        failed = watch.outcome.error is not None and not hub.closing
+                        break
+                    hub.offer_sinks(event)
+                    if not await self._append(event, watch):
+                        watch.stop(LEASE_LOST)
+                tg.cancel_scope.cancel()
+        finally:
+            watch.events.close()
+            hub.running = False
+        return failed
+
+    async def _append(self, event: _Event, watch: Watch) -> bool:
+        """Put one event in the stream (or, with Redis away, publish it here and keep it);
+        False when the lease is gone."""
+        if self._unsent or not self.bus_up:
+            self._keep_unsent(event)
+            return True
+        try:
+            landed = await self.log.append(encode(event), event.cursor or "", self.lease,
+                                           at=f"{event.seq}-0")
+        except ResponseError:
+            return False  # a position below the stream's top: another holder wrote there
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
+            self._keep_unsent(event)
+            return True
+        return landed is not None
+
+    def _keep_unsent(self, event: _Event) -> None:
+        self._unsent.append(event)
+        self._publish(event, local=True)
+
+    async def _keep_lease(self, watch: Watch, epoch: str) -> None:
+        """Renew the lease while the watch runs; flush what Redis missed when it is back."""
+        while True:
+            await anyio.sleep(self.options.lease_s / 3)
+            try:
+                renewed = await self.lease.renew()
+                if not renewed:
+                    # Redis lost the lease (a restart) or gave it to another: take it back if
+                    # it is free, else stop.
+                    renewed = await self.lease.acquire() is not None
+                if not renewed:
+                    self._unsent.clear()  # the new holder finds those runs again
+                    watch.stop(LEASE_LOST)
+                    return
+                now_epoch = await self.log.epoch()
+                while self._unsent:
+                    event = self._unsent[0]
+                    landed = await self.log.append(encode(event), event.cursor or "",
+                                                   self.lease, at=f"{event.seq}-0")
+                    if landed is None:
+                        self._unsent.clear()
+                        watch.stop(LEASE_LOST)
+                        return
+                    self._unsent.popleft()
+            except ResponseError:
+                self._unsent.clear()
+                watch.stop(LEASE_LOST)
+                return
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._down(exc)
+                continue
+            self._up()
+            if now_epoch != epoch:
+                watch.stop(EPOCH_CHANGED)  # restarted under the new epoch's stream key
+                return
+
+    async def _share_state(self) -> None:
+        """Put what /v1/state shows where the other replicas read it, every SHARE_STATE_S."""
+        ttl_ms = max(1000, round(self.options.lease_s * 3000))
+        while True:
+            await anyio.sleep(SHARE_STATE_S)
+            scenarios, logs, queues = self.hub.state_inputs()
+            budget = build_state([], {}, {}, self.hub.client.budget.snapshot(),
+                                 now=self.hub.client.clock.now())["budget"]
+            raw = encode_state(scenarios, logs, queues, self.hub.last_cursor, budget)
+            if len(raw) > STATE_MAX_BYTES:
+                continue
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self.options.redis.execute_command("SET", self.state_key, raw, "PX", ttl_ms)
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "bus": "up" if self.bus_up else "down",
+            "lease": "held" if self.holding else "follower",
+        }
+        if self.bus_problem:
+            body["bus_error"] = "unreachable"
+        return body
+
+
+def _stream_of(event: _Event) -> str:
+    return (event.cursor or "").rpartition("~")[2].rpartition(".")[0]

@@ -1,0 +1,306 @@
+"""Three `serve-sse --bus` replicas over one simulated organization and one real redis-server.
+
+The zone runs in this process behind a recorder of every request (served over TCP on a fast
+clock); the replicas are real `makestream serve-sse` processes (uvicorn inside); the subscribers
+are SSE clients here, each reconnecting to another replica with Last-Event-ID when its own goes.
+What every subscriber got is checked against the zone's ground truth.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+import uvicorn
+from redis_server import RedisServer, redis_server
+from test_budget_processes import Recorded
+from test_cli_e2e import free_port
+from worlds import busy_world
+
+from makestream.clock import Clock
+from makestream.sim import DEMO_TOKEN, SimZone
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(180)]
+SPEED = 20.0
+LIMIT = 120
+LEASE_S = 3.0
+TEAM = 1
+
+
+@contextmanager
+def zone_served(tmp_path: Path) -> Iterator[tuple[Recorded, dict[str, str]]]:
+    zone = SimZone(busy_world(8, rate_per_minute=6, api_limit=LIMIT), clock=Clock(SPEED), seed=5)
+    app = Recorded(zone)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the zone did not start"
+        time.sleep(0.02)
+    env = {
+        **os.environ,
+        "MAKESTREAM_CLOCK": zone.clock.spec(),
+        "MAKE_API_TOKEN": DEMO_TOKEN,
+        "MAKE_API_URL": f"http://127.0.0.1:{port}/api/v2",
+        "MAKESTREAM_BUDGET_DIR": str(tmp_path / "budget"),
+        "MAKESTREAM_STORE": str(tmp_path / "store"),
+    }
+    env.pop("MAKE_ZONE", None)
+    env.pop("MAKESTREAM_BUS", None)
+    try:
+        yield app, env
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class Replica:
+    """One `serve-sse --bus` process."""
+
+    def __init__(self, env: dict[str, str], bus: str, tmp_path: Path, n: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"replica{n}.log"
+        with self.log.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "makestream", "serve-sse", "--team", str(TEAM),
+                 "--port", str(self.port), "--bus", bus, "--lease", f"{LEASE_S:g}s",
+                 "--no-store", "--heartbeat", "1s"],
+                env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+
+    def wait_listening(self) -> None:
+        deadline = time.monotonic() + 60
+        while b"listening on" not in self.log.read_bytes():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"replica did not listen: {self.log.read_text()}"
+            time.sleep(0.05)
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(f"{self.url}{path}")
+
+    async def ready(self) -> dict[str, Any]:
+        return dict(orjson.loads((await self.get("/readyz")).content))
+
+    async def metrics(self) -> dict[str, float]:
+        text = (await self.get("/metrics")).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^(makestream_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+            if match:
+                out[match[1]] = out.get(match[1], 0.0) + float(match[3])
+        return out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def cluster(env: dict[str, str], bus: str, tmp_path: Path) -> Iterator[list[Replica]]:
+    replicas = [Replica(env, bus, tmp_path, n) for n in range(3)]
+    try:
+        for replica in replicas:
+            replica.wait_listening()
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+async def holder(replicas: list[Replica]) -> Replica | None:
+    held = [r for r in replicas
+            if r.process.poll() is None and (await r.ready()).get("lease") == "held"]
+    assert len(held) <= 1, "two replicas hold the lease"
+    return held[0] if held else None
+
+
+async def wait_for_holder(replicas: list[Replica], within_s: float) -> Replica:
+    deadline = time.monotonic() + within_s
+    while True:
+        found = await holder(replicas)
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, "no replica took the lease"
+        await anyio.sleep(0.1)
+
+
+class Subscriber:
+    """An SSE client of `execution.finished` that moves to the next live replica, resuming with
+    Last-Event-ID, whenever its connection ends."""
+
+    def __init__(self, replicas: list[Replica], first: int) -> None:
+        self.replicas = replicas
+        self.at = first
+        self.last_id: str | None = None
+        self.finished: list[str] = []
+        self.reconnects = 0
+
+    async def run(self, client: httpx.AsyncClient, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            replica = self.replicas[self.at % len(self.replicas)]
+            if replica.process.poll() is not None:
+                self.at += 1
+                continue
+            headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+            try:
+                async with client.stream("GET", f"{replica.url}/v1/events",
+                                         params={"type": "execution.finished"},
+                                         headers=headers) as response:
+                    if response.status_code != 200:
+                        await anyio.sleep(0.2)
+                        self.at += 1
+                        continue
+                    await self._read(response, stop)
+            except (httpx.HTTPError, OSError):
+                pass
+            if not stop.is_set():
+                self.reconnects += 1
+                self.at += 1
+                await anyio.sleep(0.05)
+
+    async def _read(self, response: httpx.Response, stop: anyio.Event) -> None:
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if stop.is_set():
+                return
+            if line == "":
+                if fields.get("event") == "execution.finished":
+                    data = orjson.loads(fields["data"])
+                    self.finished.append(data["execution_id"])
+                if "id" in fields:
+                    self.last_id = fields["id"]
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+
+
+@asynccontextmanager
+async def subscribers(replicas: list[Replica], n: int) -> AsyncIterator[list[Subscriber]]:
+    subs = [Subscriber(replicas, i) for i in range(n)]
+    stop = anyio.Event()
+    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=30), limits=limits) as client, \
+            anyio.create_task_group() as tg:
+        for sub in subs:
+            tg.start_soon(sub.run, client, stop)
+        try:
+            yield subs
+        finally:
+            stop.set()
+            tg.cancel_scope.cancel()
+
+
+def ended_between(app: Recorded, start: float, end: float) -> set[str]:
+    scenarios = {s.id for s in app.zone.world.scenarios if s.team_id == TEAM}
+    return {r.execution_id for r in app.zone.truth()
+            if r.scenario_id in scenarios and start <= r.ended_at <= end}
+
+
+def check_exactly_once(subs: list[Subscriber], app: Recorded, start: float, end: float) -> None:
+    truth = {r.execution_id for r in app.zone.truth()}
+    expected = ended_between(app, start, end)
+    assert expected, "no run ended in the window"
+    for sub in subs:
+        got = sub.finished
+        assert len(got) == len(set(got)), f"a run was delivered twice: {sorted(got)}"
+        assert set(got) <= truth
+        missing = expected - set(got)
+        assert not missing, f"{len(missing)} runs never delivered (reconnects {sub.reconnects})"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as running:
+        yield running
+
+
+async def test_three_replicas_poll_once_within_the_budget(tmp_path: Path,
+                                                          redis: RedisServer) -> None:
+    with zone_served(tmp_path) as (app, env), cluster(env, redis.url, tmp_path) as replicas:
+        the_holder = await wait_for_holder(replicas, 10)
+        start = app.zone.clock.now()
+        async with subscribers(replicas, 6) as subs:
+            await anyio.sleep(200 / SPEED)
+            end = app.zone.clock.now()
+        readings = {r.port: await r.metrics() for r in replicas}
+        assert await holder(replicas) is the_holder
+        states = [orjson.loads((await r.get("/v1/state")).content) for r in replicas]
+        ready = [await r.ready() for r in replicas]
+    team = {s.id for s in app.zone.world.scenarios if s.team_id == TEAM}
+    for state in states:  # every replica shows the team, whoever polls
+        assert {s["scenario_id"] for s in state["scenarios"]} == team
+        assert state["cursor"] and state["budget"]["used_last_minute"] > 0
+    assert sorted(r["lease"] for r in ready) == ["follower", "follower", "held"]
+    assert all(r["status"] == "ready" and r["bus"] == "up" for r in ready)
+    assert sum(m["makestream_bus_lease_held"] for m in readings.values()) == 1
+    sent = {port: m.get("makestream_api_requests_total", 0.0) for port, m in readings.items()}
+    assert sent[the_holder.port] > 0
+    assert all(n == 0 for port, n in sent.items() if port != the_holder.port), sent
+    assert all(m["makestream_bus_up"] == 1 for m in readings.values())
+    # The organization's limit is 120 a minute; the cluster keeps to 80 % of it.
+    times = sorted(app.times)
+    worst = max(sum(1 for t in times if s <= t < s + 60) for s in times)
+    assert worst <= 0.8 * LIMIT
+    check_exactly_once(subs, app, start + 10, end - 60)
+
+
+async def test_killing_the_holder_loses_and_repeats_nothing(tmp_path: Path,
+                                                            redis: RedisServer) -> None:
+    with zone_served(tmp_path) as (app, env), cluster(env, redis.url, tmp_path) as replicas:
+        first = await wait_for_holder(replicas, 10)
+        start = app.zone.clock.now()
+        async with subscribers(replicas, 100) as subs:
+            await anyio.sleep(60 / SPEED)
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait()
+            killed = time.monotonic()
+            second = await wait_for_holder(replicas, LEASE_S + 5)
+            took_s = time.monotonic() - killed
+            await anyio.sleep(200 / SPEED)
+            end = app.zone.clock.now()
+        assert second is not first
+    assert took_s <= LEASE_S + 2
+    # A third of them were on the replica that died, and moved.
+    assert sum(1 for s in subs if s.reconnects) >= 30
+    check_exactly_once(subs, app, start + 10, end - 60)
+
+
+async def test_redis_restarted_mid_stream(tmp_path: Path, redis: RedisServer) -> None:
+    with zone_served(tmp_path) as (app, env), cluster(env, redis.url, tmp_path) as replicas:
+        await wait_for_holder(replicas, 10)
+        start = app.zone.clock.now()
+        async with subscribers(replicas, 12) as subs:
+            await anyio.sleep(60 / SPEED)
+            redis.stop()  # no persistence: it comes back empty, under a new epoch
+            await anyio.sleep(2)
+            assert [(await r.ready())["bus"] for r in replicas] == ["down"] * 3
+            redis.start()
+            await wait_for_holder(replicas, LEASE_S + 10)
+            await anyio.sleep(200 / SPEED)
+            end = app.zone.clock.now()
+        assert [(await r.ready())["bus"] for r in replicas] == ["up"] * 3
+    check_exactly_once(subs, app, start + 10, end - 60)
