@@ -50,7 +50,16 @@ from makestream.bus.log import EventLog, parse_id
 from makestream.engine.cursor import Cursor
 from makestream.engine.state import build_state
 from makestream.engine.watch import Watch
-from makestream.events import ExecutionFinished, StreamClosed, StreamError, _Event, decode, encode
+from makestream.events import (
+    AlertRaised,
+    AlertResolved,
+    ExecutionFinished,
+    StreamClosed,
+    StreamError,
+    _Event,
+    decode,
+    encode,
+)
 from makestream.make.models import ExecutionLog, Scenario
 
 if TYPE_CHECKING:
@@ -238,6 +247,13 @@ class Cluster:
                 self._delivered.popitem(last=False)
         if self.hub.options.recorder is not None:
             self.hub.options.recorder.offer(event, None)
+        alerts = self.hub.options.watch.alerts
+        if alerts is not None and not local and not self.holding \
+                and not isinstance(event, AlertRaised | AlertResolved):
+            # Kept warm on every replica (its alerts are the holder's to tell): a replica that
+            # takes over goes on counting failures in a row, and knows which alerts are open,
+            # by the same ids.
+            alerts.observe(event, self.hub.client.clock.now())
         self.hub.apply(event)
         if isinstance(event, StreamError) and event.fatal:
             self.hub.mark_started()
@@ -327,6 +343,12 @@ class Cluster:
             return True
         return landed is not None
 
+    def _drop_unsent(self) -> None:
+        """Forget what Redis missed: another holder finds those runs again (and this replica
+        does not publish them twice; see `_publish`)."""
+        self._unsent.clear()
+        self._published_locally.clear()
+
     def _keep_unsent(self, event: _Event) -> None:
         self._unsent.append(event)
         self._publish(event, local=True)
@@ -342,7 +364,7 @@ class Cluster:
                     # it is free, else stop.
                     renewed = await self.lease.acquire() is not None
                 if not renewed:
-                    self._unsent.clear()  # the new holder finds those runs again
+                    self._drop_unsent()  # the new holder finds those runs again
                     watch.stop(LEASE_LOST)
                     return
                 now_epoch = await self.log.epoch()
@@ -351,12 +373,12 @@ class Cluster:
                     landed = await self.log.append(encode(event), event.cursor or "",
                                                    self.lease, at=f"{event.seq}-0")
                     if landed is None:
-                        self._unsent.clear()
+                        self._drop_unsent()
                         watch.stop(LEASE_LOST)
                         return
                     self._unsent.popleft()
             except ResponseError:
-                self._unsent.clear()
+                self._drop_unsent()
                 watch.stop(LEASE_LOST)
                 return
             except (RedisError, OSError, TimeoutError) as exc:
