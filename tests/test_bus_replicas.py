@@ -73,7 +73,8 @@ def zone_served(tmp_path: Path) -> Iterator[tuple[Recorded, dict[str, str]]]:
 class Replica:
     """One `serve-sse --bus` process."""
 
-    def __init__(self, env: dict[str, str], bus: str, tmp_path: Path, n: int) -> None:
+    def __init__(self, env: dict[str, str], bus: str, tmp_path: Path, n: int,
+                 extra: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"replica{n}.log"
@@ -81,7 +82,7 @@ class Replica:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "makestream", "serve-sse", "--team", str(TEAM),
                  "--port", str(self.port), "--bus", bus, "--lease", f"{LEASE_S:g}s",
-                 "--no-store", "--heartbeat", "1s"],
+                 "--no-store", "--heartbeat", "1s", *(extra or [])],
                 env=env, stdout=subprocess.DEVNULL, stderr=stderr,
             )
 
