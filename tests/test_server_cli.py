@@ -313,15 +313,20 @@ def test_live_page_loads_the_state_first_with_its_open_alert_and_names_a_missing
     config = tmp_path / "makestream" / "config.toml"
     config.parent.mkdir()
     config.write_text('[thresholds]\nduration_max_s = { value = 0.001, severity = "warning" }\n')
-    srv = start_server(tmp_path, env=isolated_env(tmp_path, MAKESTREAM_SSE_TOKEN=TOKEN))
+    srv = start_server(tmp_path, "--store", str(tmp_path / "history.db"),
+                       env=isolated_env(tmp_path, MAKESTREAM_SSE_TOKEN=TOKEN))
     try:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         state: dict[str, Any] = {}
+        trend: dict[str, Any] = {}
         deadline = time.monotonic() + 30
-        while not state.get("alerts") and time.monotonic() < deadline:
+        while not (state.get("alerts") and trend.get("scenarios")) \
+                and time.monotonic() < deadline:
             state = httpx.get(f"{srv.url}/v1/state", headers=headers, timeout=10).json()
+            trend = httpx.get(f"{srv.url}/v1/trend", headers=headers, timeout=10).json()
             time.sleep(0.2)
         assert state.get("alerts"), "no alert opened"
+        assert trend.get("scenarios"), "no run reached the history store"
         alert = state["alerts"][0]
         # The alert was raised before the page existed: only /v1/state can tell it.
         browser = DevTools(f"{srv.url}/?access_token={TOKEN}")
@@ -346,6 +351,16 @@ def test_live_page_loads_the_state_first_with_its_open_alert_and_names_a_missing
                 assert name == s["name"]
                 percent, _, sample = rate.partition("% of ")
                 assert 0 <= int(percent) <= 100 and int(sample) > 0
+            # Each scenario with stored runs has its trend drawn: bars, and a title per day.
+            stored = {t["scenario_id"]: sum(d["runs"] for d in t["days"])
+                      for t in trend["scenarios"]}
+            drawn = _wait_for(browser, (
+                "(() => { const out = {}; for (const r of document.querySelectorAll("
+                "'#scenarios tr')) { const td = r.cells[7]; if (td.querySelector('rect.runs'))"
+                " out[r.dataset.scenarioId] = td.querySelector('title').textContent; }"
+                " return Object.keys(out).length ? out : null; })()"))
+            assert drawn and set(map(int, drawn)) >= {sid for sid, n in stored.items() if n}
+            assert all(" runs, " in title for title in drawn.values())
             # The status filter hides the other finished runs; times do not wrap.
             assert _wait_for(browser, "document.querySelectorAll('#finished tr').length > 0")
             browser.evaluate("(() => { const s = document.getElementById('filter-status');"

@@ -484,8 +484,9 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
                 idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=Recorder(writer),
-                stored=StoreReplay(writer.path, writer)
-                if writer is not None and redis is None else None,
+                # With --bus the hub replays nothing from it (it vouches only for what its
+                # own watch covered), but /v1/trend still reads it.
+                stored=StoreReplay(writer.path, writer) if writer is not None else None,
                 bus=_cluster_options(opts, redis, client, watch_options, me)
                 if redis is not None else None,
             ), metrics)

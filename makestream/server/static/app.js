@@ -79,7 +79,8 @@ function scenario(id) {
   if (!entry) {
     const row = document.createElement("tr");
     row.dataset.scenarioId = id;
-    for (let i = 0; i < 7; i++) cell(row, "");
+    for (let i = 0; i < 8; i++) cell(row, "");
+    row.cells[7].className = "trend";
     entry = { row, data: { scenario_id: id } };
     scenarios.set(id, entry);
     const body = $("scenarios");
@@ -113,6 +114,69 @@ function drawScenario(id) {
   cells[5].className = "time";
   cells[6].textContent = flags(data);
   row.dataset.flagged = cells[6].textContent ? "yes" : "";
+}
+
+// -- the trend: runs per day from the history store (/v1/trend) ----------------------------------
+
+const TREND_DAYS = 7;
+const SVG = "http://www.w3.org/2000/svg";
+const DAY_MS = 86400000;
+
+function bar(svg, x, y, height, className) {
+  const rect = document.createElementNS(SVG, "rect");
+  for (const [name, value] of [["x", x], ["y", y], ["width", 5], ["height", height]]) {
+    rect.setAttribute(name, String(value));
+  }
+  rect.setAttribute("class", className);
+  svg.appendChild(rect);
+}
+
+// One scenario's days as bars (the runs; the failed share in red) and a title naming each day.
+function drawTrend(entry, today) {
+  const cellEl = scenario(entry.scenario_id).row.cells[7];
+  const days = new Map();
+  for (const day of entry.days || []) {
+    const index = TREND_DAYS - 1 - Math.round((today - Date.parse(day.start)) / DAY_MS);
+    if (index >= 0 && index < TREND_DAYS) days.set(index, day);
+  }
+  const most = Math.max(1, ...[...days.values()].map((d) => d.runs));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", String(TREND_DAYS * 7));
+  svg.setAttribute("height", "16");
+  svg.setAttribute("role", "img");
+  const lines = [];
+  for (let i = 0; i < TREND_DAYS; i++) {
+    const day = days.get(i);
+    if (!day) continue;
+    const height = Math.max(1, Math.round((day.runs / most) * 16));
+    const failed = Math.round((day.error / Math.max(1, day.runs)) * height);
+    bar(svg, i * 7, 16 - height, height - failed, "runs");
+    if (failed) bar(svg, i * 7, 16 - failed, failed, "errors");
+    const when = new Date(Date.parse(day.start)).toLocaleDateString([], { weekday: "short", day: "numeric" });
+    lines.push(`${when}: ${day.runs} runs, ${day.error} failed`);
+  }
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = lines.length ? lines.join("\n") : `no runs in ${TREND_DAYS} days`;
+  svg.appendChild(title);
+  cellEl.replaceChildren(svg);
+  cellEl.dataset.days = String(days.size);
+}
+
+// Without a history store the server answers 404: the column stays empty.
+async function loadTrend() {
+  let response;
+  try {
+    response = await fetch(`/v1/trend?days=${TREND_DAYS}`, { headers: withToken({ Accept: "application/json" }) });
+  } catch (err) {
+    return;
+  }
+  if (!response.ok) return;
+  const doc = await response.json();
+  const now = new Date();
+  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  for (const entry of doc.scenarios || []) {
+    if (scenarios.has(entry.scenario_id)) drawTrend(entry, today);
+  }
 }
 
 function takeScenario(s) {
@@ -393,6 +457,8 @@ async function start() {
     return;
   }
   connect();
+  loadTrend();
+  setInterval(loadTrend, 60000);
 }
 
 function connect() {
