@@ -50,6 +50,7 @@ from makestream.bus.log import EventLog, parse_id
 from makestream.engine.cursor import Cursor
 from makestream.engine.state import build_state
 from makestream.engine.watch import Watch
+from makestream.errors import UsageError
 from makestream.events import (
     AlertRaised,
     AlertResolved,
@@ -60,6 +61,7 @@ from makestream.events import (
     decode,
     encode,
 )
+from makestream.limits import NDJSON_LINE_MAX_BYTES
 from makestream.make.models import ExecutionLog, Scenario
 
 if TYPE_CHECKING:
@@ -218,6 +220,8 @@ class Cluster:
             self._up()
             for entry in entries:
                 self.position = entry.id
+                if len(entry.line) > NDJSON_LINE_MAX_BYTES:
+                    continue
                 try:
                     event = decode(entry.line)
                 except ValueError:
@@ -294,10 +298,13 @@ class Cluster:
         if last is not None:
             at = parse_id(last.id)
             first_seq = max(first_seq, at[0] if at else 0)
-            if last.cursor:
-                resume = Cursor.decode(last.cursor)
-        elif hub.last_cursor:
-            resume = Cursor.decode(hub.last_cursor)
+        for text in (last.cursor if last is not None else None, hub.last_cursor):
+            try:
+                if text:
+                    resume = Cursor.decode(text)
+                    break
+            except UsageError:
+                continue  # not a cursor of ours: the next best, or the start's
         base = hub.options.watch
         watch = Watch(hub.client, replace(base, resume=resume, stream_key=epoch,
                                           first_seq=first_seq))
