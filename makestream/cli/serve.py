@@ -543,7 +543,10 @@ def _cluster_options(opts: ServeOptions, redis: Any, client: Any,
 
     assert opts.bus is not None
     account = f"{client.base_url} token {client.token_fingerprint}"
+    from makestream.cli.common import say
+
     return ClusterOptions(
         redis=redis, holder=me, lease_s=opts.bus.lease_s, maxlen=opts.ring_size,
+        say=lambda message: say(f"bus: {message}"),
         name=set_name(account, watch.scenario_ids, watch.team_id),
     )

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,8 @@ class ClusterOptions:
     lease_s: float = 10.0
     maxlen: int = 10_000
     prefix: str = "makestream"
+    # One line for the operator when this replica starts or stops polling (serve-sse: stderr).
+    say: Callable[[str], None] | None = None
 
 
 def set_name(account: str, scenario_ids: list[int], team_id: int | None) -> str:
@@ -167,6 +170,7 @@ class Cluster:
         self._unsent: deque[_Event] = deque(maxlen=options.maxlen)
         self._published_locally: set[tuple[str, int]] = set()
         self._delivered: OrderedDict[str, None] = OrderedDict()
+        self._fenced = False  # the current watch's events may no longer be appended
 
     # -- the whole --------------------------------------------------------------------------
 
@@ -279,8 +283,12 @@ class Cluster:
                 continue
             self.holding = True
             self.takeovers += 1
+            self._say(f"holds the lease (epoch {held.epoch}): this replica polls Make")
             failed = await self._poll()
             self.holding = False
+            if not hub.closing:
+                self._say("gave up the lease" + (" (the watch failed)" if failed else
+                          " (it lapsed, or Redis lost it)" if self._fenced else ""))
             if failed and not hub.closing:
                 # Give the lease up for the wait, so that another replica may try.
                 with contextlib.suppress(RedisError, OSError):
@@ -312,7 +320,7 @@ class Cluster:
         watch.on_logs = hub.record_logs
         hub.watch, hub.running = watch, True
         hub.stats.upstream_starts += 1
-        failed = False
+        failed = self._fenced = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch.run)
@@ -324,9 +332,11 @@ class Cluster:
                         # not (the next holder goes on).
                         failed = watch.outcome.error is not None and not hub.closing
                         break
+                    if self._fenced:
+                        continue  # see `_fence`: nothing after a refused append may land
                     hub.offer_sinks(event)
                     if not await self._append(event, watch):
-                        watch.stop(LEASE_LOST)
+                        self._fence(watch)
                 tg.cancel_scope.cancel()
         finally:
             watch.events.close()
@@ -350,6 +360,18 @@ class Cluster:
             return True
         return landed is not None
 
+    def _say(self, message: str) -> None:
+        if self.options.say is not None:
+            self.options.say(message)
+
+    def _fence(self, watch: Watch) -> None:
+        """The bus refused an event of this watch (the lease lapsed): stop it, and append none
+        of its later events even if this replica takes the lease back at once — a later event's
+        cursor counts the refused one as delivered. The next watch resumes from the stream."""
+        self._fenced = True
+        self._drop_unsent()
+        watch.stop(LEASE_LOST)
+
     def _drop_unsent(self) -> None:
         """Forget what Redis missed: another holder finds those runs again (and this replica
         does not publish them twice; see `_publish`)."""
@@ -371,8 +393,7 @@ class Cluster:
                     # it is free, else stop.
                     renewed = await self.lease.acquire() is not None
                 if not renewed:
-                    self._drop_unsent()  # the new holder finds those runs again
-                    watch.stop(LEASE_LOST)
+                    self._fence(watch)  # the new holder finds those runs again
                     return
                 now_epoch = await self.log.epoch()
                 while self._unsent:
@@ -380,13 +401,11 @@ class Cluster:
                     landed = await self.log.append(encode(event), event.cursor or "",
                                                    self.lease, at=f"{event.seq}-0")
                     if landed is None:
-                        self._drop_unsent()
-                        watch.stop(LEASE_LOST)
+                        self._fence(watch)
                         return
                     self._unsent.popleft()
             except ResponseError:
-                self._drop_unsent()
-                watch.stop(LEASE_LOST)
+                self._fence(watch)
                 return
             except (RedisError, OSError, TimeoutError) as exc:
                 self._down(exc)
