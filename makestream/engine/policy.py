@@ -27,10 +27,11 @@ the total (and the tail) of detection latency low.
      grew past the runs found so far (`sweep`, `owed_ops`). Softer signals (a growing webhook
      queue, `dlqCount`/`isinvalid` moving) raise it to their measured precision. A sweep that saw
      nothing move makes the base rate count from its moment, as far as sweeps are trusted
-     (`recall`: the share of runs found that a sweep had pointed at). A scenario never read is
-     worth the mean rate of those read since the watch began, at least 0.5 (its first read also
-     learns history). No scenario is read more often than `floor_s`; a sure signal's read that
-     finds nothing looks again after a backing-off delay;
+     (`recall`: the share of runs found that a sweep had pointed at, from none at the start:
+     trust is earned, so counters that never move cost nothing but the sweeps themselves). A
+     scenario never read is worth the mean rate of those read since the watch began, at least
+     0.5 (its first read also learns history). No scenario is read more often than `floor_s`; a
+     sure signal's read that finds nothing looks again after a backing-off delay;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
      its poll is due on the history-shaped timetable, the `poll` signal's precision;
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
@@ -267,7 +268,7 @@ class PolicyState:
     triggers_in_flight: bool = False
     # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
     # saw nothing move can be believed.
-    recall: float = 0.5
+    recall: float = 0.0  # earned: a sweep is trusted only once its pointers have been found right
     triggers_readable: bool = True
     signals: dict[str, Signal] = field(
         default_factory=lambda: {
