@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -74,6 +75,7 @@ FOLLOW_BLOCK_MS = 1000
 RETRY_S = 1.0  # between attempts while Redis does not answer
 DELIVERED_MAX = 20_000  # execution ids remembered per replica for "published once"
 SHARE_STATE_S = 1.0  # how often the holder shares what /v1/state shows
+LOOK_AROUND_S = 1.0  # how often a follower checks the epoch, the figures and the shared state
 STATE_MAX_BYTES = 16 * 1024 * 1024  # a shared state larger than this is not read
 
 
@@ -204,24 +206,19 @@ class Cluster:
     # -- serving: follow the stream -------------------------------------------------------------
 
     async def _follow(self) -> None:
+        look_at = 0.0
         while True:
             try:
-                epoch = await self.log.epoch()
-                if epoch != self.epoch:
-                    # A new stream (first start, or Redis lost its data): read it all.
-                    self.epoch, self.position = epoch, "0"
+                if self.epoch is None or time.monotonic() >= look_at:
+                    await self._look_around()
+                    look_at = time.monotonic() + LOOK_AROUND_S
                 entries = await self.log.follow(self.position, block_ms=FOLLOW_BLOCK_MS)
-                self.stream_length = await self.log.length()
-                self.holder_name = await self.lease.current_holder()
-                if not self.holding:
-                    raw = await self.options.redis.execute_command("GET", self.state_key)
-                    if raw is not None:
-                        self.shared = decode_state(bytes(raw)) or self.shared
             except (RedisError, OSError, TimeoutError) as exc:
                 self._down(exc)
                 await anyio.sleep(RETRY_S)
                 continue
             self._up()
+            # Published as soon as read: the figures around them are looked at separately.
             for entry in entries:
                 self.position = entry.id
                 if len(entry.line) > NDJSON_LINE_MAX_BYTES:
@@ -231,12 +228,23 @@ class Cluster:
                 except ValueError:
                     continue  # not ours to fail on: an entry some other writer put there
                 self._publish(event)
-            try:
-                newest = await self.log.last()
-            except (RedisError, OSError, TimeoutError):
-                continue  # the next round says so
-            at, top = parse_id(self.position), parse_id(newest.id) if newest else None
-            self.lag = max(0, top[0] - at[0]) if at and top else 0
+
+    async def _look_around(self) -> None:
+        """What the follower checks once in a while rather than before each read: the epoch (a
+        new one means a new stream, read from its start), the stream's length and this
+        replica's lag, the holder, and the state the holder shares."""
+        epoch = await self.log.epoch()
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, "0"
+        self.stream_length = await self.log.length()
+        newest = await self.log.last()
+        at, top = parse_id(self.position), parse_id(newest.id) if newest else None
+        self.lag = max(0, top[0] - at[0]) if at and top else 0
+        self.holder_name = await self.lease.current_holder()
+        if not self.holding:
+            raw = await self.options.redis.execute_command("GET", self.state_key)
+            if raw is not None:
+                self.shared = decode_state(bytes(raw)) or self.shared
 
     def _publish(self, event: _Event, *, local: bool = False) -> None:
         """Publish an event of the upstream once on this replica."""
