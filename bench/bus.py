@@ -27,8 +27,9 @@ scenarios with the form webhook at 20 runs a minute, the off one switched on at 
 the schedules up to twice as often: about 4 x the runs), the latter given to
 `sim serve --world FILE`.
 
-    python -m bench bus            # 3 x 3,000 against 1 x 9,000, both worlds (about 8 minutes)
-    python -m bench bus --quick    # 3 x 100 against 1 x 300, short windows (under a minute)
+    python -m bench bus            # 3 x 3,000 against 1 x 9,000, both worlds (about 4 minutes)
+    python -m bench bus --quick    # 3 x 100 against 1 x 300, busy world only (about 30 s)
+    python -m bench.bus --subscribers 6000 --worlds demo --window 60   # other sizes
 """
 
 from __future__ import annotations
@@ -90,12 +91,16 @@ class Plan:
     settle_s: float
     workers: int  # load worker processes, for each set-up
     worlds: tuple[str, ...] = ("demo", "busy")
+    warmup_s: float = 2.0  # after /readyz, before connecting: the upstream's first scans
 
 
 # Speed 2, as bench/sse.py's full run: at thousands of subscribers a faster clock measures the
 # saturation of two shared cores, not the fan-out.
 FULL = Plan(subscribers=9000, speed=2.0, window_s=30.0, settle_s=5.0, workers=3)
-QUICK = Plan(subscribers=300, speed=10.0, window_s=5.0, settle_s=1.0, workers=3)
+# The busy world only: both worlds take about a minute on two cores (a cluster's run is ~15 s,
+# most of it three Pythons starting at once), and the busy one has more events to check.
+QUICK = Plan(subscribers=300, speed=10.0, window_s=4.0, settle_s=0.5, workers=3,
+             worlds=("busy",), warmup_s=1.0)
 
 
 # ---------------------------------------------------------------- worlds
@@ -270,7 +275,7 @@ def measure(plan: Plan, world: str, replicas: int) -> dict[str, Any]:
     }
     load: Load | None = None
     try:
-        time.sleep(2.0)  # the upstream has opened (readyz); let its first scans pass
+        time.sleep(plan.warmup_s)  # the upstream has opened (readyz); let its first scans pass
         out["rss0_kb"] = [rss_kb(pid) for pid in pids]
         # Workers spread over the serve-sse processes in turn, subscribers split evenly.
         counts = split(n, len(fleet.ports))
@@ -443,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             subscribers=args.subscribers or plan.subscribers, speed=args.speed or plan.speed,
             window_s=args.window or plan.window_s, settle_s=plan.settle_s, workers=plan.workers,
             worlds=tuple(args.worlds.split(",")) if args.worlds else plan.worlds,
+            warmup_s=plan.warmup_s,
         )
     result = bench(args.quick, plan=plan)
     path = emit(result, quick=args.quick)
