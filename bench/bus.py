@@ -289,6 +289,7 @@ def measure(plan: Plan, world: str, replicas: int) -> dict[str, Any]:
         print(f"  {out['connected']}/{n} connected in {out['connect_s']} s", flush=True)
         time.sleep(plan.settle_s)
         # -- the window
+        out["loadavg_1m"] = os.getloadavg()[0]  # the machine is shared: how busy it was
         out["holders_start"] = fleet.lease_holders() if replicas else []
         req0 = [api_requests_at(port) for port in fleet.ports]
         watched = pids + ([fleet.redis.pid] if fleet.redis is not None else [])
@@ -374,7 +375,7 @@ def fill(result: Result, runs: list[dict[str, Any]], plan: Plan) -> None:
         "spread p99 ms": r["spread_p99_ms"], "last delivery p99 ms": r["last_delivery_p99_ms"],
         "bus lag (end)": _each(r["bus_lag"]) if r["replicas"] else "-",
         "lagged": r["lagged_total"], "connect s": r["connect_s"],
-        "client cpu s": r["client_cpu_s"], "run s": r["elapsed_s"],
+        "client cpu s": r["client_cpu_s"], "load avg": r["loadavg_1m"], "run s": r["elapsed_s"],
     } for r in runs]))
     clusters = [r for r in runs if r["replicas"]]
     singles = [r for r in runs if not r["replicas"]]
