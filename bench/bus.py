@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ from bench.sse import (
     start_load,
     start_sim,
     stop_process,
+    stop_processes,
     wait_connected,
     wait_ready,
     zone_env,
@@ -205,10 +205,9 @@ class Fleet(Clock):
         return [i for i, port in enumerate(self.ports) if self.readyz(port).get("lease") == "held"]
 
     def stop(self) -> dict[str, int | None]:
-        for proc, _ in self.servers:  # all at once: each takes a while to end its streams
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes = {f"sse{i}": stop_process(proc) for i, (proc, _) in enumerate(self.servers)}
+        # All at once: each takes a while to end its streams.
+        ends = stop_processes([proc for proc, _ in self.servers])
+        codes = {f"sse{i}": code for i, code in enumerate(ends)}
         if self.redis is not None:
             codes["redis"] = stop_process(self.redis)
         codes["sim"] = stop_process(self.sim)

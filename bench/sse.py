@@ -162,16 +162,24 @@ def api_requests_at(port: int) -> dict[str, float]:
     return out
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> int | None:
-    """SIGTERM, then SIGKILL after 20 s; the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> list[int | None]:
+    """SIGTERM to all at once (one signal each: a second one may cut a graceful stop short),
+    then SIGKILL to any still running after 20 s; the exit codes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-    return proc.returncode
+    return [proc.returncode for proc in procs]
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then SIGKILL after 20 s; the exit code."""
+    return stop_processes([proc])[0]
 
 
 def log_tail(logdir: Path, name: str, lines: int = 20) -> str:
