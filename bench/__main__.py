@@ -5,15 +5,15 @@
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
     python -m bench latency --adoption-only
     python -m bench matrix [--quick]   # workload x API variant, against the naive loop
-    python -m bench run | startup | ndjson | memory | store | sse | soak [--quick]
+    python -m bench run | startup | ndjson | memory | store | sse | soak | bus [--quick]
     python -m bench all --with-server   # the above plus sse and soak
     python -m bench all --commit HEAD   # makestream as last committed, not as being edited
 
 Each benchmark prints its table and writes `bench/results/<name>[-quick]-<UTC stamp>.json`
 (and `-latest.json`); `all` also writes `all[-quick]-latest.json` with every goal. The run
 happens on a snapshot of the code taken at its start (see `snapshot`; `--no-snapshot` to skip).
-`sse` and `soak` (the server's benchmarks, bench/sse.py and bench/soak.py) run by name, or in
-`all` with `--with-server`.
+`sse`, `soak` and `bus` (the server's benchmarks, bench/sse.py, bench/soak.py and bench/bus.py)
+run by name, or in `all` with `--with-server`.
 """
 
 from __future__ import annotations
@@ -45,17 +45,18 @@ BENCHES: dict[str, Bench] = {
     "store": store.bench,  # the history store: start-up requests, write path, history stats
     "matrix": matrix.bench,
 }
-# The server's benchmarks (bench/sse.py, bench/soak.py): run by name, or in `all` with
-# `--with-server` (they take longer than the rest together). Imported only when asked for.
+# The server's benchmarks (bench/sse.py, bench/soak.py, bench/bus.py): run by name, or in `all`
+# with `--with-server` (they take longer than the rest together). Imported only when asked for.
 SERVER = {
     "sse": "bench.sse",    # fan-out of one stream to many SSE clients
     "soak": "bench.soak",  # an hour of churning SSE clients over a faulty zone
+    "bus": "bench.bus",    # three serve-sse --bus replicas on Redis against one serve-sse
 }
 
 
 def _server_bench(name: str, quick: bool) -> tuple[Result, str]:
-    """Run bench/sse.py or bench/soak.py through its own `main` (which sets the process up and
-    writes its results), then read back its goals for the summary."""
+    """Run a server benchmark (bench/sse.py, soak.py, bus.py) through its own `main` (which
+    sets the process up and writes its results), then read back its goals for the summary."""
     module = importlib.import_module(SERVER[name])
     code = module.main(["--quick"] if quick else [])
     path = RESULTS / f"{name}{'-quick' if quick else ''}-latest.json"
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=["all", *BENCHES, *SERVER])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--with-server", action="store_true",
-                        help="all: also the SSE fan-out and soak benchmarks")
+                        help="all: also the SSE fan-out, soak and bus benchmarks")
     group = parser.add_argument_group("latency: one custom case instead of the matrix")
     group.add_argument("--scenarios", type=int)
     group.add_argument("--limit", type=int, default=240)

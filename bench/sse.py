@@ -127,11 +127,73 @@ def open_fds(pid: int) -> int:
 
 
 @dataclass
-class Servers:
-    """`makestream sim serve` + `makestream serve-sse` on one clock."""
+class Clock:
+    """The fast clock the zone and the servers share: `MAKESTREAM_CLOCK=SPEED@ANCHOR`."""
 
     speed: float
     anchor: float
+
+    def clock_to_real(self, clock_s: float) -> float:
+        return self.anchor + (clock_s - self.anchor) / self.speed
+
+    def real_to_clock(self, real_s: float) -> float:
+        return self.anchor + (real_s - self.anchor) * self.speed
+
+
+def metrics_at(port: int, timeout: float = 60.0) -> dict[str, float]:
+    """A serve-sse's /metrics as {'name{labels}': value}."""
+    text = _http_get(port, "/metrics", timeout=timeout)
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = float(value)
+    return out
+
+
+def api_requests_at(port: int) -> dict[str, float]:
+    """Requests a serve-sse sent to the zone, by answer status (its own counter)."""
+    out: dict[str, float] = {}
+    for key, value in metrics_at(port).items():
+        if key.startswith("makestream_api_requests_total"):
+            code = key.partition('code="')[2].partition('"')[0]
+            out[code] = out.get(code, 0.0) + value  # summed over method and endpoint
+    return out
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> list[int | None]:
+    """SIGTERM to all at once (one signal each: a second one may cut a graceful stop short),
+    then SIGKILL to any still running after 20 s; the exit codes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return [proc.returncode for proc in procs]
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then SIGKILL after 20 s; the exit code."""
+    return stop_processes([proc])[0]
+
+
+def log_tail(logdir: Path, name: str, lines: int = 20) -> str:
+    path = logdir / f"{name}.log"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Servers(Clock):
+    """`makestream sim serve` + `makestream serve-sse` on one clock."""
+
     sim: subprocess.Popen[bytes]
     sse: subprocess.Popen[bytes]
     sim_port: int
@@ -140,51 +202,19 @@ class Servers:
     sim_args: list[str]
     sse_args: list[str]
 
-    def clock_to_real(self, clock_s: float) -> float:
-        return self.anchor + (clock_s - self.anchor) / self.speed
-
-    def real_to_clock(self, real_s: float) -> float:
-        return self.anchor + (real_s - self.anchor) * self.speed
-
     def metrics(self, timeout: float = 60.0) -> dict[str, float]:
         """serve-sse's /metrics as {'name{labels}': value}."""
-        text = _http_get(self.sse_port, "/metrics", timeout=timeout)
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                with contextlib.suppress(ValueError):
-                    out[key] = float(value)
-        return out
+        return metrics_at(self.sse_port, timeout)
 
     def api_requests(self) -> dict[str, float]:
         """Requests serve-sse sent to the zone, by answer status (its own counter)."""
-        out: dict[str, float] = {}
-        for key, value in self.metrics().items():
-            if key.startswith("makestream_api_requests_total"):
-                code = key.partition('code="')[2].partition('"')[0]
-                out[code] = out.get(code, 0.0) + value  # summed over method and endpoint
-        return out
+        return api_requests_at(self.sse_port)
 
     def stop(self) -> dict[str, int | None]:
-        codes: dict[str, int | None] = {}
-        for name, proc in (("sse", self.sse), ("sim", self.sim)):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            codes[name] = proc.returncode
-        return codes
+        return {name: stop_process(proc) for name, proc in (("sse", self.sse), ("sim", self.sim))}
 
     def log_tail(self, name: str, lines: int = 20) -> str:
-        path = self.logdir / f"{name}.log"
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.logdir, name, lines)
 
 
 def _http_get(port: int, path: str, timeout: float = 10.0) -> str:
@@ -215,6 +245,58 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], within: float) -> None:
     raise TimeoutError(f"nothing listens on {port} after {within:g} s")
 
 
+def zone_env(speed: float, anchor: float, sim_port: int) -> dict[str, str]:
+    """The environment of the zone and its watchers: one clock, the zone's URL and token."""
+    env = {**os.environ, "MAKESTREAM_CLOCK": f"{speed:g}@{anchor:.3f}",
+           "MAKE_API_URL": f"http://{HOST}:{sim_port}/api/v2", "MAKE_API_TOKEN": DEMO_TOKEN,
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("MAKE_ZONE", None)
+    env.pop("MAKESTREAM_SSE_TOKEN", None)
+    return env
+
+
+def start_sim(env: dict[str, str], port: int, logdir: Path, *, seed: int = 0,
+              sim_args: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """`makestream sim serve` on `port` (logging to logdir/sim.log); returns once it listens."""
+    cmd = [sys.executable, "-m", "makestream", "sim", "serve", "--host", HOST,
+           "--port", str(port), "--seed", str(seed), *sim_args]
+    with open(logdir / "sim.log", "wb") as log:  # the child keeps its own copy of the fd
+        sim = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port, sim, 20)
+    except BaseException:
+        sim.kill()
+        raise
+    return sim, cmd
+
+
+def spawn_sse(env: dict[str, str], port: int, logdir: Path, *, name: str = "sse",
+              sse_args: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """`makestream serve-sse` of the demo scenarios on `port` (logging to logdir/NAME.log),
+    RLIMIT_NOFILE raised; does not wait."""
+    cmd = [sys.executable, "-m", "makestream", "serve-sse", *map(str, DEMO_SCENARIOS),
+           "--host", HOST, "--port", str(port), "--no-alerts", *sse_args]
+    with open(logdir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
+    return proc, cmd
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], within: float = 30.0) -> None:
+    """Until the serve-sse on `port` listens and its /readyz answers 200."""
+    _wait_port(port, proc, within)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _http_get(port, "/readyz", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def start_servers(
     speed: float,
     *,
@@ -227,38 +309,16 @@ def start_servers(
     anchor = time.time() if anchor is None else anchor
     logdir = Path(tempfile.mkdtemp(prefix="makestream-bench-sse-"))
     sim_port, sse_port = free_port(), free_port()
-    env = {**os.environ, "MAKESTREAM_CLOCK": f"{speed:g}@{anchor:.3f}",
-           "MAKE_API_URL": f"http://{HOST}:{sim_port}/api/v2", "MAKE_API_TOKEN": DEMO_TOKEN,
-           "PYTHONUNBUFFERED": "1"}
-    env.pop("MAKE_ZONE", None)
-    env.pop("MAKESTREAM_SSE_TOKEN", None)
-    sim_cmd = [sys.executable, "-m", "makestream", "sim", "serve", "--host", HOST,
-               "--port", str(sim_port), "--seed", str(seed), *sim_args]
-    sse_cmd = [sys.executable, "-m", "makestream", "serve-sse", *map(str, DEMO_SCENARIOS),
-               "--host", HOST, "--port", str(sse_port), "--no-alerts", *sse_args]
-    with open(logdir / "sim.log", "wb") as log:  # the child keeps its own copy of the fd
-        sim = subprocess.Popen(sim_cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT)
+    env = zone_env(speed, anchor, sim_port)
+    sim, sim_cmd = start_sim(env, sim_port, logdir, seed=seed, sim_args=sim_args)
     try:
-        _wait_port(sim_port, sim, 20)
-        with open(logdir / "sse.log", "wb") as log:
-            sse = subprocess.Popen(sse_cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
+        sse, sse_cmd = spawn_sse(env, sse_port, logdir, sse_args=sse_args)
     except BaseException:
         sim.kill()
         raise
     servers = Servers(speed, anchor, sim, sse, sim_port, sse_port, logdir, sim_cmd, sse_cmd)
     try:
-        _wait_port(sse_port, sse, 30)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _http_get(sse_port, "/readyz", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_ready(sse_port, sse)
     except BaseException:
         servers.stop()
         print(servers.log_tail("sse"), file=sys.stderr)
@@ -504,9 +564,98 @@ async def _worker_main(index: int, port: int, count: int, concurrency: int, prog
 # ---------------------------------------------------------------- one size
 
 
+@dataclass
+class Load:
+    """The load worker processes, each holding its share of the subscribers on one port."""
+
+    procs: list[Any]
+    progress: Any
+    results: Any
+    stop: Any
+    n: int
+
+
+def split(n: int, parts: int) -> list[int]:
+    """n as `parts` near-equal shares, the larger first."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def start_load(shares: Sequence[tuple[int, int]]) -> Load:
+    """One spawned worker per (port, count) in `shares`; they start connecting at once."""
+    ctx = multiprocessing.get_context("spawn")
+    progress, results = ctx.Queue(), ctx.Queue()
+    stop = ctx.Event()
+    concurrency = max(8, 256 // len(shares))
+    procs = [ctx.Process(target=_worker, args=(i, port, count, concurrency, progress, stop,
+                                               results), daemon=True)
+             for i, (port, count) in enumerate(shares)]
+    for proc in procs:
+        proc.start()
+    return Load(procs, progress, results, stop, sum(count for _, count in shares))
+
+
+def wait_connected(load: Load, limit_s: float) -> dict[str, Any]:
+    """Until every worker has tried all its connections (or `limit_s` passed): how many held."""
+    t_connect = time.monotonic()
+    state: dict[int, tuple[int, int]] = {}
+    while time.monotonic() - t_connect < limit_s:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                i, ok, failed = load.progress.get(timeout=0.2)
+                state[i] = (ok, failed)
+        done = sum(ok + failed for ok, failed in state.values())
+        if len(state) == len(load.procs) and done >= load.n:
+            break
+    return {"connect_s": round(time.monotonic() - t_connect, 1),
+            "connected": sum(ok for ok, _ in state.values()),
+            "connect_failed": sum(f for _, f in state.values())}
+
+
+def finish_load(load: Load) -> list[dict[str, Any]]:
+    """Stop the workers and collect what each received; raises if one failed."""
+    load.stop.set()
+    worker_results = [load.results.get(timeout=120) for _ in load.procs]
+    for proc in load.procs:
+        proc.join(timeout=30)
+    fatal = [r["fatal"] for r in worker_results if "fatal" in r]
+    if fatal:
+        raise RuntimeError(f"load worker failed: {fatal[0]}")
+    return worker_results
+
+
+def kill_load(load: Load | None) -> None:
+    for proc in load.procs if load is not None else ():
+        if proc.is_alive():
+            proc.kill()
+
+
+@dataclass
+class Window:
+    """A measurement window over some server processes: RSS every second, CPU at both ends."""
+
+    w0: float
+    w1: float
+    rss_start_kb: dict[int, int]
+    rss_samples: dict[int, list[int]]
+    cpu_share: dict[int, float]  # CPU seconds per second of window
+
+
+def run_window(pids: Sequence[int], seconds: float) -> Window:
+    cpu0 = {pid: cpu_s(pid) for pid in pids}
+    w0 = time.time()
+    rss_start = {pid: rss_kb(pid) for pid in pids}
+    samples: dict[int, list[int]] = {pid: [] for pid in pids}
+    while time.time() - w0 < seconds:
+        for pid in pids:
+            samples[pid].append(rss_kb(pid))
+        time.sleep(1.0)
+    w1 = time.time()
+    share = {pid: round((cpu_s(pid) - cpu0[pid]) / (w1 - w0), 3) for pid in pids}
+    return Window(w0, w1, rss_start, samples, share)
+
+
 def measure(n: int, plan: Plan) -> dict[str, Any]:
     """One server pair, n subscribers, one window; the raw figures."""
-    ctx = multiprocessing.get_context("spawn")
     workers = min(plan.workers, n)
     t_start = time.monotonic()
     servers = start_servers(plan.speed, sse_args=[
@@ -516,85 +665,48 @@ def measure(n: int, plan: Plan) -> dict[str, Any]:
     pid = servers.sse.pid
     out: dict[str, Any] = {"n": n, "speed": plan.speed, "sse_cmd": shown_command(servers.sse_args),
                            "sim_cmd": shown_command(servers.sim_args)}
-    procs: list[Any] = []
+    load: Load | None = None
     try:
         time.sleep(2.0)  # the upstream has opened (readyz); let its first scans pass
         out["rss0_kb"] = rss_kb(pid)
         out["fds0"] = open_fds(pid)
-        progress, results = ctx.Queue(), ctx.Queue()
-        stop = ctx.Event()
-        share = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
-        t_connect = time.monotonic()
-        procs = [ctx.Process(target=_worker, args=(i, servers.sse_port, share[i],
-                                                   max(8, 256 // workers), progress, stop, results),
-                             daemon=True) for i in range(workers)]
-        for p in procs:
-            p.start()
-        state: dict[int, tuple[int, int]] = {}
-        connect_limit = 20 + n / 100  # seconds (120 s for 10,000)
-        while time.monotonic() - t_connect < connect_limit:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    i, ok, failed = progress.get(timeout=0.2)
-                    state[i] = (ok, failed)
-            done = sum(ok + failed for ok, failed in state.values())
-            if len(state) == workers and done >= n:
-                break
-        connected = sum(ok for ok, _ in state.values())
-        out["connect_s"] = round(time.monotonic() - t_connect, 1)
-        out["connected"] = connected
-        out["connect_failed"] = sum(f for _, f in state.values())
-        print(f"  {connected}/{n} connected in {out['connect_s']} s", flush=True)
+        load = start_load([(servers.sse_port, count) for count in split(n, workers)])
+        out.update(wait_connected(load, 20 + n / 100))  # seconds (120 s for 10,000)
+        print(f"  {out['connected']}/{n} connected in {out['connect_s']} s", flush=True)
         time.sleep(plan.settle_s)
         # -- the window
-        rss_samples: list[int] = []
         t = time.time()
         req0 = servers.api_requests()
         scrape0 = time.time() - t
-        cpu0 = cpu_s(pid)
-        w0 = time.time()
-        out["rss_connected_kb"] = rss_kb(pid)
-        while time.time() - w0 < plan.window_s:
-            rss_samples.append(rss_kb(pid))
-            time.sleep(1.0)
-        w1 = time.time()
-        cpu1 = cpu_s(pid)
+        window = run_window([pid], plan.window_s)
+        w0, w1 = window.w0, window.w1
         t = time.time()
         req1 = servers.api_requests()
         scrape1 = time.time() - t
         # How long the server took to answer GET /metrics (its loop's responsiveness).
         out["scrape_s"] = (round(scrape0, 2), round(scrape1, 2))
+        out["rss_connected_kb"] = window.rss_start_kb[pid]
         out["fds_n"] = open_fds(pid)
         out["status"] = proc_status(pid)
         final = servers.metrics()
         out["sse_clients_gauge"] = final.get("makestream_sse_clients")
         out["lagged_total"] = final.get("makestream_sse_lagged_clients_total")
-        out.update(window=(w0, w1), rss_samples=rss_samples,
-                   server_cpu_share=round((cpu1 - cpu0) / (w1 - w0), 3),
+        out.update(window=(w0, w1), rss_samples=window.rss_samples[pid],
+                   server_cpu_share=window.cpu_share[pid],
                    requests={k: req1.get(k, 0) - req0.get(k, 0) for k in req1},
                    window_sim_min=(w1 - w0) * plan.speed / 60)
-        stop.set()
-        worker_results = []
-        for _ in procs:
-            worker_results.append(results.get(timeout=120))
-        for p in procs:
-            p.join(timeout=30)
-        fatal = [r["fatal"] for r in worker_results if "fatal" in r]
-        if fatal:
-            raise RuntimeError(f"load worker failed: {fatal[0]}")
+        worker_results = finish_load(load)
         out.update(analyse(worker_results, servers, w0, w1))
         out["client_cpu_s"] = round(sum(r["cpu_s"] for r in worker_results), 1)
     finally:
         stop_codes = servers.stop()
-        for p in procs:
-            if p.is_alive():
-                p.kill()
+        kill_load(load)
         out["exit_codes"] = stop_codes
     out["elapsed_s"] = round(time.monotonic() - t_start, 1)
     return out
 
 
-def analyse(worker_results: list[dict[str, Any]], servers: Servers, w0: float,
+def analyse(worker_results: list[dict[str, Any]], servers: Clock, w0: float,
             w1: float) -> dict[str, Any]:
     """Latency of every (event, subscriber) pair for the events emitted inside the window."""
     connected_at = [t for r in worker_results for t in r["connected_at"]]
