@@ -90,3 +90,12 @@ def test_an_unreachable_bus_is_exit_6_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 6
     assert done.stderr.count("\n") == 1
     assert f"--bus {url}: cannot reach Redis" in done.stderr
+
+
+def test_bus_with_scenarios_and_a_team_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "MAKE_API_TOKEN": "t", "MAKE_API_URL": "http://127.0.0.1:9/api/v2",
+           "MAKESTREAM_BUDGET_DIR": str(tmp_path)}
+    done = run_serve("7", "--team", "1", "--bus", "redis://127.0.0.1:1/0", "--no-store",
+                     env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--team alone" in done.stderr

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from makestream.events import ExecutionFinished, ExecutionStarted, _Event
+from makestream.events import (
+    ExecutionFinished,
+    ExecutionProgress,
+    ExecutionStarted,
+    StreamError,
+    _Event,
+)
 from makestream.server.cluster import Cluster, ClusterOptions
 
 
@@ -53,19 +59,40 @@ def test_a_run_read_twice_is_published_once() -> None:
     assert [e.execution_id for e in hub.published] == ["a", "b"]
 
 
-def test_what_the_holder_published_itself_is_skipped_when_it_comes_back() -> None:
-    c, hub = cluster()
-    c._publish(started(3, "a"), local=True)  # Redis was away: published here directly
-    c._publish(started(3, "a"))  # appended later, read back through the stream
-    c._publish(started(3, "z", stream="e2"))
-    assert [e.execution_id for e in hub.published] == ["a", "z"]
+class StandInWatch:
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+
+    def stop(self, reason: str) -> None:
+        self.stopped.append(reason)
 
 
-def test_dropping_what_redis_missed_forgets_it_but_still_publishes_each_end_once() -> None:
+def test_while_redis_is_away_the_holder_keeps_facts_in_order_and_drops_moments() -> None:
     c, hub = cluster()
-    c._keep_unsent(finished(4, "a"))
-    c._drop_unsent()  # the lease went elsewhere; its holder finds run a again
-    assert not c._unsent
-    c._publish(finished(4, "a"))
-    c._publish(started(5, "q"))
-    assert [e.execution_id for e in hub.published] == ["a", "q"]
+    watch = StandInWatch()
+    progress = ExecutionProgress(seq=4, cursor="2.x~e1.4", scenario_id=7, execution_id="a",
+                                 elapsed_ms=10)
+    for event in (started(3, "a"), progress, finished(5, "a")):
+        c._keep(event, watch)  # type: ignore[arg-type]
+    assert [e.seq for e in c._unsent] == [3, 5]  # the moment is gone by the time Redis answers
+    assert not hub.published and not watch.stopped  # nobody publishes before the bus has it
+
+
+def test_too_much_to_keep_stops_the_watch_rather_than_drop_a_run() -> None:
+    c, _ = cluster()
+    c.options.maxlen = 3
+    watch = StandInWatch()
+    for seq in range(4):
+        c._keep(finished(seq + 1, f"r{seq}"), watch)  # type: ignore[arg-type]
+    assert watch.stopped and not c._unsent and c._fenced
+
+
+def test_an_old_failure_read_on_the_way_does_not_count_as_the_clusters_state() -> None:
+    c, hub = cluster()
+    marked: list[bool] = []
+    hub.mark_started = lambda: marked.append(True)  # type: ignore[method-assign]
+    failure = StreamError(seq=2, cursor="2.x~e1.2", message="token revoked", fatal=True)
+    c._publish(failure, caught_up=False)
+    assert not marked
+    c._publish(failure, caught_up=True)
+    assert marked

@@ -68,9 +68,15 @@ class EventLog:
 
     async def epoch(self) -> str:
         """The stream's epoch, drawn now if Redis has none (a new or lost stream)."""
-        await self.redis.execute_command("SET", self.epoch_key, secrets.token_hex(4), "NX")
         value = await self.redis.execute_command("GET", self.epoch_key)
-        return bytes(value).decode()
+        if value is None:
+            drawn = secrets.token_hex(4)
+            await self.redis.execute_command("SET", self.epoch_key, drawn, "NX")
+            # Another replica may have drawn one at the same moment: the one Redis kept wins.
+            value = await self.redis.execute_command("GET", self.epoch_key)
+            if value is None:
+                return drawn  # gone again at once (a flush): the next look draws anew
+        return bytes(value).decode(errors="replace")
 
     async def append(self, line: bytes, cursor: str, lease: Lease | None = None, *,
                      at: str = "*") -> str | None:
@@ -106,6 +112,12 @@ class EventLog:
             return []
         _, rows = answer[0]
         return _entries(rows)
+
+    async def at(self, position: str) -> Entry | None:
+        """The event at `position`, if the stream holds it."""
+        rows = await self.redis.execute_command("XRANGE", self.key, position, position)
+        entries = _entries(rows)
+        return entries[0] if entries else None
 
     async def last(self) -> Entry | None:
         """The newest event, if any (where a new poller resumes from)."""

@@ -400,6 +400,10 @@ def serve_sse(
 
         opts.store = choose(store, no_store, keep, demo=demo)
         opts.bus = bus_choice(bus, bus_password_file, bus_ca, lease)
+        if opts.bus is not None and opts.scenarios and opts.team is not None:
+            raise UsageError("--bus with SCENARIO and --team: a client's ?scenario= cannot add "
+                             "a scenario to the watch of another replica; name every scenario, "
+                             "or give --team alone")
         if opts.bus is not None and demo:
             raise UsageError("--bus needs one Make for every replica, and each --demo has its "
                              "own: run `makestream sim serve` and point MAKE_API_URL at it")

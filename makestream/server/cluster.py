@@ -25,11 +25,14 @@ Who serves
 Redis down
     Every replica says so once as a `stream.error` to its clients and on ``/readyz``
     (``"bus": "down"``) and keeps serving what it has. The holder keeps polling within its own
-    share of the budget (the Redis budget ledger falls back by itself) and publishes to its own
-    clients directly, keeping the events (up to the stream's length) to append when Redis
-    answers again, if it still holds the lease then; if it does not, the new holder finds those
-    runs again. A replica publishes each run's ``execution.finished`` once, whichever way it
-    came, so the replicas converge with nothing repeated.
+    share of the budget (the Redis budget ledger falls back by itself) and keeps the events it
+    makes, in order (moments such as progress and heartbeats are dropped), to append when
+    Redis answers again; nobody publishes them before the stream has them, so every replica
+    serves one order. A holder that cannot renew for longer than the lease, that keeps more
+    than the stream's length, or that finds its lease gone or a new epoch when Redis answers
+    stops its watch and drops what it kept: whoever polls next resumes from the stream's last
+    cursor and finds those runs again. A replica publishes each run's ``execution.finished``
+    once, whichever way it came, so the replicas converge with nothing repeated.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from makestream.bus.lease import Lease
-from makestream.bus.log import EventLog, parse_id
+from makestream.bus.log import READ_COUNT, EventLog, parse_id
 from makestream.engine.cursor import Cursor
 from makestream.engine.state import build_state
 from makestream.engine.watch import Watch
@@ -59,12 +62,14 @@ from makestream.events import (
     ExecutionFinished,
     StreamClosed,
     StreamError,
+    StreamOpened,
     _Event,
     decode,
     encode,
 )
 from makestream.limits import NDJSON_LINE_MAX_BYTES
 from makestream.make.models import ExecutionLog, Scenario
+from makestream.server.hub import EPHEMERAL
 
 if TYPE_CHECKING:
     from makestream.server.hub import Hub
@@ -76,6 +81,10 @@ RETRY_S = 1.0  # between attempts while Redis does not answer
 DELIVERED_MAX = 20_000  # execution ids remembered per replica for "published once"
 SHARE_STATE_S = 1.0  # how often the holder shares what /v1/state shows
 LOOK_AROUND_S = 1.0  # how often a follower checks the epoch, the figures and the shared state
+CATCH_UP_S = 5.0  # a new holder waits at most this long to have read the stream to its end
+FLUSH_CHUNK = 200  # events appended between two renewals once Redis is back
+# Redis not answering, or answering with an error of its own: the bus is in trouble, not us.
+_REDIS_TROUBLE = (RedisError, OSError, TimeoutError)
 STATE_MAX_BYTES = 16 * 1024 * 1024  # a shared state larger than this is not read
 
 
@@ -155,6 +164,7 @@ class Cluster:
         self.log = EventLog(options.redis, options.name, maxlen=options.maxlen,
                             prefix=options.prefix)
         self.state_key = f"{options.prefix}:state:{options.name}"
+        self.opened_key = f"{options.prefix}:opened:{options.name}"
         self.shared: SharedState | None = None
         self.lease = Lease(options.redis, options.name, options.holder, ttl_s=options.lease_s,
                            prefix=options.prefix)
@@ -167,12 +177,14 @@ class Cluster:
         self.lag = 0  # events in the stream beyond the follower's position
         self.holder_name: str | None = None
         self.takeovers = 0
-        # Events the holder published itself while Redis did not answer: kept to append later,
-        # and skipped when they come back through the stream.
-        self._unsent: deque[_Event] = deque(maxlen=options.maxlen)
-        self._published_locally: set[tuple[str, int]] = set()
+        # The holder's events that Redis did not take (it did not answer), in order, to append
+        # when it answers; published by nobody until then.
+        self._unsent: deque[_Event] = deque()
         self._delivered: OrderedDict[str, None] = OrderedDict()
-        self._fenced = False  # the current watch's events may no longer be appended
+        self._fenced: str | None = None  # why the current watch's events may no longer land
+        self._opened_line: bytes | None = None  # the last stream.opened that landed
+        self._renewed_at = 0.0  # monotonic time of the last renewal Redis confirmed
+        self._read = anyio.Event()  # set (and replaced) each time the follower read entries
 
     # -- the whole --------------------------------------------------------------------------
 
@@ -203,6 +215,10 @@ class Cluster:
         self.bus_up = True
         self.bus_problem = None
 
+    def _say(self, message: str) -> None:
+        if self.options.say is not None:
+            self.options.say(message)
+
     # -- serving: follow the stream -------------------------------------------------------------
 
     async def _follow(self) -> None:
@@ -213,7 +229,7 @@ class Cluster:
                     await self._look_around()
                     look_at = time.monotonic() + LOOK_AROUND_S
                 entries = await self.log.follow(self.position, block_ms=FOLLOW_BLOCK_MS)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except _REDIS_TROUBLE as exc:
                 self._down(exc)
                 await anyio.sleep(RETRY_S)
                 continue
@@ -221,39 +237,43 @@ class Cluster:
             # Published as soon as read: the figures around them are looked at separately.
             for entry in entries:
                 self.position = entry.id
-                if len(entry.line) > NDJSON_LINE_MAX_BYTES:
-                    continue
-                try:
-                    event = decode(entry.line)
-                except ValueError:
-                    continue  # not ours to fail on: an entry some other writer put there
-                self._publish(event)
+                event = _decoded(entry.line)
+                if event is not None:
+                    self._publish(event, caught_up=len(entries) < READ_COUNT)
+            if entries:
+                self._read.set()
+                self._read = anyio.Event()
 
     async def _look_around(self) -> None:
         """What the follower checks once in a while rather than before each read: the epoch (a
-        new one means a new stream, read from its start), the stream's length and this
-        replica's lag, the holder, and the state the holder shares."""
+        new one means a new stream, read from its start), the stream's end (one below the
+        follower's position means Redis came back without its last entries: read on from
+        what it has), the length and this replica's lag, the holder, the state the holder
+        shares, and (until the upstream opened here) the holder's last `stream.opened`."""
         epoch = await self.log.epoch()
         if epoch != self.epoch:
             self.epoch, self.position = epoch, "0"
         self.stream_length = await self.log.length()
         newest = await self.log.last()
         at, top = parse_id(self.position), parse_id(newest.id) if newest else None
+        if at is not None and top is not None and at > top and newest is not None:
+            self.position = newest.id
+            at = top
         self.lag = max(0, top[0] - at[0]) if at and top else 0
         self.holder_name = await self.lease.current_holder()
         if not self.holding:
             raw = await self.options.redis.execute_command("GET", self.state_key)
             if raw is not None:
                 self.shared = decode_state(bytes(raw)) or self.shared
+        if not self.hub.opened:
+            # The stream may have trimmed its stream.opened away long ago.
+            raw = await self.options.redis.execute_command("GET", self.opened_key)
+            opened = _decoded(bytes(raw)) if raw is not None else None
+            if isinstance(opened, StreamOpened):
+                self.hub.apply(opened)
 
-    def _publish(self, event: _Event, *, local: bool = False) -> None:
-        """Publish an event of the upstream once on this replica."""
-        key = (_stream_of(event), event.seq)
-        if local:
-            self._published_locally.add(key)
-        elif key in self._published_locally:
-            self._published_locally.discard(key)
-            return
+    def _publish(self, event: _Event, *, caught_up: bool = True) -> None:
+        """Publish an event read from the bus, each run's end once on this replica."""
         if isinstance(event, ExecutionFinished) and event.execution_id:
             eid = f"{event.scenario_id}:{event.execution_id}"
             if eid in self._delivered:
@@ -264,14 +284,15 @@ class Cluster:
         if self.hub.options.recorder is not None:
             self.hub.options.recorder.offer(event, None)
         alerts = self.hub.options.watch.alerts
-        if alerts is not None and not local and not self.holding \
+        if alerts is not None and not self.holding \
                 and not isinstance(event, AlertRaised | AlertResolved):
             # Kept warm on every replica (its alerts are the holder's to tell): a replica that
             # takes over goes on counting failures in a row, and knows which alerts are open,
             # by the same ids.
             alerts.observe(event, self.hub.client.clock.now())
         self.hub.apply(event)
-        if isinstance(event, StreamError) and event.fatal:
+        if isinstance(event, StreamError) and event.fatal and caught_up:
+            # The cluster's watch failed, as of now (not an old failure read on the way).
             self.hub.mark_started()
 
     # -- polling: hold the lease --------------------------------------------------------------
@@ -281,7 +302,7 @@ class Cluster:
         while not hub.closing:
             try:
                 held = await self.lease.acquire()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except _REDIS_TROUBLE as exc:
                 self._down(exc)
                 await anyio.sleep(RETRY_S)
                 continue
@@ -292,14 +313,19 @@ class Cluster:
             self.holding = True
             self.takeovers += 1
             self._say(f"holds the lease (epoch {held.epoch}): this replica polls Make")
-            failed = await self._poll()
+            try:
+                failed = await self._poll()
+            except _REDIS_TROUBLE as exc:  # before the watch began: let go, try again later
+                self._down(exc)
+                failed = False
+                await anyio.sleep(RETRY_S)
             self.holding = False
             if not hub.closing:
                 self._say("gave up the lease" + (" (the watch failed)" if failed else
-                          " (it lapsed, or Redis lost it)" if self._fenced else ""))
+                          f" ({self._fenced})" if self._fenced else ""))
             if failed and not hub.closing:
                 # Give the lease up for the wait, so that another replica may try.
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*_REDIS_TROUBLE):
                     await self.lease.release()
                 with anyio.move_on_after(hub.options.retry_after_error_s):
                     await hub.wait_closed()
@@ -307,8 +333,15 @@ class Cluster:
     async def _poll(self) -> bool:
         """Run the watch while this replica holds the lease; True if it failed."""
         hub = self.hub
+        self._renewed_at = time.monotonic()
         epoch = await self.log.epoch()
         last = await self.log.last()
+        if last is not None:
+            # Read up to where the watch resumes first: the alert rules and the seq are then
+            # those of the stream's end.
+            with anyio.move_on_after(CATCH_UP_S):
+                while (parse_id(self.position) or (0, 0)) < (parse_id(last.id) or (0, 0)):
+                    await self._read.wait()
         resume = hub.options.watch.resume
         first_seq = hub.seq
         if last is not None:
@@ -328,7 +361,8 @@ class Cluster:
         watch.on_logs = hub.record_logs
         hub.watch, hub.running = watch, True
         hub.stats.upstream_starts += 1
-        failed = self._fenced = False
+        failed, self._fenced = False, None
+        self._unsent.clear()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch.run)
@@ -340,91 +374,113 @@ class Cluster:
                         # not (the next holder goes on).
                         failed = watch.outcome.error is not None and not hub.closing
                         break
-                    if self._fenced:
-                        continue  # see `_fence`: nothing after a refused append may land
-                    hub.offer_sinks(event)
-                    if not await self._append(event, watch):
-                        self._fence(watch)
+                    if self._fenced is None:  # see `_fence`: nothing after a refusal lands
+                        await self._append(event, watch)
                 tg.cancel_scope.cancel()
         finally:
             watch.events.close()
             hub.running = False
         return failed
 
-    async def _append(self, event: _Event, watch: Watch) -> bool:
-        """Put one event in the stream (or, with Redis away, publish it here and keep it);
-        False when the lease is gone."""
-        if self._unsent or not self.bus_up:
-            self._keep_unsent(event)
-            return True
+    async def _append(self, event: _Event, watch: Watch) -> None:
+        """Put one event in the stream; with Redis away, keep it (in order) for later."""
+        if self._unsent:
+            self._keep(event, watch)
+            return
         try:
-            landed = await self.log.append(encode(event), event.cursor or "", self.lease,
-                                           at=f"{event.seq}-0")
-        except ResponseError:
-            return False  # a position below the stream's top: another holder wrote there
-        except (RedisError, OSError, TimeoutError) as exc:
+            landed = await self._put(event)
+        except _REDIS_TROUBLE as exc:
             self._down(exc)
-            self._keep_unsent(event)
-            return True
-        return landed is not None
+            self._keep(event, watch)
+            return
+        if landed:
+            self._landed(event)
+        else:
+            self._fence(watch, LEASE_LOST)
 
-    def _say(self, message: str) -> None:
-        if self.options.say is not None:
-            self.options.say(message)
+    async def _put(self, event: _Event) -> bool:
+        """Append one event at its seq while this replica holds the lease: True if it is in
+        the stream (also when an earlier try whose answer was lost put it there)."""
+        try:
+            return await self.log.append(encode(event), event.cursor or "", self.lease,
+                                         at=f"{event.seq}-0") is not None
+        except ResponseError as exc:
+            if "equal or smaller" not in str(exc):
+                raise  # Redis refusing for its own reasons (read-only, out of memory): trouble
+            there = await self.log.at(f"{event.seq}-0")
+            return there is not None and there.cursor == (event.cursor or "")
 
-    def _fence(self, watch: Watch) -> None:
-        """The bus refused an event of this watch (the lease lapsed): stop it, and append none
-        of its later events even if this replica takes the lease back at once — a later event's
-        cursor counts the refused one as delivered. The next watch resumes from the stream."""
-        self._fenced = True
-        self._drop_unsent()
-        watch.stop(LEASE_LOST)
+    def _landed(self, event: _Event) -> None:
+        """An event is in the stream: only now do the alert sinks hear of it (once for the
+        cluster), and a `stream.opened` is kept apart for replicas that start later."""
+        self.hub.offer_sinks(event)
+        if isinstance(event, StreamOpened):
+            self._opened_line = encode(event)
 
-    def _drop_unsent(self) -> None:
-        """Forget what Redis missed: another holder finds those runs again (and this replica
-        does not publish them twice; see `_publish`)."""
-        self._unsent.clear()
-        self._published_locally.clear()
-
-    def _keep_unsent(self, event: _Event) -> None:
+    def _keep(self, event: _Event, watch: Watch) -> None:
+        """Keep an event Redis did not take. Moments (progress, heartbeats) are gone by the
+        time it answers and are not kept; past `maxlen` kept events the watch stops (the next
+        resumes from the stream) rather than drop any."""
+        if event.type in EPHEMERAL:
+            return
+        if len(self._unsent) >= self.options.maxlen:
+            self._fence(watch, "too much to keep while Redis did not answer")
+            return
         self._unsent.append(event)
-        self._publish(event, local=True)
+
+    def _fence(self, watch: Watch, reason: str) -> None:
+        """Stop this watch: the bus refused one of its events (the lease lapsed), or it can no
+        longer vouch for what it holds. None of its later events may land even if this
+        replica takes the lease back at once, since a later event's cursor counts the refused
+        one as delivered; what it kept is dropped. The next watch resumes from the stream, and
+        finds those runs again."""
+        if self._fenced is None:
+            self._fenced = reason
+        self._unsent.clear()
+        watch.stop(reason)
 
     async def _keep_lease(self, watch: Watch, epoch: str) -> None:
-        """Renew the lease while the watch runs; flush what Redis missed when it is back."""
+        """Renew the lease while the watch runs, and append what Redis missed once it is back.
+
+        A holder cut off from Redis for longer than the lease cannot know whether another
+        replica holds it by now: it stops polling."""
+        pause = self.options.lease_s / 3
         while True:
-            await anyio.sleep(self.options.lease_s / 3)
+            await anyio.sleep(pause if not self._unsent else 0.05)
             try:
-                renewed = await self.lease.renew()
+                with anyio.fail_after(max(0.5, pause)):
+                    renewed = await self.lease.renew()
+                    if not renewed:
+                        # Redis lost the lease (a restart), or it lapsed: take it back if it is
+                        # free, else stop.
+                        renewed = await self.lease.acquire() is not None
                 if not renewed:
-                    # Redis lost the lease (a restart) or gave it to another: take it back if
-                    # it is free, else stop.
-                    renewed = await self.lease.acquire() is not None
-                if not renewed:
-                    self._fence(watch)  # the new holder finds those runs again
+                    self._fence(watch, LEASE_LOST)
                     return
-                now_epoch = await self.log.epoch()
-                while self._unsent:
+                self._renewed_at = time.monotonic()
+                if await self.log.epoch() != epoch:
+                    self._fence(watch, EPOCH_CHANGED)  # the next watch takes the new key
+                    return
+                for _ in range(min(FLUSH_CHUNK, len(self._unsent))):
                     event = self._unsent[0]
-                    landed = await self.log.append(encode(event), event.cursor or "",
-                                                   self.lease, at=f"{event.seq}-0")
-                    if landed is None:
-                        self._fence(watch)
+                    if not await self._put(event):
+                        self._fence(watch, LEASE_LOST)
                         return
                     self._unsent.popleft()
-            except ResponseError:
-                self._fence(watch)
-                return
-            except (RedisError, OSError, TimeoutError) as exc:
+                    self._landed(event)
+            except _REDIS_TROUBLE as exc:
                 self._down(exc)
+                if time.monotonic() - self._renewed_at > self.options.lease_s:
+                    self._fence(watch, "Redis did not answer for longer than the lease")
+                    return
+                pause = 0.5  # try again soon: the lease is running out
                 continue
+            pause = self.options.lease_s / 3
             self._up()
-            if now_epoch != epoch:
-                watch.stop(EPOCH_CHANGED)  # restarted under the new epoch's stream key
-                return
 
     async def _share_state(self) -> None:
-        """Put what /v1/state shows where the other replicas read it, every SHARE_STATE_S."""
+        """Put what /v1/state shows where the other replicas read it, every SHARE_STATE_S;
+        and the last `stream.opened`, for replicas whose stream no longer holds it."""
         ttl_ms = max(1000, round(self.options.lease_s * 3000))
         while True:
             await anyio.sleep(SHARE_STATE_S)
@@ -432,10 +488,13 @@ class Cluster:
             budget = build_state([], {}, {}, self.hub.client.budget.snapshot(),
                                  now=self.hub.client.clock.now())["budget"]
             raw = encode_state(scenarios, logs, queues, self.hub.last_cursor, budget)
-            if len(raw) > STATE_MAX_BYTES:
-                continue
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await self.options.redis.execute_command("SET", self.state_key, raw, "PX", ttl_ms)
+            with contextlib.suppress(*_REDIS_TROUBLE):
+                if len(raw) <= STATE_MAX_BYTES:
+                    await self.options.redis.execute_command("SET", self.state_key, raw,
+                                                             "PX", ttl_ms)
+                if self._opened_line is not None:
+                    await self.options.redis.execute_command("SET", self.opened_key,
+                                                             self._opened_line)
 
     # -- reports -------------------------------------------------------------------------------
 
@@ -449,5 +508,11 @@ class Cluster:
         return body
 
 
-def _stream_of(event: _Event) -> str:
-    return (event.cursor or "").rpartition("~")[2].rpartition(".")[0]
+def _decoded(line: bytes) -> _Event | None:
+    """An entry's event, or None for one that is not (too long, not an event of ours)."""
+    if len(line) > NDJSON_LINE_MAX_BYTES:
+        return None
+    try:
+        return decode(line)
+    except ValueError:
+        return None

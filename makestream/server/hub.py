@@ -664,6 +664,11 @@ class Hub:
         return StreamClosed(reason=reason, exit_code=0, ts=rfc3339(self.client.clock.now()))
 
     @property
+    def opened(self) -> bool:
+        """The upstream has opened (here, or on the replica that polls)."""
+        return self._ever_opened
+
+    @property
     def seq(self) -> int:
         """The highest seq the upstream has stamped (or this replica has read from the bus)."""
         return self._seq
@@ -729,6 +734,10 @@ class Hub:
         if after is not None:
             cursor = Cursor.decode(after)
             at = self._ring_at.get((cursor.stream, cursor.seq))
+            if at is not None and self._ring[at - self._ring_start].event.cursor != after:
+                # The same stream key and seq for another event (replicas whose bus lost its
+                # tail and numbered again): not a position in this ring; resume from the cursor.
+                at = None
             if at is not None:
                 start = at - self._ring_start + 1
                 replay = [i for i in islice(self._ring, start, None) if filter_.matches(i.event)]
