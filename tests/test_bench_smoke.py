@@ -1,6 +1,6 @@
 """The benchmark harness, small: correctness only, never timings.
 
-One short latency case (20 scenarios, 240/min, four simulated minutes at speed 30) runs both
+One short latency case (20 scenarios, 240/min, four simulated minutes at speed 60) runs both
 watchers in process: makestream must report every run that ended in the window exactly once
 without a single 429, and keep to its 80 % budget; the naive baseline must see every run too
 (else the comparison would be against a broken baseline).
@@ -28,7 +28,7 @@ from bench.report import percentile, table  # noqa: E402
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
 async def test_quick_latency_case_reports_every_run_once_within_budget() -> None:
-    case = Case(scenarios=20, api_limit=240, minutes=4, speed=30)
+    case = Case(scenarios=20, api_limit=240, minutes=4, speed=60)
     anchor = time.time()
     sides: dict[str, dict[str, object]] = {}
 
@@ -59,7 +59,7 @@ async def test_matrix_smoke_cell_reports_every_run_once(variant: str) -> None:
     knobs = CONSERVATIVE if variant == "conservative" else _vary(
         running_in_logs=True, log_lag=0.0, counters="end", queue_readable=True,
         organization_readable=True, log_timestamp="end")
-    case = Case(scenarios=6, api_limit=120, minutes=3.5, speed=30, by_team=False,
+    case = Case(scenarios=6, api_limit=120, minutes=3.5, speed=60, by_team=False,
                 workload="active", variant=knobs, history_s=300.0)
     ms = summarize(await _side("makestream", case, time.time()), case)
     assert ms["expected"] > 0

@@ -35,9 +35,27 @@ def inspector() -> list[str]:
     return [npx, "--yes", INSPECTOR]
 
 
-def run_inspector(tmp_path: Path, *args: str, status: int = 0) -> Any:
+@pytest.fixture(scope="module")
+def npm_cache() -> Path:
+    """npx's cache, kept in the clone's (ignored) .cache/: npx fetches the Inspector once, not
+    once per test (each test's HOME is its own tmp_path, so npx's default cache would start
+    empty every time) nor once per run."""
+    cache = Path(__file__).resolve().parent.parent / ".cache" / "npm"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+@pytest.fixture
+def run_inspector(tmp_path: Path, npm_cache: Path) -> Any:
+    def run(*args: str, status: int = 0) -> Any:
+        return _run_inspector(tmp_path, npm_cache, *args, status=status)
+    return run
+
+
+def _run_inspector(tmp_path: Path, npm_cache: Path, *args: str, status: int = 0) -> Any:
     env = {**os.environ, "HOME": str(tmp_path), "MAKESTREAM_CONFIG": str(tmp_path / "c.toml"),
-           "MAKESTREAM_CLOCK": Clock(30).spec(), "NO_COLOR": "1"}
+           "MAKESTREAM_CLOCK": Clock(30).spec(), "NO_COLOR": "1",
+           "npm_config_cache": str(npm_cache)}
     env.pop("MAKE_API_TOKEN", None)
     done = subprocess.run(
         [*inspector(), "--cli", sys.executable, "-m", "makestream", "mcp", "--demo", *args],
@@ -48,8 +66,8 @@ def run_inspector(tmp_path: Path, *args: str, status: int = 0) -> Any:
     return json.loads(done.stdout)
 
 
-def test_the_inspector_lists_the_tools(tmp_path: Path) -> None:
-    listed = run_inspector(tmp_path, "--method", "tools/list")
+def test_the_inspector_lists_the_tools(run_inspector: Any) -> None:
+    listed = run_inspector("--method", "tools/list")
     tools = {tool["name"]: tool for tool in listed["tools"]}
     assert set(tools) == {
         "stream_live_execution", "start_monitoring", "get_execution_state", "stop_monitoring",
@@ -59,8 +77,8 @@ def test_the_inspector_lists_the_tools(tmp_path: Path) -> None:
         assert tool["inputSchema"]["type"] == "object" and "outputSchema" in tool
 
 
-def test_the_inspector_calls_get_scenario_state(tmp_path: Path) -> None:
-    result = run_inspector(tmp_path, "--method", "tools/call", "--tool-name",
+def test_the_inspector_calls_get_scenario_state(run_inspector: Any) -> None:
+    result = run_inspector("--method", "tools/call", "--tool-name",
                            "get_scenario_state", "--tool-arg", "scenario_id=101")
     assert not result.get("isError")
     [scenario] = result["structuredContent"]["scenarios"]
@@ -68,9 +86,9 @@ def test_the_inspector_calls_get_scenario_state(tmp_path: Path) -> None:
     assert json.loads(result["content"][0]["text"]) == result["structuredContent"]
 
 
-def test_the_inspector_sees_an_unknown_scenario_as_a_tool_error(tmp_path: Path) -> None:
+def test_the_inspector_sees_an_unknown_scenario_as_a_tool_error(run_inspector: Any) -> None:
     # The Inspector exits 5 on a result with isError (a protocol error would be another code).
-    result = run_inspector(tmp_path, "--method", "tools/call", "--tool-name",
+    result = run_inspector("--method", "tools/call", "--tool-name",
                            "get_scenario_state", "--tool-arg", "scenario_id=999", status=5)
     assert result["isError"] is True
     assert "not found" in result["content"][0]["text"].lower()

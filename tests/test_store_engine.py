@@ -89,7 +89,7 @@ async def test_execution_start_up_reads_no_log_page_for_durations() -> None:
 
 
 async def test_with_known_durations_news_is_still_told_from_history() -> None:
-    zone = SimZone(demo_world(), clock=Clock(40), seed=2, running_in_logs=True)
+    zone = SimZone(demo_world(), clock=Clock(80), seed=2, running_in_logs=True)
     zone.truth()
     ids = [s.id for s in zone.world.scenarios]
     began = zone.clock.now()

@@ -195,7 +195,7 @@ def _world_clock(world: WorldSpec, speed: float) -> SimZone:
 
 @pytest.mark.timeout(240)
 async def test_two_thousand_executions_with_faults_exactly_once_across_a_restart() -> None:
-    zone = _world_clock(busy_world(20, rate_per_minute=10.0, api_limit=240), speed=30)
+    zone = _world_clock(busy_world(20, rate_per_minute=10.0, api_limit=240), speed=60)
     ids = [s.id for s in zone.world.scenarios]
     start = zone.clock.now()
     # First part: watch until about 1,000 executions were reported, then "kill" the watch.
@@ -231,7 +231,7 @@ async def test_two_thousand_executions_with_faults_exactly_once_across_a_restart
 
 
 async def test_no_follow_reports_what_is_new_since_the_cursor_and_exits() -> None:
-    zone = SimZone(demo_world(), clock=Clock(100), seed=5)
+    zone = SimZone(demo_world(), clock=Clock(200), seed=5)
     ids = [s.id for s in zone.world.scenarios]
     first, watch = await collect(zone, WatchOptions(scenario_ids=ids, follow=False))
     assert watch.outcome.reason == "caught up"
@@ -372,7 +372,7 @@ async def test_both_log_variants_are_reported_exactly_once(
 ) -> None:
     """Make's docs leave open whether a log's timestamp is the run's start or end, and whether
     runs in flight are listed; every combination must give the same, complete stream."""
-    zone = SimZone(busy_world(6, rate_per_minute=8.0, api_limit=240), clock=Clock(40), seed=3,
+    zone = SimZone(busy_world(6, rate_per_minute=8.0, api_limit=240), clock=Clock(80), seed=3,
                    log_timestamp=stamp, running_in_logs=running_in_logs)  # type: ignore[arg-type]
     ids = [s.id for s in zone.world.scenarios]
     start = zone.clock.now()
@@ -403,7 +403,7 @@ async def test_a_run_far_longer_than_its_history_is_not_lost(stamp: str) -> None
         organization=OrganizationSpec(api_limit=240), teams=[TeamSpec(id=1, name="t")],
         scenarios=[scenario(1, 300, 240.0), scenario(2, 60, 2.0)],
     )
-    zone = SimZone(world, clock=Clock(100), seed=1, log_timestamp=stamp)  # type: ignore[arg-type]
+    zone = SimZone(world, clock=Clock(200), seed=1, log_timestamp=stamp)  # type: ignore[arg-type]
     start = zone.clock.now()
     events, _ = await collect(zone, WatchOptions(scenario_ids=[1, 2]), max_clock_s=12 * 60,
                               api_limit=240)
@@ -460,7 +460,7 @@ async def test_without_runs_in_flight_scheduled_runs_are_announced_as_expected()
     from makestream.events import ExecutionExpected
     from makestream.render.text import parse_ts
 
-    zone = SimZone(demo_world(), clock=Clock(100), seed=3)
+    zone = SimZone(demo_world(), clock=Clock(200), seed=3)
     events, _ = await collect(zone, WatchOptions(scenario_ids=[101, 102, 103, 105, 106]),
                               max_clock_s=900)
     assert not [e for e in events if e.type == "execution.started"]
