@@ -37,6 +37,9 @@ from makestream.store.rows import STORED_TYPES, ExecutionRow, NoteRow, to_row
 from makestream.store.schema import StoreError, describe, open_write
 
 QUEUE_MAX = 20_000
+# How long starting the writer waits for its first try at opening the file (milliseconds, as a
+# rule; longer only on a very slow disk, and then the stream does not wait for it further).
+OPEN_WAIT_S = 2.0
 BATCH_MAX = 1000
 PRUNE_EVERY_S = 60.0
 PRUNE_CHUNK = 5000
@@ -71,6 +74,7 @@ class StoreWriter:
         self.written = 0  # rows newly stored (not counting ones already there)
         self._last_prune = 0.0
         self._stopping = threading.Event()
+        self._opened = threading.Event()  # the first attempt to open the file is over
         # Items queued and items done with (written or given up), in queue order: a caller can
         # wait until what it offered is on disk (`wait_stored`).
         self._queued = 0
@@ -80,7 +84,10 @@ class StoreWriter:
     # -- the caller's side (the event loop) -----------------------------------------------------
 
     def start(self) -> StoreWriter:
+        """Start the thread, and give it a moment to open the file: a file that cannot be used
+        is then known before the stream begins, so its first event already says so."""
         self._thread.start()
+        self._opened.wait(OPEN_WAIT_S)
         return self
 
     def offer(self, event: _Event) -> int:
@@ -172,11 +179,14 @@ class StoreWriter:
             except StoreError as exc:
                 if "locked" not in exc.message or self._stopping.is_set():
                     self._turn_off(exc.message)
+                    self._opened.set()
                     return
                 # Another process holds the file (a long migration, a backup): wait for it.
                 self._fail(f"{exc.message}; retrying, events wait meanwhile")
+                self._opened.set()
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+        self._opened.set()
         try:
             self._loop(conn)
         finally:
