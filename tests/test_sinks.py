@@ -161,7 +161,9 @@ async def test_each_alert_is_posted_as_its_ndjson_object_and_other_events_are_ig
             sink.offer(ExecutionFinished(scenario_id=1, status="error"))
             sink.offer(raised(1))
             sink.offer(resolved(1))
-            await until(lambda: len(receiver.accepted) == 2)
+            # The sink counts a delivery once the receiver's answer is back, a moment after the
+            # receiver took it (and `started` cancels the sink on leaving).
+            await until(lambda: len(receiver.accepted) == 2 and sink.delivered == 2)
     assert receiver.accepted == [encode(raised(1)).rstrip(b"\n"), encode(resolved(1)).rstrip(b"\n")]
     assert receiver.requests[0][0] == "/hooks/T0SECRET/abc"
     assert errors == []
