@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from makestream.clock import Clock
-from makestream.make.budget import Budget, Priority
+from makestream.make.budget import AGING_S, Budget, Priority
 
 STEP = 60 / 46  # seconds between sends at 60/min once the burst is spent (cap 48, burst 2)
 START = 1_700_000_000.0
@@ -478,3 +478,35 @@ async def test_real_fast_clock_keeps_the_cap() -> None:
     # a slightly shorter window keeps that lateness from showing as a false excess.
     assert max_in_window(sends, window=59.0) <= 48
     assert len(sends) >= 60
+
+
+@pytest.mark.anyio
+async def test_a_steady_stream_of_urgent_callers_does_not_starve_a_normal_one() -> None:
+    # Each slot goes to one of the HIGH callers, and the NORMAL caller is woken whenever it
+    # comes first for a moment: its age must still count from when it began to wait (AGING_S
+    # per level), not start again at each such moment.
+    clock = Clock(speed=50)
+    budget = Budget(60, clock=clock)
+    start = clock.monotonic()
+    served_at: list[float] = []
+
+    async def urgent() -> None:
+        while True:
+            await budget.acquire(Priority.HIGH)
+            await clock.sleep(0.5)  # its request, then the next one: the queue is briefly free
+
+    async def normal() -> None:
+        await clock.sleep(20)  # once the HIGH callers keep the queue full
+        asked = clock.monotonic()
+        await budget.acquire(Priority.NORMAL)
+        served_at.append(clock.monotonic() - asked)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(urgent)
+            await normal()
+            tg.cancel_scope.cancel()
+    assert clock.monotonic() - start < 200
+    # One level up after AGING_S, then first among its equals: well within two agings.
+    [waited] = served_at
+    assert waited <= 2 * AGING_S, waited

@@ -34,6 +34,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -93,6 +94,7 @@ class _Waiter:
     priority: int
     seq: int
     wake: anyio.Event = field(compare=False)
+    since: float = field(default=0.0, compare=False)  # when it reached its level (real time)
 
 
 class Budget:
@@ -152,7 +154,7 @@ class Budget:
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
         """Wait until one request may be sent now, then count it as sent."""
-        me = _Waiter(int(priority), next(self._seq), anyio.Event())
+        me = _Waiter(int(priority), next(self._seq), anyio.Event(), time.monotonic())
         heapq.heappush(self._waiters, me)
         if self._waiters[0] is me:
             # Whoever was first is sleeping on a delay computed for itself: make it re-check.
@@ -163,17 +165,30 @@ class Budget:
                 if self._waiters[0] is not me:
                     # No await between the check and the wait, so no wake-up can be missed.
                     me.wake = anyio.Event()
-                    with anyio.move_on_after(self.clock.real(AGING_S)):
-                        await me.wake.wait()
-                    if not me.wake.is_set() and me.priority > 0 and self._waiters[0] is not me:
+                    # Its age counts from when it reached its level, not from this wait: a
+                    # waiter woken each time it is first for a moment (and overtaken again by a
+                    # more urgent arrival) must still move up.
+                    # (Counted in real time, as the clock's AGING_S converts to: an instant
+                    # virtual clock in tests ages nobody.)
+                    aged = me.since + self.clock.real(AGING_S) - time.monotonic()
+                    if aged > 0:
+                        with anyio.move_on_after(aged):
+                            await me.wake.wait()
+                    now = time.monotonic()
+                    if now >= me.since + self.clock.real(AGING_S) and me.priority > 0 \
+                            and self._waiters[0] is not me:
                         # Waited long behind more urgent callers: move up one level, so a
                         # steady stream of urgent work cannot starve idle scans for ever.
                         self._waiters.remove(me)
                         me.priority -= 1
+                        me.since = now
                         heapq.heapify(self._waiters)
                         heapq.heappush(self._waiters, me)
                         if self._waiters[0] is me:
                             self._interrupt()
+                    elif aged <= 0 and self._waiters[0] is not me:
+                        # At the top level already (nothing to move up to): wait to be woken.
+                        await me.wake.wait()
                     continue
                 now = self.clock.monotonic()
                 delay = self._delay(now)
