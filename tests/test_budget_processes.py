@@ -7,23 +7,18 @@ watches are real `makestream watch` subprocesses on the same fast clock.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import uvicorn
-from starlette.types import Receive, Scope, Send
-from test_cli_e2e import free_port
 from worlds import busy_world
+from zone_server import Recorded, zone_served
 
 from makestream.clock import Clock
-from makestream.sim import DEMO_TOKEN, SimZone
+from makestream.sim import SimZone
 
 pytestmark = pytest.mark.slow
 SPEED = 30.0
@@ -32,45 +27,11 @@ SHARE = 0.5  # --budget-share: 30 requests a minute for all three together
 WATCH_S = 150  # simulated seconds each watch runs
 
 
-class Recorded:
-    """The zone's app, noting the clock time of every request that reaches it."""
-
-    def __init__(self, zone: SimZone) -> None:
-        self.zone = zone
-        self.times: list[float] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.times.append(self.zone.clock.now())
-        await self.zone.app(scope, receive, send)
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Recorded, dict[str, str]]]:
     zone = SimZone(busy_world(12, rate_per_minute=6, api_limit=LIMIT), clock=Clock(SPEED), seed=3)
-    app = Recorded(zone)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the zone did not start"
-        time.sleep(0.02)
-    env = {
-        **os.environ,
-        "MAKESTREAM_CLOCK": zone.clock.spec(),
-        "MAKE_API_TOKEN": DEMO_TOKEN,
-        "MAKE_API_URL": f"http://127.0.0.1:{port}/api/v2",
-        "MAKESTREAM_BUDGET_DIR": str(tmp_path / "budget"),
-    }
-    env.pop("MAKE_ZONE", None)
-    try:
-        yield app, env
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with zone_served(zone, tmp_path) as served:
+        yield served
 
 
 def test_three_watches_never_send_more_than_the_share_in_any_minute(

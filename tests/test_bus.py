@@ -213,21 +213,19 @@ async def test_events_are_read_after_a_position_and_followed(redis: Any) -> None
     assert [e.cursor for e in news] == ["cur5"]
 
 
-async def test_a_trimmed_position_is_not_covered_and_a_lost_stream_changes_epoch(
+async def test_a_trimmed_position_is_gone_and_a_lost_stream_changes_epoch(
         server: RedisServer, redis: Any) -> None:
     log = EventLog(redis, "team-2", maxlen=10)
     epoch = await log.epoch()
     assert await log.epoch() == epoch  # stable while the stream lives
     ids = [await log.append(b"{}", f"c{n}") for n in range(300)]
     assert await log.length() < 300  # MAXLEN ~ trims in whole nodes
-    assert not await log.covers(ids[0])
-    assert await log.covers(ids[-2]) and await log.covers(ids[-1])
-    assert not await log.covers("not-an-id")
-    # A position beyond anything the stream held: from a tail a restored Redis no longer has.
-    ms = ids[-1].partition("-")[0]
-    assert not await log.covers(f"{int(ms) + 1000}-0")
+    first = (await log.after("0"))[0]
+    assert await log.at(ids[0]) is None and first.id != ids[0]  # trimmed from the front
+    assert (await log.at(ids[-1])) == (await log.last())
+    assert await log.at(f"{int(ids[-1].partition('-')[0]) + 1000}-0") is None
     server.stop()  # no persistence: the stream and its epoch are gone
     server.start()
     await anyio.sleep(0.2)
     assert await log.epoch() != epoch
-    assert not await log.covers(ids[-1])
+    assert await log.at(ids[-1]) is None

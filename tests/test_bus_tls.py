@@ -83,11 +83,11 @@ async def test_a_wrong_password_is_refused(tls_redis: RedisServer, ca: Path) -> 
 
 @pytest.mark.slow
 async def test_a_replica_on_a_tls_bus(tmp_path: Path, tls_redis: RedisServer, ca: Path) -> None:
-    from test_bus_replicas import Replica, wait_for_holder, zone_served
+    from test_bus_replicas import Replica, cluster_zone, wait_for_holder
 
     secret = tmp_path / "bus-password"
     secret.write_text(PASSWORD + "\n")
-    with zone_served(tmp_path) as (_, env):
+    with cluster_zone(tmp_path) as (_, env):
         replica = Replica(env, tls_redis.url, tmp_path, 0,
                           extra=["--bus-password-file", str(secret), "--bus-ca", str(ca)])
         try:

@@ -7,9 +7,8 @@ The replica that polls Make appends each event (its NDJSON line and its cursor) 
 restart without persistence) it loses the epoch too, a new one is drawn, and positions from the
 old epoch are known to be stale instead of silently pointing into a new history.
 
-The stream keeps about `maxlen` entries; `covers` says whether everything after a position is
-still there, and otherwise the reader falls back on the cursor (replay from the history store or
-Make's logs).
+The stream keeps about `maxlen` entries; a reader whose position it no longer holds resumes
+from that event's cursor instead (replay from the history store or Make's logs).
 """
 
 from __future__ import annotations
@@ -124,22 +123,6 @@ class EventLog:
         rows = await self.redis.execute_command("XREVRANGE", self.key, "+", "-", "COUNT", 1)
         entries = _entries(rows)
         return entries[0] if entries else None
-
-    async def covers(self, position: str) -> bool:
-        """True if every event after `position` is still in the stream: none trimmed, and
-        `position` not beyond what the stream has ever held (a Redis restored from an older
-        snapshot lost its tail, and a position from that tail is stale)."""
-        wanted = parse_id(position)
-        if wanted is None:
-            return False
-        rows = await self.redis.execute_command("XRANGE", self.key, "-", "+", "COUNT", 1)
-        entries = _entries(rows)
-        if not entries:
-            return False
-        first = parse_id(entries[0].id)
-        newest = await self.redis.execute_command("XINFO", "STREAM", self.key)
-        last = parse_id(_field(newest, b"last-generated-id"))
-        return first is not None and last is not None and first <= wanted <= last
 
     async def length(self) -> int:
         return int(await self.redis.execute_command("XLEN", self.key))

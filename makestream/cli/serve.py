@@ -107,17 +107,8 @@ def bus_choice(url: str | None, password_file: Path | None, ca_file: Path | None
             raise UsageError("--bus-password-file and --bus-ca go with --bus")
         return None
     parsed = parse_bus_url(url)
-    password = None
-    if password_file is not None:
-        from makestream.files import read_secret
-
-        try:
-            password = read_secret(password_file, "--bus-password-file").strip()
-        except FileNotFoundError:
-            raise UsageError(f"--bus-password-file {password_file}: cannot read (No such file "
-                             "or directory)") from None
-        if not password:
-            raise UsageError(f"--bus-password-file {password_file}: the file is empty")
+    password = (secret_from_file(password_file, "--bus-password-file")
+                if password_file is not None else None)
     if ca_file is not None:
         if not parsed.tls:
             raise UsageError("--bus-ca needs a rediss:// URL (TLS)")
@@ -129,6 +120,20 @@ def bus_choice(url: str | None, password_file: Path | None, ca_file: Path | None
     return BusChoice(parsed, password, ca_file, lease_s)
 
 
+def secret_from_file(path: Path, option: str) -> str:
+    """A token or password from the file `option` named, without surrounding blanks: within
+    TOKEN_MAX_BYTES, a pipe will do; a missing or empty file is a one-line error."""
+    from makestream.files import read_secret
+
+    try:
+        text = read_secret(path, option).strip()
+    except FileNotFoundError:
+        raise UsageError(f"{option} {path}: cannot read (No such file or directory)") from None
+    if not text:
+        raise UsageError(f"{option} {path}: the file is empty")
+    return text
+
+
 def read_token(path: Path | None, env: Mapping[str, str], name: str = TOKEN_ENV) -> str | None:
     """The server's bearer token, from `path` or the variable `name` (MAKESTREAM_SSE_TOKEN).
 
@@ -136,17 +141,7 @@ def read_token(path: Path | None, env: Mapping[str, str], name: str = TOKEN_ENV)
     directory or a device that never ends (/dev/zero) is a one-line error.
     """
     if path is not None:
-        from makestream.files import read_secret
-
-        try:
-            text = read_secret(path, "--auth-token-file")
-        except FileNotFoundError:
-            raise UsageError(f"--auth-token-file {path}: cannot read (No such file or "
-                             "directory)") from None
-        text = text.strip()
-        if not text:
-            raise UsageError(f"--auth-token-file {path}: the file is empty")
-        return text
+        return secret_from_file(path, "--auth-token-file")
     text = env.get(name, "").strip()
     return text or None
 

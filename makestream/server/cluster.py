@@ -166,6 +166,7 @@ class Cluster:
         self.state_key = f"{options.prefix}:state:{options.name}"
         self.opened_key = f"{options.prefix}:opened:{options.name}"
         self.shared: SharedState | None = None
+        self._shared_raw = b""  # the bytes `shared` was decoded from
         self.lease = Lease(options.redis, options.name, options.holder, ttl_s=options.lease_s,
                            prefix=options.prefix)
         self.holding = False
@@ -175,8 +176,6 @@ class Cluster:
         self.position = "0"  # the follower's last position
         self.stream_length = 0
         self.lag = 0  # events in the stream beyond the follower's position
-        self.holder_name: str | None = None
-        self.takeovers = 0
         # The holder's events that Redis did not take (it did not answer), in order, to append
         # when it answers; published by nobody until then.
         self._unsent: deque[_Event] = deque()
@@ -248,7 +247,7 @@ class Cluster:
         """What the follower checks once in a while rather than before each read: the epoch (a
         new one means a new stream, read from its start), the stream's end (one below the
         follower's position means Redis came back without its last entries: read on from
-        what it has), the length and this replica's lag, the holder, the state the holder
+        what it has), the length and this replica's lag, the state the holder
         shares, and (until the upstream opened here) the holder's last `stream.opened`."""
         epoch = await self.log.epoch()
         if epoch != self.epoch:
@@ -260,11 +259,11 @@ class Cluster:
             self.position = newest.id
             at = top
         self.lag = max(0, top[0] - at[0]) if at and top else 0
-        self.holder_name = await self.lease.current_holder()
         if not self.holding:
             raw = await self.options.redis.execute_command("GET", self.state_key)
-            if raw is not None:
-                self.shared = decode_state(bytes(raw)) or self.shared
+            if raw is not None and bytes(raw) != self._shared_raw:  # decoded once per change
+                self._shared_raw = bytes(raw)
+                self.shared = decode_state(self._shared_raw) or self.shared
         if not self.hub.opened:
             # The stream may have trimmed its stream.opened away long ago.
             raw = await self.options.redis.execute_command("GET", self.opened_key)
@@ -311,7 +310,6 @@ class Cluster:
                 await anyio.sleep(self.options.lease_s / 3)
                 continue
             self.holding = True
-            self.takeovers += 1
             self._say(f"holds the lease (epoch {held.epoch}): this replica polls Make")
             try:
                 failed = await self._poll()

@@ -957,20 +957,18 @@ class Hub:
         if shared is not None:
             # Another replica polls: what it last shared through the bus, and its position.
             scenarios = [sc for sc in shared.scenarios if wanted is None or sc.id in wanted]
-            document = build_state(scenarios, shared.logs, shared.queues,
-                                   self.client.budget.snapshot(),
-                                   now=self.client.clock.now(), last=last)
-            document["alerts"] = self.open_alerts(wanted)
-            document["cursor"] = shared.cursor
-            document["budget"] = shared.budget
-            return document
-        scenarios, logs, queues = self.state_inputs(wanted)
+            logs, queues, cursor = shared.logs, shared.queues, shared.cursor
+        else:
+            scenarios, logs, queues = self.state_inputs(wanted)
+            cursor = self.last_cursor
         document = build_state(scenarios, logs, queues, self.client.budget.snapshot(),
                                now=self.client.clock.now(), last=last)
+        if shared is not None:
+            document["budget"] = shared.budget  # the poller's use, not this replica's
         document["alerts"] = self.open_alerts(wanted)
         # Where this document stands in the stream: /v1/events?cursor= resumes right after it,
         # so a page that loads the state first misses no event that came in between.
-        document["cursor"] = self.last_cursor
+        document["cursor"] = cursor
         return document
 
     def state_inputs(self, wanted: set[int] | None = None) -> tuple[
