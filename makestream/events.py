@@ -59,7 +59,7 @@ from datetime import UTC, datetime
 from typing import IO, Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 from makestream.errors import UsageError
 from makestream.limits import RETRY_AFTER_MAX_S
@@ -169,6 +169,19 @@ class ExecutionFinished(_Event):
     error: ExecutionErrorInfo | None = None
     url: str | None = Field(default=None, description="The run in Make's web UI.")
     scenario_name: str | None = None
+    # The time Make's log lists the run at (epoch ms), which cursors count in; not part of the
+    # event's schema: the history store keeps it so that a resumed watch can replay stored runs
+    # (`store.replay`). Kept by `model_copy`, lost by serialization (it is then None).
+    _log_ms: int | None = PrivateAttr(default=None)
+
+    def with_log_ms(self, log_ms: int | None) -> ExecutionFinished:
+        """This event, knowing the log time it was listed at."""
+        self._log_ms = log_ms
+        return self
+
+    @property
+    def log_ms(self) -> int | None:
+        return self._log_ms
 
 
 class LastRun(BaseModel):

@@ -489,9 +489,10 @@ def test_stats_agree_with_a_plain_computation(
     tmp_path: Path, runs: list[tuple[int, int, str, int | None, int]], by_s: int | None
 ) -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in schema.MIGRATIONS[0].split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    for version in sorted(schema.MIGRATIONS):
+        for statement in schema.MIGRATIONS[version].split(";"):
+            if statement.strip():
+                conn.execute(statement)
     rows = [to_row(finished(f"e{i}", sid, ended_ms=T0 + at, status=status, duration_ms=d,
                             operations=ops)) for i, (sid, at, status, d, ops) in enumerate(runs)]
     query.insert(conn, rows, [], [], now_ms=T0)  # type: ignore[arg-type]

@@ -237,9 +237,10 @@ def upstream_options(opts: ServeOptions) -> WatchOptions:
         # Read before any request: a broken config file ends here with exit 2.
         options.alerts = AlertEvaluator(config.load().thresholds)
     if opts.store is not None:
-        from makestream.cli.store import history_source
+        from makestream.cli.store import history_source, run_source
 
         options.history = history_source(opts.store)
+        options.runs = run_source(opts.store)
     return options
 
 
@@ -480,9 +481,11 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
 
             writer = start_writer(opts.store, client.clock.now) if opts.store else None
             stack.push_async_callback(stop_writer, writer)  # after the hub: its last events
+            recorder = Recorder(writer)
+            stack.callback(recorder.close)  # the coverage of the hub's last watch, before that
             hub = Hub(client, HubOptions(
                 watch=watch_options, queue_size=opts.queue_size, ring_size=opts.ring_size,
-                idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=Recorder(writer),
+                idle_stop_s=opts.idle_stop_s, sinks=sinks, recorder=recorder,
                 # With --bus the hub replays nothing from it (it vouches only for what its
                 # own watch covered), but /v1/trend still reads it.
                 stored=StoreReplay(writer.path, writer) if writer is not None else None,

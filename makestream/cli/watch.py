@@ -283,7 +283,9 @@ def watch(
         help="Exit 1 if an execution failed, 3 if one ended with warnings.",
     ),
     resume: str | None = typer.Option(
-        None, "--resume", metavar="CURSOR", help="Continue after the event with this cursor."
+        None, "--resume", metavar="CURSOR",
+        help="Continue after the event with this cursor. Runs the history store holds (seen by "
+        "any watch or serve-sse since) come from it; only the rest from Make's logs.",
     ),
     cursor_file: Path | None = typer.Option(
         None,
@@ -431,6 +433,7 @@ def watch(
 
         chosen = EventFilter.from_cli(types, statuses, progress=progress)
         options.history = stored.history_source(store_choice)
+        options.runs = stored.run_source(store_choice)
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -456,6 +459,7 @@ def watch(
                     client, options, output, cursor_file, holder, sinks, recorder
                 )
             finally:
+                recorder.close()
                 await stored.stop_writer(recorder.writer)
                 recorder.check()
                 for note in notes:

@@ -90,6 +90,7 @@ class WatchBase:
         self.blueprints: dict[int, Blueprint] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
+        self.stored_replays = 0  # runs a resumed watch took from the history store
         # Hooks for long-lived consumers (the SSE server): scenarios already known, so that a
         # restart does not fetch each one again, and an observer of every page of logs read.
         self.known_scenarios: dict[int, Scenario] = {}

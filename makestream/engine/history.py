@@ -1,14 +1,18 @@
 """Recent run durations of one scenario: the basis for expected duration, ETA and look-back.
 
-A `HistorySource` (the history store) can seed them at start-up, before any log is read.
+A `HistorySource` (the history store) can seed them at start-up, before any log is read; a
+`RunSource` (the history store again) can hand a resumed watch the runs it still owes.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from makestream.events import ExecutionFinished
 
 
 class History:
@@ -48,6 +52,24 @@ class Seed:
 
     durations_ms: list[int]  # oldest first
     last_run_ms: int | None  # when the last one ended, epoch ms
+
+
+@dataclass(frozen=True)
+class Covered:
+    """Runs a source holds complete for a scenario: every run Make lists at a log time from the
+    asked floor up to `until_ms` (exclusive), as (log time in epoch ms, event), oldest first."""
+
+    until_ms: int
+    runs: list[tuple[int, ExecutionFinished]]
+
+
+class RunSource(Protocol):
+    """Somewhere that holds every run of some spans of time (the history store's coverage)."""
+
+    def covered(self, floors: Mapping[int, int]) -> dict[int, Covered]:
+        """For scenarios at these floors (epoch ms of log time), the ones whose runs this source
+        holds from the floor on, and up to where. Never raises; knows nothing: {}."""
+        ...
 
 
 class HistorySource(Protocol):

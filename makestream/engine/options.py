@@ -11,7 +11,7 @@ from typing import Any
 
 from makestream.engine.alerts import AlertEvaluator
 from makestream.engine.cursor import Cursor
-from makestream.engine.history import HistorySource
+from makestream.engine.history import HistorySource, RunSource
 from makestream.engine.rules import Severity
 from makestream.errors import ExitCode
 
@@ -53,6 +53,9 @@ class WatchOptions:
     # Past runs known without asking Make (the history store): expected durations and alert
     # baselines come from it first; a scenario it knows needs no log page read to learn them.
     history: HistorySource | None = None
+    # Runs known complete for spans of time (the history store): a resumed watch takes what it
+    # owes from there before it reads Make's logs, which then need only the rest.
+    runs: RunSource | None = None
 
 
 @dataclass

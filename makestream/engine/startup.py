@@ -13,8 +13,11 @@ import fnmatch
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import anyio
+
 from makestream import __version__
 from makestream.engine.base import LOG_PAGE, WatchBase
+from makestream.engine.cursor import Cursor, short_id
 from makestream.engine.history import seed
 from makestream.engine.poller import Action
 from makestream.errors import ApiError, AuthError, MakestreamError, NotFoundError, UsageError
@@ -57,6 +60,10 @@ class WatchStartup(WatchBase):
             ]
         )
         self.schedule.rate_per_s = budget.rate_per_min / 60
+        if opts.resume is not None and opts.runs is not None and not (
+            opts.run or opts.execution_id
+        ):
+            await self._replay_stored(opts.resume)
         if opts.snapshot:
             from makestream.engine.snapshot import read_snapshot
 
@@ -78,6 +85,37 @@ class WatchStartup(WatchBase):
             # The listing that resolved the targets counts as the first sweep.
             self.schedule.sweep_groups(self._sweep_groups(), self.clock.now())
         return None
+
+    async def _replay_stored(self, resume: Cursor) -> None:
+        """Report, from the history store, the runs a resumed cursor owes in the spans the store
+        holds complete, and move each scenario's floor past them: its first scan then reads
+        Make's logs only from there on (no page, no error detail for the stored runs)."""
+        source = self.options.runs
+        assert source is not None
+        floors = {sid: state.position.floor_ms for sid, state in self.tracker.scenarios.items()
+                  if sid in resume.positions}
+        if not floors:
+            return
+        found = await anyio.to_thread.run_sync(source.covered, floors)
+        for sid in sorted(found):
+            covered = found[sid]
+            state = self.tracker.scenarios.get(sid)
+            if state is None or covered.until_ms <= state.position.floor_ms:
+                continue
+            unconfirmed = set(state.position.done)
+            runs = covered.runs
+            for i, (log_ms, event) in enumerate(runs):
+                if event.scenario_id != sid or not event.execution_id:
+                    continue
+                unconfirmed.discard(short_id(event.execution_id))
+                reported = self.tracker.replayed(sid, event, log_ms)
+                self.stored_replays += len(reported)
+                self.emit(reported)
+                following = runs[i + 1][0] if i + 1 < len(runs) else covered.until_ms
+                if following > log_ms:
+                    # Every run listed up to here is reported: the cursor need not list them.
+                    self.tracker.covered(sid, min(log_ms + 1, covered.until_ms), unconfirmed)
+            self.tracker.covered(sid, covered.until_ms, unconfirmed)
 
     async def add_scenarios(self, scenario_ids: Iterable[int]) -> None:
         """Start watching more scenarios while the stream runs (the SSE server's on-demand)."""

@@ -290,8 +290,35 @@ class Tracker:
                 error=error,
                 url=url,
                 scenario_name=state.name,
-            )
+            ).with_log_ms(ts_ms)
         ]
+
+    def replayed(self, scenario_id: int, event: ExecutionFinished, log_ms: int) -> list[_Event]:
+        """A run the history store holds (listed at `log_ms`): reported unless delivered."""
+        state = self.scenarios[scenario_id]
+        if state.position.has(event.execution_id or "", log_ms):
+            return []
+        state.position.add(event.execution_id or "", log_ms)
+        self._version += 1
+        self.moves += 1
+        state.history.add(event.duration_ms)
+        update: dict[str, object] = {"seq": 0, "cursor": None}
+        if state.name:
+            update["scenario_name"] = state.name
+        return [event.model_copy(update=update).with_log_ms(log_ms)]
+
+    def covered(self, scenario_id: int, until_ms: int, unconfirmed: Iterable[str]) -> None:
+        """Every run listed before `until_ms` has been reported (replayed from the store).
+
+        `unconfirmed`: short ids a resumed cursor listed whose log time was not seen (a cursor
+        does not keep them); they may lie above `until_ms`, so they stay delivered."""
+        position = self.scenarios[scenario_id].position
+        if until_ms <= position.floor_ms:
+            return
+        position.raise_floor(until_ms)
+        for key in unconfirmed:
+            position.done[key] = max(position.done.get(key, until_ms), until_ms)
+        self._version += 1
 
     def scenario_seen(self, scenario: Scenario, *, queue_count: int | None = None) -> list[_Event]:
         """A fresh copy of a scenario's flags; reports what changed since the last copy."""

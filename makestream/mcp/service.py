@@ -276,6 +276,8 @@ async def running(client: MakeClient, zone: SimZone | None, *, api_limit: int | 
                     monitor.stop("server closed")
                 tg.cancel_scope.cancel()
     finally:
+        if recorder is not None:
+            recorder.close()
         await stop_writer(writer)
 
 

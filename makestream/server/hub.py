@@ -824,7 +824,7 @@ class Hub:
         options = WatchOptions(
             scenario_ids=scenarios, follow=False, resume=catchup.cursor,
             api_limit=base.api_limit, interval_s=base.interval_s, workers=base.workers,
-            heartbeat_s=3600.0, progress_s=3600.0,
+            heartbeat_s=3600.0, progress_s=3600.0, runs=base.runs,
         )
         watch = Watch(self.client, options)
         watch.known_scenarios = self.known_scenarios()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from makestream.store.rows import ExecutionRow, NoteRow
+from makestream.store.rows import CoverageRow, ExecutionRow, NoteRow
 
 # Durations the engine takes per scenario at start-up: as many as `engine.history.History` keeps.
 SEED_RUNS = 50
@@ -57,22 +57,35 @@ def insert(
     scenarios: Sequence[tuple[int, str | None, int | None]],
     *,
     now_ms: int,
+    coverage: Sequence[CoverageRow] = (),
 ) -> int:
-    """Write one batch in one transaction; rows whose key is already stored are left as they are.
-    Returns how many rows were new."""
+    """Write one batch in one transaction; rows whose key is already stored are left as they are
+    (a coverage span only grows). Returns how many runs and notes were new."""
     before = conn.total_changes
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # A run first stored by a process that did not know its log time (a replica that read
+        # it from the bus) learns it from one that did; nothing else about a stored run changes.
         conn.executemany(
-            "INSERT OR IGNORE INTO executions VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO executions (execution_id, scenario_id, ended_ms, status, duration_ms, "
+            "operations, centicredits, transfer_bytes, scenario_name, body, log_ms) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (execution_id) DO UPDATE SET "
+            "log_ms = excluded.log_ms WHERE log_ms IS NULL AND excluded.log_ms IS NOT NULL",
             [(r.execution_id, r.scenario_id, r.ended_ms, r.status, r.duration_ms, r.operations,
-              r.centicredits, r.transfer_bytes, r.scenario_name, r.body) for r in executions],
+              r.centicredits, r.transfer_bytes, r.scenario_name, r.body, r.log_ms)
+             for r in executions],
         )
         conn.executemany(
             "INSERT OR IGNORE INTO notes VALUES (?,?,?,?,?,?)",
             [(n.key, n.type, n.scenario_id, n.ts_ms, n.alert_id, n.body) for n in notes],
         )
         written = conn.total_changes - before
+        # Written after the runs it vouches for, in the same transaction.
+        conn.executemany(
+            "INSERT INTO coverage VALUES (?,?,?,?) ON CONFLICT (stream, scenario_id) DO UPDATE "
+            "SET to_ms = max(to_ms, excluded.to_ms)",
+            [(c.stream, c.scenario_id, c.from_ms, c.to_ms) for c in coverage],
+        )
         named = {r.scenario_id: r.scenario_name for r in executions if r.scenario_name}
         rows = [(sid, name, team) for sid, name, team in scenarios]
         rows += [(sid, name, None) for sid, name in named.items()]
@@ -104,6 +117,10 @@ def prune(conn: sqlite3.Connection, *, cutoff_ms: int, limit: int | None = None)
             f"DELETE FROM notes WHERE rowid IN (SELECT rowid FROM notes WHERE ts_ms < ?{cap})",
             (cutoff_ms,),
         )
+        # Runs are pruned by their end, and Make lists a run at its start or its end, so what
+        # remains of a span above the cutoff is still complete; below it, it vouches for nothing.
+        conn.execute("DELETE FROM coverage WHERE to_ms <= ?", (cutoff_ms,))
+        conn.execute("UPDATE coverage SET from_ms = ? WHERE from_ms < ?", (cutoff_ms, cutoff_ms))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -265,3 +282,30 @@ def counts(conn: sqlite3.Connection) -> tuple[int, int]:
     """How many executions and notes are stored."""
     return (conn.execute("SELECT count(*) FROM executions").fetchone()[0],
             conn.execute("SELECT count(*) FROM notes").fetchone()[0])
+
+
+def covered_runs(
+    conn: sqlite3.Connection, scenario_id: int, floor_ms: int, *, limit: int
+) -> tuple[int, list[tuple[int, str]]]:
+    """How far from `floor_ms` the stored spans of a scenario reach without a gap, and the runs
+    stored in between: (reach, [(log_ms, body), …] oldest first). At most `limit` runs: past
+    that, the reach stops short of the first run left out. Reach == floor_ms: nothing covered."""
+    reach = floor_ms
+    for start, end in conn.execute(
+        "SELECT from_ms, to_ms FROM coverage WHERE scenario_id = ? AND to_ms > ? "
+        "ORDER BY from_ms", (scenario_id, floor_ms),
+    ):
+        if start > reach:
+            break
+        reach = max(reach, end)
+    if reach <= floor_ms:
+        return floor_ms, []
+    rows = conn.execute(
+        "SELECT log_ms, body FROM executions WHERE scenario_id = ? AND log_ms >= ? "
+        "AND log_ms < ? ORDER BY log_ms, execution_id LIMIT ?",
+        (scenario_id, floor_ms, reach, limit + 1),
+    ).fetchall()
+    if len(rows) > limit:
+        reach = int(rows[limit][0])
+        rows = [r for r in rows[:limit] if r[0] < reach]
+    return reach, [(int(at), str(body)) for at, body in rows]

@@ -7,20 +7,39 @@ MCP server when it comes): start a writer for the chosen store, offer it every e
     recorder = Recorder(writer, warn=print_one_line)
     ...  recorder.offer(event, watch)  for every event the watch emits
     await stop_writer(writer)
+
+Coverage. Besides the events, the recorder tells the store which spans of each scenario's log
+time a stream reported completely, so that a later `watch --resume` can take those runs from the
+store instead of Make's logs (`store.replay`). A stream (one `Watch`, from its `stream.opened`)
+reports every run Make lists at or after the moment it opened; a cursor's floor says every run
+listed before it was reported. So each cursor the stream emits vouches for [opened, floor) of
+each scenario it names (a scenario first named later: from then). The spans go to the writer
+behind the events, every COVER_EVERY_S and when the stream closes; the writer refuses them once
+it has dropped an event. A stream that follows one run (--run, --execution), or whose events
+come from elsewhere (a replica on a bus), vouches for nothing.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from makestream.timeutil import epoch_ms
+
 if TYPE_CHECKING:
-    from makestream.engine.history import HistorySource
+    from makestream.engine.history import HistorySource, RunSource
     from makestream.store.paths import StoreChoice
     from makestream.store.writer import StoreWriter
 
 # How long `watch --cursor-file` lets one finished run wait for the store before writing it out.
 STORED_WAIT_S = 2.0
+# How often (seconds of the stream's clock) a stream's coverage is written while it runs.
+COVER_EVERY_S = 5.0
+# A span starts this long after its stream opened: Make's clock, which log times are read on,
+# may run ahead of ours, and a run listed "after" the opening could have been reported before.
+CLOCK_SLACK_MS = 60_000
 
 
 def start_writer(choice: StoreChoice, now: Callable[[], float]) -> StoreWriter | None:
@@ -40,6 +59,15 @@ def history_source(choice: StoreChoice) -> HistorySource | None:
     from makestream.store.seed import HistoryFromStore
 
     return HistoryFromStore(choice.path)
+
+
+def run_source(choice: StoreChoice) -> RunSource | None:
+    """The store as the engine's source of runs for a resumed watch (None without a store)."""
+    if choice.path is None:
+        return None
+    from makestream.store.replay import StoredSpans
+
+    return StoredSpans(choice.path)
 
 
 async def stop_writer(writer: StoreWriter | None) -> None:
@@ -66,6 +94,7 @@ class Recorder:
         self.writer = writer
         self.deferred = deferred
         self.warn = warn
+        self._streams: dict[int, _Stream] = {}  # id(watch) -> its coverage so far
 
     def offer(self, event: Any, watch: Any) -> int:
         """Hand an event to the writer; a ticket for `stored`, or 0."""
@@ -76,8 +105,63 @@ class Recorder:
         if event.type == "stream.opened" and watch is not None:
             scenarios = watch.tracker.scenarios
             writer.note_scenarios((sid, st.name, st.team_id) for sid, st in scenarios.items())
+        self._cover(event, watch)
         self.check(watch)
         return ticket
+
+    def _cover(self, event: Any, watch: Any) -> None:
+        if watch is None:
+            return
+        key = id(watch)
+        at = epoch_ms(event.ts)
+        if event.type == "stream.opened":
+            options = getattr(watch, "options", None)
+            if at is None or getattr(options, "run", False) or getattr(
+                options, "execution_id", None
+            ):
+                self._streams.pop(key, None)
+                return
+            since = at + CLOCK_SLACK_MS
+            self._streams[key] = _Stream(secrets.token_hex(8), {s: since for s in event.targets})
+        stream = self._streams.get(key)
+        if stream is None or at is None:
+            return
+        stream.last_ms = max(stream.last_ms, at)
+        if event.cursor:
+            stream.cursor = event.cursor
+        closed = event.type == "stream.closed"
+        if closed or at - stream.written_at >= COVER_EVERY_S * 1000:
+            self._write_cover(stream, at)
+        if closed:
+            del self._streams[key]
+
+    def _write_cover(self, stream: _Stream, at: int) -> None:
+        """Offer the spans the stream's latest cursor vouches for; a scenario first named in it
+        is covered from `at` on."""
+        from makestream.engine.cursor import Cursor
+        from makestream.errors import UsageError
+        from makestream.store.rows import CoverageRow
+
+        stream.written_at = at
+        if not stream.cursor or self.writer is None:
+            return
+        try:
+            positions = Cursor.decode(stream.cursor).positions
+        except UsageError:
+            return
+        spans = []
+        for sid, position in positions.items():
+            since = stream.since.setdefault(sid, at + CLOCK_SLACK_MS)
+            if position.floor_ms > since:
+                spans.append(CoverageRow(stream.key, sid, since, position.floor_ms))
+        if spans:
+            self.writer.cover(spans)
+
+    def close(self) -> None:
+        """Write the coverage of every stream still open (the process is stopping)."""
+        for stream in self._streams.values():
+            self._write_cover(stream, stream.last_ms)
+        self._streams.clear()
 
     async def stored(self, ticket: int) -> None:
         """Wait (off the event loop, STORED_WAIT_S at most) until the event is on disk; at once
@@ -101,3 +185,15 @@ class Recorder:
             self.deferred.append(problem)
         elif self.warn is not None:
             self.warn(problem)
+
+
+@dataclass
+class _Stream:
+    """One stream's coverage: its key in the store, since when it has covered each scenario
+    (epoch ms), when its coverage was last written, its latest event's time and cursor."""
+
+    key: str
+    since: dict[int, int] = field(default_factory=dict)
+    written_at: int = 0
+    last_ms: int = 0
+    cursor: str = ""

@@ -1,15 +1,18 @@
-"""Stored runs for serve-sse: the `execution.finished` events the store holds for some scenarios
-since a moment (for replay, read after everything offered so far has reached the disk), and a
-per-day trend of each scenario (`GET /v1/trend`, for the live page).
+"""Stored runs, read back for a stream:
 
-The hub decides whether the store can answer a cursor at all (it knows since when its own watch
-has covered each scenario) and which of these runs the cursor still owes; this only reads.
+- `StoredSpans`, the engine's `RunSource`: for a resumed watch, the runs it owes from the spans
+  some stream reported completely (the `coverage` table, see `store.recorder`), in any process;
+- `StoreReplay`, for serve-sse: the `execution.finished` events the store holds for some
+  scenarios since a moment (read after everything this process offered has reached the disk),
+  and a per-day trend of each scenario (`GET /v1/trend`, for the live page). The hub decides
+  whether the store can answer a cursor (it knows since when its own watch has covered each
+  scenario) and which of these runs the cursor still owes; this only reads.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +22,52 @@ from makestream.store import query
 from makestream.store.schema import StoreError, open_read
 
 if TYPE_CHECKING:
+    from makestream.engine.history import Covered
     from makestream.events import ExecutionFinished
     from makestream.store.writer import StoreWriter
 
 # How long a replay waits for the writer to catch up before it gives up on the store.
 CATCH_UP_S = 5.0
+# Runs a resumed watch takes from the store, per scenario and in all: past that, the rest comes
+# from Make's logs (memory stays bounded whatever the store holds).
+SPAN_RUNS_MAX = 5_000
+SPAN_RUNS_TOTAL = 20_000
+
+
+class StoredSpans:
+    """The store as the engine's `RunSource` (see `engine.history.RunSource`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def covered(self, floors: Mapping[int, int]) -> dict[int, Covered]:
+        from makestream.engine.history import Covered
+        from makestream.events import ExecutionFinished
+
+        out: dict[int, Covered] = {}
+        left = SPAN_RUNS_TOTAL
+        try:
+            conn = open_read(self.path)
+            if conn is None:
+                return {}
+            try:
+                for sid in sorted(floors):
+                    if left <= 0:
+                        break
+                    until, rows = query.covered_runs(
+                        conn, sid, floors[sid], limit=min(SPAN_RUNS_MAX, left)
+                    )
+                    if until <= floors[sid]:
+                        continue
+                    left -= len(rows)
+                    runs = [(at, ExecutionFinished.model_validate_json(body))
+                            for at, body in rows]
+                    out[sid] = Covered(until, runs)
+            finally:
+                conn.close()
+        except (StoreError, sqlite3.Error, ValueError):
+            return {}  # the watch reads Make's logs instead, as without a store
+        return out
 
 
 class StoreReplay:

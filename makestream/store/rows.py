@@ -40,6 +40,17 @@ class ExecutionRow:
     transfer_bytes: int | None
     scenario_name: str | None
     body: str
+    log_ms: int | None = None  # see `events.ExecutionFinished.log_ms`
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """A stream reported every run of a scenario listed in [from_ms, to_ms) (see `replay`)."""
+
+    stream: str
+    scenario_id: int
+    from_ms: int
+    to_ms: int
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ def to_row(event: _Event) -> ExecutionRow | NoteRow | None:
             transfer_bytes=event.transfer_bytes,
             scenario_name=event.scenario_name,
             body=_body(event),
+            log_ms=event.log_ms,
         )
     if isinstance(event, AlertRaised | AlertResolved):
         extra = event.model_extra or {}

@@ -6,13 +6,17 @@ share it; `busy_timeout` makes a writer wait for another's transaction instead o
 mid-migration leaves the old version. A file written by a newer makestream is refused, never
 rewritten.
 
-Tables (version 1):
+Tables (version 2):
 
-    executions  one row per execution id: the figures `history` filters and sums, and the
-                `execution.finished` event itself (without seq and cursor) for export
+    executions  one row per execution id: the figures `history` filters and sums, the
+                `execution.finished` event itself (without seq and cursor) for export, and
+                `log_ms`, the time Make's log lists the run at (what cursors count in)
     notes       alert transitions and scenario changes, keyed so that two processes that saw
                 the same one store it once (see `rows.note_key`)
     scenarios   names and teams, for display and `history --team`
+    coverage    per stream and scenario, a span of log time [from_ms, to_ms) in which that
+                stream reported every run, and which the rows above therefore hold complete;
+                a resumed watch replays such spans without reading Make's logs (`replay`)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from makestream.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a writer waits for another process's transaction before calling the file locked.
 BUSY_TIMEOUT_MS = 5000
 
@@ -62,8 +66,21 @@ CREATE TABLE scenarios (
 );
 """
 
+_V2 = """
+ALTER TABLE executions ADD COLUMN log_ms INTEGER;
+CREATE INDEX executions_by_log ON executions (scenario_id, log_ms);
+CREATE TABLE coverage (
+    stream      TEXT NOT NULL,
+    scenario_id INTEGER NOT NULL,
+    from_ms     INTEGER NOT NULL,
+    to_ms       INTEGER NOT NULL,
+    PRIMARY KEY (stream, scenario_id)
+);
+CREATE INDEX coverage_by_scenario ON coverage (scenario_id, to_ms);
+"""
+
 # MIGRATIONS[n] upgrades version n to n + 1.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 
 
 class StoreError(UsageError):

@@ -29,11 +29,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from makestream.events import _Event
 from makestream.store import query
-from makestream.store.rows import STORED_TYPES, ExecutionRow, NoteRow, to_row
+from makestream.store.rows import STORED_TYPES, CoverageRow, ExecutionRow, NoteRow, to_row
 from makestream.store.schema import StoreError, describe, open_write
 
 QUEUE_MAX = 20_000
@@ -48,6 +49,11 @@ RETRY_MAX_S = 30.0
 
 _STOP = object()
 ScenarioInfo = tuple[int, str | None, int | None]  # id, name, team
+
+
+@dataclass(frozen=True)
+class _Spans:
+    rows: list[CoverageRow]
 
 
 class StoreWriter:
@@ -102,6 +108,14 @@ class StoreWriter:
         """Remember scenario names and teams (for `history --team` and display)."""
         if not self.off:
             self._put(list(scenarios))
+
+    def cover(self, spans: Iterable[CoverageRow]) -> None:
+        """Record spans in which a stream reported every run (see `store.replay`). Queued after
+        the events offered so far, and written in their transaction or a later one, so that a
+        span on disk never vouches for a run that is not. Refused once any event was dropped:
+        the spans would then vouch for a run that is missing."""
+        if not self.off and not self.dropped:
+            self._put(_Spans(list(spans)))
 
     def _put(self, item: object) -> int:
         with self._progress:  # one producer in practice; the lock keeps tickets in queue order
@@ -239,7 +253,11 @@ class StoreWriter:
         executions: list[ExecutionRow] = []
         notes: list[NoteRow] = []
         scenarios: list[ScenarioInfo] = []
+        spans: list[CoverageRow] = []
         for item in items:
+            if isinstance(item, _Spans):
+                spans.extend(item.rows)
+                continue
             if isinstance(item, list):
                 scenarios.extend(item)
                 continue
@@ -253,7 +271,8 @@ class StoreWriter:
         while True:
             try:
                 self.written += query.insert(
-                    conn, executions, notes, scenarios, now_ms=int(self._now() * 1000)
+                    conn, executions, notes, scenarios, now_ms=int(self._now() * 1000),
+                    coverage=spans,
                 )
                 return
             except sqlite3.Error as exc:
