@@ -169,19 +169,26 @@ class ExecutionFinished(_Event):
     error: ExecutionErrorInfo | None = None
     url: str | None = Field(default=None, description="The run in Make's web UI.")
     scenario_name: str | None = None
-    # The time Make's log lists the run at (epoch ms), which cursors count in; not part of the
-    # event's schema: the history store keeps it so that a resumed watch can replay stored runs
-    # (`store.replay`). Kept by `model_copy`, lost by serialization (it is then None).
+    # Not part of the event's schema; kept by `model_copy`, lost by serialization. `_log_ms`:
+    # the time Make's log lists the run at (epoch ms), which cursors count in, when the run was
+    # reported from its log entry; the history store keeps it so that a resumed watch can
+    # replay stored runs (`store.replay`). `_from_store`: this report came from the store.
     _log_ms: int | None = PrivateAttr(default=None)
+    _from_store: bool = PrivateAttr(default=False)
 
-    def with_log_ms(self, log_ms: int | None) -> ExecutionFinished:
-        """This event, knowing the log time it was listed at."""
+    def with_log_ms(self, log_ms: int | None, *, from_store: bool = False) -> ExecutionFinished:
+        """This event, knowing the log time it was listed at (and whether the store told it)."""
         self._log_ms = log_ms
+        self._from_store = from_store
         return self
 
     @property
     def log_ms(self) -> int | None:
         return self._log_ms
+
+    @property
+    def from_store(self) -> bool:
+        return self._from_store
 
 
 class LastRun(BaseModel):

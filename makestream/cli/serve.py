@@ -237,10 +237,9 @@ def upstream_options(opts: ServeOptions) -> WatchOptions:
         # Read before any request: a broken config file ends here with exit 2.
         options.alerts = AlertEvaluator(config.load().thresholds)
     if opts.store is not None:
-        from makestream.cli.store import history_source, run_source
+        from makestream.cli.store import history_source
 
         options.history = history_source(opts.store)
-        options.runs = run_source(opts.store)
     return options
 
 
@@ -476,10 +475,19 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             # are still delivered (within each sink's grace).
             for sink in sinks:
                 await stack.enter_async_context(sink)
-            from makestream.cli.store import Recorder, start_writer, stop_writer
+            from makestream.cli.store import (
+                Recorder,
+                run_source,
+                start_writer,
+                stop_writer,
+                zone_of,
+            )
             from makestream.store.replay import StoreReplay
 
-            writer = start_writer(opts.store, client.clock.now) if opts.store else None
+            host = zone_of(client.base_url)
+            writer = start_writer(opts.store, client.clock.now, zone=host) if opts.store else None
+            if opts.store:
+                watch_options.runs = run_source(opts.store, zone=host, now=client.clock.now)
             stack.push_async_callback(stop_writer, writer)  # after the hub: its last events
             recorder = Recorder(writer)
             stack.callback(recorder.close)  # the coverage of the hub's last watch, before that

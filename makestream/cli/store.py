@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from makestream.store.recorder import Recorder as _Recorder
-from makestream.store.recorder import history_source, run_source, start_writer, stop_writer
+from makestream.store.recorder import (
+    history_source,
+    run_source,
+    start_writer,
+    stop_writer,
+    zone_of,
+)
 
 if TYPE_CHECKING:
     from makestream.store import StoreChoice
@@ -64,4 +70,4 @@ class Recorder(_Recorder):
 
 
 __all__ = ["KeepOpt", "NoStoreOpt", "Recorder", "StoreOpt", "StoreReadOpt", "choose",
-           "history_source", "run_source", "start_writer", "stop_writer"]
+           "history_source", "run_source", "start_writer", "stop_writer", "zone_of"]

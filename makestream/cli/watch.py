@@ -433,7 +433,6 @@ def watch(
 
         chosen = EventFilter.from_cli(types, statuses, progress=progress)
         options.history = stored.history_source(store_choice)
-        options.runs = stored.run_source(store_choice)
         holder: list[Watch] = []
         async with open_client(
             conn, observer=lambda n: holder[0].on_notice(n) if holder else None
@@ -451,8 +450,11 @@ def watch(
             failures: list[str] = []
             sinks = _sinks(sink_opts, client.clock, holder, failures)
             notes: list[str] = []
+            host = stored.zone_of(client.base_url)
+            options.runs = stored.run_source(store_choice, zone=host, now=client.clock.now)
             recorder = stored.Recorder(
-                stored.start_writer(store_choice, client.clock.now), notes if live else None
+                stored.start_writer(store_choice, client.clock.now, zone=host),
+                notes if live else None,
             )
             try:
                 return await _stream(

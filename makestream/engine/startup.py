@@ -25,6 +25,9 @@ from makestream.events import StreamOpened
 from makestream.make.budget import Priority
 from makestream.make.models import Scenario
 
+# Stored runs replayed between two raises of a scenario's floor (see `_replay_stored`).
+REPLAY_STEP = 64
+
 
 class WatchStartup(WatchBase):
     """The set-up part of `Watch`."""
@@ -92,8 +95,9 @@ class WatchStartup(WatchBase):
         Make's logs only from there on (no page, no error detail for the stored runs)."""
         source = self.options.runs
         assert source is not None
+        # Only the scenarios this watch follows: a cursor may name more.
         floors = {sid: state.position.floor_ms for sid, state in self.tracker.scenarios.items()
-                  if sid in resume.positions}
+                  if sid in resume.positions and sid in self.schedule.scans}
         if not floors:
             return
         found = await anyio.to_thread.run_sync(source.covered, floors)
@@ -112,8 +116,10 @@ class WatchStartup(WatchBase):
                 self.stored_replays += len(reported)
                 self.emit(reported)
                 following = runs[i + 1][0] if i + 1 < len(runs) else covered.until_ms
-                if following > log_ms:
-                    # Every run listed up to here is reported: the cursor need not list them.
+                if i % REPLAY_STEP == REPLAY_STEP - 1 and following > log_ms:
+                    # Every run listed up to here is reported: the cursor need not list them
+                    # (every so often, so that neither the cursor nor the work grows with the
+                    # number of runs replayed).
                     self.tracker.covered(sid, min(log_ms + 1, covered.until_ms), unconfirmed)
             self.tracker.covered(sid, covered.until_ms, unconfirmed)
 

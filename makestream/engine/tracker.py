@@ -290,7 +290,7 @@ class Tracker:
                 error=error,
                 url=url,
                 scenario_name=state.name,
-            ).with_log_ms(ts_ms)
+            ).with_log_ms(log.timestamp_ms if log is not None else None)
         ]
 
     def replayed(self, scenario_id: int, event: ExecutionFinished, log_ms: int) -> list[_Event]:
@@ -305,7 +305,7 @@ class Tracker:
         update: dict[str, object] = {"seq": 0, "cursor": None}
         if state.name:
             update["scenario_name"] = state.name
-        return [event.model_copy(update=update).with_log_ms(log_ms)]
+        return [event.model_copy(update=update).with_log_ms(log_ms, from_store=True)]
 
     def covered(self, scenario_id: int, until_ms: int, unconfirmed: Iterable[str]) -> None:
         """Every run listed before `until_ms` has been reported (replayed from the store).

@@ -258,9 +258,16 @@ async def running(client: MakeClient, zone: SimZone | None, *, api_limit: int | 
                   store: StoreChoice | None = None) -> AsyncIterator[Service]:
     """A service on `client`; its monitors end with it. The client's observer should call
     `service.on_notice`. With `store`, every monitor and followed run keeps its history there."""
-    from makestream.store.recorder import Recorder, history_source, start_writer, stop_writer
+    from makestream.store.recorder import (
+        Recorder,
+        history_source,
+        start_writer,
+        stop_writer,
+        zone_of,
+    )
 
-    writer = start_writer(store, client.clock.now) if store is not None else None
+    writer = (start_writer(store, client.clock.now, zone=zone_of(client.base_url))
+              if store is not None else None)
     recorder = Recorder(writer, warn=_warn) if writer is not None else None
     history = history_source(store) if store is not None else None
     try:

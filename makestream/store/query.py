@@ -16,6 +16,8 @@ from makestream.store.rows import CoverageRow, ExecutionRow, NoteRow
 
 # Durations the engine takes per scenario at start-up: as many as `engine.history.History` keeps.
 SEED_RUNS = 50
+# How long an emptied coverage span is kept (see `prune`).
+SPAN_KEPT_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,12 @@ def insert(
         # it from the bus) learns it from one that did; nothing else about a stored run changes.
         conn.executemany(
             "INSERT INTO executions (execution_id, scenario_id, ended_ms, status, duration_ms, "
-            "operations, centicredits, transfer_bytes, scenario_name, body, log_ms) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (execution_id) DO UPDATE SET "
-            "log_ms = excluded.log_ms WHERE log_ms IS NULL AND excluded.log_ms IS NOT NULL",
+            "operations, centicredits, transfer_bytes, scenario_name, body, log_ms, zone) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (execution_id) DO UPDATE SET "
+            "log_ms = excluded.log_ms, zone = coalesce(zone, excluded.zone) "
+            "WHERE log_ms IS NULL AND excluded.log_ms IS NOT NULL",
             [(r.execution_id, r.scenario_id, r.ended_ms, r.status, r.duration_ms, r.operations,
-              r.centicredits, r.transfer_bytes, r.scenario_name, r.body, r.log_ms)
+              r.centicredits, r.transfer_bytes, r.scenario_name, r.body, r.log_ms, r.zone)
              for r in executions],
         )
         conn.executemany(
@@ -82,9 +85,9 @@ def insert(
         written = conn.total_changes - before
         # Written after the runs it vouches for, in the same transaction.
         conn.executemany(
-            "INSERT INTO coverage VALUES (?,?,?,?) ON CONFLICT (stream, scenario_id) DO UPDATE "
+            "INSERT INTO coverage VALUES (?,?,?,?,?) ON CONFLICT (stream, scenario_id) DO UPDATE "
             "SET to_ms = max(to_ms, excluded.to_ms)",
-            [(c.stream, c.scenario_id, c.from_ms, c.to_ms) for c in coverage],
+            [(c.stream, c.zone, c.scenario_id, c.from_ms, c.to_ms) for c in coverage],
         )
         named = {r.scenario_id: r.scenario_name for r in executions if r.scenario_name}
         rows = [(sid, name, team) for sid, name, team in scenarios]
@@ -119,8 +122,11 @@ def prune(conn: sqlite3.Connection, *, cutoff_ms: int, limit: int | None = None)
         )
         # Runs are pruned by their end, and Make lists a run at its start or its end, so what
         # remains of a span above the cutoff is still complete; below it, it vouches for nothing.
-        conn.execute("DELETE FROM coverage WHERE to_ms <= ?", (cutoff_ms,))
+        # A span is cut, not deleted, while its stream may still be writing it (its next write
+        # would bring back the old start): only a day after it ended.
         conn.execute("UPDATE coverage SET from_ms = ? WHERE from_ms < ?", (cutoff_ms, cutoff_ms))
+        conn.execute("DELETE FROM coverage WHERE to_ms <= from_ms AND to_ms < ?",
+                     (cutoff_ms - SPAN_KEPT_MS,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -285,25 +291,28 @@ def counts(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def covered_runs(
-    conn: sqlite3.Connection, scenario_id: int, floor_ms: int, *, limit: int
+    conn: sqlite3.Connection, zone: str, scenario_id: int, floor_ms: int, *, limit: int,
+    now_ms: int,
 ) -> tuple[int, list[tuple[int, str]]]:
-    """How far from `floor_ms` the stored spans of a scenario reach without a gap, and the runs
-    stored in between: (reach, [(log_ms, body), …] oldest first). At most `limit` runs: past
-    that, the reach stops short of the first run left out. Reach == floor_ms: nothing covered."""
+    """How far from `floor_ms` the stored spans of a scenario of Make host `zone` reach without
+    a gap (never past `now_ms`), and the runs stored in between: (reach, [(log_ms, body), …]
+    oldest first). At most `limit` runs: past that, the reach stops short of the first run left
+    out. Reach == floor_ms: nothing covered."""
     reach = floor_ms
     for start, end in conn.execute(
-        "SELECT from_ms, to_ms FROM coverage WHERE scenario_id = ? AND to_ms > ? "
-        "ORDER BY from_ms", (scenario_id, floor_ms),
+        "SELECT from_ms, to_ms FROM coverage WHERE zone = ? AND scenario_id = ? AND to_ms > ? "
+        "ORDER BY from_ms", (zone, scenario_id, floor_ms),
     ):
         if start > reach:
             break
         reach = max(reach, end)
+    reach = min(reach, now_ms)
     if reach <= floor_ms:
         return floor_ms, []
     rows = conn.execute(
-        "SELECT log_ms, body FROM executions WHERE scenario_id = ? AND log_ms >= ? "
+        "SELECT log_ms, body FROM executions WHERE zone = ? AND scenario_id = ? AND log_ms >= ? "
         "AND log_ms < ? ORDER BY log_ms, execution_id LIMIT ?",
-        (scenario_id, floor_ms, reach, limit + 1),
+        (zone, scenario_id, floor_ms, reach, limit + 1),
     ).fetchall()
     if len(rows) > limit:
         reach = int(rows[limit][0])

@@ -22,9 +22,11 @@ come from elsewhere (a replica on a bus), vouches for nothing.
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from makestream.timeutil import epoch_ms
 
@@ -42,14 +44,20 @@ COVER_EVERY_S = 5.0
 CLOCK_SLACK_MS = 60_000
 
 
-def start_writer(choice: StoreChoice, now: Callable[[], float]) -> StoreWriter | None:
-    """The writer thread for a stream, or None without a store. It opens the file itself: a
-    file that cannot be used is reported by the writer (`take_problem`), never raised here."""
+def zone_of(base_url: str) -> str:
+    """The Make host of an API base URL: scenario ids are unique only within one."""
+    return urlsplit(base_url).netloc.lower()
+
+
+def start_writer(choice: StoreChoice, now: Callable[[], float], *, zone: str) -> StoreWriter | None:
+    """The writer thread for a stream of Make host `zone`, or None without a store. It opens the
+    file itself: a file that cannot be used is reported by the writer (`take_problem`), never
+    raised here."""
     from makestream.store.writer import StoreWriter
 
     if choice.path is None:
         return None
-    return StoreWriter(choice.path, keep_s=choice.keep_s, now=now).start()
+    return StoreWriter(choice.path, keep_s=choice.keep_s, now=now, zone=zone).start()
 
 
 def history_source(choice: StoreChoice) -> HistorySource | None:
@@ -61,13 +69,16 @@ def history_source(choice: StoreChoice) -> HistorySource | None:
     return HistoryFromStore(choice.path)
 
 
-def run_source(choice: StoreChoice) -> RunSource | None:
-    """The store as the engine's source of runs for a resumed watch (None without a store)."""
+def run_source(
+    choice: StoreChoice, *, zone: str, now: Callable[[], float]
+) -> RunSource | None:
+    """The store as the engine's source of runs of Make host `zone` for a resumed watch (None
+    without a store)."""
     if choice.path is None:
         return None
     from makestream.store.replay import StoredSpans
 
-    return StoredSpans(choice.path)
+    return StoredSpans(choice.path, zone, now)
 
 
 async def stop_writer(writer: StoreWriter | None) -> None:
@@ -94,7 +105,7 @@ class Recorder:
         self.writer = writer
         self.deferred = deferred
         self.warn = warn
-        self._streams: dict[int, _Stream] = {}  # id(watch) -> its coverage so far
+        self._streams: weakref.WeakKeyDictionary[Any, _Stream] = weakref.WeakKeyDictionary()
 
     def offer(self, event: Any, watch: Any) -> int:
         """Hand an event to the writer; a ticket for `stored`, or 0."""
@@ -112,32 +123,41 @@ class Recorder:
     def _cover(self, event: Any, watch: Any) -> None:
         if watch is None:
             return
-        key = id(watch)
         at = epoch_ms(event.ts)
         if event.type == "stream.opened":
             options = getattr(watch, "options", None)
             if at is None or getattr(options, "run", False) or getattr(
                 options, "execution_id", None
             ):
-                self._streams.pop(key, None)
+                self._streams.pop(watch, None)
                 return
             since = at + CLOCK_SLACK_MS
-            self._streams[key] = _Stream(secrets.token_hex(8), {s: since for s in event.targets})
-        stream = self._streams.get(key)
+            self._streams[watch] = _Stream(secrets.token_hex(8),
+                                           {s: since for s in event.targets})
+        stream = self._streams.get(watch)
         if stream is None or at is None:
             return
         stream.last_ms = max(stream.last_ms, at)
+        if event.type == "execution.finished" and event.log_ms is None:
+            # Reported before its log was read: its log time, which the floor will pass, is
+            # not stored. The scenario's span ends before it (the floor is held below such a
+            # run until it is reported) and starts again after it.
+            self._write_cover(stream, at)
+            sid = event.scenario_id
+            if sid is not None:
+                stream.breaks[sid] = stream.breaks.get(sid, 0) + 1
+                stream.since[sid] = at + CLOCK_SLACK_MS
         if event.cursor:
             stream.cursor = event.cursor
         closed = event.type == "stream.closed"
         if closed or at - stream.written_at >= COVER_EVERY_S * 1000:
             self._write_cover(stream, at)
         if closed:
-            del self._streams[key]
+            del self._streams[watch]
 
     def _write_cover(self, stream: _Stream, at: int) -> None:
-        """Offer the spans the stream's latest cursor vouches for; a scenario first named in it
-        is covered from `at` on."""
+        """Offer the spans the stream's latest cursor vouches for, up to `at` at most; a scenario
+        first named in it is covered from `at` on."""
         from makestream.engine.cursor import Cursor
         from makestream.errors import UsageError
         from makestream.store.rows import CoverageRow
@@ -151,9 +171,16 @@ class Recorder:
             return
         spans = []
         for sid, position in positions.items():
+            if position.floor_ms > at:
+                # A floor ahead of its own event (a damaged or hand-made cursor, a clock that
+                # ran ahead): this stream does not report what lies below it, so it vouches
+                # for nothing of this scenario, now or later.
+                stream.since[sid] = _NEVER
             since = stream.since.setdefault(sid, at + CLOCK_SLACK_MS)
-            if position.floor_ms > since:
-                spans.append(CoverageRow(stream.key, sid, since, position.floor_ms))
+            until = position.floor_ms
+            if until > since:
+                key = f"{stream.key}.{stream.breaks.get(sid, 0)}"
+                spans.append(CoverageRow(key, self.writer.zone, sid, since, until))
         if spans:
             self.writer.cover(spans)
 
@@ -187,6 +214,9 @@ class Recorder:
             self.warn(problem)
 
 
+_NEVER = 2**62
+
+
 @dataclass
 class _Stream:
     """One stream's coverage: its key in the store, since when it has covered each scenario
@@ -194,6 +224,7 @@ class _Stream:
 
     key: str
     since: dict[int, int] = field(default_factory=dict)
+    breaks: dict[int, int] = field(default_factory=dict)  # spans ended, per scenario
     written_at: int = 0
     last_ms: int = 0
     cursor: str = ""

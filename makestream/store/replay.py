@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,8 +38,10 @@ SPAN_RUNS_TOTAL = 20_000
 class StoredSpans:
     """The store as the engine's `RunSource` (see `engine.history.RunSource`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, zone: str, now: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.zone = zone  # the Make host whose runs are asked for
+        self.now = now
 
     def covered(self, floors: Mapping[int, int]) -> dict[int, Covered]:
         from makestream.engine.history import Covered
@@ -55,7 +58,8 @@ class StoredSpans:
                     if left <= 0:
                         break
                     until, rows = query.covered_runs(
-                        conn, sid, floors[sid], limit=min(SPAN_RUNS_MAX, left)
+                        conn, self.zone, sid, floors[sid], limit=min(SPAN_RUNS_MAX, left),
+                        now_ms=int(self.now() * 1000),
                     )
                     if until <= floors[sid]:
                         continue

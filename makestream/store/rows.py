@@ -41,6 +41,7 @@ class ExecutionRow:
     scenario_name: str | None
     body: str
     log_ms: int | None = None  # see `events.ExecutionFinished.log_ms`
+    zone: str | None = None  # the Make host it ran on
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class CoverageRow:
     """A stream reported every run of a scenario listed in [from_ms, to_ms) (see `replay`)."""
 
     stream: str
+    zone: str
     scenario_id: int
     from_ms: int
     to_ms: int
@@ -70,8 +72,9 @@ def _body(event: _Event) -> str:
     return orjson.dumps(data).decode()
 
 
-def to_row(event: _Event) -> ExecutionRow | NoteRow | None:
-    """The row that stores an event, or None for events the store does not keep."""
+def to_row(event: _Event, zone: str | None = None) -> ExecutionRow | NoteRow | None:
+    """The row that stores an event (an execution's on Make host `zone`), or None for events the
+    store does not keep."""
     from makestream.events import AlertRaised, AlertResolved, ExecutionFinished, ScenarioChanged
 
     ts_ms = epoch_ms(event.ts) or 0
@@ -90,6 +93,7 @@ def to_row(event: _Event) -> ExecutionRow | NoteRow | None:
             scenario_name=event.scenario_name,
             body=_body(event),
             log_ms=event.log_ms,
+            zone=zone,
         )
     if isinstance(event, AlertRaised | AlertResolved):
         extra = event.model_extra or {}

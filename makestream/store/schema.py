@@ -9,14 +9,16 @@ rewritten.
 Tables (version 2):
 
     executions  one row per execution id: the figures `history` filters and sums, the
-                `execution.finished` event itself (without seq and cursor) for export, and
-                `log_ms`, the time Make's log lists the run at (what cursors count in)
+                `execution.finished` event itself (without seq and cursor) for export,
+                `log_ms`, the time Make's log lists the run at (what cursors count in; NULL
+                when it was reported before its log was read), and `zone`, the Make host
+                (scenario ids are unique only within one)
     notes       alert transitions and scenario changes, keyed so that two processes that saw
                 the same one store it once (see `rows.note_key`)
     scenarios   names and teams, for display and `history --team`
-    coverage    per stream and scenario, a span of log time [from_ms, to_ms) in which that
-                stream reported every run, and which the rows above therefore hold complete;
-                a resumed watch replays such spans without reading Make's logs (`replay`)
+    coverage    per stream and scenario of a zone, a span of log time [from_ms, to_ms) in
+                which that stream reported every run, and which the rows above therefore hold
+                complete; a resumed watch replays such spans without reading Make's logs
 """
 
 from __future__ import annotations
@@ -68,15 +70,17 @@ CREATE TABLE scenarios (
 
 _V2 = """
 ALTER TABLE executions ADD COLUMN log_ms INTEGER;
-CREATE INDEX executions_by_log ON executions (scenario_id, log_ms);
+ALTER TABLE executions ADD COLUMN zone TEXT;
+CREATE INDEX executions_by_log ON executions (zone, scenario_id, log_ms);
 CREATE TABLE coverage (
     stream      TEXT NOT NULL,
+    zone        TEXT NOT NULL,
     scenario_id INTEGER NOT NULL,
     from_ms     INTEGER NOT NULL,
     to_ms       INTEGER NOT NULL,
     PRIMARY KEY (stream, scenario_id)
 );
-CREATE INDEX coverage_by_scenario ON coverage (scenario_id, to_ms);
+CREATE INDEX coverage_by_scenario ON coverage (zone, scenario_id, to_ms);
 """
 
 # MIGRATIONS[n] upgrades version n to n + 1.

@@ -66,9 +66,11 @@ class StoreWriter:
         keep_s: float,
         now: Callable[[], float] = time.time,
         queue_max: int = QUEUE_MAX,
+        zone: str = "",
     ) -> None:
         self.path = path
         self.keep_s = keep_s
+        self.zone = zone  # the Make host the events come from (see `recorder.zone_of`)
         self._now = now
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_max)
         self._thread = threading.Thread(target=self._run, name="makestream-store", daemon=True)
@@ -100,7 +102,7 @@ class StoreWriter:
         """Queue an event to be stored, if it is a kind the store keeps. Never blocks.
 
         Returns a ticket for `wait_stored`, or 0 when the event was not queued."""
-        if event.type in STORED_TYPES and not self.off:
+        if event.type in STORED_TYPES and not self.off and not getattr(event, "from_store", False):
             return self._put(event)
         return 0
 
@@ -262,7 +264,7 @@ class StoreWriter:
                 scenarios.extend(item)
                 continue
             assert isinstance(item, _Event)
-            row = to_row(item)
+            row = to_row(item, self.zone)
             if isinstance(row, ExecutionRow):
                 executions.append(row)
             elif isinstance(row, NoteRow):
