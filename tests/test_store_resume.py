@@ -451,3 +451,10 @@ async def test_a_resume_replays_only_the_scenarios_it_watches(tmp_path: Path) ->
                            runs=StoredSpans(path, "", zone.clock.now)), zone.clock.now() + 200)
     assert resumed.watch is not None and resumed.watch.stored_replays > 0
     assert {e.scenario_id for e in resumed.finished} == {busy}
+
+
+def test_a_run_replayed_from_the_store_is_not_written_again(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path / "h.db", keep_s=86400 * 90, now=lambda: T0 / 1000)
+    replayed = finished("x", 1, T0).with_log_ms(T0, from_store=True)
+    assert writer.offer(replayed) == 0
+    assert writer.offer(finished("y", 1, T0)) == 1  # (not started: nothing drains)
