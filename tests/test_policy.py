@@ -76,8 +76,29 @@ def test_a_busier_scenario_is_read_more_often() -> None:
         assert action is not None
         picks.append(action.scenario_id)
         schedule.scanned(action.scenario_id, now, now, ok=True)
-    # read when its expected news catches up: about 40 times less often, but read
-    assert picks.count(1) > 10 * picks.count(2) > 0
+    # read when its expected news catches up, or when a round-robin over both would have
+    # read it (every 2 / 0.8 = 2.5 s), whichever comes first
+    assert picks.count(1) > 1.5 * picks.count(2) > 0
+    seen = [i for i, sid in enumerate(picks) if sid == 2]
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 2.5 + 1
+
+
+def test_with_many_scenarios_a_busier_one_is_read_far_more_often() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    for sid in range(1, 41):
+        schedule.scans[sid] = ScanTarget(sid, last_scan=T, scanned_once=True, since=T - 600,
+                                         runs=60 if sid == 1 else 1)
+    picks = []
+    now = T
+    for _ in range(400):
+        now += 1.25
+        action, _ = schedule.next(now)
+        assert action is not None
+        picks.append(action.scenario_id)
+        schedule.scanned(action.scenario_id, now, now, ok=True)
+    # the busy one by its expected news; each quiet one about once a round-robin (50 s)
+    assert picks.count(1) > 5 * max(picks.count(s) for s in range(2, 41))
+    assert min(picks.count(s) for s in range(2, 41)) >= 400 * 1.25 / 50 - 3
 
 
 def test_a_signal_raises_a_scan_above_the_base_rate() -> None:
@@ -239,3 +260,20 @@ def test_a_no_follow_watch_reads_each_scenarios_logs_once() -> None:
     schedule.scanned(2, T, T, ok=True)
     action, _ = schedule.next(T + 30)
     assert action is None
+
+
+def test_the_budget_is_saturated_when_runs_wait_in_half_the_scenarios() -> None:
+    state = state_with(20)
+    now = T + 5
+    for sid in range(1, 10):
+        state.scans[sid].due_at = now - 1
+    assert not state.saturated(now)  # 9 of 20
+    state.scans[10].signal, state.scans[10].owed_ops = "sweep", 3
+    state.scans[10].hot_until = now + 60
+    assert state.saturated(now)  # 10 of 20
+    state.scans[10].hot_until = now - 1  # an expired pointer says nothing
+    assert not state.saturated(now)
+    few = state_with(4)
+    for target in few.scans.values():
+        target.due_at = now - 1
+    assert not few.saturated(now)  # at least SATURATED_MIN

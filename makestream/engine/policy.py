@@ -31,19 +31,28 @@ the total (and the tail) of detection latency low.
      trust is earned, so counters that never move cost nothing but the sweeps themselves). A
      scenario never read is worth the mean rate of those read since the watch began, at least
      0.5 (its first read also learns history). No scenario is read more often than `floor_s`; a
-     sure signal's read that finds nothing looks again after a backing-off delay;
+     sure signal's read that finds nothing looks again after a backing-off delay. Runs known to
+     wait (sure signals) gain `SURE_AGE_WEIGHT` a second they wait, so the oldest goes first;
+     and once every scenario was read, one unread for longer than a round-robin over all of
+     them would leave it (`round_robin_s`; its age trust-weighted as above) is worth a sure run
+     plus its time overdue: the tail is never worse than the simplest loop's, which the bare
+     count λ·age would allow for quiet scenarios behind busy ones;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
      its poll is due on the history-shaped timetable, the `poll` signal's precision;
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
      (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
      that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
      was under even odds), time-decayed from an optimistic prior. At its cadence a paid signal
-     goes first; the cadence is its full share (sweeps: `SWEEP_SHARE` of the rate, at most one a
-     second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario) while it earns
-     `WORTH_FULL`, proportionally slower as it earns less. When every scenario is busy, blind
-     scans find news anyway and sweeps earn nothing; when `operations` is not kept up to date,
-     they prompt nothing: either way they shrink, down to one a minute (kept for `nextExec`,
-     flags and `scenario.changed`). Queue reads stop for good once Make refuses one;
+     goes first (a sweep: unless runs known to wait are queued, when it takes its turn among
+     them by age; between turns a sweep is worth the runs the base rates expect where a blind
+     read would likely find none, times the sweeps' trust; none of these with fewer than
+     `SWEEP_MIN_SCENARIOS`); the cadence is its full share (sweeps: `SWEEP_SHARE` of the rate,
+     at most one a second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario)
+     while it earns `WORTH_FULL`, proportionally slower as it earns less. When every scenario
+     is busy, blind scans find news anyway and sweeps earn nothing; when `operations` is not
+     kept up to date, they prompt nothing: either way they shrink, down to one a minute (kept
+     for `nextExec`, flags and `scenario.changed`). Queue reads stop for good once Make refuses
+     one;
    - **reads that find no run** (blueprints for the live view, an organization read put off
      because `--api-limit` made it unnecessary at start-up): worth nothing at first, growing
      with their wait up to just below a first read of a scenario, so they go after the first
@@ -90,6 +99,12 @@ PRIOR_SPAN_S = 600.0  # ... in ten minutes
 FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
 EARNINGS_HALF_LIFE_S = 120.0  # how fast a signal's earnings forget
 POLL_SHARE = 0.6
+# Expected news added per second a sure signal's run has waited: enough to serve runs known to
+# wait oldest first, whatever their scenarios' base rates.
+SURE_AGE_WEIGHT = 0.1
+DUE_RETRY_NEWS = 0.6  # a scheduled run's log not shown at its first look: likely by the next
+SATURATED_MIN = 5  # see `PolicyState.saturated`
+SWEEP_MIN_SCENARIOS = 5  # fewer: a round of scans is as quick as a sweep and its scan
 # Reads that find no run (blueprints, the deferred organization read): worth little at first,
 # more the longer they wait, but never as much as a first read of a scenario.
 LATER_RAMP_S = 120.0
@@ -174,6 +189,7 @@ class ScanTarget:
     # A signal waiting for a scan: which, and when it came.
     signal: SignalName | None = None
     heated_at: float = float("-inf")
+    pointed_at: float = float("-inf")  # when the signal waiting now first came
     hot_until: float = 0.0
     due_at: float | None = None  # a moment worth scanning at (a scheduled run's expected end)
     due_misses: int = 0
@@ -207,25 +223,31 @@ class ScanTarget:
             self.next_exec = self.next_exec + self.interval if self.interval else None
         return due
 
+    @property
+    def scheduled(self) -> bool:
+        """On an interval schedule whose next run is known: its due scans look for its runs."""
+        return self.interval is not None and self.next_exec is not None
+
     def rate(self, now: float) -> float:
         """Runs per second, learned (with a prior). A scenario on an interval schedule runs when
         its due scans look: only unscheduled runs (the prior) are left to chance."""
-        if self.interval is not None and self.next_exec is not None:
+        if self.scheduled:
             return PRIOR_RUNS / PRIOR_SPAN_S
         return (self.runs + PRIOR_RUNS) / (max(0.0, now - self.since) + PRIOR_SPAN_S)
 
-    def base_news(self, now: float, trust: float = 0.0) -> float:
-        """Expected runs found by a read now, from the base rate alone.
-
-        A sweep that saw this scenario's counters still says "nothing new" as of its moment,
-        as far as sweeps are trusted (`trust`: the share of runs they pointed at).
-        """
-        if not self.scanned_once:
-            return FRESH_NEWS
+    def age(self, now: float, trust: float = 0.0) -> float:
+        """How long this scenario's news has had to gather: since its last read, or since a
+        sweep saw its counters still, as far as sweeps are trusted (`trust`: the share of runs
+        they pointed at)."""
         last = self.last_scan if math.isfinite(self.last_scan) else self.since
         cleared = max(last, self.cleared_at)
-        age = (1 - trust) * (now - last) + trust * (now - cleared)
-        return self.rate(now) * max(0.0, age)
+        return max(0.0, (1 - trust) * (now - last) + trust * (now - cleared))
+
+    def base_news(self, now: float, trust: float = 0.0) -> float:
+        """Expected runs found by a read now, from the base rate alone."""
+        if not self.scanned_once:
+            return FRESH_NEWS
+        return self.rate(now) * self.age(now, trust)
 
 
 @dataclass
@@ -266,6 +288,9 @@ class PolicyState:
     sweeps: dict[int, SweepGroup] = field(default_factory=dict)
     sweep_times: deque[float] = field(default_factory=deque)  # sends in the last minute
     triggers_in_flight: bool = False
+    # How much later than a scheduled run's expected end its log shows, as learned from due
+    # scans (Make's log lag and runs longer than their median); see `poller.DUE_LAG_STEP`.
+    due_lag: float = 0.0
     # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
     # saw nothing move can be believed.
     recall: float = 0.0  # earned: a sweep is trusted only once its pointers have been found right
@@ -287,6 +312,12 @@ class PolicyState:
 
     def at(self, when: float, action: Action) -> None:
         heapq.heappush(self.timed, (when, next(self.tie), action))
+
+    def saturated(self, now: float) -> bool:
+        """Runs are known to wait (a sure signal) in at least half the scenarios, and at least
+        SATURATED_MIN: the budget cannot keep up with them."""
+        waiting = sum(1 for t in self.scans.values() if sure_signal(t, now))
+        return waiting >= max(SATURATED_MIN, len(self.scans) / 2)
 
     def outstanding(self) -> int:
         """Scored reads handed out and not answered yet (queued for the budget or in flight)."""
@@ -341,8 +372,20 @@ def population_rate(state: PolicyState, now: float) -> float:
     return sum(rates) / len(rates) if rates else PRIOR_RUNS / PRIOR_SPAN_S
 
 
+def sure_signal(target: ScanTarget, now: float) -> bool:
+    """A run is known to wait in this scenario: a scheduled run's moment passed, or a counter
+    grew past the runs found."""
+    return (target.due_at is not None and now >= target.due_at) or (
+        target.signal == "sweep" and target.owed_ops > 0 and now < target.hot_until)
+
+
+def round_robin_s(state: PolicyState) -> float:
+    """How long a round-robin over the scenarios takes at the budget's rate."""
+    return max(1.0, len(state.scans) / max(state.rate_per_s, 1e-6))
+
+
 def scan_news(state: PolicyState, target: ScanTarget, now: float,
-              population: float | None = None) -> float:
+              population: float | None = None, *, first_pass_done: bool = False) -> float:
     """Expected new runs a read of this scenario's logs finds now."""
     if not target.scanned_once:
         # Never read: as busy as the scenarios read so far, since the watch began; at least
@@ -351,17 +394,31 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
         news = max(FRESH_NEWS, rate * max(0.0, now - target.since))
     else:
         news = target.base_news(now, state.recall)
+    if first_pass_done and not target.scheduled:
+        # Unread (and not vouched for by a trusted sweep) for longer than a round-robin over
+        # every scenario would leave it: whatever its base rate, a run there may be waiting
+        # longer than the simplest loop would let it. It takes its turn among runs known to
+        # wait, so the tail is never worse than that loop's. (Once every scenario was read:
+        # until then first reads go by their own worth, which lets runs known to wait go
+        # first; and not a scenario on a known schedule, read when its runs are due.)
+        overdue = target.age(now, state.recall) - round_robin_s(state)
+        if overdue > 0:
+            news = max(news, 1.0 + SURE_AGE_WEIGHT * overdue)
     if target.signal is not None and now < target.hot_until:
         # A counter that grew past the runs found proves a run not found yet: worth a sure run
         # (its retries back off if the log lags); other signals are worth their precision.
         if target.signal == "sweep" and target.owed_ops > 0:
-            news += 1.0  # the run it proves, besides what the base rate expects
+            # The run it proves, besides what the base rate expects; among runs known to wait,
+            # the one that has waited longest first (it is the tail of the latency).
+            news += 1.0 + SURE_AGE_WEIGHT * max(0.0, now - target.pointed_at)
         else:
             news = max(news, state.signals[target.signal].precision)
     if target.due_at is not None and now >= target.due_at:
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
-        # back off). Worth a sure run, besides what the base rate expects.
-        news += 1.0
+        # back off). Worth a sure run, besides what the base rate expects; a look again after
+        # a miss, a likely one.
+        sure = 1.0 if target.due_misses == 0 else DUE_RETRY_NEWS
+        news += sure + SURE_AGE_WEIGHT * max(0.0, now - target.due_at)
     return news
 
 
@@ -434,7 +491,15 @@ def decide(state: PolicyState, now: float) -> Decision:
 
     # Log scans.
     population = population_rate(state, now)
+    first_pass_done = all(t.scanned_once for t in state.scans.values())
+    sure_waiting = False  # a scan that a sure signal (a run known to wait) asks for
+    # Runs the base rates expect in scenarios nothing points at, and where a blind read would
+    # more likely find nothing (where it would find one, that read is the better pick).
+    unlocated = 0.0
     for target in state.scans.values():
+        if target.scanned_once and not target.in_flight and target.signal is None:
+            expected = target.base_news(now, state.recall)
+            unlocated += expected if expected < 0.5 else 0.0
         if target.in_flight:
             continue
         if not state.rescans and target.scanned_once:
@@ -449,7 +514,8 @@ def decide(state: PolicyState, now: float) -> Decision:
             continue
         if target.due_at is not None and now < target.due_at:
             wait = min(wait, target.due_at - now)
-        news = scan_news(state, target, now, population)
+        news = scan_news(state, target, now, population, first_pass_done=first_pass_done)
+        sure_waiting = sure_waiting or (news >= 1.0 and sure_signal(target, now))
         signal: SignalName | None = None
         if target.due_at is not None and now >= target.due_at:
             signal = "due"
@@ -465,14 +531,28 @@ def decide(state: PolicyState, now: float) -> Decision:
         # Sweeps: at their full share while they earn at least WORTH_FULL news per request
         # beyond the base rate, less often as they earn less; one a minute whatever they earn.
         recent = sum(1 for t in state.sweep_times if t > now - 60.0)
-        room = recent < max(1.0, SWEEP_SHARE * state.rate_per_s * 60)
+        # A handful of scenarios: scanning each in turn finds a run as soon as a sweep and the
+        # scan it prompts would; sweeps then only keep flags and nextExec fresh.
+        few = len(state.scans) < SWEEP_MIN_SCENARIOS
+        room = not few and recent < max(1.0, SWEEP_SHARE * state.rate_per_s * 60)
         every = sweep_interval(state, now)
         for group in state.sweeps.values():
             if group.in_flight:
                 continue
             gap = now - group.last
             if gap >= SWEEP_MAX_S or (gap >= every and room):
-                consider(Action("sweep", group.group, priority=Priority.HIGH), math.inf)
+                # At its cadence a sweep goes first, unless runs known to wait are queued: it
+                # would only point at more of them; it then takes its turn as one more.
+                value = (1.0 + SURE_AGE_WEIGHT * max(0.0, gap - every)
+                         if sure_waiting and gap < SWEEP_MAX_S else math.inf)
+                consider(Action("sweep", group.group, priority=Priority.HIGH), value)
+            elif gap >= SWEEP_MIN_S and not sure_waiting and state.recall > 0 and not few:
+                # Between its turns, a slot nothing sure wants: a sweep locates the runs the
+                # base rates expect, as far as sweeps are found right (`recall`); a blind scan
+                # finds only its own scenario's.
+                consider(Action("sweep", group.group, priority=Priority.HIGH),
+                         state.recall * unlocated / len(state.sweeps))
+                wait = min(wait, max(every - gap, 0.05))
             else:
                 wait = min(wait, max(every - gap, 0.05) if room else 1.0)
         # Queue depths of webhook scenarios, likewise by what they earn.

@@ -34,6 +34,10 @@ HOT_FOR_S = 60.0  # a signal that no scan answered within this long is stale
 SIGNAL_RETRIES = 3  # a signaled scan that finds nothing looks again after 1, 2, 3 s
 DUE_BACKOFF = 0.3  # a due scan that finds nothing looks again after 30 % of the wait so far
 DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median runs)
+# The learned lag of due scans moves up this much on a first look that misses, down a fifth of it
+# on one that finds the run: it settles where about one first look in six misses.
+DUE_LAG_STEP = 0.5
+DUE_LAG_MAX = 15.0
 
 
 class Schedule(PolicyState):
@@ -79,6 +83,8 @@ class Schedule(PolicyState):
         """Something suggests this scenario ran or changed: its next scan may find news."""
         target = self.scans.get(scenario_id)
         if target is not None:
+            if target.signal is None or now >= target.hot_until:
+                target.pointed_at = now  # (a pointer already waiting keeps its age)
             target.signal = signal
             target.hot_until = max(target.hot_until, now + for_s)
             target.heated_at = now
@@ -120,8 +126,10 @@ class Schedule(PolicyState):
             target.not_before = max(target.not_before, when)
 
     def scan_at(self, scenario_id: int, when: float, *, began: float | None = None) -> None:
-        """A scheduled run (begun at `began`) should be over and its log visible at `when`."""
+        """A scheduled run (begun at `began`) should be over and its log visible at `when`
+        (plus the lag learned between a run's expected end and its log: `due_lag`)."""
         target = self.scans.get(scenario_id)
+        when += self.due_lag
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
             target.due_misses = 0
@@ -225,7 +233,8 @@ class Schedule(PolicyState):
         target.last_scan = started
         target.scanned_once = True
         target.runs += found
-        if found and self.sweeps:
+        if found and self.sweeps and signal != "due":
+            # (a scheduled run found where its schedule said is no test of the sweeps)
             pointed = float(target.signal == "sweep" and target.heated_at <= started)
             self.recall = 0.9 * self.recall + 0.1 * pointed
         answered = target.heated_at <= started
@@ -235,12 +244,27 @@ class Schedule(PolicyState):
                 target.signal_misses += 1
                 target.not_before = now + 1.0 * target.signal_misses
                 return
+            if not found and signal == "sweep":
+                # Growth no run explains (a run that ended just before the first reading, whose
+                # log came after it; operations counted differently): forgiven, or it would
+                # prompt these retries again at every later move of the counter.
+                target.owed_ops = 0
             self.signals[signal].outcome(now, found > 0, target.dispatched_base)
         target.signal_misses = 0
+        if (target.due_at is not None and started < target.due_at and found
+                and target.began is not None and started > target.began):
+            # Read early (another signal, its base rate) and it found a run begun since the
+            # scheduled start: that is the run the due scan would look for.
+            target.due_at, target.due_misses = None, 0
         if target.due_at is not None and started >= target.due_at:
             if target.began is None:
                 target.began = started
             waited = now - target.began
+            if target.due_misses == 0:
+                # The first look at the expected moment: a miss says logs show later than that
+                # (Make's log lag, longer runs), a hit that they may show sooner.
+                self.due_lag = (max(0.0, self.due_lag - DUE_LAG_STEP / 5) if found
+                                else min(DUE_LAG_MAX, self.due_lag + DUE_LAG_STEP))
             if found:
                 self.signals["due"].outcome(now, True, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
@@ -252,8 +276,9 @@ class Schedule(PolicyState):
             else:
                 self.signals["due"].outcome(now, False, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
-        if answered:
-            # The scan answered whatever made the scenario hot.
+        if answered or (found and target.signal == "sweep" and target.owed_ops <= 0):
+            # The scan answered whatever made the scenario hot (or, sent before the sweep that
+            # pointed here, found the runs that explain the counter's growth).
             target.signal, target.hot_until = None, 0.0
 
     def swept(self, group: int) -> None:

@@ -173,9 +173,14 @@ class WatchReads(WatchBase):
                     continue
                 news += 1
                 self.schedule.found_ops(sid, entry.operations, _ended_by(entry))
-                if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING):
+                if entry.status in (ExecStatus.ERROR, ExecStatus.WARNING) and not (
+                    self.options.follow and self.schedule.saturated(now)
+                ):
                     # Logs carry no error text; one more request fetches what went wrong. It
-                    # goes first (URGENT): the run's report waits for nothing else.
+                    # goes first (URGENT): the run's report waits for nothing else. (Not when
+                    # the budget is saturated, with runs known to wait in many scenarios: each
+                    # such read would delay all of them, and the report goes out at once,
+                    # its status without the error's text.)
                     in_detail.add(entry.id)
                     self.tracker.hold(sid, entry)
                     self._known_ended(sid, entry.id, entry, None)
