@@ -74,7 +74,8 @@ class Case:
     def label(self) -> str:
         if self.workload != "generated" or self.variant:
             knobs = ",".join(f"{k}={v}" for k, v in self.variant) or "default"
-            return f"{self.workload} {self.scenarios} @ {self.api_limit}/min [{knobs}]"
+            window = f", {self.minutes:g} min" if self.minutes != 5 else ""
+            return f"{self.workload} {self.scenarios} @ {self.api_limit}/min{window} [{knobs}]"
         return f"{self.scenarios} scenarios @ {self.api_limit}/min"
 
 

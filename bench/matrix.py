@@ -109,6 +109,9 @@ CELLS = [
     _cell("active", 20, _vary(log_lag=0.0)),
     _cell("active", 20, _vary(log_lag=5.0)),
     _cell("active", 20, _vary(queue_readable=True, organization_readable=True)),
+    _cell("active", 20, _vary(counters="late")),
+    _cell("active", 20, _vary(log_timestamp="end")),
+    _cell("active", 20, CONSERVATIVE, minutes=10),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

@@ -277,3 +277,21 @@ def test_the_budget_is_saturated_when_runs_wait_in_half_the_scenarios() -> None:
     for target in few.scans.values():
         target.due_at = now - 1
     assert not few.saturated(now)  # at least SATURATED_MIN
+
+
+def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                   adopted_at=T - 600)
+    schedule.recall = 0.8
+    schedule.cleared(1, T + 30)  # "nothing new" ...
+    schedule.found_ops(1, 5, T + 10)  # ... though this run had ended 20 s before
+    schedule.scanned(1, T + 40, T + 40, ok=True, found=1)
+    assert schedule.recall < 0.4
+    # A run that ended just before the sweep (its log not shown yet) costs no trust.
+    schedule.recall = 0.8
+    schedule.cleared(1, T + 60)
+    schedule.found_ops(1, 5, T + 58)
+    schedule.scanned(1, T + 70, T + 70, ok=True, found=1)
+    assert schedule.recall > 0.6

@@ -201,6 +201,7 @@ class ScanTarget:
     adopted_at: float = float("-inf")
     counted_at: float = float("-inf")
     cleared_at: float = float("-inf")  # a sweep saw nothing move here at this moment
+    cleared_wrongly: bool = False  # ... though a run found since had ended well before it
     not_before: float = float("-inf")  # after a failed read
     # The base rate: runs found since `since`, plus those of the history read at the start.
     runs: float = 0.0

@@ -34,6 +34,9 @@ HOT_FOR_S = 60.0  # a signal that no scan answered within this long is stale
 SIGNAL_RETRIES = 3  # a signaled scan that finds nothing looks again after 1, 2, 3 s
 DUE_BACKOFF = 0.3  # a due scan that finds nothing looks again after 30 % of the wait so far
 DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median runs)
+# A run found that had ended this long before a sweep saw its scenario's counters still: the
+# sweep was wrong (counters updated late), not merely ahead of Make's log.
+CLEAR_SLACK_S = 5.0
 # The learned lag of due scans moves up this much on a first look that misses, down a fifth of it
 # on one that finds the run: it settles where about one first look in six misses.
 DUE_LAG_STEP = 0.5
@@ -99,7 +102,13 @@ class Schedule(PolicyState):
     def found_ops(self, scenario_id: int, operations: int | None, ended: float) -> None:
         """A run was found that ended by `ended` (or earlier), costing `operations`."""
         target = self.scans.get(scenario_id)
-        if target is not None and operations and ended >= target.adopted_at:
+        if target is None:
+            return
+        if ended + CLEAR_SLACK_S < target.cleared_at:
+            # A sweep said "nothing new here" well after this run had ended: the counters lag
+            # the runs, and sweeps deserve less trust (see `scanned`).
+            target.cleared_wrongly = True
+        if operations and ended >= target.adopted_at:
             # (a run that ended before the first reading is in the counter's baseline)
             target.owed_ops -= operations
 
@@ -235,8 +244,14 @@ class Schedule(PolicyState):
         target.runs += found
         if found and self.sweeps and signal != "due":
             # (a scheduled run found where its schedule said is no test of the sweeps)
-            pointed = float(target.signal == "sweep" and target.heated_at <= started)
+            pointed = float(target.signal == "sweep" and target.heated_at <= started
+                            and not target.cleared_wrongly)
             self.recall = 0.9 * self.recall + 0.1 * pointed
+        if target.cleared_wrongly:
+            # A sweep that vouched for a scenario where a run had ended costs more trust than a
+            # run it merely did not point at: blind reads were held back on its word.
+            self.recall *= 0.5
+        target.cleared_wrongly = False
         answered = target.heated_at <= started
         if signal in ("sweep", "queue") and answered:
             if not found and target.signal_misses < SIGNAL_RETRIES:
