@@ -295,3 +295,20 @@ def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust()
     schedule.found_ops(1, 5, T + 58)
     schedule.scanned(1, T + 70, T + 70, ok=True, found=1)
     assert schedule.recall > 0.6
+
+
+def test_a_sweep_pointing_long_after_the_run_ended_earns_little() -> None:
+    def worth_after(ended_ago: float) -> float:
+        schedule = Schedule(rate_per_s=0.8)
+        schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+        schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                       adopted_at=T - 600)
+        now = T
+        for _ in range(10):
+            now += 10
+            schedule.heat(1, now)
+            schedule.found_ops(1, 5, now + 1 - ended_ago)
+            schedule.scanned(1, now + 1, now + 1, ok=True, found=1, signal="sweep")
+        return schedule.signals["sweep"].worth(now)
+
+    assert worth_after(40) < 0.5 * worth_after(2)

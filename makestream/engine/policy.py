@@ -164,9 +164,10 @@ class Signal:
         self.paid += requests
         self.requests += requests
 
-    def outcome(self, now: float, found: bool, base: float) -> None:
+    def outcome(self, now: float, found: bool, base: float, timely: float = 1.0) -> None:
         """A scan this signal prompted found news (or not); `base`: the chance it would have
-        found news without the signal."""
+        found news without the signal; `timely`: how much of the credit the find deserves (a
+        run pointed at long after it ended was found no sooner for it)."""
         self._decay(now)
         self.prompted += 1
         self.hits += found
@@ -174,7 +175,7 @@ class Signal:
         # A run the base rate alone made likely (even odds or better) would have been read
         # soon without the hint: finding it earns the hint nothing.
         if found and base < 0.5:
-            self.earned += 1.0 - base
+            self.earned += (1.0 - base) * timely
 
 
 @dataclass
@@ -202,6 +203,9 @@ class ScanTarget:
     counted_at: float = float("-inf")
     cleared_at: float = float("-inf")  # a sweep saw nothing move here at this moment
     cleared_wrongly: bool = False  # ... though a run found since had ended well before it
+    found_ended: float = float("-inf")  # the latest end of the runs the scan in flight found
+    # Runs that ended before adoption whose operations explained a counter's growth since.
+    explained: set[str] = field(default_factory=set)
     not_before: float = float("-inf")  # after a failed read
     # The base rate: runs found since `since`, plus those of the history read at the start.
     runs: float = 0.0

@@ -37,6 +37,7 @@ DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median run
 # A run found that had ended this long before a sweep saw its scenario's counters still: the
 # sweep was wrong (counters updated late), not merely ahead of Make's log.
 CLEAR_SLACK_S = 5.0
+TIMELY_S = 10.0  # a signal's find earns in full when the run ended at most this long before
 # The learned lag of due scans moves up this much on a first look that misses, down a fifth of it
 # on one that finds the run: it settles where about one first look in six misses.
 DUE_LAG_STEP = 0.5
@@ -104,6 +105,7 @@ class Schedule(PolicyState):
         target = self.scans.get(scenario_id)
         if target is None:
             return
+        target.found_ended = max(target.found_ended, ended)
         if ended + CLEAR_SLACK_S < target.cleared_at:
             # A sweep said "nothing new here" well after this run had ended: the counters lag
             # the runs, and sweeps deserve less trust (see `scanned`).
@@ -111,6 +113,18 @@ class Schedule(PolicyState):
         if operations and ended >= target.adopted_at:
             # (a run that ended before the first reading is in the counter's baseline)
             target.owed_ops -= operations
+
+    def explain(self, scenario_id: int, runs: list[tuple[str, int, float]]) -> None:
+        """Runs (id, operations, ended by) a pointed scan listed that ended before the scenario
+        was adopted: their operations count against what the counter is owed, each once."""
+        target = self.scans.get(scenario_id)
+        if target is None:
+            return
+        for execution_id, operations, ended in runs:
+            if (ended < target.adopted_at and operations
+                    and execution_id not in target.explained):
+                target.explained.add(execution_id)
+                target.owed_ops -= operations
 
     def counter_moved(self, scenario_id: int, delta: int, now: float) -> bool:
         """A sweep read `operations`, grown by `delta` since the last reading: does it point at
@@ -254,7 +268,8 @@ class Schedule(PolicyState):
         target.cleared_wrongly = False
         answered = target.heated_at <= started
         if signal in ("sweep", "queue") and answered:
-            if not found and target.signal_misses < SIGNAL_RETRIES:
+            explained = signal == "sweep" and target.owed_ops <= 0
+            if not found and not explained and target.signal_misses < SIGNAL_RETRIES:
                 # A counter can move before the log entry shows: look again shortly.
                 target.signal_misses += 1
                 target.not_before = now + 1.0 * target.signal_misses
@@ -264,7 +279,12 @@ class Schedule(PolicyState):
                 # log came after it; operations counted differently): forgiven, or it would
                 # prompt these retries again at every later move of the counter.
                 target.owed_ops = 0
-            self.signals[signal].outcome(now, found > 0, target.dispatched_base)
+            # A sweep that points at a run long after it ended (counters updated late) found
+            # it no sooner than a blind read would have: it earns in proportion.
+            late = started - target.found_ended if math.isfinite(target.found_ended) else 0.0
+            timely = min(1.0, TIMELY_S / late) if late > TIMELY_S else 1.0
+            self.signals[signal].outcome(now, found > 0, target.dispatched_base, timely)
+        target.found_ended = float("-inf")
         target.signal_misses = 0
         if (target.due_at is not None and started < target.due_at and found
                 and target.began is not None and started > target.began):

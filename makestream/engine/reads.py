@@ -139,6 +139,12 @@ class WatchReads(WatchBase):
                 self._first_scan(sid, seen, from_ms or 0)
                 seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
             found = self._absorb(sid, seen)
+            if not found and action.signal == "sweep":
+                # A counter pointed here and no new run is listed: runs that ended before the
+                # watch took the scenario, whose counts came after its first reading (counters
+                # updated late), explain the growth, once each.
+                self.schedule.explain(sid, [(e.id, e.operations or 0, _ended_by(e))
+                                            for e in seen if e.status.terminal])
             self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
