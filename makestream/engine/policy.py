@@ -42,7 +42,8 @@ the total (and the tail) of detection latency low.
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
      (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
      that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
-     was under even odds), time-decayed from an optimistic prior. At its cadence a paid signal
+     was under even odds, and in proportion to how soon after the run's end the signal came),
+     time-decayed from an optimistic prior. At its cadence a paid signal
      goes first (a sweep: unless runs known to wait are queued, when it takes its turn among
      them by age; between turns a sweep is worth the runs the base rates expect where a blind
      read would likely find none, times the sweeps' trust; none of these with fewer than
