@@ -64,18 +64,25 @@ def test_without_signals_it_is_round_robin_over_equal_scenarios() -> None:
     assert order[5:] == order[:5]
 
 
-def test_a_busier_scenario_is_read_more_often() -> None:
-    schedule = Schedule(rate_per_s=0.8, following=False)
-    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600, runs=60)
-    schedule.scans[2] = ScanTarget(2, last_scan=T, scanned_once=True, since=T - 600, runs=1)
+def scan_in_turn(schedule: Schedule, slots: int, *, every_s: float) -> list[int]:
+    """The scenarios the schedule reads in `slots` slots `every_s` apart, each read finding
+    nothing."""
     picks = []
     now = T
-    for _ in range(120):
-        now += 1.0
+    for _ in range(slots):
+        now += every_s
         action, _ = schedule.next(now)
         assert action is not None
         picks.append(action.scenario_id)
         schedule.scanned(action.scenario_id, now, now, ok=True)
+    return picks
+
+
+def test_a_busier_scenario_is_read_more_often() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600, runs=60)
+    schedule.scans[2] = ScanTarget(2, last_scan=T, scanned_once=True, since=T - 600, runs=1)
+    picks = scan_in_turn(schedule, 120, every_s=1.0)
     # read when its expected news catches up, or when a round-robin over both would have
     # read it (every 2 / 0.8 = 2.5 s), whichever comes first
     assert picks.count(1) > 1.5 * picks.count(2) > 0
@@ -88,14 +95,7 @@ def test_with_many_scenarios_a_busier_one_is_read_far_more_often() -> None:
     for sid in range(1, 41):
         schedule.scans[sid] = ScanTarget(sid, last_scan=T, scanned_once=True, since=T - 600,
                                          runs=60 if sid == 1 else 1)
-    picks = []
-    now = T
-    for _ in range(400):
-        now += 1.25
-        action, _ = schedule.next(now)
-        assert action is not None
-        picks.append(action.scenario_id)
-        schedule.scanned(action.scenario_id, now, now, ok=True)
+    picks = scan_in_turn(schedule, 400, every_s=1.25)
     # the busy one by its expected news; each quiet one about once a round-robin (50 s)
     assert picks.count(1) > 5 * max(picks.count(s) for s in range(2, 41))
     assert min(picks.count(s) for s in range(2, 41)) >= 400 * 1.25 / 50 - 3

@@ -484,10 +484,9 @@ async def _serve(opts: ServeOptions, conn: Connection) -> int:
             )
             from makestream.store.replay import StoreReplay
 
-            host = zone_of(client.base_url)
-            writer = start_writer(opts.store, client.clock.now, zone=host) if opts.store else None
-            if opts.store:
-                watch_options.runs = run_source(opts.store, zone=host, now=client.clock.now)
+            writer = (start_writer(opts.store, client.clock.now, zone=zone_of(client.base_url))
+                      if opts.store else None)
+            watch_options.runs = run_source(writer)
             stack.push_async_callback(stop_writer, writer)  # after the hub: its last events
             recorder = Recorder(writer)
             stack.callback(recorder.close)  # the coverage of the hub's last watch, before that

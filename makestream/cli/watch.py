@@ -450,12 +450,10 @@ def watch(
             failures: list[str] = []
             sinks = _sinks(sink_opts, client.clock, holder, failures)
             notes: list[str] = []
-            host = stored.zone_of(client.base_url)
-            options.runs = stored.run_source(store_choice, zone=host, now=client.clock.now)
-            recorder = stored.Recorder(
-                stored.start_writer(store_choice, client.clock.now, zone=host),
-                notes if live else None,
-            )
+            writer = stored.start_writer(store_choice, client.clock.now,
+                                         zone=stored.zone_of(client.base_url))
+            options.runs = stored.run_source(writer)
+            recorder = stored.Recorder(writer, notes if live else None)
             try:
                 return await _stream(
                     client, options, output, cursor_file, holder, sinks, recorder

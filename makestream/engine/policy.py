@@ -378,11 +378,28 @@ def population_rate(state: PolicyState, now: float) -> float:
     return sum(rates) / len(rates) if rates else PRIOR_RUNS / PRIOR_SPAN_S
 
 
+def waiting(sure: float, waited_s: float) -> float:
+    """The worth of a read that reports a run known to wait (`sure`: how sure), raised by how
+    long it has waited, so that such runs are served oldest first whatever their base rates."""
+    return sure + SURE_AGE_WEIGHT * max(0.0, waited_s)
+
+
 def sure_signal(target: ScanTarget, now: float) -> bool:
     """A run is known to wait in this scenario: a scheduled run's moment passed, or a counter
     grew past the runs found."""
     return (target.due_at is not None and now >= target.due_at) or (
         target.signal == "sweep" and target.owed_ops > 0 and now < target.hot_until)
+
+
+def unlocated(state: PolicyState, now: float) -> float:
+    """Runs the base rates expect in scenarios nothing points at, and where a blind read would
+    more likely find nothing (where it would find one, that read is the better pick)."""
+    total = 0.0
+    for target in state.scans.values():
+        if target.scanned_once and not target.in_flight and target.signal is None:
+            expected = target.base_news(now, state.recall)
+            total += expected if expected < 0.5 else 0.0
+    return total
 
 
 def round_robin_s(state: PolicyState) -> float:
@@ -409,22 +426,21 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
         # first; and not a scenario on a known schedule, read when its runs are due.)
         overdue = target.age(now, state.recall) - round_robin_s(state)
         if overdue > 0:
-            news = max(news, 1.0 + SURE_AGE_WEIGHT * overdue)
+            news = max(news, waiting(1.0, overdue))
     if target.signal is not None and now < target.hot_until:
         # A counter that grew past the runs found proves a run not found yet: worth a sure run
         # (its retries back off if the log lags); other signals are worth their precision.
         if target.signal == "sweep" and target.owed_ops > 0:
             # The run it proves, besides what the base rate expects; among runs known to wait,
             # the one that has waited longest first (it is the tail of the latency).
-            news += 1.0 + SURE_AGE_WEIGHT * max(0.0, now - target.pointed_at)
+            news += waiting(1.0, now - target.pointed_at)
         else:
             news = max(news, state.signals[target.signal].precision)
     if target.due_at is not None and now >= target.due_at:
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
         # back off). Worth a sure run, besides what the base rate expects; a look again after
         # a miss, a likely one.
-        sure = 1.0 if target.due_misses == 0 else DUE_RETRY_NEWS
-        news += sure + SURE_AGE_WEIGHT * max(0.0, now - target.due_at)
+        news += waiting(1.0 if target.due_misses == 0 else DUE_RETRY_NEWS, now - target.due_at)
     return news
 
 
@@ -499,13 +515,7 @@ def decide(state: PolicyState, now: float) -> Decision:
     population = population_rate(state, now)
     first_pass_done = all(t.scanned_once for t in state.scans.values())
     sure_waiting = False  # a scan that a sure signal (a run known to wait) asks for
-    # Runs the base rates expect in scenarios nothing points at, and where a blind read would
-    # more likely find nothing (where it would find one, that read is the better pick).
-    unlocated = 0.0
     for target in state.scans.values():
-        if target.scanned_once and not target.in_flight and target.signal is None:
-            expected = target.base_news(now, state.recall)
-            unlocated += expected if expected < 0.5 else 0.0
         if target.in_flight:
             continue
         if not state.rescans and target.scanned_once:
@@ -549,15 +559,15 @@ def decide(state: PolicyState, now: float) -> Decision:
             if gap >= SWEEP_MAX_S or (gap >= every and room):
                 # At its cadence a sweep goes first, unless runs known to wait are queued: it
                 # would only point at more of them; it then takes its turn as one more.
-                value = (1.0 + SURE_AGE_WEIGHT * max(0.0, gap - every)
-                         if sure_waiting and gap < SWEEP_MAX_S else math.inf)
+                queued = sure_waiting and gap < SWEEP_MAX_S
+                value = waiting(1.0, gap - every) if queued else math.inf
                 consider(Action("sweep", group.group, priority=Priority.HIGH), value)
             elif gap >= SWEEP_MIN_S and not sure_waiting and state.recall > 0 and not few:
                 # Between its turns, a slot nothing sure wants: a sweep locates the runs the
                 # base rates expect, as far as sweeps are found right (`recall`); a blind scan
                 # finds only its own scenario's.
                 consider(Action("sweep", group.group, priority=Priority.HIGH),
-                         state.recall * unlocated / len(state.sweeps))
+                         state.recall * unlocated(state, now) / len(state.sweeps))
                 wait = min(wait, max(every - gap, 0.05))
             else:
                 wait = min(wait, max(every - gap, 0.05) if room else 1.0)

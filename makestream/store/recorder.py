@@ -12,11 +12,11 @@ Coverage. Besides the events, the recorder tells the store which spans of each s
 time a stream reported completely, so that a later `watch --resume` can take those runs from the
 store instead of Make's logs (`store.replay`). A stream (one `Watch`, from its `stream.opened`)
 reports every run Make lists at or after the moment it opened; a cursor's floor says every run
-listed before it was reported. So each cursor the stream emits vouches for [opened, floor) of
-each scenario it names (a scenario first named later: from then). The spans go to the writer
-behind the events, every COVER_EVERY_S and when the stream closes; the writer refuses them once
-it has dropped an event. A stream that follows one run (--run, --execution), or whose events
-come from elsewhere (a replica on a bus), vouches for nothing.
+listed before it was reported. So each cursor the stream emits vouches for [opened +
+CLOCK_SLACK_MS, floor) of each scenario it names (a scenario first named later: from then). The
+spans go to the writer behind the events, every COVER_EVERY_S and when the stream closes; the
+writer refuses them once it has dropped an event. A stream that follows one run (--run,
+--execution), or whose events come from elsewhere (a replica on a bus), vouches for nothing.
 """
 
 from __future__ import annotations
@@ -69,16 +69,14 @@ def history_source(choice: StoreChoice) -> HistorySource | None:
     return HistoryFromStore(choice.path)
 
 
-def run_source(
-    choice: StoreChoice, *, zone: str, now: Callable[[], float]
-) -> RunSource | None:
-    """The store as the engine's source of runs of Make host `zone` for a resumed watch (None
-    without a store)."""
-    if choice.path is None:
+def run_source(writer: StoreWriter | None) -> RunSource | None:
+    """The store `writer` keeps, as the engine's source of runs (of the writer's Make host) for a
+    resumed watch; None without a store."""
+    if writer is None:
         return None
     from makestream.store.replay import StoredSpans
 
-    return StoredSpans(choice.path, zone, now)
+    return StoredSpans(writer.path, writer.zone, writer.now)
 
 
 async def stop_writer(writer: StoreWriter | None) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from makestream.store import query
+from makestream.store.rows import finished_from
 from makestream.store.schema import StoreError, open_read
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ class StoredSpans:
 
     def covered(self, floors: Mapping[int, int]) -> dict[int, Covered]:
         from makestream.engine.history import Covered
-        from makestream.events import ExecutionFinished
 
         out: dict[int, Covered] = {}
         left = SPAN_RUNS_TOTAL
@@ -64,8 +64,7 @@ class StoredSpans:
                     if until <= floors[sid]:
                         continue
                     left -= len(rows)
-                    runs = [(at, ExecutionFinished.model_validate_json(body))
-                            for at, body in rows]
+                    runs = [(at, finished_from(body)) for at, body in rows]
                     out[sid] = Covered(until, runs)
             finally:
                 conn.close()
@@ -93,10 +92,6 @@ class StoreReplay:
         return await anyio.to_thread.run_sync(self._read, list(scenario_ids), since_ms)
 
     def _read(self, scenario_ids: list[int], since_ms: int) -> list[ExecutionFinished] | None:
-        import orjson
-
-        from makestream.events import ExecutionFinished
-
         try:
             conn = open_read(self.path)
             if conn is None:
@@ -109,7 +104,7 @@ class StoreReplay:
                 conn.close()
         except (StoreError, sqlite3.Error):
             return None
-        return [ExecutionFinished.model_validate(orjson.loads(r["body"])) for r in rows]
+        return [finished_from(r["body"]) for r in rows]
 
     async def trend(
         self, scenario_ids: Sequence[int], since_ms: int, by_s: int = 86400

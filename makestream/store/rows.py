@@ -22,7 +22,7 @@ import orjson
 from makestream.timeutil import epoch_ms
 
 if TYPE_CHECKING:
-    from makestream.events import _Event
+    from makestream.events import ExecutionFinished, _Event
 
 STORED_TYPES = ("execution.finished", "alert.raised", "alert.resolved", "scenario.changed")
 _DROP = ("seq", "cursor")
@@ -123,6 +123,13 @@ def to_row(event: _Event, zone: str | None = None) -> ExecutionRow | NoteRow | N
             body=_body(event),
         )
     return None
+
+
+def finished_from(body: str) -> ExecutionFinished:
+    """The `execution.finished` event a stored execution row keeps (without seq and cursor)."""
+    from makestream.events import ExecutionFinished
+
+    return ExecutionFinished.model_validate_json(body)
 
 
 def to_event(body: str, seq: int) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class StoreWriter:
         self.path = path
         self.keep_s = keep_s
         self.zone = zone  # the Make host the events come from (see `recorder.zone_of`)
-        self._now = now
+        self.now = now
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_max)
         self._thread = threading.Thread(target=self._run, name="makestream-store", daemon=True)
         self._lock = threading.Lock()
@@ -273,7 +273,7 @@ class StoreWriter:
         while True:
             try:
                 self.written += query.insert(
-                    conn, executions, notes, scenarios, now_ms=int(self._now() * 1000),
+                    conn, executions, notes, scenarios, now_ms=int(self.now() * 1000),
                     coverage=spans,
                 )
                 return
@@ -289,7 +289,7 @@ class StoreWriter:
                 delay = min(delay * 2, RETRY_MAX_S)
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
-        now = self._now()
+        now = self.now()
         if now - self._last_prune < PRUNE_EVERY_S:
             return
         self._last_prune = now
