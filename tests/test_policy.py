@@ -279,6 +279,22 @@ def test_the_budget_is_saturated_when_runs_wait_in_half_the_scenarios() -> None:
     assert not few.saturated(now)  # at least SATURATED_MIN
 
 
+def test_the_budget_is_saturated_when_runs_end_faster_than_it_can_follow() -> None:
+    # 0.8 requests a second: 48 a minute, saturated from 36 runs found in the last minute.
+    schedule = Schedule(rate_per_s=0.8)
+    for sid in range(1, 21):
+        schedule.adopt(sid, T, fresh=False, hooked=True)
+    now = T
+    for i in range(35):
+        now = T + i
+        schedule.scanned(1 + i % 20, now, now, ok=True, found=1)
+    assert not schedule.saturated(now)  # 35 runs in 35 s
+    schedule.scanned(2, now, now, ok=True, found=1)
+    assert schedule.saturated(now)  # the 36th
+    assert not schedule.saturated(now + 30)  # the first ones are more than a minute old
+    assert not schedule.saturated(now + 61)
+
+
 def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust() -> None:
     schedule = Schedule(rate_per_s=0.8)
     schedule.sweeps[0] = SweepGroup(0, 1, last=T)

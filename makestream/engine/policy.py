@@ -105,6 +105,10 @@ POLL_SHARE = 0.6
 SURE_AGE_WEIGHT = 0.1
 DUE_RETRY_NEWS = 0.6  # a scheduled run's log not shown at its first look: likely by the next
 SATURATED_MIN = 5  # see `PolicyState.saturated`
+# ... or runs found at this share of the budget's rate or more (over the last minute): the
+# scans alone take most of it, and a detail read for each failed run would push it over.
+SATURATED_SHARE = 0.75
+DEMAND_SPAN_S = 60.0
 SWEEP_MIN_SCENARIOS = 5  # fewer: a round of scans is as quick as a sweep and its scan
 # Reads that find no run (blueprints, the deferred organization read): worth little at first,
 # more the longer they wait, but never as much as a first read of a scenario.
@@ -315,13 +319,20 @@ class PolicyState:
     tie: itertools.count[int] = field(default_factory=itertools.count)
     # Follow-ups in flight and runs known to have ended but not reported yet (see engine.base).
     in_detail: set[str] = field(default_factory=set)
+    found: deque[tuple[float, int]] = field(default_factory=deque)  # (when, runs) last minute
 
     def at(self, when: float, action: Action) -> None:
         heapq.heappush(self.timed, (when, next(self.tie), action))
 
     def saturated(self, now: float) -> bool:
-        """Runs are known to wait (a sure signal) in at least half the scenarios, and at least
-        SATURATED_MIN: the budget cannot keep up with them."""
+        """The budget cannot keep up with the runs: in the last minute, scans found runs at
+        SATURATED_SHARE of its rate or more; or runs are known to wait (a sure signal) in at
+        least half the scenarios, and at least SATURATED_MIN."""
+        while self.found and self.found[0][0] < now - DEMAND_SPAN_S:
+            self.found.popleft()
+        demand = sum(n for _, n in self.found)
+        if demand >= SATURATED_SHARE * self.rate_per_s * DEMAND_SPAN_S - 1e-6:
+            return True
         waiting = sum(1 for t in self.scans.values() if sure_signal(t, now))
         return waiting >= max(SATURATED_MIN, len(self.scans) / 2)
 

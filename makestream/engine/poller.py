@@ -256,6 +256,8 @@ class Schedule(PolicyState):
         target.last_scan = started
         target.scanned_once = True
         target.runs += found
+        if found:
+            self.found.append((now, found))
         if found and self.sweeps and signal != "due":
             # (a scheduled run found where its schedule said is no test of the sweeps)
             pointed = float(target.signal == "sweep" and target.heated_at <= started
