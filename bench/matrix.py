@@ -51,10 +51,13 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
 
     idle       generated_world(n): scheduled every 1-15 min, webhooks, on-demand that never run
     active     half scheduled every 60 s, half webhooks 40 s apart; 10 % warnings, 10 % errors
-               (from 100 scenarios on: every 300 s and 300 s apart, about 20 runs a minute)
+               (from 100 scenarios on: about 20 runs a minute in all, every 3n s and 3n s
+               apart: 300 s with 100 scenarios, 3,000 s with 1,000)
     scheduled  every scenario scheduled every 60 s
     poisson    every scenario a webhook, 40 s apart on average
     overload   webhooks bringing 1.5 x as many runs a minute as the budget has requests
+    bursts     half webhooks 1 a minute, half webhooks whose senders batch: 10 requests in 5 s,
+               a batch every 8 minutes on average (with 20 scenarios about 22 runs a minute)
     """
     if name == "idle":
         world = generated_world(n, seed=seed, api_limit=api_limit)
@@ -66,10 +69,13 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
     for i in range(n):
         sid = 1000 + i
         kind = {"active": "scheduled" if i % 2 == 0 else "webhook", "scheduled": "scheduled",
-                "poisson": "webhook", "overload": "webhook"}[name]
+                "poisson": "webhook", "overload": "webhook", "bursts": "webhook"}[name]
         calm = name == "active" and n >= 100
         rate = 1.5 if name != "overload" else 1.5 * 0.8 * api_limit / n
-        rate = 0.2 if calm else rate
+        rate = 20 / n if calm else rate
+        bursting = name == "bursts" and i % 2 == 1
+        if name == "bursts":
+            rate = 0.125 if bursting else 1.0
         mean = rng.choice([2.0, 4.0, 6.0, 10.0])
         first = (module(1, "gateway:CustomWebHook", listener=True) if kind == "webhook"
                  else module(1, "http:ActionGetFile"))
@@ -81,11 +87,13 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
                                warning_rate=0.1, error_rate=0.1),
         }
         if kind == "scheduled":
-            spec["scheduling"] = {"type": "indefinitely", "interval": 300 if calm else 60}
+            spec["scheduling"] = {"type": "indefinitely", "interval": 3 * n if calm else 60}
         else:
             spec["scheduling"] = {"type": "immediately"}
             spec["webhook"] = WebhookSpec(rate_per_minute=round(rate, 3), hook_id=sid,
-                                          parallel=4)
+                                          parallel=10 if bursting else 4,
+                                          burst=10 if bursting else 1,
+                                          burst_s=5.0 if bursting else 0.0)
         scenarios.append(ScenarioSpec.model_validate(spec))
     return WorldSpec(organization=OrganizationSpec(api_limit=api_limit),
                      teams=[TeamSpec(id=1, name="All")], scenarios=scenarios)
@@ -101,8 +109,9 @@ CELLS = [
     _cell("active", 20, CONSERVATIVE),
     _cell("overload", 20, CONSERVATIVE),
     _cell("active", 100, CONSERVATIVE, speed=5),
+    _cell("active", 1000, CONSERVATIVE, speed=5),
     _cell("active", 3, CONSERVATIVE, speed=20),
-    *(_cell(w, 20, CONSERVATIVE) for w in ("idle", "scheduled", "poisson")),
+    *(_cell(w, 20, CONSERVATIVE) for w in ("idle", "scheduled", "poisson", "bursts")),
     _cell("active", 20, _vary(counters="end")),
     _cell("active", 20, _vary(counters="never")),
     _cell("active", 20, _vary(running_in_logs=True)),

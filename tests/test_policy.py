@@ -13,6 +13,7 @@ from makestream.engine.policy import (
     ScanTarget,
     SweepGroup,
     decide,
+    scan_news,
 )
 from makestream.engine.poller import Schedule
 from makestream.make.budget import Priority
@@ -271,12 +272,27 @@ def test_the_budget_is_saturated_when_runs_wait_in_half_the_scenarios() -> None:
     state.scans[10].signal, state.scans[10].owed_ops = "sweep", 3
     state.scans[10].hot_until = now + 60
     assert state.saturated(now)  # 10 of 20
-    state.scans[10].hot_until = now - 1  # an expired pointer says nothing
+    state.scans[10].hot_until = now - 1  # a counter's pointer does not go stale ...
+    assert state.saturated(now)
+    state.scans[10].owed_ops = 0  # ... until its runs are found
     assert not state.saturated(now)
     few = state_with(4)
     for target in few.scans.values():
         target.due_at = now - 1
     assert not few.saturated(now)  # at least SATURATED_MIN
+
+
+def test_a_counters_pointer_waits_however_long_the_scans_queue() -> None:
+    # A queue signal goes stale; a counter grown past the runs found proves a run, and stays
+    # worth a sure run (more, the longer it waits) until a scan finds it.
+    state = state_with(3, scanned_at=T)
+    state.scans[1].signal, state.scans[1].hot_until, state.scans[1].pointed_at = "sweep", T + 60, T
+    state.scans[1].owed_ops = 2
+    state.scans[2].signal, state.scans[2].hot_until, state.scans[2].pointed_at = "queue", T + 60, T
+    late = T + 300
+    assert scan_news(state, state.scans[1], late) >= 1.0 + 0.1 * 300
+    assert scan_news(state, state.scans[2], late) < 0.5
+    assert decide(state, late).action == Action("scan", 1, priority=Priority.HIGH, signal="sweep")
 
 
 def test_the_budget_is_saturated_when_runs_end_faster_than_it_can_follow() -> None:

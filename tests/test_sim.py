@@ -582,6 +582,28 @@ async def test_webhook_queue_grows_while_off_or_busy(clock: ManualClock) -> None
     assert off_hook["queueCount"] > 100 and zone_off.truth() == []
 
 
+def test_a_webhook_burst_brings_its_requests_spread_over_its_window(clock: ManualClock) -> None:
+    world = one_scenario_world(scheduling={"type": "immediately"},
+                               webhook=WebhookSpec(rate_per_minute=0.5, burst=10, burst_s=5,
+                                                   parallel=10),
+                               profile=Profile(duration_mean=2, duration_stddev=0))
+    zone = SimZone(world, clock=clock, seed=4)
+    clock.tick(600)
+    starts = sorted(r.started_at for r in zone.truth())
+    bursts: list[list[float]] = []
+    for start in starts:
+        if bursts and start - bursts[-1][-1] < 1.0:
+            bursts[-1].append(start)
+        else:
+            bursts.append([start])
+    whole = [b for b in bursts if b[0] < zone.origin_ms / 1000 + 590]  # not cut off by the end
+    assert len(whole) >= 2
+    for burst in whole:
+        assert len(burst) == 10
+        gaps = [b - a for a, b in itertools.pairwise(burst)]
+        assert all(g == pytest.approx(0.5, abs=0.01) for g in gaps)  # 10 in 5 s
+
+
 # ------------------------------------------------------------------ faults
 
 

@@ -163,3 +163,24 @@ async def test_scenarios_of_several_teams_are_all_found() -> None:
     )
     [opened] = [e for e in events if e.type == "stream.opened"]
     assert sorted(opened.targets) == sorted(ids)  # type: ignore[attr-defined]
+
+
+async def test_a_sweep_takes_each_page_as_of_its_own_read() -> None:
+    # 150 scenarios: a sweep is two pages, seconds apart. A counter read on the first page says
+    # nothing of the moment the second came back, so each page is taken as of its own answer.
+    world = _one_team(150, 0.2)
+    zone = SimZone(world, clock=Clock(20), seed=1, organization_readable=False)
+    ids = [s.id for s in world.scenarios]
+
+    def listings(paths: list[str]) -> int:
+        return sum(1 for p in paths if p.rstrip("/").endswith("/scenarios"))
+
+    _, notices, watch = await _run(
+        zone, WatchOptions(scenario_ids=ids, api_limit=60), max_clock_s=600,
+        until_requests=lambda paths: listings(paths) >= 5,  # start-up 2 pages, a sweep's 2
+    )
+    assert listings(_requests(notices)) >= 5
+    first = {watch.schedule.scans[sid].counted_at for sid in ids[:99]}
+    second = {watch.schedule.scans[sid].counted_at for sid in ids[99:]}
+    assert len(first) == len(second) == 1
+    assert second.pop() > first.pop()

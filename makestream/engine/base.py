@@ -336,16 +336,20 @@ class WatchBase:
 
     async def _listing(
         self, ids: list[int], *, team_id: int | None = None, organization_id: int | None = None,
-        priority: Priority = Priority.NORMAL,
+        priority: Priority = Priority.NORMAL, each: Callable[[list[Scenario]], None] | None = None,
     ) -> list[Scenario]:
         """Scenarios by id, LISTED_PER_REQUEST a request: a page shorter than its limit is
-        known to be the last, so no request goes to an empty next page."""
+        known to be the last, so no request goes to an empty next page. `each` takes every
+        page as it comes (a sweep's pages are seconds apart: each is news as of its own read)."""
         found: list[Scenario] = []
         for i in range(0, len(ids), LISTED_PER_REQUEST):
-            found.extend(await self.client.scenarios(
+            page = await self.client.scenarios(
                 team_id=team_id, organization_id=organization_id,
                 ids=ids[i:i + LISTED_PER_REQUEST], priority=priority,
-            ))
+            )
+            if each is not None:
+                each(page)
+            found.extend(page)
         return found
 
     # -- history ---------------------------------------------------------------------------------

@@ -224,6 +224,13 @@ class ScanTarget:
     triggers_after: float = 0.0
     dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
 
+    def hot(self, now: float) -> bool:
+        """A signal waits for this scenario's scan. Soft ones go stale (`hot_until`); a counter
+        grown past the runs found does not, however long the scans queue: it proves a run, and
+        only finding it (or the retries giving up) answers it."""
+        return self.signal is not None and (
+            now < self.hot_until or (self.signal == "sweep" and self.owed_ops > 0))
+
     def roll(self, now: float) -> float | None:
         """When the scheduled run that began by `now` should be visible; moves to the next."""
         due: float | None = None
@@ -399,7 +406,7 @@ def sure_signal(target: ScanTarget, now: float) -> bool:
     """A run is known to wait in this scenario: a scheduled run's moment passed, or a counter
     grew past the runs found."""
     return (target.due_at is not None and now >= target.due_at) or (
-        target.signal == "sweep" and target.owed_ops > 0 and now < target.hot_until)
+        target.signal == "sweep" and target.owed_ops > 0)
 
 
 def unlocated(state: PolicyState, now: float) -> float:
@@ -438,7 +445,7 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
         overdue = target.age(now, state.recall) - round_robin_s(state)
         if overdue > 0:
             news = max(news, waiting(1.0, overdue))
-    if target.signal is not None and now < target.hot_until:
+    if target.signal is not None and target.hot(now):
         # A counter that grew past the runs found proves a run not found yet: worth a sure run
         # (its retries back off if the log lags); other signals are worth their precision.
         if target.signal == "sweep" and target.owed_ops > 0:
@@ -546,7 +553,7 @@ def decide(state: PolicyState, now: float) -> Decision:
         signal: SignalName | None = None
         if target.due_at is not None and now >= target.due_at:
             signal = "due"
-        elif target.signal is not None and now < target.hot_until:
+        elif target.hot(now):
             signal = target.signal
         consider(
             Action("scan", target.scenario_id,

@@ -87,7 +87,7 @@ class Schedule(PolicyState):
         """Something suggests this scenario ran or changed: its next scan may find news."""
         target = self.scans.get(scenario_id)
         if target is not None:
-            if target.signal is None or now >= target.hot_until:
+            if not target.hot(now):
                 target.pointed_at = now  # (a pointer already waiting keeps its age)
             target.signal = signal
             target.hot_until = max(target.hot_until, now + for_s)

@@ -221,13 +221,11 @@ class WatchReads(WatchBase):
     async def _sweep(self, group: int) -> None:
         # The policy never hands out two sweeps of one group at once (see engine.policy).
         try:
-            scenarios = await self._list_group(group)
+            await self._list_group(group)
         finally:
             self.schedule.swept(group)
-        if not self._done.is_set():
-            self._absorb_sweep(scenarios)
 
-    async def _list_group(self, group: int) -> list[Scenario]:
+    async def _list_group(self, group: int) -> None:
         if group == _ORG:
             watched = list(self._team_of)
         else:
@@ -235,9 +233,14 @@ class WatchReads(WatchBase):
         # An id filter keeps pages to the watched scenarios (the client sends 100 ids a request).
         ids = watched
         # Sweeps find most runs first, so they queue with the hot scans they trigger.
+        # Each page is taken as it comes, as of its own read: a sweep of many pages spans
+        # seconds, and a counter read on its first page says nothing of the moment of its last.
         if group == _ORG:
-            return await self._listing(ids, organization_id=self._org_id, priority=Priority.HIGH)
-        return await self._listing(ids, team_id=group, priority=Priority.HIGH)
+            await self._listing(ids, organization_id=self._org_id, priority=Priority.HIGH,
+                                each=self._absorb_sweep)
+        else:
+            await self._listing(ids, team_id=group, priority=Priority.HIGH,
+                                each=self._absorb_sweep)
 
     async def _triggers(self, sid: int) -> None:
         """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
@@ -263,6 +266,8 @@ class WatchReads(WatchBase):
             self.schedule.heat(sid, self.clock.now(), signal="queue")
 
     def _absorb_sweep(self, scenarios: list[Scenario]) -> None:
+        if self._done.is_set():
+            return
         now = self.clock.now()
         for scenario in scenarios:
             state = self.tracker.scenarios.get(scenario.id)

@@ -59,9 +59,15 @@ class Profile(_Spec):
 
 
 class WebhookSpec(_Spec):
-    """Incoming webhook requests of an instant scenario: Poisson arrivals and Make's queue."""
+    """Incoming webhook requests of an instant scenario: Poisson arrivals and Make's queue.
+
+    An arrival brings `burst` requests spread evenly over `burst_s` seconds (a sender that
+    batches: 10 requests in 5 s); `rate_per_minute` counts arrivals, not requests.
+    """
 
     rate_per_minute: float = Field(1.0, gt=0)
+    burst: int = Field(1, ge=1, le=1000)
+    burst_s: float = Field(0.0, ge=0, le=3600)
     queue_limit: int = Field(10000, ge=1)
     # Runs that may be in flight at once; arrivals beyond that wait in the queue (queueCount).
     parallel: int = Field(1, ge=1)

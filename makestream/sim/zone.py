@@ -20,6 +20,7 @@ costs O(events due * log n), and logs are kept per scenario in sorted `LogBook`s
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import random
@@ -354,6 +355,16 @@ class SimZone:
         assert spec.webhook is not None
         following = now + self._gap(arrivals, spec)
         self._push(following, _PLAN, lambda: self._arrive(state, arrivals, following))
+        burst = spec.webhook.burst
+        self._request(state, now)
+        for k in range(1, burst):
+            at = now + round(k * spec.webhook.burst_s * 1000 / burst)
+            self._push(at, _PLAN, functools.partial(self._request, state, at))
+
+    def _request(self, state: ScenarioState, now: int) -> None:
+        """One webhook request: a run now, or queued behind the runs in flight."""
+        spec = state.spec
+        assert spec.webhook is not None
         if state.queue >= spec.webhook.queue_limit:
             return  # a full queue rejects the request; Make answers the sender with an error
         if not state.accepting:
