@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
+
 from makestream.engine.policy import (
     LOOKAHEAD,
     SWEEP_MAX_S,
@@ -245,7 +247,8 @@ def test_signal_worth_decays_toward_what_it_earns() -> None:
     for i in range(30, 60):
         sweep.paid_for(T + i)
         sweep.outcome(T + i, found=True, base=0.1)  # runs it alone pointed at
-    assert sweep.worth(T + 60) > 0.5
+    # More than the plain mean of the 60 (27 runs' worth): the older requests are forgotten.
+    assert sweep.worth(T + 60) > 27 / 60
     assert math.isclose(sweep.precision, 1.0, abs_tol=0.01)
 
 
@@ -344,3 +347,57 @@ def test_a_sweep_pointing_long_after_the_run_ended_earns_little() -> None:
         return schedule.signals["sweep"].worth(now)
 
     assert worth_after(40) < 0.5 * worth_after(2)
+
+
+def test_a_scan_a_sweep_prompted_that_finds_nothing_costs_the_sweeps_a_request() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.adopt(1, T - 600, fresh=False, hooked=False)
+    schedule.scans[1].scanned_once = True
+    schedule.counter_moved(1, 4, T)  # grew past the runs found: a pointer
+    schedule.heat(1, T)
+    before = schedule.signals["sweep"].paid
+    schedule.scanned(1, T + 1, T + 1, ok=True, found=0, signal="sweep")
+    assert schedule.signals["sweep"].paid == pytest.approx(before + 1, abs=0.01)
+    schedule.scanned(1, T + 3, T + 3, ok=True, found=1, signal="sweep")
+    # A find costs the sweeps nothing more.
+    assert schedule.signals["sweep"].paid == pytest.approx(before + 1, abs=0.05)
+
+
+def test_counters_that_lag_the_runs_found_cost_the_sweeps() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.adopt(1, T, fresh=False, hooked=False)
+    schedule.found_ops(1, 3, T + 10)  # a run found; the counter does not show it yet
+    paid = schedule.signals["sweep"].paid
+    schedule.counter_moved(1, 0, T + 12)  # 2 s after its end: a counter may lag that much
+    assert schedule.signals["sweep"].paid == paid
+    schedule.counter_moved(1, 0, T + 20)  # 10 s after: the counter lags the runs
+    assert schedule.signals["sweep"].paid == pytest.approx(paid + 1, abs=0.01)
+    schedule.counter_moved(1, 3, T + 25)  # caught up: nothing more to charge
+    schedule.counter_moved(1, 0, T + 40)
+    assert schedule.signals["sweep"].paid == pytest.approx(paid + 1, abs=0.01)
+
+
+def test_a_run_whose_due_scan_answered_is_not_looked_for_again() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.adopt(1, T - 600, fresh=False, hooked=False)
+    schedule.scan_at(1, T + 10, began=T)
+    schedule.scanned(1, T + 10, T + 10, ok=True, found=1, signal="due")  # found at its moment
+    assert schedule.scans[1].due_at is None
+    # A sweep sees nextExec moved past T only now, and asks for a look at that run.
+    schedule.scan_at(1, T + 30, began=T)
+    assert schedule.scans[1].due_at is None
+    schedule.scan_at(1, T + 70, began=T + 60)  # the next run: looked for
+    assert schedule.scans[1].due_at == pytest.approx(T + 70 + schedule.due_lag)
+
+
+def test_the_round_robin_bound_does_not_wait_for_first_reads_of_scheduled_scenarios() -> None:
+    # Scenario 2 runs on a known schedule and was never read (its due scan will read it);
+    # scenario 1, read long ago, is overdue for a round-robin and is worth a sure run.
+    state = state_with(2, scanned_at=T)
+    state.scans[2].scanned_once = False
+    state.scans[2].interval, state.scans[2].next_exec = 3600.0, T + 3000
+    now = T + 60  # a round-robin over 2 scenarios at 0.8 a second takes 2.5 s
+    assert decide(state, now).action == Action("scan", 1, priority=Priority.HIGH)
+    assert decide(state, now).news >= 1.0

@@ -33,17 +33,21 @@ the total (and the tail) of detection latency low.
      0.5 (its first read also learns history). No scenario is read more often than `floor_s`; a
      sure signal's read that finds nothing looks again after a backing-off delay. Runs known to
      wait (sure signals) gain `SURE_AGE_WEIGHT` a second they wait, so the oldest goes first;
-     and once every scenario was read, one unread for longer than a round-robin over all of
-     them would leave it (`round_robin_s`; its age trust-weighted as above) is worth a sure run
-     plus its time overdue: the tail is never worse than the simplest loop's, which the bare
-     count λ·age would allow for quiet scenarios behind busy ones;
+     and once every scenario not on a known schedule was read, one unread for longer than a
+     round-robin over all of them would leave it (`round_robin_s`; its age trust-weighted as
+     above) is worth a sure run plus its time overdue: the tail is never worse than the
+     simplest loop's, which the bare count λ·age would allow for quiet scenarios behind busy
+     ones;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
      its poll is due on the history-shaped timetable, the `poll` signal's precision;
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
      (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
      that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
      was under even odds, and in proportion to how soon after the run's end the signal came),
-     time-decayed from an optimistic prior. At its cadence a paid signal
+     time-decayed from an optimistic prior. The requests it pays for are its own, the scans
+     it prompted that found nothing, and (sweeps) one for each counter that, at a sweep, still
+     does not show a run found more than 5 s before: counters that lag or are not kept make
+     the sweep's "nothing new" wrong, and sweeps shrink. At its cadence a paid signal
      goes first (a sweep: unless runs known to wait are queued, when it takes its turn among
      them by age; between turns a sweep is worth the runs the base rates expect where a blind
      read would likely find none, times the sweeps' trust; none of these with fewer than
@@ -209,6 +213,9 @@ class ScanTarget:
     cleared_at: float = float("-inf")  # a sweep saw nothing move here at this moment
     cleared_wrongly: bool = False  # ... though a run found since had ended well before it
     found_ended: float = float("-inf")  # the latest end of the runs the scan in flight found
+    # The end of the earliest run found whose operations the counter does not show yet (the
+    # runs found are ahead of the counter since then; +inf: they are not).
+    ahead_since: float = float("inf")
     # Runs that ended before adoption whose operations explained a counter's growth since.
     explained: set[str] = field(default_factory=set)
     not_before: float = float("-inf")  # after a failed read
@@ -314,7 +321,7 @@ class PolicyState:
     triggers_readable: bool = True
     signals: dict[str, Signal] = field(
         default_factory=lambda: {
-            "sweep": Signal(precision=0.8, prior_worth=1.0),
+            "sweep": Signal(precision=0.8, prior_worth=1.0, prior_weight=1.0),
             "due": Signal(precision=0.9),
             "queue": Signal(precision=0.8, prior_worth=0.5),
             "poll": Signal(precision=0.5),
@@ -439,9 +446,10 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
         # Unread (and not vouched for by a trusted sweep) for longer than a round-robin over
         # every scenario would leave it: whatever its base rate, a run there may be waiting
         # longer than the simplest loop would let it. It takes its turn among runs known to
-        # wait, so the tail is never worse than that loop's. (Once every scenario was read:
-        # until then first reads go by their own worth, which lets runs known to wait go
-        # first; and not a scenario on a known schedule, read when its runs are due.)
+        # wait, so the tail is never worse than that loop's. (Once every scenario not on a known
+        # schedule was read: until then first reads go by their own worth, which lets runs
+        # known to wait go first; a scenario on a known schedule is read when its runs are due,
+        # its first read then too, so it does not hold the bound back.)
         overdue = target.age(now, state.recall) - round_robin_s(state)
         if overdue > 0:
             news = max(news, waiting(1.0, overdue))
@@ -531,7 +539,7 @@ def decide(state: PolicyState, now: float) -> Decision:
 
     # Log scans.
     population = population_rate(state, now)
-    first_pass_done = all(t.scanned_once for t in state.scans.values())
+    first_pass_done = all(t.scanned_once for t in state.scans.values() if not t.scheduled)
     sure_waiting = False  # a scan that a sure signal (a run known to wait) asks for
     for target in state.scans.values():
         if target.in_flight:

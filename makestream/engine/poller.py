@@ -112,6 +112,8 @@ class Schedule(PolicyState):
             target.cleared_wrongly = True
         if operations and ended >= target.adopted_at:
             # (a run that ended before the first reading is in the counter's baseline)
+            if target.owed_ops - operations < 0 <= target.owed_ops:
+                target.ahead_since = ended
             target.owed_ops -= operations
 
     def explain(self, scenario_id: int, runs: list[tuple[str, int, float]]) -> None:
@@ -137,6 +139,14 @@ class Schedule(PolicyState):
         if first:
             return False
         target.owed_ops += max(0, delta)
+        if target.owed_ops >= 0:
+            target.ahead_since = float("inf")
+        elif now - target.ahead_since > CLEAR_SLACK_S and self.sweeps:
+            # A run found well before this reading is still not in the counter: counters lag
+            # the runs (or are not kept up to date), and this sweep's "nothing new" is worth
+            # nothing here. It costs the sweeps as a request spent on nothing would, so that
+            # they shrink to their floor where counters cannot locate runs.
+            self.signals["sweep"].paid_for(now)
         if target.owed_ops <= 0:
             target.owed_ops = max(target.owed_ops, -1_000_000)
             return False
@@ -153,6 +163,11 @@ class Schedule(PolicyState):
         (plus the lag learned between a run's expected end and its log: `due_lag`)."""
         target = self.scans.get(scenario_id)
         when += self.due_lag
+        if (target is not None and began is not None and target.began is not None
+                and began <= target.began and target.due_at is None):
+            # This run's due scan already answered (its schedule rolled on before a sweep saw
+            # nextExec move): looking again would find nothing and teach `due_lag` a miss.
+            return
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
             target.due_misses = 0
@@ -270,6 +285,11 @@ class Schedule(PolicyState):
         target.cleared_wrongly = False
         answered = target.heated_at <= started
         if signal in ("sweep", "queue") and answered:
+            if not found:
+                # A scan a signal prompted that found nothing is one more request the signal
+                # cost: where counters lag or phantom growth sends scans after nothing, the
+                # signal's worth falls with them, and sweeps give their share back to reads.
+                self.signals[signal].paid_for(now)
             explained = signal == "sweep" and target.owed_ops <= 0
             if not found and not explained and target.signal_misses < SIGNAL_RETRIES:
                 # A counter can move before the log entry shows: look again shortly.
