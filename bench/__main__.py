@@ -5,6 +5,7 @@
     python -m bench latency [--quick] [--scenarios N --limit L --minutes M --speed S]
     python -m bench latency --adoption-only
     python -m bench matrix [--quick]   # workload x API variant, against the naive loop
+    python -m bench matrix --cells 0,3 --seeds 1,2,3   # chosen cells, several workload seeds
     python -m bench run | startup | ndjson | memory | store | sse | soak | bus [--quick]
     python -m bench all --with-server   # the above plus sse and soak
     python -m bench all --commit HEAD   # makestream as last committed, not as being edited
@@ -137,11 +138,27 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--speed", type=float, default=20.0)
     group.add_argument("--adoption-only", action="store_true",
                        help="only the time to open a stream of 1,000 scenarios named by id")
+    group = parser.add_argument_group("matrix")
+    group.add_argument("--cells", metavar="PICKS",
+                       help="comma-separated cell numbers (from 0, in bench/matrix.py CELLS "
+                            "order) or fragments of their labels; default: every cell")
+    group.add_argument("--seeds", metavar="SEEDS", default="1",
+                       help="comma-separated workload seeds; each cell runs once per seed")
     parser.add_argument("--no-snapshot", action="store_true",
                         help="measure the working tree as it is, even if it changes meanwhile")
     parser.add_argument("--commit", metavar="REV",
                         help="measure makestream as committed in REV (e.g. HEAD)")
     args = parser.parse_args(argv)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        if any(s < 0 for s in seeds):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--seeds: expected comma-separated whole numbers, got {args.seeds!r}")
+    try:
+        cells = matrix.select(args.cells.split(",")) if args.cells else None
+    except ValueError as exc:
+        parser.error(f"--cells: {exc}")
     if not args.no_snapshot:
         snapshot(argv, args.commit)
 
@@ -155,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         if name in SERVER:
             result, where = _server_bench(name, args.quick)
         else:
-            result = _latency(args) if name == "latency" else BENCHES[name](args.quick)
+            if name == "latency":
+                result = _latency(args)
+            elif name == "matrix":
+                result = matrix.bench(args.quick, cells, seeds)
+            else:
+                result = BENCHES[name](args.quick)
             where = str(emit(result, quick=args.quick))
         results.append((result, time.perf_counter() - started, where))
     total = time.perf_counter() - t0

@@ -98,3 +98,15 @@ def test_quick_sse_fanout_delivers_every_event_once_to_every_subscriber() -> Non
     assert run["events"] > 0, "the window must hold events"
     assert run["missing"] == 0 and run["duplicated"] == 0
     assert run["deliveries"] == run["events"] * 40
+
+
+def test_matrix_cells_are_picked_by_number_or_label_and_bad_picks_are_named() -> None:
+    from bench.matrix import CELLS, select
+
+    picked = select(["3", "counters=never", "3"])
+    assert picked[0] is CELLS[3] and len(picked) == 2  # once each
+    assert "counters=never" in picked[1].label
+    with pytest.raises(ValueError, match="no cell 99"):
+        select(["99"])
+    with pytest.raises(ValueError, match="'nope'"):
+        select(["nope"])

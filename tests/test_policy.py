@@ -401,3 +401,22 @@ def test_the_round_robin_bound_does_not_wait_for_first_reads_of_scheduled_scenar
     now = T + 60  # a round-robin over 2 scenarios at 0.8 a second takes 2.5 s
     assert decide(state, now).action == Action("scan", 1, priority=Priority.HIGH)
     assert decide(state, now).news >= 1.0
+
+
+def test_before_its_sure_moment_a_scheduled_run_is_worth_the_chance_it_is_over() -> None:
+    target = ScanTarget(2, last_scan=T - 60, scanned_once=True, since=T - 600, interval=60.0,
+                        next_exec=T + 60, began=T, due_at=T + 12,
+                        lengths=(2.0, 3.0, 5.0, 8.0, 10.0))  # runs took 2-10 s lately
+    assert target.visible_chance(T + 0.5) == 0.0  # not even its log lag yet
+    early, middle = target.visible_chance(T + 3.0), target.visible_chance(T + 6.0)
+    assert 0.0 < early < middle < 0.9
+    assert middle == pytest.approx(0.5)  # the median run (5 s) plus 1 s for its log
+    target.last_scan = T + 6.0  # looked then, and it was not over: what is left of the chance
+    assert target.visible_chance(T + 6.0) == 0.0
+    assert 0.0 < target.visible_chance(T + 9.0) < 0.9
+    assert target.visible_chance(T + 12.0) == 0.0  # the due moment: the sure signal's turn
+    state = state_with(20, scanned_at=T)
+    state.scans[2] = target
+    target.last_scan = T - 60
+    # Reads of quiet scenarios (their base rates: next to nothing) or of the run likely over.
+    assert decide(state, T + 8.0).action == Action("scan", 2, priority=Priority.HIGH)

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from makestream.engine.alerts import fails
 from makestream.engine.options import Outcome, WatchOptions
-from makestream.engine.policy import SWEEP_SHARE
+from makestream.engine.policy import QUANTILES, SWEEP_SHARE
 from makestream.engine.poller import Action, Schedule
 from makestream.engine.tracker import Tracker
 from makestream.errors import ExitCode, MakestreamError, worst
@@ -315,6 +315,9 @@ class WatchBase:
             # miss half the runs, and each miss costs a request.
             history = self.tracker.scenarios[sid].history
             target.expected_s = (history.percentile(80) or 0) / 1000
+            if len(history):
+                target.lengths = tuple((history.percentile(q * 100) or 0) / 1000
+                                       for q in QUANTILES)
 
     def _scan_after_run(self, sid: int, started: float, now: float) -> None:
         self._expect(sid)

@@ -23,21 +23,22 @@ the total (and the tail) of detection latency low.
      from the runs found in its history and in this watch, with a prior of half a run in ten
      minutes; a scenario on an interval schedule keeps only the prior, its runs being the due
      signal's). *Sure* signals add one run to that: a scheduled run whose expected end
-     (`nextExec` + the median duration) passed (`due`), and a sweep whose `operations` counter
-     grew past the runs found so far (`sweep`, `owed_ops`). Softer signals (a growing webhook
-     queue, `dlqCount`/`isinvalid` moving) raise it to their measured precision. A sweep that saw
-     nothing move makes the base rate count from its moment, as far as sweeps are trusted
-     (`recall`: the share of runs found that a sweep had pointed at, from none at the start:
-     trust is earned, so counters that never move cost nothing but the sweeps themselves). A
-     scenario never read is worth the mean rate of those read since the watch began, at least
-     0.5 (its first read also learns history). No scenario is read more often than `floor_s`; a
-     sure signal's read that finds nothing looks again after a backing-off delay. Runs known to
-     wait (sure signals) gain `SURE_AGE_WEIGHT` a second they wait, so the oldest goes first;
-     and once every scenario not on a known schedule was read, one unread for longer than a
-     round-robin over all of them would leave it (`round_robin_s`; its age trust-weighted as
-     above) is worth a sure run plus its time overdue: the tail is never worse than the
-     simplest loop's, which the bare count λ·age would allow for quiet scenarios behind busy
-     ones;
+     (`nextExec` + the long side of recent durations) passed (`due`; before it, a read is worth
+     the chance the run is over by now, `ScanTarget.visible_chance`), and a sweep whose
+     `operations` counter grew past the runs found so far (`sweep`, `owed_ops`). Softer signals
+     (a growing webhook queue, `dlqCount`/`isinvalid` moving) raise it to their measured
+     precision. A sweep that saw nothing move makes the base rate count from its moment, as far
+     as sweeps are trusted (`recall`: the share of runs found that a sweep had pointed at, from
+     none at the start: trust is earned, so counters that never move cost nothing but the sweeps
+     themselves). A scenario never read is worth the mean rate of those read since the watch
+     began, at least 0.5 (its first read also learns history). No scenario is read more often
+     than `floor_s`; a sure signal's read that finds nothing looks again after a backing-off
+     delay. Runs known to wait (sure signals) gain `SURE_AGE_WEIGHT` a second they wait, so the
+     oldest goes first; and once every scenario not on a known schedule was read, one unread for
+     longer than a round-robin over all of them would leave it (`round_robin_s`; its age
+     trust-weighted as above) is worth a sure run plus its time overdue: the tail is never worse
+     than the simplest loop's, which the bare count λ·age would allow for quiet scenarios behind
+     busy ones;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
      its poll is due on the history-shaped timetable, the `poll` signal's precision;
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
@@ -117,6 +118,10 @@ SWEEP_MIN_SCENARIOS = 5  # fewer: a round of scans is as quick as a sweep and it
 # Reads that find no run (blueprints, the deferred organization read): worth little at first,
 # more the longer they wait, but never as much as a first read of a scenario.
 LATER_RAMP_S = 120.0
+# Before a scheduled run's sure moment, a read is worth the chance its log shows by now: from
+# the lengths of recent runs at these quantiles, and a log shown about this long after the end.
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+LOG_LAG_S = 1.0
 LATER_MAX = 0.45
 
 
@@ -228,6 +233,9 @@ class ScanTarget:
     began: float | None = None  # the start of the scheduled run a due scan looks for
     interval: float | None = None
     expected_s: float = 0.0
+    # Recent runs' lengths at the QUANTILES (s; empty without history): how likely the run a
+    # due scan waits for is over by now, before its sure moment (`visible_chance`).
+    lengths: tuple[float, ...] = ()
     triggers_after: float = 0.0
     dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
 
@@ -246,6 +254,28 @@ class ScanTarget:
             due = self.next_exec + max(self.expected_s, 1.0) + 0.5
             self.next_exec = self.next_exec + self.interval if self.interval else None
         return due
+
+    def visible_chance(self, now: float) -> float:
+        """Before its due moment, the chance that the scheduled run begun at `began` shows in
+        the logs by now and did not at the last read: its length's distribution (from recent
+        runs, plus LOG_LAG_S) up to now, given what the last read saw."""
+        began = self.began
+        if self.due_at is None or now >= self.due_at or began is None or not self.lengths:
+            return 0.0
+
+        def shown(t: float) -> float:
+            x = t - began - LOG_LAG_S
+            points = [(0.0, 0.0), *zip(self.lengths, QUANTILES, strict=True),
+                      (self.lengths[-1] * 1.5 + 1.0, 1.0)]
+            if x <= 0:
+                return 0.0
+            for (x0, p0), (x1, p1) in itertools.pairwise(points):
+                if x <= x1:
+                    return p0 + (p1 - p0) * ((x - x0) / (x1 - x0) if x1 > x0 else 1.0)
+            return 1.0
+
+        before = shown(self.last_scan) if self.last_scan > began else 0.0
+        return max(0.0, (shown(now) - before) / (1.0 - before)) if before < 1.0 else 0.0
 
     @property
     def scheduled(self) -> bool:
@@ -462,6 +492,10 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
             news += waiting(1.0, now - target.pointed_at)
         else:
             news = max(news, state.signals[target.signal].precision)
+    if target.due_at is not None and now < target.due_at:
+        # A run began at nextExec and may be over already: short runs need not wait for the
+        # sure moment (the long side of recent runs) where a read is cheap enough.
+        news = max(news, target.visible_chance(now))
     if target.due_at is not None and now >= target.due_at:
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
         # back off). Worth a sure run, besides what the base rate expects; a look again after
