@@ -136,7 +136,9 @@ def select(picks: list[str]) -> list[Case]:
     label; ValueError names a pick that matches none."""
     chosen: list[Case] = []
     for pick in picks:
-        if pick.isdigit():
+        if not pick:
+            raise ValueError("an empty pick")
+        if pick.isascii() and pick.isdigit():
             if int(pick) >= len(CELLS):
                 raise ValueError(f"no cell {pick}: there are {len(CELLS)} (0-{len(CELLS) - 1})")
             found = [CELLS[int(pick)]]
@@ -151,6 +153,7 @@ def select(picks: list[str]) -> list[Case]:
 def bench(quick: bool = False, cells: list[Case] | None = None,
           seeds: tuple[int, ...] = (1,)) -> Result:
     chosen = cells if cells is not None else (SMOKE if quick else CELLS)
+    seeds = tuple(dict.fromkeys(seeds))  # each once
     chosen = [dataclasses.replace(case, seed=seed) for case in chosen for seed in seeds]
     result = Result("matrix", "Workload x API variant: makestream against the naive loop")
     ctx = multiprocessing.get_context("spawn")

@@ -247,8 +247,8 @@ def test_signal_worth_decays_toward_what_it_earns() -> None:
     for i in range(30, 60):
         sweep.paid_for(T + i)
         sweep.outcome(T + i, found=True, base=0.1)  # runs it alone pointed at
-    # More than the plain mean of the 60 (27 runs' worth): the older requests are forgotten.
-    assert sweep.worth(T + 60) > 27 / 60
+    # More than the 0.46 it would be if nothing were forgotten: the older requests weigh less.
+    assert sweep.worth(T + 60) > 0.48
     assert math.isclose(sweep.precision, 1.0, abs_tol=0.01)
 
 
@@ -299,7 +299,8 @@ def test_a_counters_pointer_waits_however_long_the_scans_queue() -> None:
 
 
 def test_the_budget_is_saturated_when_runs_end_faster_than_it_can_follow() -> None:
-    # 0.8 requests a second: 48 a minute, saturated from 36 runs found in the last minute.
+    # 0.8 requests a second: 48 a minute; saturated from 36 runs found in the last minute by
+    # scans taking at least 24 of those requests.
     schedule = Schedule(rate_per_s=0.8)
     for sid in range(1, 21):
         schedule.adopt(sid, T, fresh=False, hooked=True)
@@ -312,6 +313,17 @@ def test_the_budget_is_saturated_when_runs_end_faster_than_it_can_follow() -> No
     assert schedule.saturated(now)  # the 36th
     assert not schedule.saturated(now + 30)  # the first ones are more than a minute old
     assert not schedule.saturated(now + 61)
+    assert len(schedule.found) <= 36  # only the last minute is kept
+
+
+def test_many_runs_from_few_reads_do_not_saturate_the_budget() -> None:
+    # A busy scenario read every 30 s (--interval 30) lists 20 runs a read: 40 runs a minute
+    # from 2 requests, with the budget nearly idle. Failed runs keep their detail read.
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.adopt(1, T, fresh=False, hooked=True)
+    schedule.scanned(1, T, T, ok=True, found=20)
+    schedule.scanned(1, T + 30, T + 30, ok=True, found=20)
+    assert not schedule.saturated(T + 31)
 
 
 def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust() -> None:
@@ -374,6 +386,8 @@ def test_counters_that_lag_the_runs_found_cost_the_sweeps() -> None:
     assert schedule.signals["sweep"].paid == paid
     schedule.counter_moved(1, 0, T + 20)  # 10 s after: the counter lags the runs
     assert schedule.signals["sweep"].paid == pytest.approx(paid + 1, abs=0.01)
+    schedule.cleared(1, T + 20)  # and its "nothing moved" vouches for nothing
+    assert schedule.scans[1].cleared_at == -math.inf
     schedule.counter_moved(1, 3, T + 25)  # caught up: nothing more to charge
     schedule.counter_moved(1, 0, T + 40)
     assert schedule.signals["sweep"].paid == pytest.approx(paid + 1, abs=0.01)
@@ -390,6 +404,10 @@ def test_a_run_whose_due_scan_answered_is_not_looked_for_again() -> None:
     assert schedule.scans[1].due_at is None
     schedule.scan_at(1, T + 70, began=T + 60)  # the next run: looked for
     assert schedule.scans[1].due_at == pytest.approx(T + 70 + schedule.due_lag)
+    # A sweep that saw nextExec move past T only now does not take the next run's place.
+    schedule.scan_at(1, T + 65, began=T)
+    assert schedule.scans[1].due_at == pytest.approx(T + 70 + schedule.due_lag)
+    assert schedule.scans[1].began == T + 60
 
 
 def test_the_round_robin_bound_does_not_wait_for_first_reads_of_scheduled_scenarios() -> None:
@@ -417,6 +435,10 @@ def test_before_its_sure_moment_a_scheduled_run_is_worth_the_chance_it_is_over()
     assert target.visible_chance(T + 12.0) == 0.0  # the due moment: the sure signal's turn
     state = state_with(20, scanned_at=T)
     state.scans[2] = target
-    target.last_scan = T - 60
+    target.last_scan = T  # read when the others were: only the chance sets it apart
     # Reads of quiet scenarios (their base rates: next to nothing) or of the run likely over.
-    assert decide(state, T + 8.0).action == Action("scan", 2, priority=Priority.HIGH)
+    decision = decide(state, T + 8.0)
+    assert decision.action == Action("scan", 2, priority=Priority.HIGH)
+    assert decision.news == pytest.approx(target.visible_chance(T + 8.0), abs=0.01)
+    target.due_misses = 1  # missed at its due moment: its retries' timetable, not the chance
+    assert target.visible_chance(T + 8.0) == 0.0

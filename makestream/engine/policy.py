@@ -47,8 +47,9 @@ the total (and the tail) of detection latency low.
      was under even odds, and in proportion to how soon after the run's end the signal came),
      time-decayed from an optimistic prior. The requests it pays for are its own, the scans
      it prompted that found nothing, and (sweeps) one for each counter that, at a sweep, still
-     does not show a run found more than 5 s before: counters that lag or are not kept make
-     the sweep's "nothing new" wrong, and sweeps shrink. At its cadence a paid signal
+     does not show the runs found, the earliest of them ended more than 5 s before: counters
+     that lag or are not kept make the sweep's "nothing new" wrong (it then vouches for
+     nothing), and sweeps shrink. At its cadence a paid signal
      goes first (a sweep: unless runs known to wait are queued, when it takes its turn among
      them by age; between turns a sweep is worth the runs the base rates expect where a blind
      read would likely find none, times the sweeps' trust; none of these with fewer than
@@ -110,9 +111,11 @@ POLL_SHARE = 0.6
 SURE_AGE_WEIGHT = 0.1
 DUE_RETRY_NEWS = 0.6  # a scheduled run's log not shown at its first look: likely by the next
 SATURATED_MIN = 5  # see `PolicyState.saturated`
-# ... or runs found at this share of the budget's rate or more (over the last minute): the
-# scans alone take most of it, and a detail read for each failed run would push it over.
+# ... or, over the last minute, runs found at this share of the budget's rate or more by scans
+# that took at least SATURATED_SCANS of it: the scans alone take most of the budget, and a
+# detail read for each failed run would push it over.
 SATURATED_SHARE = 0.75
+SATURATED_SCANS = 0.5
 DEMAND_SPAN_S = 60.0
 SWEEP_MIN_SCENARIOS = 5  # fewer: a round of scans is as quick as a sweep and its scan
 # Reads that find no run (blueprints, the deferred organization read): worth little at first,
@@ -228,7 +231,8 @@ class ScanTarget:
     runs: float = 0.0
     since: float = 0.0
     hooked: bool = False  # a webhook scenario, whose queue depth can be read
-    # The schedule: the next run's start (nextExec), the interval, the median run's length.
+    # The schedule: the next run's start (nextExec), the interval, the long side of recent
+    # runs' lengths (80th percentile).
     next_exec: float | None = None
     began: float | None = None  # the start of the scheduled run a due scan looks for
     interval: float | None = None
@@ -260,7 +264,9 @@ class ScanTarget:
         the logs by now and did not at the last read: its length's distribution (from recent
         runs, plus LOG_LAG_S) up to now, given what the last read saw."""
         began = self.began
-        if self.due_at is None or now >= self.due_at or began is None or not self.lengths:
+        if (self.due_at is None or now >= self.due_at or self.due_misses or began is None
+                or not self.lengths):
+            # (after a miss at the due moment, its retries back off on their own timetable)
             return 0.0
 
         def shown(t: float) -> float:
@@ -363,19 +369,21 @@ class PolicyState:
     tie: itertools.count[int] = field(default_factory=itertools.count)
     # Follow-ups in flight and runs known to have ended but not reported yet (see engine.base).
     in_detail: set[str] = field(default_factory=set)
-    found: deque[tuple[float, int]] = field(default_factory=deque)  # (when, runs) last minute
+    # Every scan of the last DEMAND_SPAN_S: when it ended, and the runs it found.
+    found: deque[tuple[float, int]] = field(default_factory=deque)
 
     def at(self, when: float, action: Action) -> None:
         heapq.heappush(self.timed, (when, next(self.tie), action))
 
     def saturated(self, now: float) -> bool:
-        """The budget cannot keep up with the runs: in the last minute, scans found runs at
-        SATURATED_SHARE of its rate or more; or runs are known to wait (a sure signal) in at
-        least half the scenarios, and at least SATURATED_MIN."""
-        while self.found and self.found[0][0] < now - DEMAND_SPAN_S:
-            self.found.popleft()
-        demand = sum(n for _, n in self.found)
-        if demand >= SATURATED_SHARE * self.rate_per_s * DEMAND_SPAN_S - 1e-6:
+        """The budget cannot keep up with the runs: in the last minute, scans taking at least
+        SATURATED_SCANS of its rate found runs at SATURATED_SHARE of its rate or more; or runs
+        are known to wait (a sure signal) in at least half the scenarios, and at least
+        SATURATED_MIN. (Runs alone would not do: one read of a busy scenario can list many.)"""
+        recent = [n for when, n in self.found if when >= now - DEMAND_SPAN_S]
+        budget = self.rate_per_s * DEMAND_SPAN_S
+        if (len(recent) >= SATURATED_SCANS * budget - 1e-6
+                and sum(recent) >= SATURATED_SHARE * budget - 1e-6):
             return True
         waiting = sum(1 for t in self.scans.values() if sure_signal(t, now))
         return waiting >= max(SATURATED_MIN, len(self.scans) / 2)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from makestream.engine.history import History
 from makestream.engine.policy import (
+    DEMAND_SPAN_S,
     SWEEP_MAX_S,
     TRIGGERS_MIN_S,
     Action,
@@ -30,7 +31,7 @@ from makestream.engine.policy import (
 
 __all__ = ["Action", "ActionKind", "PollTarget", "ScanTarget", "Schedule"]
 
-HOT_FOR_S = 60.0  # a signal that no scan answered within this long is stale
+HOT_FOR_S = 60.0  # a soft signal no scan answered within this long is stale (see ScanTarget.hot)
 SIGNAL_RETRIES = 3  # a signaled scan that finds nothing looks again after 1, 2, 3 s
 DUE_BACKOFF = 0.3  # a due scan that finds nothing looks again after 30 % of the wait so far
 DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median runs)
@@ -96,8 +97,11 @@ class Schedule(PolicyState):
     def cleared(self, scenario_id: int, now: float) -> None:
         """A sweep saw this scenario's counters where the runs found so far put them."""
         target = self.scans.get(scenario_id)
-        if target is not None and target.owed_ops <= 0:
-            # (with runs still owed, "nothing moved since" says nothing about them)
+        if target is not None and target.owed_ops <= 0 and not (
+            target.owed_ops < 0 and now - target.ahead_since > CLEAR_SLACK_S
+        ):
+            # (with runs still owed, "nothing moved since" says nothing about them; nor does it
+            # where the counter lags runs found well before: see `counter_moved`)
             target.cleared_at = now
 
     def found_ops(self, scenario_id: int, operations: int | None, ended: float) -> None:
@@ -164,9 +168,10 @@ class Schedule(PolicyState):
         target = self.scans.get(scenario_id)
         when += self.due_lag
         if (target is not None and began is not None and target.began is not None
-                and began <= target.began and target.due_at is None):
-            # This run's due scan already answered (its schedule rolled on before a sweep saw
-            # nextExec move): looking again would find nothing and teach `due_lag` a miss.
+                and (began < target.began or (began == target.began and target.due_at is None))):
+            # A run the schedule already rolled past (its due scan armed then, and answered or
+            # replaced by the next run's), seen by a sweep only now: looking again would find
+            # nothing, teach `due_lag` a miss and take the next run's due scan's place.
             return
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
@@ -271,9 +276,14 @@ class Schedule(PolicyState):
         target.last_scan = started
         target.scanned_once = True
         target.runs += found
-        if found:
-            self.found.append((now, found))
-        if found and self.sweeps and signal != "due":
+        self.found.append((now, found))
+        while self.found and self.found[0][0] < now - DEMAND_SPAN_S:
+            self.found.popleft()
+        # A run found early where a scheduled run had begun is most likely that run: no test of
+        # the sweeps either (the due-scan rule below).
+        early_due = (target.due_at is not None and started < target.due_at and found > 0
+                     and target.began is not None and target.found_ended > target.began)
+        if found and self.sweeps and signal != "due" and not early_due:
             # (a scheduled run found where its schedule said is no test of the sweeps)
             pointed = float(target.signal == "sweep" and target.heated_at <= started
                             and not target.cleared_wrongly)
@@ -308,10 +318,10 @@ class Schedule(PolicyState):
             self.signals[signal].outcome(now, found > 0, target.dispatched_base, timely)
         target.found_ended = float("-inf")
         target.signal_misses = 0
-        if (target.due_at is not None and started < target.due_at and found
-                and target.began is not None and started > target.began):
-            # Read early (another signal, its base rate) and it found a run begun since the
-            # scheduled start: that is the run the due scan would look for.
+        if early_due:
+            # Read early (another signal, its base rate, the chance it is over) and it found a
+            # run that ended after the scheduled start: that is the run the due scan would look
+            # for (one scheduled scenario's runs do not overlap).
             target.due_at, target.due_misses = None, 0
         if target.due_at is not None and started >= target.due_at:
             if target.began is None:
