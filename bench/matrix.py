@@ -77,11 +77,15 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
         kind = {"active": "scheduled" if i % 2 == 0 else "webhook", "scheduled": "scheduled",
                 "poisson": "webhook", "overload": "webhook", "bursts": "webhook"}[name]
         calm = name == "active" and n >= 100
-        rate = 1.5 if name != "overload" else 1.5 * 0.8 * api_limit / n
-        rate = 20 / n if calm else rate
         bursting = name == "bursts" and i % 2 == 1
-        if name == "bursts":
+        if name == "overload":
+            rate = 1.5 * 0.8 * api_limit / n  # webhook arrivals a minute
+        elif calm:
+            rate = 20 / n
+        elif name == "bursts":
             rate = 0.125 if bursting else 1.0
+        else:
+            rate = 1.5
         mean = rng.choice([2.0, 4.0, 6.0, 10.0])
         first = (module(1, "gateway:CustomWebHook", listener=True) if kind == "webhook"
                  else module(1, "http:ActionGetFile"))

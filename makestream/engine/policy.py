@@ -243,12 +243,25 @@ class ScanTarget:
     triggers_after: float = 0.0
     dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
 
+    @property
+    def proves_run(self) -> bool:
+        """A sweep found this scenario's counter grown past the runs found: a run not found yet."""
+        return self.signal == "sweep" and self.owed_ops > 0
+
+    def is_due(self, now: float) -> bool:
+        """The scheduled run a due scan looks for should show by now."""
+        return self.due_at is not None and now >= self.due_at
+
     def hot(self, now: float) -> bool:
         """A signal waits for this scenario's scan. Soft ones go stale (`hot_until`); a counter
         grown past the runs found does not, however long the scans queue: it proves a run, and
         only finding it (or the retries giving up) answers it."""
-        return self.signal is not None and (
-            now < self.hot_until or (self.signal == "sweep" and self.owed_ops > 0))
+        return self.signal is not None and (now < self.hot_until or self.proves_run)
+
+    def lags(self, now: float, slack_s: float) -> bool:
+        """The counter still does not show runs found that ended more than `slack_s` before
+        `now`: it lags the runs (or is not kept up to date)."""
+        return self.owed_ops < 0 and now - self.ahead_since > slack_s
 
     def roll(self, now: float) -> float | None:
         """When the scheduled run that began by `now` should be visible; moves to the next."""
@@ -268,11 +281,11 @@ class ScanTarget:
                 or not self.lengths):
             # (after a miss at the due moment, its retries back off on their own timetable)
             return 0.0
+        points = [(0.0, 0.0), *zip(self.lengths, QUANTILES, strict=True),
+                  (self.lengths[-1] * 1.5 + 1.0, 1.0)]
 
         def shown(t: float) -> float:
             x = t - began - LOG_LAG_S
-            points = [(0.0, 0.0), *zip(self.lengths, QUANTILES, strict=True),
-                      (self.lengths[-1] * 1.5 + 1.0, 1.0)]
             if x <= 0:
                 return 0.0
             for (x0, p0), (x1, p1) in itertools.pairwise(points):
@@ -450,8 +463,7 @@ def waiting(sure: float, waited_s: float) -> float:
 def sure_signal(target: ScanTarget, now: float) -> bool:
     """A run is known to wait in this scenario: a scheduled run's moment passed, or a counter
     grew past the runs found."""
-    return (target.due_at is not None and now >= target.due_at) or (
-        target.signal == "sweep" and target.owed_ops > 0)
+    return target.is_due(now) or target.proves_run
 
 
 def unlocated(state: PolicyState, now: float) -> float:
@@ -494,16 +506,16 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
     if target.signal is not None and target.hot(now):
         # A counter that grew past the runs found proves a run not found yet: worth a sure run
         # (its retries back off if the log lags); other signals are worth their precision.
-        if target.signal == "sweep" and target.owed_ops > 0:
+        if target.proves_run:
             # The run it proves, besides what the base rate expects; among runs known to wait,
             # the one that has waited longest first (it is the tail of the latency).
             news += waiting(1.0, now - target.pointed_at)
         else:
             news = max(news, state.signals[target.signal].precision)
-    if target.due_at is not None and now < target.due_at:
-        # A run began at nextExec and may be over already: short runs need not wait for the
-        # sure moment (the long side of recent runs) where a read is cheap enough.
-        news = max(news, target.visible_chance(now))
+    # A run began at nextExec and may be over already: short runs need not wait for the sure
+    # moment (the long side of recent runs) where a read is cheap enough (`visible_chance` is
+    # zero but in the time between the run's start and that moment).
+    news = max(news, target.visible_chance(now))
     if target.due_at is not None and now >= target.due_at:
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
         # back off). Worth a sure run, besides what the base rate expects; a look again after
@@ -601,7 +613,7 @@ def decide(state: PolicyState, now: float) -> Decision:
         news = scan_news(state, target, now, population, first_pass_done=first_pass_done)
         sure_waiting = sure_waiting or (news >= 1.0 and sure_signal(target, now))
         signal: SignalName | None = None
-        if target.due_at is not None and now >= target.due_at:
+        if target.is_due(now):
             signal = "due"
         elif target.hot(now):
             signal = target.signal

@@ -97,9 +97,7 @@ class Schedule(PolicyState):
     def cleared(self, scenario_id: int, now: float) -> None:
         """A sweep saw this scenario's counters where the runs found so far put them."""
         target = self.scans.get(scenario_id)
-        if target is not None and target.owed_ops <= 0 and not (
-            target.owed_ops < 0 and now - target.ahead_since > CLEAR_SLACK_S
-        ):
+        if target is not None and target.owed_ops <= 0 and not target.lags(now, CLEAR_SLACK_S):
             # (with runs still owed, "nothing moved since" says nothing about them; nor does it
             # where the counter lags runs found well before: see `counter_moved`)
             target.cleared_at = now
@@ -145,7 +143,7 @@ class Schedule(PolicyState):
         target.owed_ops += max(0, delta)
         if target.owed_ops >= 0:
             target.ahead_since = float("inf")
-        elif now - target.ahead_since > CLEAR_SLACK_S and self.sweeps:
+        elif target.lags(now, CLEAR_SLACK_S) and self.sweeps:
             # A run found well before this reading is still not in the counter: counters lag
             # the runs (or are not kept up to date), and this sweep's "nothing new" is worth
             # nothing here. It costs the sweeps as a request spent on nothing would, so that

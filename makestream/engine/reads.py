@@ -184,9 +184,9 @@ class WatchReads(WatchBase):
                 ):
                     # Logs carry no error text; one more request fetches what went wrong. It
                     # goes first (URGENT): the run's report waits for nothing else. (Not when
-                    # the budget is saturated, with runs known to wait in many scenarios: each
-                    # such read would delay all of them, and the report goes out at once,
-                    # its status without the error's text.)
+                    # the budget is saturated, `PolicyState.saturated`: each such read would
+                    # delay every run waiting, and the report goes out at once, its status
+                    # without the error's text.)
                     in_detail.add(entry.id)
                     self.tracker.hold(sid, entry)
                     self._known_ended(sid, entry.id, entry, None)
@@ -231,16 +231,14 @@ class WatchReads(WatchBase):
         else:
             watched = [s for s, t in self._team_of.items() if t == group]
         # An id filter keeps pages to the watched scenarios (the client sends 100 ids a request).
-        ids = watched
-        # Sweeps find most runs first, so they queue with the hot scans they trigger.
-        # Each page is taken as it comes, as of its own read: a sweep of many pages spans
-        # seconds, and a counter read on its first page says nothing of the moment of its last.
-        if group == _ORG:
-            await self._listing(ids, organization_id=self._org_id, priority=Priority.HIGH,
-                                each=self._absorb_sweep)
-        else:
-            await self._listing(ids, team_id=group, priority=Priority.HIGH,
-                                each=self._absorb_sweep)
+        # Sweeps find most runs first, so they queue with the hot scans they trigger. Each page
+        # is taken as it comes, as of its own read: a sweep of many pages spans seconds, and a
+        # counter read on its first page says nothing of the moment of its last.
+        await self._listing(
+            watched, organization_id=self._org_id if group == _ORG else None,
+            team_id=None if group == _ORG else group, priority=Priority.HIGH,
+            each=self._absorb_sweep,
+        )
 
     async def _triggers(self, sid: int) -> None:
         """Read a webhook scenario's queue depth; a growing queue means runs are coming."""
