@@ -185,7 +185,7 @@ def test_pretty_on_a_pipe_without_lines_shows_every_kept_run(tmp_path: Path) -> 
             scenario_name=f"Scenario number {n}"))
     path = tmp_path / "many.ndjson"
     path.write_bytes(b"".join(encode(e) for e in events))
-    env = {k: v for k, v in ENV.items() if k != "LINES"}
+    env: dict[str, str | None] = {**ENV, "LINES": None}  # unset, even if the caller's shell sets it
     result = CliRunner().invoke(app, ["render", str(path)], env=env)
     assert result.exit_code == 0, result.stderr
     frame = result.stdout.split("Summary")[0] if "Summary" in result.stdout else result.stdout
