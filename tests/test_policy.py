@@ -442,3 +442,44 @@ def test_before_its_sure_moment_a_scheduled_run_is_worth_the_chance_it_is_over()
     assert decision.news == pytest.approx(target.visible_chance(T + 8.0), abs=0.01)
     target.due_misses = 1  # missed at its due moment: its retries' timetable, not the chance
     assert target.visible_chance(T + 8.0) == 0.0
+
+
+def test_growth_from_runs_that_ended_before_the_first_reading_is_explained_once_each() -> None:
+    # Counters updated late: runs that ended before the watch took the scenario reach its
+    # counter after the first reading. An empty pointed scan counts the latest of them against
+    # the growth, only as far as needed, so that the next phantom growth is explained too
+    # rather than pointing again (and a run older than EARLY_S explains nothing).
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.adopt(1, T, fresh=False, hooked=False)
+    schedule.scans[1].scanned_once = True
+    schedule.listed(1, [("a", 2, T - 10), ("b", 2, T - 25), ("c", 2, T - 50), ("old", 2, T - 300)])
+    assert schedule.counter_moved(1, 2, T + 8)  # a pointer
+    schedule.heat(1, T + 8)
+    assert schedule.explain(1)  # the scan found no new run: "a" explains it
+    assert schedule.scans[1].owed_ops == 0
+    schedule.scanned(1, T + 9, T + 9, ok=True, found=0, signal="sweep")
+    assert schedule.scans[1].signal is None  # answered: no retries
+    assert schedule.counter_moved(1, 4, T + 30)  # "b" and "c" reach the counter
+    assert schedule.explain(1)
+    assert schedule.scans[1].owed_ops == 0
+    assert set(schedule.scans[1].explained) == {"a", "b", "c"}
+    assert schedule.counter_moved(1, 2, T + 60)  # nothing left to explain it: a run
+    assert not schedule.explain(1)
+    assert schedule.scans[1].owed_ops == 2
+
+
+def test_a_forgiven_pointer_keeps_what_runs_explained() -> None:
+    # Growth a run that ended before adoption explained in part is not reset to zero when the
+    # rest is forgiven: the explained part is growth still to come, which must not point again.
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.adopt(1, T, fresh=False, hooked=False)
+    schedule.scans[1].scanned_once = True
+    schedule.listed(1, [("a", 5, T - 10)])
+    assert schedule.counter_moved(1, 2, T + 8)
+    schedule.heat(1, T + 8)
+    assert schedule.explain(1)
+    schedule.scanned(1, T + 9, T + 9, ok=True, found=0, signal="sweep")
+    assert schedule.scans[1].owed_ops == -3
+    assert not schedule.counter_moved(1, 3, T + 30)  # the rest of "a": no pointer

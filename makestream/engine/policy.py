@@ -224,8 +224,10 @@ class ScanTarget:
     # The end of the earliest run found whose operations the counter does not show yet (the
     # runs found are ahead of the counter since then; +inf: they are not).
     ahead_since: float = float("inf")
-    # Runs that ended before adoption whose operations explained a counter's growth since.
-    explained: set[str] = field(default_factory=set)
+    # Runs listed that ended shortly before adoption (id -> operations, end), whose operations
+    # the first reading may not show yet (counters updated late): each can explain growth once.
+    early: dict[str, tuple[int, float]] = field(default_factory=dict)
+    explained: set[str] = field(default_factory=set)  # ... those that did
     not_before: float = float("-inf")  # after a failed read
     # The base rate: runs found since `since`, plus those of the history read at the start.
     runs: float = 0.0

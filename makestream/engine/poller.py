@@ -38,6 +38,9 @@ DUE_GIVE_UP_S = 60.0  # ... until the run has had this long (or three median run
 # A run found that had ended this long before a sweep saw its scenario's counters still: the
 # sweep was wrong (counters updated late), not merely ahead of Make's log.
 CLEAR_SLACK_S = 5.0
+# Runs that ended at most this long before a scenario's first counter reading may be missing from
+# it (counters updated late): growth they explain points at no run.
+EARLY_S = 60.0
 TIMELY_S = 10.0  # a signal's find earns in full when the run ended at most this long before
 # The learned lag of due scans moves up this much on a first look that misses, down a fifth of it
 # on one that finds the run: it settles where about one first look in six misses.
@@ -118,17 +121,34 @@ class Schedule(PolicyState):
                 target.ahead_since = ended
             target.owed_ops -= operations
 
-    def explain(self, scenario_id: int, runs: list[tuple[str, int, float]]) -> None:
-        """Runs (id, operations, ended by) a pointed scan listed that ended before the scenario
-        was adopted: their operations count against what the counter is owed, each once."""
+    def listed(self, scenario_id: int, runs: list[tuple[str, int, float]]) -> None:
+        """Runs (id, operations, ended by) a scan listed: those that ended within EARLY_S before
+        the scenario was adopted may be missing from its first counter reading."""
         target = self.scans.get(scenario_id)
         if target is None:
             return
         for execution_id, operations, ended in runs:
-            if (ended < target.adopted_at and operations
+            if (target.adopted_at - EARLY_S <= ended < target.adopted_at and operations
                     and execution_id not in target.explained):
-                target.explained.add(execution_id)
-                target.owed_ops -= operations
+                target.early[execution_id] = (operations, ended)
+
+    def explain(self, scenario_id: int) -> bool:
+        """A scan a counter's growth prompted found no new run: count runs that ended before
+        adoption (listed, latest first: the likeliest to be missing from the first reading)
+        against what the counter is owed, until it is owed nothing; each once. True if the
+        growth was so explained."""
+        target = self.scans.get(scenario_id)
+        if target is None:
+            return False
+        for execution_id, (operations, _) in sorted(
+            target.early.items(), key=lambda item: -item[1][1]
+        ):
+            if target.owed_ops <= 0:
+                break
+            del target.early[execution_id]
+            target.explained.add(execution_id)
+            target.owed_ops -= operations
+        return target.owed_ops <= 0
 
     def counter_moved(self, scenario_id: int, delta: int, now: float) -> bool:
         """A sweep read `operations`, grown by `delta` since the last reading: does it point at
@@ -305,10 +325,10 @@ class Schedule(PolicyState):
                 target.not_before = now + 1.0 * target.signal_misses
                 return
             if not found and signal == "sweep":
-                # Growth no run explains (a run that ended just before the first reading, whose
-                # log came after it; operations counted differently): forgiven, or it would
-                # prompt these retries again at every later move of the counter.
-                target.owed_ops = 0
+                # Growth no run explains (operations counted differently, a run older than
+                # EARLY_S): forgiven, or it would prompt these retries again at every later
+                # move of the counter. (What runs did explain is kept: it is growth to come.)
+                target.owed_ops = min(target.owed_ops, 0)
             # A sweep that points at a run long after it ended (counters updated late) found
             # it no sooner than a blind read would have: it earns in proportion.
             late = started - target.found_ended if math.isfinite(target.found_ended) else 0.0

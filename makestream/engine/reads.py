@@ -139,12 +139,14 @@ class WatchReads(WatchBase):
                 self._first_scan(sid, seen, from_ms or 0)
                 seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
             found = self._absorb(sid, seen)
+            self.schedule.listed(sid, [(e.id, e.operations or 0, _ended_by(e))
+                                       for e in seen if e.status.terminal])
             if not found and action.signal == "sweep":
                 # A counter pointed here and no new run is listed: runs that ended before the
                 # watch took the scenario, whose counts came after its first reading (counters
-                # updated late), explain the growth, once each.
-                self.schedule.explain(sid, [(e.id, e.operations or 0, _ended_by(e))
-                                            for e in seen if e.status.terminal])
+                # updated late), explain the growth, once each. (Not where a run was found:
+                # in a busy scenario, the rest may be runs whose logs are not out yet.)
+                self.schedule.explain(sid)
             self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
