@@ -21,7 +21,8 @@ from makestream.clock import Clock
 from makestream.sim import SimZone
 
 pytestmark = pytest.mark.slow
-SPEED = 30.0
+SPEED = 15.0
+LATE_S = 4.0  # how late (clock s) a request may reach the zone after the budget let it go
 LIMIT = 60
 SHARE = 0.5  # --budget-share: 30 requests a minute for all three together
 WATCH_S = 150  # simulated seconds each watch runs
@@ -49,10 +50,11 @@ def test_three_watches_never_send_more_than_the_share_in_any_minute(
         assert process.returncode == 5, err.decode()  # --timeout
     cap = int(LIMIT * SHARE)
     times = sorted(app.times)
-    # Times are taken as requests arrive, a few real milliseconds (a clock second or two at
-    # this speed, on a busy machine) after the budget let them go; one request late across a
-    # window's edge shows as one too many, never more.
-    busiest = max(sum(1 for t in times if s <= t < s + 60) for s in times)
+    # Times are taken as requests arrive, some real milliseconds (clock seconds at this speed,
+    # on a busy machine) after the budget let them go: requests let go in a minute arrive
+    # within it or up to LATE_S after. Any window of 60 - LATE_S s then holds arrivals let go
+    # within one minute; one more arriving later than that is tolerated, never more.
+    busiest = max(sum(1 for t in times if s <= t < s + 60 - LATE_S) for s in times)
     assert busiest <= cap + 1, f"{busiest} requests in one minute, over the shared cap of {cap}"
     assert len(times) >= cap  # and the budget was used
     assert app.zone.limited == 0
