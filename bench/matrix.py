@@ -10,7 +10,9 @@ cores, so the design is: the *conservative* variant (the side of every open ques
 make-api.md that is hardest for a client: runs in flight absent from `/logs`, the log 1 s after
 the end, `operations` growing when the log appears, queue depth and organization unreadable,
 `--api-limit 60`) with every workload, then one factor varied at a time on the all-active
-workload. Both windows come from one run: the first minute after start, and the whole window.
+workload, then the counter variants the all-active workload loses (`operations` never kept,
+30 s late) on three other workloads. Both windows come from one run: the first minute after
+start, and the whole window.
 
     python -m bench matrix            # the cells of CELLS
     python -m bench matrix --quick    # SMOKE only
@@ -131,6 +133,9 @@ CELLS = [
     _cell("active", 20, _vary(counters="late")),
     _cell("active", 20, _vary(log_timestamp="end")),
     _cell("active", 20, CONSERVATIVE, minutes=10),
+    _cell("poisson", 20, _vary(counters="never")),
+    _cell("bursts", 20, _vary(counters="never")),
+    _cell("scheduled", 20, _vary(counters="late")),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 
