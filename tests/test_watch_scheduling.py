@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -86,3 +87,34 @@ async def test_a_no_follow_watch_is_not_caught_up_while_a_follow_up_is_in_flight
             assert watch._ending is None and not watch._done.is_set()
             release.set()
         assert watch._done.is_set()  # then it is
+
+
+async def test_a_scheduled_run_begun_just_before_the_watch_is_looked_for_at_start_up() -> None:
+    # nextExec already moved past a run that began as the watch started: no later sweep will
+    # show it begin, and only the scenario's first read can find it. That first read is its
+    # due scan (a run known to wait), not a read that waits behind every due scan.
+    clock = Clock(1.0, anchor=NOW)
+    client = MakeClient("http://make.test/api/v2", Token("t"), budget=Budget(60, clock=clock),
+                        clock=clock)
+    watch = Watch(client, WatchOptions(scenario_ids=[1, 2]))
+    with watch.events, watch._send:
+        now = clock.now()
+        for sid, began_ago in ((1, 5.0), (2, 45.0)):
+            watch.tracker.add_scenario(sid, floor_ms=0)
+            watch.schedule.adopt(sid, now, fresh=True, hooked=False)
+            next_exec = datetime.fromtimestamp(now - began_ago + 60, UTC)
+            watch._plan_schedule(Scenario.model_validate({
+                "id": sid, "name": f"s{sid}", "nextExec": next_exec.isoformat(),
+                "scheduling": {"type": "indefinitely", "interval": 60},
+            }), now)
+        first, second = watch.schedule.scans[1], watch.schedule.scans[2]
+        assert first.due_at is not None and first.began == pytest.approx(now - 5, abs=0.01)
+        assert second.due_at is None  # began 45 s before: over before the watch, most likely
+        action, _ = watch.schedule.next(first.due_at + 1)
+        assert action is not None and (action.scenario_id, action.signal) == (1, "due")
+        # Its first read lists only runs that ended before that run began: it is still on.
+        watch.schedule.first_read(1, now - 30)
+        assert first.due_at is not None
+        # ... or the run itself, ended (news or history): the due scan is answered, no retry.
+        watch.schedule.first_read(1, now - 1)
+        assert first.due_at is None and first.due_misses == 0

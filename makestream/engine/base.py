@@ -47,6 +47,11 @@ _OUTCOME = {
 LOG_PAGE = 50
 _ORG = 0  # the sweep group that stands for the whole organization
 LISTED_PER_REQUEST = 99  # ids per listing request, whose pages hold 100
+# A scheduled run that began at most this long (plus the long side of its scenario's known run
+# lengths) before the watch took its scenario may have ended since the watch began: its due scan
+# is armed at start-up (`_plan_schedule`). One that began earlier most likely ended before, and is
+# history its scenario's first read will list.
+PREVIOUS_RUN_S = 20.0
 __all__ = ["LOG_PAGE", "SWEEP_SHARE", "WatchBase"]
 
 
@@ -302,10 +307,19 @@ class WatchBase:
         if target is None:
             return
         self._expect(scenario.id)
+        first = target.next_exec is None and target.began is None and not target.scanned_once
         scheduling = scenario.scheduling
         interval = scheduling.interval if scheduling is not None else None
         target.interval = float(interval) if interval and interval >= 60 else None
         target.next_exec = scenario.next_exec.timestamp() if scenario.next_exec else None
+        if first and target.interval and target.next_exec is not None:
+            # The run before nextExec began before the watch knew of it; if recently enough,
+            # it may have ended since the watch began (or not yet), and only the scenario's
+            # first read would find it, which waits behind every run known to wait: its due scan
+            # is that first read (`Schedule.first_read` answers it if the run ended before).
+            began = target.next_exec - target.interval
+            if now - PREVIOUS_RUN_S - target.expected_s <= began <= now:
+                self._scan_after_run(scenario.id, began, now)
         self.schedule.roll(now)
 
     def _expect(self, sid: int) -> None:

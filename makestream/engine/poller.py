@@ -180,6 +180,16 @@ class Schedule(PolicyState):
         if target is not None:
             target.not_before = max(target.not_before, when)
 
+    def first_read(self, scenario_id: int, latest_end: float) -> None:
+        """A scenario's first read listed runs that ended by `latest_end` (news or history).
+        One that ended after the scheduled run a due scan waits for began is that run: the due
+        scan is answered, with no retry and no lesson for `due_lag` (its run may have ended
+        before the watch began)."""
+        target = self.scans.get(scenario_id)
+        if (target is not None and target.due_at is not None and target.began is not None
+                and latest_end >= target.began):
+            target.due_at, target.due_misses = None, 0
+
     def scan_at(self, scenario_id: int, when: float, *, began: float | None = None) -> None:
         """A scheduled run (begun at `began`) should be over and its log visible at `when`
         (plus the lag learned between a run's expected end and its log: `due_lag`)."""

@@ -8,6 +8,8 @@ Errors are left to the caller (`Watch._perform`), which retries or ends the stre
 
 from __future__ import annotations
 
+import math
+
 from makestream.engine.base import _ORG, LOG_PAGE, WatchBase
 from makestream.engine.poller import Action
 from makestream.errors import AuthError, NotFoundError
@@ -136,6 +138,8 @@ class WatchReads(WatchBase):
             if self.on_logs is not None:
                 self.on_logs(sid, seen)
             if fresh:
+                self.schedule.first_read(sid, max(
+                    (_ended_by(e) for e in seen if e.status.terminal), default=-math.inf))
                 self._first_scan(sid, seen, from_ms or 0)
                 seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
             found = self._absorb(sid, seen)
