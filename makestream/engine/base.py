@@ -317,9 +317,12 @@ class WatchBase:
             # it may have ended since the watch began (or not yet), and only the scenario's
             # first read would find it, which waits behind every run known to wait: its due scan
             # is that first read (`Schedule.first_read` answers it if the run ended before).
+            # It is worth a likely run, not a sure one (it may be history): as a look again
+            # after a miss is.
             began = target.next_exec - target.interval
             if now - PREVIOUS_RUN_S - target.expected_s <= began <= now:
                 self._scan_after_run(scenario.id, began, now)
+                target.due_misses = max(target.due_misses, 1)
         self.schedule.roll(now)
 
     def _expect(self, sid: int) -> None:
