@@ -316,13 +316,11 @@ class WatchBase:
             # The run before nextExec began before the watch knew of it; if recently enough,
             # it may have ended since the watch began (or not yet), and only the scenario's
             # first read would find it, which waits behind every run known to wait: its due scan
-            # is that first read (`Schedule.first_read` answers it if the run ended before).
-            # It is worth a likely run, not a sure one (it may be history): as a look again
-            # after a miss is.
+            # is that first read (`Schedule.first_read` answers it if the run ended before),
+            # worth a likely run, not a sure one: the run may be history.
             began = target.next_exec - target.interval
             if now - PREVIOUS_RUN_S - target.expected_s <= began <= now:
-                self._scan_after_run(scenario.id, began, now)
-                target.due_misses = max(target.due_misses, 1)
+                self._scan_after_run(scenario.id, began, now, sure=False)
         self.schedule.roll(now)
 
     def _expect(self, sid: int) -> None:
@@ -336,11 +334,12 @@ class WatchBase:
                 target.lengths = tuple((history.percentile(q * 100) or 0) / 1000
                                        for q in QUANTILES)
 
-    def _scan_after_run(self, sid: int, started: float, now: float) -> None:
+    def _scan_after_run(self, sid: int, started: float, now: float, *, sure: bool = True) -> None:
         self._expect(sid)
         target = self.schedule.scans.get(sid)
         expected = target.expected_s if target is not None else 0.0
-        self.schedule.scan_at(sid, max(now, started + max(expected, 1.0) + 0.5), began=started)
+        self.schedule.scan_at(sid, max(now, started + max(expected, 1.0) + 0.5), began=started,
+                              sure=sure)
 
     def _sweep_groups(self) -> dict[int, int]:
         """What sweep requests list: the organization (0) when known, else each team; with the

@@ -518,7 +518,7 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
     # moment (the long side of recent runs) where a read is cheap enough (`visible_chance` is
     # zero but in the time between the run's start and that moment).
     news = max(news, target.visible_chance(now))
-    if target.due_at is not None and now >= target.due_at:
+    if target.due_at is not None and now >= target.due_at:  # (`is_due`, spelled out for mypy)
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
         # back off). Worth a sure run, besides what the base rate expects; a look again after
         # a miss, a likely one.

@@ -190,9 +190,12 @@ class Schedule(PolicyState):
                 and latest_end >= target.began):
             target.due_at, target.due_misses = None, 0
 
-    def scan_at(self, scenario_id: int, when: float, *, began: float | None = None) -> None:
+    def scan_at(self, scenario_id: int, when: float, *, began: float | None = None,
+                sure: bool = True) -> None:
         """A scheduled run (begun at `began`) should be over and its log visible at `when`
-        (plus the lag learned between a run's expected end and its log: `due_lag`)."""
+        (plus the lag learned between a run's expected end and its log: `due_lag`). Not `sure`
+        (it may have ended before the watch began): worth a likely run, as a look again after a
+        miss is, and its first look teaches `due_lag` nothing."""
         target = self.scans.get(scenario_id)
         when += self.due_lag
         if (target is not None and began is not None and target.began is not None
@@ -203,7 +206,7 @@ class Schedule(PolicyState):
             return
         if target is not None and (target.due_at is None or when < target.due_at):
             target.due_at = when
-            target.due_misses = 0
+            target.due_misses = 0 if sure else 1
             if began is not None:
                 target.began = began
 
