@@ -69,4 +69,7 @@ def test_a_filtered_watch_counts_every_run_and_still_ends_with_stream_closed() -
     assert types[0] == "stream.opened" and types[-1] == "stream.closed"
     assert set(types[1:-1]) <= {"execution.started"}
     closed = json.loads(result.stdout.splitlines()[-1])
-    assert closed["summary"]["finished"] == 3  # the engine saw the runs it did not write
+    # The engine saw the runs it did not write: the three counted, and any other it knew to have
+    # ended when the third did (a failed run whose detail read was in flight), which a watch's
+    # end reports rather than drops (docs/architecture.md, "Every run known to have ended").
+    assert closed["summary"]["finished"] >= 3
