@@ -126,11 +126,46 @@ async def test_sends_are_spread_over_the_minute() -> None:
 
     await run_with(clock, main)
     assert len(sends) == 48
-    # A burst at first, then one send every 60/46 s: never the whole cap in the first second,
-    # and a burst plus a minute of refill never runs into the cap.
-    assert sum(1 for t in sends if t < 1.0) == 2
-    gaps = [b - a for a, b in itertools.pairwise(sorted(sends)[2:])]
+    # One send at once (the burst's last token is kept for urgent callers), then one every
+    # 60/46 s: never the whole cap in the first second, and a burst plus a minute of refill
+    # never runs into the cap.
+    assert sum(1 for t in sends if t < 1.0) == 1
+    gaps = [b - a for a, b in itertools.pairwise(sorted(sends))]
     assert all(gap == pytest.approx(STEP, abs=0.002) for gap in gaps)
+
+
+@pytest.mark.anyio
+async def test_an_urgent_follow_up_goes_at_once_while_the_budget_is_busy() -> None:
+    clock = VirtualClock()
+    budget = Budget(60, clock=clock)
+    sends: list[tuple[float, Priority]] = []
+    urgent_at = 20.3  # between two paced sends
+
+    async def busy() -> None:
+        while clock.monotonic() < 60:
+            await budget.acquire(Priority.HIGH)
+            sends.append((clock.monotonic(), Priority.HIGH))
+
+    async def follow_up() -> None:
+        await clock.sleep(urgent_at)
+        await budget.acquire(Priority.URGENT)
+        sends.append((clock.monotonic(), Priority.URGENT))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(busy)
+            tg.start_soon(follow_up)
+
+    await run_with(clock, main)
+    # The follow-up did not wait for the next paced slot: the token kept for it was there...
+    assert (pytest.approx(urgent_at), Priority.URGENT) in sends
+    # ...and the busy callers paid for it with one slot, so the rate and the cap held.
+    times = sorted(t for t, _ in sends)
+    assert max_in_window(times) <= 48
+    assert sum(1 for t in times if t < 60) == 46  # as many as the busy callers alone send
+    high = [t for t, p in sends if p is Priority.HIGH and t > urgent_at]
+    assert high[0] - urgent_at == pytest.approx(2 * STEP - (urgent_at % STEP), abs=0.01)
 
 
 @pytest.mark.anyio
@@ -235,8 +270,8 @@ async def test_an_urgent_arrival_overtakes_a_sleeping_low_caller() -> None:
         served.append((name, clock.monotonic()))
 
     async def main() -> None:
-        for _ in range(2):  # spend the burst
-            await budget.acquire()
+        for _ in range(2):  # spend the burst, the urgent callers' token too
+            await budget.acquire(Priority.URGENT)
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller, "low", Priority.LOW, 0.0)
             tg.start_soon(caller, "urgent", Priority.URGENT, 0.5)
@@ -244,7 +279,8 @@ async def test_an_urgent_arrival_overtakes_a_sleeping_low_caller() -> None:
     await run_with(clock, main)
     assert [name for name, _ in served] == ["urgent", "low"]
     assert served[0][1] == pytest.approx(STEP)
-    assert served[1][1] == pytest.approx(2 * STEP)
+    # (a caller that is not urgent waits for two tokens: one to send, one kept for the urgent)
+    assert served[1][1] == pytest.approx(3 * STEP)
 
 
 @pytest.mark.anyio
@@ -258,8 +294,8 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
         served.append((name, clock.monotonic()))
 
     async def main() -> None:
-        for _ in range(2):  # spend the burst
-            await budget.acquire()
+        for _ in range(2):  # spend the burst, the urgent callers' token too
+            await budget.acquire(Priority.URGENT)
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller, "normal", Priority.NORMAL)
             await anyio.lowlevel.checkpoint()
@@ -272,7 +308,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
 
     await run_with(clock, main)
     assert [name for name, _ in served] == ["normal"]
-    assert served[0][1] == pytest.approx(STEP)
+    assert served[0][1] == pytest.approx(2 * STEP)
 
 
 # --- 429 -----------------------------------------------------------------------------------
@@ -370,8 +406,8 @@ async def test_throttled_wakes_a_caller_already_waiting() -> None:
         sends.append(clock.monotonic())
 
     async def main() -> None:
-        for _ in range(2):  # spend the burst
-            await budget.acquire()
+        for _ in range(2):  # spend the burst, the urgent callers' token too
+            await budget.acquire(Priority.URGENT)
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller)  # would go at STEP s
             await clock.sleep(0.5)

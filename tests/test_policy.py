@@ -361,6 +361,26 @@ def test_a_sweep_pointing_long_after_the_run_ended_earns_little() -> None:
     assert worth_after(40) < 0.5 * worth_after(2)
 
 
+def test_sweeps_pointing_long_after_the_runs_ended_earn_little_trust() -> None:
+    # Counters updated 30 s late point at every run, but no sooner than blind reads would find
+    # them: their "nothing new" must not hold those reads back.
+    def recall_after(ended_ago: float) -> float:
+        schedule = Schedule(rate_per_s=0.8)
+        schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+        schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                       adopted_at=T - 600)
+        now = T
+        for _ in range(20):
+            now += 10
+            schedule.heat(1, now)
+            schedule.found_ops(1, 5, now - ended_ago)
+            schedule.scanned(1, now + 1, now + 1, ok=True, found=1, signal="sweep")
+        return schedule.recall
+
+    assert recall_after(3) > 0.8
+    assert recall_after(30) < 0.4
+
+
 def test_a_scan_a_sweep_prompted_that_finds_nothing_costs_the_sweeps_a_request() -> None:
     schedule = Schedule(rate_per_s=0.8)
     schedule.sweeps[0] = SweepGroup(0, 1, last=T)

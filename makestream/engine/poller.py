@@ -318,6 +318,11 @@ class Schedule(PolicyState):
             # (a scheduled run found where its schedule said is no test of the sweeps)
             pointed = float(target.signal == "sweep" and target.heated_at <= started
                             and not target.cleared_wrongly)
+            if pointed and math.isfinite(target.found_ended):
+                # A pointer that came long after the run ended (counters updated late) found
+                # it no sooner than blind reads would have: trusting such sweeps to vouch for
+                # "nothing new" would hold those reads back, so it counts in proportion.
+                pointed *= _timely(target.pointed_at - target.found_ended)
             self.recall = 0.9 * self.recall + 0.1 * pointed
         if target.cleared_wrongly:
             # A sweep that vouched for a scenario where a run had ended costs more trust than a
@@ -345,8 +350,7 @@ class Schedule(PolicyState):
             # A sweep that points at a run long after it ended (counters updated late) found
             # it no sooner than a blind read would have: it earns in proportion.
             late = started - target.found_ended if math.isfinite(target.found_ended) else 0.0
-            timely = min(1.0, TIMELY_S / late) if late > TIMELY_S else 1.0
-            self.signals[signal].outcome(now, found > 0, target.dispatched_base, timely)
+            self.signals[signal].outcome(now, found > 0, target.dispatched_base, _timely(late))
         target.found_ended = float("-inf")
         target.signal_misses = 0
         if early_due:
@@ -392,3 +396,9 @@ class Schedule(PolicyState):
     def fresh(self) -> Iterator[int]:
         """Scenarios not read yet."""
         return (sid for sid, t in self.scans.items() if not t.scanned_once)
+
+
+def _timely(late: float) -> float:
+    """How much of a find a signal deserves when it came `late` seconds after the run ended:
+    all of it within TIMELY_S, in proportion beyond."""
+    return min(1.0, TIMELY_S / late) if late > TIMELY_S else 1.0

@@ -12,6 +12,8 @@ Three rules, all in clock time (see `makestream.clock`):
 - **Pacing.** A token bucket with a burst of about three seconds' worth spreads requests over
   the minute instead of spending the whole cap in its first second. It refills at the cap less
   the burst, so that a burst never runs into the hard cap a minute later and stalls everyone.
+  Its last token is kept for `URGENT` callers: the follow-up of a run that just ended goes at
+  once, not a slot later, and whoever it overtook waits that slot instead (the rate is the same).
 - **Priority.** Waiters are served by `Priority`, then first come first served, so a follow-up
   for a run that just ended never queues behind an idle scan. A waiter moves up one level for
   every `AGING_S` it waits, so nothing starves.
@@ -191,7 +193,7 @@ class Budget:
                         await me.wake.wait()
                     continue
                 now = self.clock.monotonic()
-                delay = self._delay(now)
+                delay = self._delay(now, me.priority)
                 if delay <= 0 and self._ledger is not None:
                     # Only now, about to send: ask the processes' shared ledger last.
                     delay = await self._claim(now)
@@ -328,16 +330,19 @@ class Budget:
             )
         self._refilled_at = max(self._refilled_at, now)
 
-    def _delay(self, now: float) -> float:
-        """Seconds until one more send keeps every rule; 0 or less means send now."""
+    def _delay(self, now: float, priority: int = Priority.URGENT) -> float:
+        """Seconds until one more send at `priority` keeps every rule; 0 or less means now."""
         self._purge(now)
         rate = self._rate(now)
         self._refill(now, rate)
         delay = 0.0
         if self._paused_until is not None:
             delay = max(delay, self._paused_until - now)
-        if self._tokens < 1.0:
-            delay = max(delay, (1.0 - self._tokens) * 60 / self._fill(rate))
+        # The burst's last token is kept for URGENT callers: a follow-up of a run that just
+        # ended goes at once instead of a slot later, and whoever it overtook waits that slot.
+        need = 1.0 if priority <= Priority.URGENT or self._burst(rate) < 2 else 2.0
+        if self._tokens < need:
+            delay = max(delay, (need - self._tokens) * 60 / self._fill(rate))
         cap = self._cap(rate)
         if len(self._sends) >= cap:
             # The send that must leave the window before one more fits in it.
