@@ -30,8 +30,9 @@ the total (and the tail) of detection latency low.
      precision. A sweep that saw nothing move makes the base rate count from its moment, as far
      as sweeps are trusted (`recall`: the share of runs found that a sweep had pointed at, from
      none at the start: trust is earned, so counters that never move cost nothing but the sweeps
-     themselves; a pointer that came long after the run ended counts in proportion). A scenario never read is worth the mean rate of those read since the watch
-     began, at least 0.5 (its first read also learns history). No scenario is read more often
+     themselves; a pointer that came long after the run ended counts in proportion). A
+     scenario never read is worth the mean rate of those read since the watch began, at least
+     0.5 (its first read also learns history). No scenario is read more often
      than `floor_s`; a sure signal's read that finds nothing looks again after a backing-off
      delay. Runs known to wait (sure signals) gain `SURE_AGE_WEIGHT` a second they wait, so the
      oldest goes first; and once every scenario not on a known schedule was read, one unread for
