@@ -11,8 +11,9 @@ make-api.md that is hardest for a client: runs in flight absent from `/logs`, th
 the end, `operations` growing when the log appears, queue depth and organization unreadable,
 `--api-limit 60`) with every workload, then one factor varied at a time on the all-active
 workload, then the counter variants the all-active workload loses (`operations` never kept,
-30 s late) on three other workloads. Both windows come from one run: the first minute after
-start, and the whole window.
+30 s late) on three other workloads, and last the variants that take a signal away or move it
+on other sizes and workloads. Both windows come from one run: the first minute after start, and
+the whole window.
 
     python -m bench matrix            # the cells of CELLS
     python -m bench matrix --quick    # SMOKE only
@@ -136,6 +137,16 @@ CELLS = [
     _cell("poisson", 20, _vary(counters="never")),
     _cell("bursts", 20, _vary(counters="never")),
     _cell("scheduled", 20, _vary(counters="late")),
+    # Other sizes and other workloads with the variants that take a signal away or move it.
+    _cell("active", 3, _vary(counters="never"), speed=20),
+    _cell("active", 100, _vary(counters="never"), speed=5),
+    _cell("active", 100, _vary(counters="late"), speed=5),
+    _cell("idle", 20, _vary(counters="never")),
+    _cell("scheduled", 20, _vary(counters="never")),
+    _cell("overload", 20, _vary(counters="never")),
+    _cell("poisson", 20, _vary(running_in_logs=True)),
+    _cell("poisson", 20, _vary(log_lag=5.0, log_timestamp="end")),
+    _cell("bursts", 20, _vary(queue_readable=True, organization_readable=True)),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

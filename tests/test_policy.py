@@ -344,41 +344,35 @@ def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust()
     assert schedule.recall > 0.6
 
 
+def swept_runs(ended_ago: float, sweeps: int) -> tuple[Schedule, float]:
+    """A scenario whose every run a sweep points at `ended_ago` s after it ended, found by the
+    scan the pointer prompts, one run every 10 s: the schedule, and the moment after."""
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                   adopted_at=T - 600)
+    now = T
+    for _ in range(sweeps):
+        now += 10
+        schedule.heat(1, now)
+        schedule.found_ops(1, 5, now - ended_ago)
+        schedule.scanned(1, now + 1, now + 1, ok=True, found=1, signal="sweep")
+    return schedule, now
+
+
 def test_a_sweep_pointing_long_after_the_run_ended_earns_little() -> None:
     def worth_after(ended_ago: float) -> float:
-        schedule = Schedule(rate_per_s=0.8)
-        schedule.sweeps[0] = SweepGroup(0, 1, last=T)
-        schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
-                                       adopted_at=T - 600)
-        now = T
-        for _ in range(10):
-            now += 10
-            schedule.heat(1, now)
-            schedule.found_ops(1, 5, now + 1 - ended_ago)
-            schedule.scanned(1, now + 1, now + 1, ok=True, found=1, signal="sweep")
+        schedule, now = swept_runs(ended_ago, 10)
         return schedule.signals["sweep"].worth(now)
 
-    assert worth_after(40) < 0.5 * worth_after(2)
+    assert worth_after(39) < 0.5 * worth_after(1)
 
 
 def test_sweeps_pointing_long_after_the_runs_ended_earn_little_trust() -> None:
     # Counters updated 30 s late point at every run, but no sooner than blind reads would find
     # them: their "nothing new" must not hold those reads back.
-    def recall_after(ended_ago: float) -> float:
-        schedule = Schedule(rate_per_s=0.8)
-        schedule.sweeps[0] = SweepGroup(0, 1, last=T)
-        schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
-                                       adopted_at=T - 600)
-        now = T
-        for _ in range(20):
-            now += 10
-            schedule.heat(1, now)
-            schedule.found_ops(1, 5, now - ended_ago)
-            schedule.scanned(1, now + 1, now + 1, ok=True, found=1, signal="sweep")
-        return schedule.recall
-
-    assert recall_after(3) > 0.8
-    assert recall_after(30) < 0.4
+    assert swept_runs(3, 20)[0].recall > 0.8
+    assert swept_runs(30, 20)[0].recall < 0.4
 
 
 def test_a_scan_a_sweep_prompted_that_finds_nothing_costs_the_sweeps_a_request() -> None:
