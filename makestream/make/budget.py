@@ -330,7 +330,7 @@ class Budget:
             )
         self._refilled_at = max(self._refilled_at, now)
 
-    def _delay(self, now: float, priority: int = Priority.URGENT) -> float:
+    def _delay(self, now: float, priority: int) -> float:
         """Seconds until one more send at `priority` keeps every rule; 0 or less means now."""
         self._purge(now)
         rate = self._rate(now)
