@@ -26,7 +26,9 @@ class RecordingBudget(Budget):
 
 
 async def test_fifty_callers_for_two_minutes_stay_under_48_a_minute_with_no_429() -> None:
-    zone = SimZone(demo_world(), clock=Clock(60), seed=1)  # the demo organization: 60/min
+    # The demo organization: 60/min. At 20x the two minutes take six seconds of real time; a
+    # faster clock turns a moment of a loaded machine's real time into many clock seconds.
+    zone = SimZone(demo_world(), clock=Clock(20), seed=1)
     notices: list[ApiNotice] = []
 
     budget = RecordingBudget(60, clock=zone.clock)
@@ -38,7 +40,6 @@ async def test_fifty_callers_for_two_minutes_stay_under_48_a_minute_with_no_429(
             while True:
                 await client.scenario(101 + n % 8)
 
-        start = zone.clock.monotonic()
         async with anyio.create_task_group() as tg:
             for n in range(50):
                 tg.start_soon(caller, n)
@@ -50,7 +51,6 @@ async def test_fifty_callers_for_two_minutes_stay_under_48_a_minute_with_no_429(
     windows = [sum(1 for t in sends if s <= t < s + 60) for s in sends]
     assert max(windows) <= 48
     # And the budget is actually used: its busiest minute comes close to the cap. (A count over
-    # the whole two minutes would also count the start, where a moment of real time on a
-    # loaded machine is many clock seconds at this speed.)
+    # the whole two minutes would also count the start: fifty callers starting at once on a
+    # loaded machine can hold the first sends back for many clock seconds.)
     assert max(windows) >= 44
-    assert len([t for t in sends if t < start + 120]) >= 60
