@@ -147,6 +147,12 @@ CELLS = [
     _cell("poisson", 20, _vary(running_in_logs=True)),
     _cell("poisson", 20, _vary(log_lag=5.0, log_timestamp="end")),
     _cell("bursts", 20, _vary(queue_readable=True, organization_readable=True)),
+    # The log and organization variants on other sizes; 1,000 scenarios without counters.
+    _cell("active", 3, _vary(log_lag=5.0, log_timestamp="end"), speed=20),
+    _cell("active", 100, _vary(log_lag=5.0, log_timestamp="end"), speed=5),
+    _cell("active", 100, _vary(queue_readable=True, organization_readable=True), speed=5),
+    _cell("active", 1000, _vary(counters="never"), speed=5),
+    _cell("active", 1000, _vary(counters="late"), speed=5),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

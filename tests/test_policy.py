@@ -10,6 +10,8 @@ import pytest
 from makestream.engine.policy import (
     LOOKAHEAD,
     SWEEP_MAX_S,
+    TRIGGERS_MIN_S,
+    TRIGGERS_SHARE,
     Action,
     PolicyState,
     ScanTarget,
@@ -324,6 +326,20 @@ def test_many_runs_from_few_reads_do_not_saturate_the_budget() -> None:
     schedule.scanned(1, T, T, ok=True, found=20)
     schedule.scanned(1, T + 30, T + 30, ok=True, found=20)
     assert not schedule.saturated(T + 31)
+
+
+def test_the_first_queue_reads_go_at_their_share_of_the_budget() -> None:
+    # 50 webhook scenarios: their first queue-depth reads one at a time, as the later ones go
+    # (TRIGGERS_SHARE of 0.8 requests a second: one every 25 s), not all in the first minute,
+    # which the first pass needs.
+    schedule = Schedule(rate_per_s=0.8)
+    for sid in range(1, 51):
+        schedule.adopt(sid, T, fresh=False, hooked=True)
+    firsts = sorted(t.triggers_after for t in schedule.scans.values())
+    assert firsts[0] == pytest.approx(T + TRIGGERS_MIN_S)
+    gap = 1 / (0.8 * TRIGGERS_SHARE)
+    assert [b - a for a, b in itertools.pairwise(firsts)] == pytest.approx([gap] * 49)
+    assert sum(1 for t in firsts if t < T + 120) == 4
 
 
 def test_a_sweep_that_vouched_for_a_scenario_where_a_run_had_ended_loses_trust() -> None:

@@ -55,7 +55,8 @@ the total (and the tail) of detection latency low.
      them by age; between turns a sweep is worth the runs the base rates expect where a blind
      read would likely find none, times the sweeps' trust; none of these with fewer than
      `SWEEP_MIN_SCENARIOS`); the cadence is its full share (sweeps: `SWEEP_SHARE` of the rate,
-     at most one a second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario)
+     at most one a second; queue reads: one at a time, one per `TRIGGERS_MIN_S` per scenario,
+     the first ones too at their share)
      while it earns `WORTH_FULL`, proportionally slower as it earns less. When every scenario
      is busy, blind scans find news anyway and sweeps earn nothing; when `operations` is not
      kept up to date, they prompt nothing: either way they shrink, down to one a minute (kept

@@ -17,6 +17,7 @@ from makestream.engine.policy import (
     DEMAND_SPAN_S,
     SWEEP_MAX_S,
     TRIGGERS_MIN_S,
+    TRIGGERS_SHARE,
     Action,
     ActionKind,
     PolicyState,
@@ -78,9 +79,13 @@ class Schedule(PolicyState):
             target = self.scans[scenario_id] = ScanTarget(scenario_id, fresh=fresh, since=now,
                                                           counted_at=now, adopted_at=now)
         if hooked and not target.hooked:
-            # The first queue reads after the first pass, spread over a period.
+            # The first queue reads after the first pass, one at a time at the queue reads'
+            # full share (TRIGGERS_SHARE of the rate), as later ones go. (A first read of each
+            # within the first minute cost 50 webhook scenarios 50 slots, 65 s of the budget,
+            # just when the first pass needs it.)
             hooks = sum(1 for t in self.scans.values() if t.hooked)
-            target.triggers_after = now + TRIGGERS_MIN_S * (1 + (hooks % 10) / 10)
+            spacing = 1.0 / max(self.rate_per_s * TRIGGERS_SHARE, 1e-6)
+            target.triggers_after = now + TRIGGERS_MIN_S + hooks * spacing
         target.hooked = hooked
         return target
 

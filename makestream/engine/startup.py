@@ -47,9 +47,11 @@ class WatchStartup(WatchBase):
         scenarios = await self._resolve_targets()
         if opts.resume is not None:
             self.tracker.restore(opts.resume)
+        budget = self.client.budget.snapshot()
+        # (Before adopting: the first queue reads are spaced by it.)
+        self.schedule.rate_per_s = budget.rate_per_min / 60
         for scenario in scenarios:
             await self._adopt(scenario)
-        budget = self.client.budget.snapshot()
         self.emit(
             [
                 StreamOpened(
@@ -62,7 +64,6 @@ class WatchStartup(WatchBase):
                 )
             ]
         )
-        self.schedule.rate_per_s = budget.rate_per_min / 60
         if opts.resume is not None and opts.runs is not None and not (
             opts.run or opts.execution_id
         ):
