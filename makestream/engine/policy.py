@@ -543,10 +543,15 @@ def sweep_interval(state: PolicyState, now: float) -> float:
     return min(SWEEP_MAX_S, full / min(1.0, max(worth, 1e-3) / WORTH_FULL))
 
 
+def queue_read_gap(state: PolicyState) -> float:
+    """Seconds between two queue-depth reads (of any scenarios) at their full share."""
+    return 1.0 / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6)
+
+
 def triggers_every(state: PolicyState, now: float = 0.0) -> float:
     """The gap between two queue-depth reads of one webhook scenario that they justify."""
     hooks = sum(1 for t in state.scans.values() if t.hooked) or 1
-    full = max(TRIGGERS_MIN_S, hooks / max(state.rate_per_s * TRIGGERS_SHARE, 1e-6))
+    full = max(TRIGGERS_MIN_S, hooks * queue_read_gap(state))
     worth = state.signals["queue"].worth(now)
     return full / min(1.0, max(worth, 1e-3) / WORTH_FULL)
 

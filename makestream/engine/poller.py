@@ -17,7 +17,6 @@ from makestream.engine.policy import (
     DEMAND_SPAN_S,
     SWEEP_MAX_S,
     TRIGGERS_MIN_S,
-    TRIGGERS_SHARE,
     Action,
     ActionKind,
     PolicyState,
@@ -27,6 +26,7 @@ from makestream.engine.policy import (
     SweepGroup,
     decide,
     poll_interval,
+    queue_read_gap,
     triggers_every,
 )
 
@@ -80,12 +80,11 @@ class Schedule(PolicyState):
                                                           counted_at=now, adopted_at=now)
         if hooked and not target.hooked:
             # The first queue reads after the first pass, one at a time at the queue reads'
-            # full share (TRIGGERS_SHARE of the rate), as later ones go. (A first read of each
-            # within the first minute cost 50 webhook scenarios 50 slots, 65 s of the budget,
-            # just when the first pass needs it.)
+            # full share (TRIGGERS_SHARE of the rate), as later ones go. (Every first read due
+            # within the first minute cost 50 webhook scenarios 50 slots back to back, 65 s of
+            # the budget, just when the first pass needs it.)
             hooks = sum(1 for t in self.scans.values() if t.hooked)
-            spacing = 1.0 / max(self.rate_per_s * TRIGGERS_SHARE, 1e-6)
-            target.triggers_after = now + TRIGGERS_MIN_S + hooks * spacing
+            target.triggers_after = now + TRIGGERS_MIN_S + hooks * queue_read_gap(self)
         target.hooked = hooked
         return target
 
