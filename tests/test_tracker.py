@@ -217,3 +217,17 @@ def test_a_passed_next_exec_announces_an_expected_run_unless_it_was_seen() -> No
     # A run seen in flight at that slot needs no announcement either.
     t.started(1, "live-1", now=T0 / 1000 + 300, source="auto", started_at=T0 / 1000 + 300)
     assert t.run_began(1, T0 + 300_000) == []
+
+
+def test_a_slot_told_after_its_run_was_reported_does_not_hold_the_floor() -> None:
+    t = tracker()
+    t.learn(1, [log_entry(ts_ms=T0 - 60_000, duration=8000)])
+    # The run of the T0 + 60 s slot is read (stamped at its end) before a sweep tells of it.
+    finish(t, log_entry(ts_ms=T0 + 69_000, duration=9000, execution_id="slot-run"))
+    assert t.run_began(1, T0 + 60_000) == []
+    t.scan_complete(1, T0 + 300_000)
+    assert t.scenarios[1].position.floor_ms == T0 + 300_000
+    # Once the floor has passed a slot, a start told late has nothing left to hold.
+    assert t.run_began(1, T0 + 200_000) == []
+    t.scan_complete(1, T0 + 400_000)
+    assert t.scenarios[1].position.floor_ms == T0 + 400_000

@@ -172,15 +172,21 @@ class Tracker:
         Its log entry may come only once it ends (Make's conservative variant), so the run is
         announced as expected, on the basis of the schedule, unless it was already seen."""
         state = self.scenarios[scenario_id]
-        state.starts.append(at_ms)
         seen = any(
             run.started_at is not None and abs(run.started_at * 1000 - at_ms) < LATE_WINDOW_MS
             for run in state.running.values()
         )
-        # Reported already: a run whose entry is stamped at or after the slot (its start or end).
-        reported = any(t >= at_ms - 1000 for t in state.position.done.values())
+        # Reported already: a run whose entry is stamped at or after the slot (its start or end),
+        # or the floor has passed the slot (every run listed below it counts as delivered).
+        reported = state.position.floor_ms > at_ms or any(
+            t >= at_ms - 1000 for t in state.position.done.values()
+        )
         if seen or reported:
+            # Nothing to hold the floor for: a run in flight holds it itself, and a reported run
+            # is in the cursor. A sweep can tell of a slot long after its run was read; a start
+            # kept then would be matched by no report and hold the floor still for 50 minutes.
             return []
+        state.starts.append(at_ms)
         return [
             ExecutionExpected(
                 scenario_id=scenario_id,
