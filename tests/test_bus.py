@@ -229,3 +229,60 @@ async def test_a_trimmed_position_is_gone_and_a_lost_stream_changes_epoch(
     await anyio.sleep(0.2)
     assert await log.epoch() != epoch
     assert await log.at(ids[-1]) is None
+
+
+# --- a stream that Redis lost -------------------------------------------------------------------
+
+
+async def test_after_a_lost_stream_the_new_holder_appends_its_last_runs_again_for_the_others(
+        server: RedisServer, redis: Any) -> None:
+    from test_cluster import StandIn, finished, started
+
+    from makestream.events import decode
+    from makestream.server.cluster import Cluster, ClusterOptions
+
+    class Replica(StandIn):
+        def __init__(self, ring: list[Any]) -> None:
+            super().__init__()
+            self.ring = ring
+
+        def recent(self, n: int) -> list[Any]:
+            return self.ring[-n:]
+
+    old = [started(1, "a"), finished(2, "a"), started(3, "b"), finished(4, "b")]
+
+    def replica(name: str, ring: list[Any]) -> tuple[Cluster, Replica]:
+        hub = Replica(ring)
+        return Cluster(hub, ClusterOptions(redis=redis, name="team-3", holder=name)), hub  # type: ignore[arg-type]
+
+    # Before Redis restarted, the holder-to-be and one other replica had read the run "b";
+    # a third had not.
+    holder, _ = replica("h", old)
+    ahead, ahead_hub = replica("f", old)
+    behind, behind_hub = replica("g", old[:2])
+    for c, read in ((holder, old), (ahead, old), (behind, old[:2])):
+        for event in read:
+            c._publish(event)
+    ahead_hub.published.clear()
+    behind_hub.published.clear()
+    server.stop()
+    server.start()
+    await anyio.sleep(0.2)
+
+    epoch = await holder.log.epoch()
+    assert await holder.lease.acquire() is not None
+    assert await holder._carry_over(epoch, 4) == 6  # the watch goes on after seq 6
+    entries = await holder.log.after("0")
+    copies = [decode(e.line) for e in entries]
+    assert [(e.id, c.seq, c.execution_id, c.cursor) for e, c in zip(entries, copies, strict=True)
+            ] == [("5-0", 5, "a", f"2.x~{epoch}.5"), ("6-0", 6, "b", f"2.x~{epoch}.6")]
+    for c in (ahead, behind):
+        for copy in copies:
+            c._publish(copy)
+    assert not ahead_hub.published  # it has both: each run once
+    assert [e.execution_id for e in behind_hub.published] == ["b"]  # the one it had missed
+
+    # A replica that does not hold the lease appends nothing.
+    other, _ = replica("x", old)
+    assert await other._carry_over(epoch, 10) is None
+    assert len(await holder.log.after("0")) == 2

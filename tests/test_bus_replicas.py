@@ -299,3 +299,7 @@ async def test_redis_restarted_mid_stream(tmp_path: Path, redis: RedisServer) ->
             await all_delivered(subs, app, start + 10, end - 20)
         assert [(await r.ready())["bus"] for r in replicas] == ["up"] * 3
     check_exactly_once(subs, app, start + 10, end - 20)
+    # Whichever replica polled next appended its last runs again, for any replica that had not
+    # read them all when Redis lost them (a lagging one would never have published them).
+    said = [r.log.read_text() for r in replicas]
+    assert any("recent runs appended again" in text for text in said), said

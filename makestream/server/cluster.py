@@ -32,7 +32,10 @@ Redis down
     than the stream's length, or that finds its lease gone or a new epoch when Redis answers
     stops its watch and drops what it kept: whoever polls next resumes from the stream's last
     cursor and finds those runs again. A replica publishes each run's ``execution.finished``
-    once, whichever way it came, so the replicas converge with nothing repeated.
+    once, whichever way it came, so the replicas converge with nothing repeated. A stream that
+    Redis lost altogether (restarted empty) has no last cursor: the next holder resumes from
+    its own, and first appends again the runs among its last 1,000 events, since a replica
+    that had not read them all when they were lost would otherwise never publish them.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ SHARE_STATE_S = 1.0  # how often the holder shares what /v1/state shows
 LOOK_AROUND_S = 1.0  # how often a follower checks the epoch, the figures and the shared state
 CATCH_UP_S = 5.0  # a new holder waits at most this long to have read the stream to its end
 FLUSH_CHUNK = 200  # events appended between two renewals once Redis is back
+# After Redis lost the stream, the runs among this many of a new holder's last events are
+# appended again, for replicas that had not read them yet (see `_carry_over`).
+CARRY_OVER_EVENTS = 1_000
 # Redis not answering, or answering with an error of its own: the bus is in trouble, not us.
 _REDIS_TROUBLE = (RedisError, OSError, TimeoutError)
 STATE_MAX_BYTES = 16 * 1024 * 1024  # a shared state larger than this is not read
@@ -345,6 +351,14 @@ class Cluster:
         if last is not None:
             at = parse_id(last.id)
             first_seq = max(first_seq, at[0] if at else 0)
+        if last is None and hub.last_cursor is not None:
+            # This replica read a stream that Redis no longer has.
+            carried = await self._carry_over(epoch, first_seq)
+            if carried is None:
+                return False  # the lease is another replica's by now
+            self._say(f"Redis lost the stream (new epoch {epoch}): {carried - first_seq} "
+                      "recent runs appended again for replicas that had not read them")
+            first_seq = carried
         for text in (last.cursor if last is not None else None, hub.last_cursor):
             try:
                 if text:
@@ -379,6 +393,26 @@ class Cluster:
             watch.events.close()
             hub.running = False
         return failed
+
+    async def _carry_over(self, epoch: str, first_seq: int) -> int | None:
+        """Redis lost the stream (it came back empty, under a new epoch). The watch resumes from
+        this replica's cursor, which counts every run this replica read; a replica that had
+        not read the last of them when they were lost would never publish them. So the runs
+        among this replica's last CARRY_OVER_EVENTS events go into the new stream first, at
+        the next positions, each with its own cursor under the new epoch; replicas that have
+        them drop them (each run once). Alert sinks heard of them when they first landed.
+        Returns the seq the watch goes on from, or None if Redis no longer names this replica
+        the holder."""
+        seq = first_seq
+        for event in self.hub.recent(CARRY_OVER_EVENTS):
+            if not isinstance(event, ExecutionFinished) or not event.cursor:
+                continue
+            seq += 1
+            positions = event.cursor.rpartition("~")[0]
+            copy = event.model_copy(update={"seq": seq, "cursor": f"{positions}~{epoch}.{seq}"})
+            if not await self._put(copy):
+                return None
+        return seq
 
     async def _append(self, event: _Event, watch: Watch) -> None:
         """Put one event in the stream; with Redis away, keep it (in order) for later."""

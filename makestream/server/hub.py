@@ -673,6 +673,10 @@ class Hub:
         """The highest seq the upstream has stamped (or this replica has read from the bus)."""
         return self._seq
 
+    def recent(self, n: int) -> list[_Event]:
+        """The last `n` events of the replay ring, oldest first."""
+        return [item.event for item in islice(self._ring, max(0, len(self._ring) - n), None)]
+
     def now_rfc3339(self) -> str:
         return rfc3339(self.client.clock.now())
 
