@@ -222,12 +222,19 @@ def test_a_passed_next_exec_announces_an_expected_run_unless_it_was_seen() -> No
 def test_a_slot_told_after_its_run_was_reported_does_not_hold_the_floor() -> None:
     t = tracker()
     t.learn(1, [log_entry(ts_ms=T0 - 60_000, duration=8000)])
-    # The run of the T0 + 60 s slot is read (stamped at its end) before a sweep tells of it.
-    finish(t, log_entry(ts_ms=T0 + 69_000, duration=9000, execution_id="slot-run"))
+    # The run of the T0 + 60 s slot is read before a sweep tells of the slot.
+    finish(t, log_entry(ts_ms=T0 + 61_000, duration=9000, execution_id="slot-run"))
     assert t.run_began(1, T0 + 60_000) == []
     t.scan_complete(1, T0 + 300_000)
     assert t.scenarios[1].position.floor_ms == T0 + 300_000
-    # Once the floor has passed a slot, a start told late has nothing left to hold.
-    assert t.run_began(1, T0 + 200_000) == []
-    t.scan_complete(1, T0 + 400_000)
-    assert t.scenarios[1].position.floor_ms == T0 + 400_000
+
+
+def test_another_run_reported_after_a_slot_does_not_release_it() -> None:
+    t = tracker()
+    t.learn(1, [log_entry(ts_ms=T0 - 60_000, duration=8000)])
+    # A run that began 90 s after the slot (on demand) is no sign that the slot's run, which
+    # may be long and stamped at its start, was reported: the floor stays below the slot.
+    finish(t, log_entry(ts_ms=T0 + 150_000, duration=2000, execution_id="other"))
+    assert t.run_began(1, T0 + 60_000) == []  # not announced: an entry at or after the slot
+    t.scan_complete(1, T0 + 300_000)
+    assert t.scenarios[1].position.floor_ms == T0

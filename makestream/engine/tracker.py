@@ -11,6 +11,7 @@ first seen in a terminal state and is not yet in its scenario's delivered set.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -36,6 +37,7 @@ MAX_LOOKBACK_MS = 50 * 60_000  # Make ends runs after 40-45 minutes.
 # Reach back at least this far even for scenarios whose runs so far were short: a run several
 # times longer than any before it would otherwise land below the floor, unseen.
 MIN_LOOKBACK_MS = 3 * 60_000
+BEGINS_KEPT = 16  # a sweep tells of a slot within a minute; a schedule runs a few times in one
 
 
 @dataclass
@@ -69,6 +71,9 @@ class ScenarioState:
     # epoch ms of each start. Make may stamp entries with the start of the run, so the floor
     # must stay below a start until its run is reported, however long the run takes.
     starts: list[int] = field(default_factory=list)
+    # When the last runs reported began (epoch ms), to tell a slot whose run was reported
+    # before a sweep told of the slot.
+    begins: deque[int] = field(default_factory=lambda: deque(maxlen=BEGINS_KEPT))
 
     @property
     def lookback_ms(self) -> int:
@@ -176,17 +181,15 @@ class Tracker:
             run.started_at is not None and abs(run.started_at * 1000 - at_ms) < LATE_WINDOW_MS
             for run in state.running.values()
         )
-        # Reported already: a run whose entry is stamped at or after the slot (its start or end),
-        # or the floor has passed the slot (every run listed below it counts as delivered).
-        reported = state.position.floor_ms > at_ms or any(
-            t >= at_ms - 1000 for t in state.position.done.values()
-        )
+        # A sweep can tell of a slot after its run was reported: a start kept then would be
+        # matched by no report and hold the floor still for 50 minutes. Only a reported run
+        # that began at the slot shows that; a later entry may be another run's.
+        if not any(abs(b - at_ms) < LATE_WINDOW_MS for b in state.begins):
+            state.starts.append(at_ms)
+        # Reported already: a run whose entry is stamped at or after the slot (its start or end).
+        reported = any(t >= at_ms - 1000 for t in state.position.done.values())
         if seen or reported:
-            # Nothing to hold the floor for: a run in flight holds it itself, and a reported run
-            # is in the cursor. A sweep can tell of a slot long after its run was read; a start
-            # kept then would be matched by no report and hold the floor still for 50 minutes.
             return []
-        state.starts.append(at_ms)
         return [
             ExecutionExpected(
                 scenario_id=scenario_id,
@@ -269,6 +272,8 @@ class Tracker:
         duration = log.duration_ms if log is not None else None
         state.history.add(duration)
         begun, ended = self.run_times(log, running)
+        if begun is not None:
+            state.begins.append(int(begun * 1000))
         error = None
         if detail is not None and detail.error is not None:
             cause = detail.error.cause_module
