@@ -282,7 +282,9 @@ async def test_after_a_lost_stream_the_new_holder_appends_its_last_runs_again_fo
     assert not ahead_hub.published  # it has both: each run once
     assert [e.execution_id for e in behind_hub.published] == ["b"]  # the one it had missed
 
-    # A replica that does not hold the lease appends nothing.
+    # A replica that does not hold the lease appends nothing, nor does the holder once the
+    # stream has begun: all the copies land or none.
     other, _ = replica("x", old)
     assert await other._carry_over(epoch, 10) is None
+    assert await holder._carry_over(epoch, 10) is None
     assert len(await holder.log.after("0")) == 2

@@ -33,6 +33,18 @@ end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[5], 'e', ARGV[3], 'c', ARGV[4])
 """
 
+# Several events at once, into a stream that is empty, while Redis names this replica the holder:
+# all of them or none (a script runs whole; the checks come before the first XADD).
+_APPEND_ALL_HELD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('XLEN', KEYS[2]) > 0 then
+  return 0
+end
+for i = 3, #ARGV, 3 do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[i + 2], 'e', ARGV[i], 'c', ARGV[i + 1])
+end
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -92,6 +104,14 @@ class EventLog:
                 _APPEND_HELD, 2, lease.key, self.key, lease.holder, self.maxlen, line, cursor, at
             )
         return None if not new_id else bytes(new_id).decode()
+
+    async def append_all(self, events: Sequence[tuple[bytes, str, str]], lease: Lease) -> bool:
+        """Add events (line, cursor, position; positions rising) to the stream while it is
+        empty and Redis names this replica the holder: all of them (True) or none (False)."""
+        args: list[Any] = [lease.holder, self.maxlen]
+        for line, cursor, at in events:
+            args += [line, cursor, at]
+        return bool(await self.redis.eval(_APPEND_ALL_HELD, 2, lease.key, self.key, *args))
 
     async def after(self, position: str, count: int = READ_COUNT) -> list[Entry]:
         """Up to `count` events after `position` ("0" for the first)."""

@@ -34,8 +34,9 @@ Redis down
     cursor and finds those runs again. A replica publishes each run's ``execution.finished``
     once, whichever way it came, so the replicas converge with nothing repeated. A stream that
     Redis lost altogether (restarted empty) has no last cursor: the next holder resumes from
-    its own, and first appends again the runs among its last 1,000 events, since a replica
-    that had not read them all when they were lost would otherwise never publish them.
+    its own, and first appends again the runs among its last 1,000 events (all or none),
+    since a replica that had not read them all when they were lost would otherwise never
+    publish them; only such a replica publishes those copies.
 """
 
 from __future__ import annotations
@@ -401,17 +402,22 @@ class Cluster:
         among this replica's last CARRY_OVER_EVENTS events go into the new stream first, at
         the next positions, each with its own cursor under the new epoch; replicas that have
         them drop them (each run once). Alert sinks heard of them when they first landed.
-        Returns the seq the watch goes on from, or None if Redis no longer names this replica
-        the holder."""
+        All of them land or none: a next holder that found only some would resume from the
+        last one's cursor, older than this replica's, and count its later runs again. Returns
+        the seq the watch goes on from, or None if Redis no longer names this replica the
+        holder (or another holder has begun the stream)."""
         seq = first_seq
-        for event in self.hub.recent(CARRY_OVER_EVENTS):
+        copies: list[tuple[bytes, str, str]] = []
+        for event in self.hub.recent(min(CARRY_OVER_EVENTS, self.options.maxlen)):
             if not isinstance(event, ExecutionFinished) or not event.cursor:
                 continue
             seq += 1
             positions = event.cursor.rpartition("~")[0]
-            copy = event.model_copy(update={"seq": seq, "cursor": f"{positions}~{epoch}.{seq}"})
-            if not await self._put(copy):
-                return None
+            cursor = f"{positions}~{epoch}.{seq}"
+            copy = event.model_copy(update={"seq": seq, "cursor": cursor})
+            copies.append((encode(copy), cursor, f"{seq}-0"))
+        if copies and not await self.log.append_all(copies, self.lease):
+            return None
         return seq
 
     async def _append(self, event: _Event, watch: Watch) -> None:
