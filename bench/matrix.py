@@ -12,7 +12,9 @@ the end, `operations` growing when the log appears, queue depth and organization
 `--api-limit 60`) with every workload, then one factor varied at a time on the all-active
 workload, then the counter variants the all-active workload loses (`operations` never kept,
 30 s late) on three other workloads, and last the variants that take a signal away or move it
-on other sizes and workloads. Both windows come from one run: the first minute after start, and
+on other sizes and workloads (every variant on 20 scenarios; the counter, log, queue and
+organization variants on 3, 100 and 1,000 where they matter; runs in flight listed on 3, 20
+and 100). Both windows come from one run: the first minute after start, and
 the whole window.
 
     python -m bench matrix            # the cells of CELLS
@@ -153,6 +155,12 @@ CELLS = [
     _cell("active", 100, _vary(queue_readable=True, organization_readable=True), speed=5),
     _cell("active", 1000, _vary(counters="never"), speed=5),
     _cell("active", 1000, _vary(counters="late"), speed=5),
+    # The log, queue and organization variants at 1,000 scenarios; runs in flight listed on
+    # the other sizes.
+    _cell("active", 1000, _vary(log_lag=5.0, log_timestamp="end"), speed=5),
+    _cell("active", 1000, _vary(queue_readable=True, organization_readable=True), speed=5),
+    _cell("active", 3, _vary(running_in_logs=True), speed=20),
+    _cell("active", 100, _vary(running_in_logs=True), speed=5),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 
