@@ -161,6 +161,8 @@ CELLS = [
     _cell("active", 1000, _vary(queue_readable=True, organization_readable=True), speed=5),
     _cell("active", 3, _vary(running_in_logs=True), speed=20),
     _cell("active", 100, _vary(running_in_logs=True), speed=5),
+    _cell("active", 20, _vary(running_in_logs=True, log_lag=5.0)),
+    _cell("poisson", 20, _vary(running_in_logs=True, log_lag=5.0)),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

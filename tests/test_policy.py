@@ -14,6 +14,7 @@ from makestream.engine.policy import (
     TRIGGERS_SHARE,
     Action,
     PolicyState,
+    PollTarget,
     ScanTarget,
     SweepGroup,
     decide,
@@ -513,3 +514,22 @@ def test_a_forgiven_pointer_keeps_what_runs_explained() -> None:
     schedule.scanned(1, T + 9, T + 9, ok=True, found=0, signal="sweep")
     assert schedule.scans[1].owed_ops == -3
     assert not schedule.counter_moved(1, 3, T + 30)  # the rest of "a": no pointer
+
+
+def test_a_run_seen_in_flight_in_the_logs_is_followed_by_reading_the_logs_again() -> None:
+    state = state_with(2)
+    state.polls["seen"] = PollTarget(1, "seen", T - 30, expected_s=10.0, polls=1,
+                                     last_polled=T - 20, by_logs=True)
+    state.polls["started"] = PollTarget(2, "started", T - 30, expected_s=10.0, polls=1,
+                                        last_polled=T - 20)
+    picked = decide(state, T).action
+    assert picked is not None and (picked.kind, picked.scenario_id, picked.execution_id,
+                                   picked.signal) in {("scan", 1, "seen", "poll"),
+                                                      ("poll", 2, "started", None)}
+    # One at a time: the other goes next; a scan of the scenario already in flight sees it.
+    state.scans[1].in_flight = True
+    picked = decide(state, T).action
+    assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "started")
+    del state.polls["started"]
+    picked = decide(state, T).action
+    assert picked is None or (picked.kind != "poll" and picked.signal != "poll")

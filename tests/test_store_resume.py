@@ -396,7 +396,7 @@ async def test_every_cursor_of_a_stream_replays_exactly_what_make_lists(
 ) -> None:
     """The oracle: for each cursor the stream emitted, what the store replays is exactly the
     runs Make lists (ground truth) in the span, less those the cursor delivered. Logs 3 s
-    late and runs followed in flight: some runs are reported before their log is read."""
+    late and runs followed in flight: floors held below runs that have begun and not ended."""
     zone = SimZone(demo_world(), clock=Clock(100), seed=4, running_in_logs=True,
                    faults=Faults(late_logs=3), log_timestamp=stamp)
     scenarios = [s.id for s in zone.world.scenarios]
@@ -427,10 +427,7 @@ async def test_every_cursor_of_a_stream_replays_exactly_what_make_lists(
             checked += 1
             replayable += len(got)
     assert checked > 20 and replayable > 10, (checked, replayable)
-    conn = open_read(path)
-    assert conn is not None
-    assert conn.execute("SELECT count(*) FROM executions WHERE log_ms IS NULL").fetchone()[0], \
-        "every run was reported from its log: the case of a run reported before it is not met"
+    assert any(e.type == "execution.started" for e in first.events), "no run followed in flight"
 
 
 async def test_a_resume_replays_only_the_scenarios_it_watches(tmp_path: Path) -> None:

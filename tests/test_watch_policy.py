@@ -184,3 +184,31 @@ async def test_a_sweep_takes_each_page_as_of_its_own_read() -> None:
     second = {watch.schedule.scans[sid].counted_at for sid in ids[99:]}
     assert len(first) == len(second) == 1
     assert second.pop() > first.pop()
+
+
+async def test_a_run_seen_in_flight_is_reported_from_the_logs_without_a_status_read() -> None:
+    """Where Make lists runs in flight, reading the scenario's logs again tells the run's end
+    and its figures in one request; a status poll needs a second read for the figures."""
+    from bench.matrix import workload_world
+    from makestream.sim import Faults
+
+    world = workload_world("active", 3, seed=1, api_limit=60)
+    zone = SimZone(world, clock=Clock(50), seed=1, running_in_logs=True,
+                   faults=Faults(late_logs=1.0))
+    events, notices, _ = await _run(
+        zone, WatchOptions(scenario_ids=[s.id for s in world.scenarios], timeout_s=300),
+        max_clock_s=360,
+    )
+    started = {e.execution_id for e in events if e.type == "execution.started"}
+    done = [e for e in events if isinstance(e, ExecutionFinished) and e.execution_id in started]
+    assert len(done) >= 8
+    assert all(e.operations is not None and e.duration_ms is not None for e in done)
+    paths = _requests(notices)
+    # No status polls and no log entry read by id; only failed runs' error details.
+    assert not [p for p in paths if "/logs/" in p]
+    failed = [e for e in finished_events(events) if e.status != "success"]
+    assert len([p for p in paths if "/executions/" in p]) <= len(failed)
+
+
+def finished_events(events: list[_Event]) -> list[ExecutionFinished]:
+    return [e for e in events if isinstance(e, ExecutionFinished)]

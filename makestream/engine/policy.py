@@ -41,7 +41,10 @@ the total (and the tail) of detection latency low.
      than the simplest loop's, which the bare count λ·age would allow for quiet scenarios behind
      busy ones;
    - **a status poll** of a run seen in flight (only where `/logs` lists runs in flight): when
-     its poll is due on the history-shaped timetable, the `poll` signal's precision;
+     its poll is due on the history-shaped timetable, the `poll` signal's precision. A run seen
+     in its scenario's logs is polled by scanning those logs again (`signal="poll"`): one
+     request tells its end with its figures, and any other run; `GET /executions/{id}` (then
+     the log entry for the figures) is for runs known otherwise (`--run`, `--execution`);
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
      (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
      that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
@@ -337,6 +340,10 @@ class PollTarget:
     polls: int = 0
     last_polled: float = 0.0
     in_flight: bool = False
+    # Seen in flight in its scenario's logs: followed by reading those logs again, which tells
+    # its end with its figures (and any other run) in one request, where a status poll needs a
+    # second read for the figures.
+    by_logs: bool = False
 
 
 @dataclass
@@ -588,10 +595,15 @@ def decide(state: PolicyState, now: float) -> Decision:
         due = poll_due(state, poll)
         if due <= now:
             # Most overdue first among polls.
-            consider(
-                Action("poll", poll.scenario_id, poll.execution_id, priority=Priority.HIGH),
-                poll_news + min(now - due, 60.0) * 1e-4,
-            )
+            value = poll_news + min(now - due, 60.0) * 1e-4
+            if not poll.by_logs:
+                consider(Action("poll", poll.scenario_id, poll.execution_id,
+                                priority=Priority.HIGH), value)
+                continue
+            scan = state.scans.get(poll.scenario_id)
+            if scan is not None and not scan.in_flight:  # one in flight will see it anyway
+                consider(Action("scan", poll.scenario_id, poll.execution_id,
+                                priority=Priority.HIGH, signal="poll"), value)
         else:
             wait = min(wait, due - now)
     later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))

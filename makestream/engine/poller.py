@@ -59,14 +59,17 @@ class Schedule(PolicyState):
 
     def watch_execution(
         self, scenario_id: int, execution_id: str, *, now: float, history: History,
-        started: float | None = None,
+        started: float | None = None, by_logs: bool = False,
     ) -> None:
-        """Poll a running execution; `history` (the scenario's past durations) shapes when."""
+        """Poll a running execution; `history` (the scenario's past durations) shapes when.
+        `by_logs`: it was seen in flight in its scenario's logs just now, and is followed by
+        reading them again (`PollTarget.by_logs`), next when its end is plausible."""
         if execution_id not in self.polls:
             expected, earliest = history.percentile(50), history.percentile(10)
             self.polls[execution_id] = PollTarget(
                 scenario_id, execution_id, started if started is not None else now,
                 expected / 1000 if expected else None, earliest / 1000 if earliest else None,
+                polls=int(by_logs), last_polled=now if by_logs else 0.0, by_logs=by_logs,
             )
 
     def forget_execution(self, execution_id: str) -> None:
@@ -275,6 +278,10 @@ class Schedule(PolicyState):
                 target = self.scans[action.scenario_id]
                 target.in_flight = True
                 target.dispatched_base = 1 - math.exp(-target.base_news(now, self.recall))
+                followed = self.polls.get(action.execution_id) if action.signal == "poll" else None
+                if followed is not None:
+                    followed.in_flight = True
+                    followed.polls += 1
             case "sweep":
                 group = self.sweeps[action.scenario_id]
                 group.in_flight = True
@@ -318,8 +325,9 @@ class Schedule(PolicyState):
         # the sweeps either (the due-scan rule below).
         early_due = (target.due_at is not None and started < target.due_at and found > 0
                      and target.began is not None and target.found_ended > target.began)
-        if found and self.sweeps and signal != "due" and not early_due:
-            # (a scheduled run found where its schedule said is no test of the sweeps)
+        if found and self.sweeps and signal not in ("due", "poll") and not early_due:
+            # (a scheduled run found where its schedule said, or one followed in flight, is no
+            # test of the sweeps)
             pointed = float(target.signal == "sweep" and target.heated_at <= started
                             and not target.cleared_wrongly)
             if pointed and math.isfinite(target.found_ended):

@@ -155,6 +155,11 @@ class WatchReads(WatchBase):
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
                                   signal=action.signal)
+            if action.signal == "poll":
+                # It followed a run in flight: reported now if the logs showed its end.
+                eid = action.execution_id
+                self.schedule.polled(eid, self.clock.now(),
+                                     ended=(eid not in self.schedule.polls) if ok else None)
 
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.
@@ -220,7 +225,7 @@ class WatchReads(WatchBase):
                 )
                 self.schedule.watch_execution(
                     sid, entry.id, now=now, history=self.tracker.scenarios[sid].history,
-                    started=entry.timestamp_ms / 1000,
+                    started=entry.timestamp_ms / 1000, by_logs=True,
                 )
         return news
 
