@@ -14,8 +14,8 @@ workload, then the counter variants the all-active workload loses (`operations` 
 30 s late) on three other workloads, and last the variants that take a signal away or move it
 on other sizes and workloads (every variant on 20 scenarios; the counter, log, queue and
 organization variants on 3, 100 and 1,000 where they matter; runs in flight listed on 3, 20
-and 100, and with the log 5 s late on 20). Both windows come from one run: the first minute after start, and
-the whole window.
+and 100, and with the log 5 s late on 20). Both windows come from one run: the first minute
+after start, and the whole window.
 
     python -m bench matrix            # the cells of CELLS
     python -m bench matrix --quick    # SMOKE only

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from makestream.engine.policy import (
+    LOG_FOLLOWS_MAX,
     LOOKAHEAD,
     SWEEP_MAX_S,
     TRIGGERS_MIN_S,
@@ -533,3 +534,22 @@ def test_a_run_seen_in_flight_in_the_logs_is_followed_by_reading_the_logs_again(
     del state.polls["started"]
     picked = decide(state, T).action
     assert picked is None or (picked.kind != "poll" and picked.signal != "poll")
+
+
+def test_a_run_followed_in_the_logs_keeps_to_the_scan_limits_and_ends_with_its_status() -> None:
+    state = state_with(1)
+    seen = PollTarget(1, "seen", T - 30, expected_s=10.0, polls=1, last_polled=T - 20,
+                      by_logs=True)
+    state.polls["seen"] = seen
+    state.scans[1].not_before = T + 10  # its scenario's last read failed: no scan before then
+    decision = decide(state, T)
+    assert decision.action is None or decision.action.signal != "poll"
+    state.scans[1].not_before = float("-inf")
+    state.rescans = False  # --no-follow reads each scenario once
+    decision = decide(state, T)
+    assert decision.action is None or decision.action.signal != "poll"
+    state.rescans = True
+    # An entry that never turns terminal in the listing is settled by its status at last.
+    seen.polls = LOG_FOLLOWS_MAX + 1
+    picked = decide(state, T).action
+    assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "seen")

@@ -44,7 +44,8 @@ the total (and the tail) of detection latency low.
      its poll is due on the history-shaped timetable, the `poll` signal's precision. A run seen
      in its scenario's logs is polled by scanning those logs again (`signal="poll"`): one
      request tells its end with its figures, and any other run; `GET /executions/{id}` (then
-     the log entry for the figures) is for runs known otherwise (`--run`, `--execution`);
+     the log entry for the figures) is for runs known otherwise (`--run`, `--execution`) and
+     for a run the listing has not shown ended after `LOG_FOLLOWS_MAX` looks;
    - **a sweep** (one `GET /scenarios` page describes 99 scenarios) and **a queue-depth read**
      (`GET …/triggers`): paid signals. Each earns, per request, the runs its prompted scans found
      that the base rate alone did not make likely (each credited 1 − e^(−λₛ·age) when that chance
@@ -111,6 +112,10 @@ PRIOR_SPAN_S = 600.0  # ... in ten minutes
 FRESH_NEWS = 0.5  # a scenario never read: it may have news, and its first read learns history
 EARNINGS_HALF_LIFE_S = 120.0  # how fast a signal's earnings forget
 POLL_SHARE = 0.6
+# A run seen in flight in the logs is followed by reading them at most this many times; then by
+# its status, which settles an entry that never turns terminal in the listing (an unknown
+# status, a stale RUNNING entry) or a run the listing no longer shows.
+LOG_FOLLOWS_MAX = 6
 # Expected news added per second a sure signal's run has waited: enough to serve runs known to
 # wait oldest first, whatever their scenarios' base rates.
 SURE_AGE_WEIGHT = 0.1
@@ -596,14 +601,19 @@ def decide(state: PolicyState, now: float) -> Decision:
         if due <= now:
             # Most overdue first among polls.
             value = poll_news + min(now - due, 60.0) * 1e-4
-            if not poll.by_logs:
+            scan = state.scans.get(poll.scenario_id)
+            if not poll.by_logs or poll.polls > LOG_FOLLOWS_MAX or scan is None:
                 consider(Action("poll", poll.scenario_id, poll.execution_id,
                                 priority=Priority.HIGH), value)
                 continue
-            scan = state.scans.get(poll.scenario_id)
-            if scan is not None and not scan.in_flight:  # one in flight will see it anyway
-                consider(Action("scan", poll.scenario_id, poll.execution_id,
-                                priority=Priority.HIGH, signal="poll"), value)
+            ready = max(scan.last_scan + state.floor_s, scan.not_before)
+            if scan.in_flight or not state.rescans:
+                continue  # a scan in flight sees it anyway; --no-follow reads each once
+            if now < ready:
+                wait = min(wait, ready - now)
+                continue
+            consider(Action("scan", poll.scenario_id, poll.execution_id,
+                            priority=Priority.HIGH, signal="poll"), value)
         else:
             wait = min(wait, due - now)
     later_news = min(LATER_MAX, max(1e-3, (now - state.later_since) / LATER_RAMP_S))

@@ -75,6 +75,13 @@ class Schedule(PolicyState):
     def forget_execution(self, execution_id: str) -> None:
         self.polls.pop(execution_id, None)
 
+    def logs_read(self, scenario_id: int, now: float) -> None:
+        """A scan read this scenario's logs: every run followed there was looked at just now
+        (its next look goes by the timetable from here, not at once)."""
+        for target in self.polls.values():
+            if target.by_logs and target.scenario_id == scenario_id and not target.in_flight:
+                target.last_polled = now
+
     def adopt(self, scenario_id: int, now: float, *, fresh: bool, hooked: bool) -> ScanTarget:
         target = self.scans.get(scenario_id)
         if target is None:

@@ -156,10 +156,12 @@ class WatchReads(WatchBase):
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
                                   signal=action.signal)
             if action.signal == "poll":
-                # It followed a run in flight: reported now if the logs showed its end.
+                # It followed a run in flight: the logs showed its end, or not yet.
                 eid = action.execution_id
                 self.schedule.polled(eid, self.clock.now(),
                                      ended=(eid not in self.schedule.polls) if ok else None)
+            if ok:
+                self.schedule.logs_read(sid, self.clock.now())
 
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.
@@ -186,6 +188,9 @@ class WatchReads(WatchBase):
         in_detail = self.schedule.in_detail
         for entry in sorted(entries, key=lambda e: (e.timestamp_ms, e.id)):
             if entry.status.terminal:
+                # A run followed in flight has ended: no more looks, no more progress for it.
+                self.schedule.forget_execution(entry.id)
+                self.tracker.ended(sid, entry.id)
                 if not self.tracker.is_new(sid, entry) or entry.id in in_detail:
                     continue
                 news += 1
@@ -208,7 +213,8 @@ class WatchReads(WatchBase):
                 else:
                     self._finish(sid, entry, Action("scan", sid, entry.id, log=entry))
             elif entry.status in (ExecStatus.RUNNING, ExecStatus.PAUSED, ExecStatus.UNKNOWN):
-                # Some Make implementations list runs in flight: follow them by status.
+                # Some Make implementations list runs in flight: follow them (by reading the
+                # logs again, then by status: `PollTarget.by_logs`).
                 if entry.timestamp_ms < self.tracker.scenarios[sid].position.floor_ms:
                     continue
                 if entry.id not in self.schedule.polls:
