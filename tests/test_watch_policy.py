@@ -195,11 +195,13 @@ async def test_a_run_seen_in_flight_is_reported_from_the_logs_without_a_status_r
     world = workload_world("active", 3, seed=1, api_limit=60)
     zone = SimZone(world, clock=Clock(50), seed=1, running_in_logs=True,
                    faults=Faults(late_logs=1.0))
-    events, notices, _ = await _run(
+    events, notices, watch = await _run(
         zone, WatchOptions(scenario_ids=[s.id for s in world.scenarios], timeout_s=300),
         max_clock_s=360,
     )
     started = {e.execution_id for e in events if e.type == "execution.started"}
+    # Nothing reported is still followed (each look would cost a read).
+    assert not set(watch.schedule.polls) & {e.execution_id for e in finished_events(events)}
     done = [e for e in events if isinstance(e, ExecutionFinished) and e.execution_id in started]
     assert len(done) >= 8
     assert all(e.operations is not None and e.duration_ms is not None for e in done)
