@@ -458,6 +458,12 @@ def poll_interval(state: PolicyState, target: PollTarget, now: float) -> float:
     return max(floor, min(5.0, floor + overdue / 10))
 
 
+def scan_ready_at(state: PolicyState, target: ScanTarget) -> float:
+    """The earliest moment a scenario's logs may be read again: `--interval` after the last
+    read, and not before the back-off after a failed one ends."""
+    return max(target.last_scan + state.floor_s, target.not_before)
+
+
 def poll_due(state: PolicyState, target: PollTarget) -> float:
     if target.polls == 0:
         return target.started
@@ -606,9 +612,9 @@ def decide(state: PolicyState, now: float) -> Decision:
                 consider(Action("poll", poll.scenario_id, poll.execution_id,
                                 priority=Priority.HIGH), value)
                 continue
-            ready = max(scan.last_scan + state.floor_s, scan.not_before)
             if scan.in_flight or not state.rescans:
                 continue  # a scan in flight sees it anyway; --no-follow reads each once
+            ready = scan_ready_at(state, scan)
             if now < ready:
                 wait = min(wait, ready - now)
                 continue
@@ -635,7 +641,7 @@ def decide(state: PolicyState, now: float) -> Decision:
             # chase runs that keep ending, and a busy scenario could keep the watch from ever
             # being caught up.
             continue
-        ready = max(target.last_scan + state.floor_s, target.not_before)
+        ready = scan_ready_at(state, target)
         if now < ready:
             wait = min(wait, ready - now)
             continue
