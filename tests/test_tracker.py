@@ -238,3 +238,14 @@ def test_another_run_reported_after_a_slot_does_not_release_it() -> None:
     assert t.run_began(1, T0 + 60_000) == []  # not announced: an entry at or after the slot
     t.scan_complete(1, T0 + 300_000)
     assert t.scenarios[1].position.floor_ms == T0
+
+
+def test_the_run_of_the_slot_before_does_not_release_a_slot() -> None:
+    t = tracker()
+    t.learn(1, [log_entry(ts_ms=T0 - 60_000, duration=8000)])
+    # Every 30 s: the run of the T0 slot is reported; the T0 + 30 s slot is told of next.
+    finish(t, log_entry(ts_ms=T0, duration=2000, execution_id="slot-before"))
+    [expected] = t.run_began(1, T0 + 30_000)
+    assert expected.type == "execution.expected"
+    t.scan_complete(1, T0 + 300_000)
+    assert t.scenarios[1].position.floor_ms == T0  # held (below the slot, as far as it can)

@@ -183,8 +183,9 @@ class Tracker:
         )
         # A sweep can tell of a slot after its run was reported: a start kept then would be
         # matched by no report and hold the floor still for 50 minutes. Only a reported run
-        # that began at the slot shows that; a later entry may be another run's.
-        if not any(abs(b - at_ms) < LATE_WINDOW_MS for b in state.begins):
+        # that began at the slot (Make starts it then, or a little later when it queues)
+        # shows that; a later entry may be another run's, an earlier one the slot before.
+        if not any(at_ms - 1000 <= b < at_ms + LATE_WINDOW_MS for b in state.begins):
             state.starts.append(at_ms)
         # Reported already: a run whose entry is stamped at or after the slot (its start or end).
         reported = any(t >= at_ms - 1000 for t in state.position.done.values())
