@@ -118,3 +118,70 @@ async def test_a_scheduled_run_begun_just_before_the_watch_is_looked_for_at_star
         # ... or the run itself, ended (news or history): the due scan is answered, no retry.
         watch.schedule.first_read(1, now - 1)
         assert first.due_at is None and first.due_misses == 0
+
+
+async def test_a_run_that_overran_its_interval_is_read_for_like_a_scenario_without_one() -> None:
+    # nextExec more than an interval ahead: Make skipped slots while a run begun earlier (before
+    # the watch) is still going. No due scan times its end, so until a read finds a run that
+    # ended since, the scenario is not exempt from the round-robin bound.
+    clock = Clock(1.0, anchor=NOW)
+    client = MakeClient("http://make.test/api/v2", Token("t"), budget=Budget(60, clock=clock),
+                        clock=clock)
+    watch = Watch(client, WatchOptions(scenario_ids=[1, 2, 3]))
+    with watch.events, watch._send:
+        now = clock.now()
+        for sid, next_in in ((1, 100.0), (2, 40.0), (3, 64.0)):
+            watch.tracker.add_scenario(sid, floor_ms=0)
+            target = watch.schedule.adopt(sid, now, fresh=True, hooked=False)
+            target.scanned_once, target.last_scan = True, now
+            watch._plan_schedule(Scenario.model_validate({
+                "id": sid, "name": f"s{sid}",
+                "nextExec": datetime.fromtimestamp(now + next_in, UTC).isoformat(),
+                "scheduling": {"type": "indefinitely", "interval": 60},
+            }), now)
+        overran, on_time, near = (watch.schedule.scans[sid] for sid in (1, 2, 3))
+        assert overran.overrun_until == pytest.approx(now + 100, abs=0.01)
+        assert not overran.scheduled
+        # Within an interval and the slack for clocks that differ (6 s of 60): on schedule.
+        assert on_time.scheduled and near.scheduled and near.overrun_until is None
+        # Unread for longer than a round over the three scenarios: the bound's sure run.
+        later = now + 30
+        action, _ = watch.schedule.next(later)
+        assert action is not None and (action.kind, action.scenario_id) == ("scan", 1)
+        # A run found that ended before the overrun was seen is history, not that run ...
+        watch.schedule.found_ops(1, 3, now - 10)
+        assert overran.overrun_until is not None
+        # ... one that ended since is it: the schedule times the next runs again.
+        watch.schedule.found_ops(1, 3, now + 20)
+        assert overran.overrun_until is None and overran.scheduled
+        # Unfound, it ends by nextExec: when that slot comes, the schedule takes over.
+        overran.overrun_until, overran.overrun_seen = now + 100, now
+        watch.schedule.roll(now + 101)
+        assert overran.overrun_until is None
+        assert overran.began == pytest.approx(now + 100, abs=0.01)
+
+
+async def test_a_due_look_is_answered_only_by_a_run_that_ended_after_the_scheduled_start() -> None:
+    # A due look that finds only the run before (ended before this slot: it overran, or ended
+    # as the watch began) has not found the scheduled run: it looks again.
+    clock = Clock(1.0, anchor=NOW)
+    client = MakeClient("http://make.test/api/v2", Token("t"), budget=Budget(60, clock=clock),
+                        clock=clock)
+    watch = Watch(client, WatchOptions(scenario_ids=[1]))
+    with watch.events, watch._send:
+        now = clock.now()
+        watch.tracker.add_scenario(1, floor_ms=0)
+        target = watch.schedule.adopt(1, now, fresh=False, hooked=False)
+        target.scanned_once = True
+        watch.schedule.scan_at(1, now + 5, began=now)
+        action, _ = watch.schedule.next(now + 5)
+        assert action is not None and action.signal == "due"
+        watch.schedule.found_ops(1, 2, now - 3)  # the run before
+        watch.schedule.scanned(1, now + 5, now + 5.5, ok=True, found=1, signal="due")
+        assert target.due_at is not None and target.due_misses == 1
+        action, _ = watch.schedule.next(target.due_at)
+        assert action is not None and action.signal == "due"
+        watch.schedule.found_ops(1, 2, now + 8)  # the scheduled run
+        watch.schedule.scanned(1, target.due_at, target.due_at + 0.5, ok=True, found=1,
+                               signal="due")
+        assert target.due_at is None and target.due_misses == 0

@@ -52,6 +52,10 @@ LISTED_PER_REQUEST = 99  # ids per listing request, whose pages hold 100
 # is armed at start-up (`_plan_schedule`). One that began earlier most likely ended before, and is
 # history its scenario's first read will list.
 PREVIOUS_RUN_S = 20.0
+# nextExec more than an interval ahead by this much (at least OVERRUN_SLACK_S; Make's clock and
+# ours differ by a little) means Make skipped slots: a run overran its interval.
+OVERRUN_SLACK = 0.1
+OVERRUN_SLACK_S = 5.0
 __all__ = ["LOG_PAGE", "SWEEP_SHARE", "WatchBase"]
 
 
@@ -312,6 +316,15 @@ class WatchBase:
         interval = scheduling.interval if scheduling is not None else None
         target.interval = float(interval) if interval and interval >= 60 else None
         target.next_exec = scenario.next_exec.timestamp() if scenario.next_exec else None
+        if (target.interval and target.next_exec is not None
+                and target.next_exec - target.interval
+                > now + max(OVERRUN_SLACK_S, OVERRUN_SLACK * target.interval)):
+            # More than an interval to the next run: Make skipped slots because a run begun
+            # earlier is still going. It ends by nextExec, when no due scan looks: until a
+            # read finds it, the scenario is read like one without a schedule.
+            if target.overrun_until is None:
+                target.overrun_seen = now
+            target.overrun_until = target.next_exec
         if first and target.interval and target.next_exec is not None:
             # The run before nextExec began before the watch knew of it; if recently enough,
             # it may have ended since the watch began (or not yet), and only the scenario's

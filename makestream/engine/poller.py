@@ -125,6 +125,8 @@ class Schedule(PolicyState):
         if target is None:
             return
         target.found_ended = max(target.found_ended, ended)
+        if target.overrun_until is not None and ended >= target.overrun_seen:
+            target.overrun_until = None  # the run that overran its interval, found
         if ended + CLEAR_SLACK_S < target.cleared_at:
             # A sweep said "nothing new here" well after this run had ended: the counters lag
             # the runs, and sweeps deserve less trust (see `scanned`).
@@ -370,6 +372,11 @@ class Schedule(PolicyState):
             # it no sooner than a blind read would have: it earns in proportion.
             late = started - target.found_ended if math.isfinite(target.found_ended) else 0.0
             self.signals[signal].outcome(now, found > 0, target.dispatched_base, _timely(late))
+        # A due look answers its run only with a run that ended after the scheduled start: one
+        # that ended before is the run before (it overran its interval, or ended just before the
+        # watch began), and the scheduled run is still to come.
+        slot_run = found > 0 and (target.began is None or not math.isfinite(target.found_ended)
+                                  or target.found_ended > target.began)
         target.found_ended = float("-inf")
         target.signal_misses = 0
         if early_due:
@@ -384,9 +391,9 @@ class Schedule(PolicyState):
             if target.due_misses == 0:
                 # The first look at the expected moment: a miss says logs show later than that
                 # (Make's log lag, longer runs), a hit that they may show sooner.
-                self.due_lag = (max(0.0, self.due_lag - DUE_LAG_STEP / 5) if found
+                self.due_lag = (max(0.0, self.due_lag - DUE_LAG_STEP / 5) if slot_run
                                 else min(DUE_LAG_MAX, self.due_lag + DUE_LAG_STEP))
-            if found:
+            if slot_run:
                 self.signals["due"].outcome(now, True, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
             elif waited < max(DUE_GIVE_UP_S, 3 * target.expected_s):
