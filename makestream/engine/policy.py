@@ -22,9 +22,12 @@ the total (and the tail) of detection latency low.
    - **a log scan** of scenario *s*: its base rate λₛ × the time since its last read (λₛ learned
      from the runs found in its history and in this watch, with a prior of half a run in ten
      minutes; a scenario on an interval schedule keeps only the prior, its runs being the due
-     signal's). *Sure* signals add one run to that: a scheduled run whose expected end
+     signal's; while a run that overran its interval is going, `nextExec` more than an interval
+     ahead, nothing times its end and the scenario is read as one without a schedule). *Sure*
+     signals add one run to that: a scheduled run whose expected end
      (`nextExec` + the long side of recent durations) passed (`due`; before it, a read is worth
-     the chance the run is over by now, `ScanTarget.visible_chance`), and a sweep whose
+     the chance the run is over by now, `ScanTarget.visible_chance`; only a run that ended after
+     the scheduled start answers it), and a sweep whose
      `operations` counter grew past the runs found so far (`sweep`, `owed_ops`). Softer signals
      (a growing webhook queue, `dlqCount`/`isinvalid` moving) raise it to their measured
      precision. A sweep that saw nothing move makes the base rate count from its moment, as far
