@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from makestream.clock import Clock
+from makestream.engine.policy import decide
 from makestream.engine.poller import Action
 from makestream.engine.watch import Watch, WatchOptions
 from makestream.events import ScenarioChanged
@@ -127,38 +128,56 @@ async def test_a_run_that_overran_its_interval_is_read_for_like_a_scenario_witho
     clock = Clock(1.0, anchor=NOW)
     client = MakeClient("http://make.test/api/v2", Token("t"), budget=Budget(60, clock=clock),
                         clock=clock)
-    watch = Watch(client, WatchOptions(scenario_ids=[1, 2, 3]))
+    watch = Watch(client, WatchOptions(scenario_ids=[1, 2, 3, 4]))
+
+    def plan(sid: int, next_in: float | None, at: float) -> None:
+        watch._plan_schedule(Scenario.model_validate({
+            "id": sid, "name": f"s{sid}",
+            "nextExec": (datetime.fromtimestamp(at + next_in, UTC).isoformat()
+                         if next_in is not None else None),
+            "scheduling": {"type": "indefinitely", "interval": 60},
+        }), at)
+
     with watch.events, watch._send:
         now = clock.now()
-        for sid, next_in in ((1, 100.0), (2, 40.0), (3, 64.0)):
+        # (the one that overran last: equal scores go in order, the first first)
+        for sid, next_in in ((1, 40.0), (2, 64.0), (3, 3600.0), (4, 100.0)):
             watch.tracker.add_scenario(sid, floor_ms=0)
             target = watch.schedule.adopt(sid, now, fresh=True, hooked=False)
             target.scanned_once, target.last_scan = True, now
-            watch._plan_schedule(Scenario.model_validate({
-                "id": sid, "name": f"s{sid}",
-                "nextExec": datetime.fromtimestamp(now + next_in, UTC).isoformat(),
-                "scheduling": {"type": "indefinitely", "interval": 60},
-            }), now)
-        overran, on_time, near = (watch.schedule.scans[sid] for sid in (1, 2, 3))
+            plan(sid, next_in, now)
+        on_time, near, window, overran = (watch.schedule.scans[sid] for sid in (1, 2, 3, 4))
         assert overran.overrun_until == pytest.approx(now + 100, abs=0.01)
         assert not overran.scheduled
-        # Within an interval and the slack for clocks that differ (6 s of 60): on schedule.
-        assert on_time.scheduled and near.scheduled and near.overrun_until is None
-        # Unread for longer than a round over the three scenarios: the bound's sure run.
+        # Within an interval and the slack for clocks that differ (6 s of 60): on schedule; an
+        # hour ahead is more than a run can last (a time window, a start date): on schedule.
+        assert on_time.scheduled and near.scheduled and window.scheduled
+        # Unread for longer than a round over the four scenarios: the bound's sure run.
         later = now + 30
-        action, _ = watch.schedule.next(later)
-        assert action is not None and (action.kind, action.scenario_id) == ("scan", 1)
+        decision = decide(watch.schedule, later)
+        assert decision.action is not None
+        assert (decision.action.kind, decision.action.scenario_id) == ("scan", 4)
+        assert decision.news >= 1.0
         # A run found that ended before the overrun was seen is history, not that run ...
-        watch.schedule.found_ops(1, 3, now - 10)
+        watch.schedule.found_ops(4, 3, now - 10)
         assert overran.overrun_until is not None
         # ... one that ended since is it: the schedule times the next runs again.
-        watch.schedule.found_ops(1, 3, now + 20)
+        watch.schedule.found_ops(4, 3, now + 20)
         assert overran.overrun_until is None and overran.scheduled
         # Unfound, it ends by nextExec: when that slot comes, the schedule takes over.
-        overran.overrun_until, overran.overrun_seen = now + 100, now
+        plan(4, 100.0, now)
+        assert overran.overrun_until is not None
         watch.schedule.roll(now + 101)
         assert overran.overrun_until is None
         assert overran.began == pytest.approx(now + 100, abs=0.01)
+        # A nextExec that moves back within an interval, or goes (paused), ends it too.
+        plan(4, 100.0, now + 101)
+        assert overran.overrun_until is not None
+        plan(4, 30.0, now + 102)
+        assert overran.overrun_until is None
+        plan(4, 100.0, now + 103)
+        plan(4, None, now + 104)
+        assert overran.overrun_until is None
 
 
 async def test_a_due_look_is_answered_only_by_a_run_that_ended_after_the_scheduled_start() -> None:
