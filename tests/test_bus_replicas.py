@@ -216,7 +216,28 @@ def check_exactly_once(subs: list[Subscriber], app: Recorded, start: float, end:
         assert len(got) == len(set(got)), f"a run was delivered twice: {sorted(got)}"
         assert set(got) <= truth
         missing = expected - set(got)
-        assert not missing, f"{len(missing)} runs never delivered (reconnects {sub.reconnects})"
+        assert not missing, (
+            f"{len(missing)} runs never delivered (reconnects {sub.reconnects})\n"
+            + what_went_missing(subs, app, missing))
+
+
+def what_went_missing(subs: list[Subscriber], app: Recorded, missing: set[str]) -> str:
+    """For a failure: each missing run (scenario, end, when its log showed), which subscribers
+    lack it and where they are, and the end of every replica's stderr."""
+    lines = [f"  the zone's clock now: {app.zone.clock.now():.1f}"]
+    for run in app.zone.truth():
+        if run.execution_id in missing:
+            lacking = [(i, sub.at % len(sub.replicas)) for i, sub in enumerate(subs)
+                       if run.execution_id not in sub.finished]
+            lines.append(f"  run {run.execution_id} of {run.scenario_id}: ended "
+                         f"{run.ended_at:.1f}, log {run.log_visible_at:.1f}; missing on "
+                         f"{len(lacking)} subscribers (at replicas "
+                         f"{sorted({at for _, at in lacking})})")
+    for n, replica in enumerate(subs[0].replicas if subs else []):
+        tail = replica.log.read_text(errors="replace").splitlines()[-12:]
+        lines.append(f"  replica {n} (exit {replica.process.poll()}):")
+        lines += [f"    {line}" for line in tail]
+    return "\n".join(lines)
 
 
 @pytest.fixture
