@@ -518,38 +518,46 @@ def test_a_forgiven_pointer_keeps_what_runs_explained() -> None:
 
 
 def test_a_run_seen_in_flight_in_the_logs_is_followed_by_reading_the_logs_again() -> None:
-    state = state_with(2)
+    state = state_with(20)  # (a round over them takes 25 s: no read is overdue at T + 5)
     state.polls["seen"] = PollTarget(1, "seen", T - 30, expected_s=10.0, polls=1,
                                      last_polled=T - 20, by_logs=True)
     state.polls["started"] = PollTarget(2, "started", T - 30, expected_s=10.0, polls=1,
                                         last_polled=T - 20)
-    picked = decide(state, T).action
+    now = T + 5  # (both scenarios were read at T: past --interval's floor now)
+    picked = decide(state, now).action
     assert picked is not None and (picked.kind, picked.scenario_id, picked.execution_id,
                                    picked.signal) in {("scan", 1, "seen", "poll"),
                                                       ("poll", 2, "started", None)}
     # One at a time: the other goes next; a scan of the scenario already in flight sees it.
     state.scans[1].in_flight = True
-    picked = decide(state, T).action
+    picked = decide(state, now).action
     assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "started")
     del state.polls["started"]
-    picked = decide(state, T).action
+    picked = decide(state, now).action
     assert picked is None or (picked.kind != "poll" and picked.signal != "poll")
+    # Alone, with its scenario free to read: followed by a scan of its logs, not by its status.
+    state.scans[1].in_flight = False
+    picked = decide(state, now).action
+    assert picked == Action("scan", 1, "seen", priority=Priority.HIGH, signal="poll")
 
 
 def test_a_run_followed_in_the_logs_keeps_to_the_scan_limits_and_ends_with_its_status() -> None:
-    state = state_with(1)
+    state = state_with(20)  # (a round over them takes 25 s: no read is overdue at T + 5)
     seen = PollTarget(1, "seen", T - 30, expected_s=10.0, polls=1, last_polled=T - 20,
                       by_logs=True)
     state.polls["seen"] = seen
+    now = T + 5  # read at T: past --interval's floor, so only the limits below hold it back
     state.scans[1].not_before = T + 10  # its scenario's last read failed: no scan before then
-    decision = decide(state, T)
+    decision = decide(state, now)
     assert decision.action is None or decision.action.signal != "poll"
     state.scans[1].not_before = float("-inf")
     state.rescans = False  # --no-follow reads each scenario once
-    decision = decide(state, T)
+    decision = decide(state, now)
     assert decision.action is None or decision.action.signal != "poll"
     state.rescans = True
+    assert decide(state, now).action == Action("scan", 1, "seen", priority=Priority.HIGH,
+                                               signal="poll")  # (free of both: followed)
     # An entry that never turns terminal in the listing is settled by its status at last.
     seen.polls = LOG_FOLLOWS_MAX + 1
-    picked = decide(state, T).action
+    picked = decide(state, now).action
     assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "seen")

@@ -22,7 +22,7 @@ from makestream.engine.alerts import fails
 from makestream.engine.options import Outcome, WatchOptions
 from makestream.engine.policy import QUANTILES, SWEEP_SHARE
 from makestream.engine.poller import Action, Schedule
-from makestream.engine.tracker import Tracker
+from makestream.engine.tracker import MAX_LOOKBACK_MS, Tracker
 from makestream.errors import ExitCode, MakestreamError, worst
 from makestream.events import (
     AlertRaised,
@@ -56,7 +56,6 @@ PREVIOUS_RUN_S = 20.0
 # ours differ by a little) means Make skipped slots: a run overran its interval.
 OVERRUN_SLACK = 0.1
 OVERRUN_SLACK_S = 5.0
-RUN_MAX_S = 45 * 60.0  # Make stops a run after 40 minutes (45 by some accounts: make-api.md)
 __all__ = ["LOG_PAGE", "SWEEP_SHARE", "WatchBase"]
 
 
@@ -317,20 +316,21 @@ class WatchBase:
         interval = scheduling.interval if scheduling is not None else None
         target.interval = float(interval) if interval and interval >= 60 else None
         target.next_exec = scenario.next_exec.timestamp() if scenario.next_exec else None
-        ahead = (target.next_exec - target.interval - now
-                 if target.interval and target.next_exec is not None else 0.0)
-        if max(OVERRUN_SLACK_S, OVERRUN_SLACK * (target.interval or 0.0)) < ahead <= RUN_MAX_S:
+        overran = False
+        if target.interval and target.next_exec is not None:
             # More than an interval to the next run: Make skipped slots, most likely because a
             # run begun earlier is still going. It ends by nextExec, when no due scan looks:
             # until a read finds it, the scenario is read like one without a schedule. (Further
-            # ahead than a run can last, it is a time window or a start date, not a run.)
-            if target.overrun_until is None:
-                target.overrun_seen = now
-            target.overrun_until = target.next_exec
-        else:
-            # (called at start-up and when nextExec moves: a nextExec within an interval, or
-            # none, ends whatever an earlier one said)
-            target.overrun_until = None
+            # ahead than Make lets a run last, it is a time window or a start date, not a run.)
+            ahead = target.next_exec - target.interval - now
+            slack = max(OVERRUN_SLACK_S, OVERRUN_SLACK * target.interval)
+            overran = slack < ahead <= MAX_LOOKBACK_MS / 1000
+        # (called at start-up and when nextExec moves: a nextExec within an interval, or none,
+        # ends whatever an earlier one said)
+        if not overran:
+            target.overrun_seen = None
+        elif target.overrun_seen is None:
+            target.overrun_seen = now
         if first and target.interval and target.next_exec is not None:
             # The run before nextExec began before the watch knew of it; if recently enough,
             # it may have ended since the watch began (or not yet), and only the scenario's

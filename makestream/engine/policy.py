@@ -251,12 +251,11 @@ class ScanTarget:
     next_exec: float | None = None
     began: float | None = None  # the start of the scheduled run a due scan looks for
     interval: float | None = None
-    # A run overran its interval: nextExec was more than an interval ahead (at `overrun_seen`),
-    # so Make skipped the slots while a run begun earlier was still going; it ends by nextExec,
-    # and no due scan looks for it (`scheduled` is false until a read finds a run that ended
-    # since, or nextExec comes).
-    overrun_until: float | None = None
-    overrun_seen: float = float("-inf")
+    # A run overran its interval: nextExec was more than an interval ahead when first seen so
+    # (this moment), so Make skipped the slots while a run begun earlier was still going; it
+    # ends by nextExec, and no due scan looks for it (`scheduled` is false until a read finds a
+    # run that ended since, or nextExec comes). None: no such run.
+    overrun_seen: float | None = None
     expected_s: float = 0.0
     # Recent runs' lengths at the QUANTILES (s; empty without history): how likely the run a
     # due scan waits for is over by now, before its sure moment (`visible_chance`).
@@ -287,8 +286,8 @@ class ScanTarget:
     def roll(self, now: float) -> float | None:
         """When the scheduled run that began by `now` should be visible; moves to the next."""
         due: float | None = None
-        if self.overrun_until is not None and self.overrun_until <= now:
-            self.overrun_until = None  # the next slot came: the run that overran is over
+        if self.next_exec is not None and self.next_exec <= now:
+            self.overrun_seen = None  # the next slot came: the run that overran is over
         while self.next_exec is not None and self.next_exec <= now:
             self.began = self.next_exec
             due = self.next_exec + max(self.expected_s, 1.0) + 0.5
@@ -320,11 +319,16 @@ class ScanTarget:
         return max(0.0, (shown(now) - before) / (1.0 - before)) if before < 1.0 else 0.0
 
     @property
+    def overrun_until(self) -> float | None:
+        """When the run that overran its interval ends at the latest (nextExec), if one is going."""
+        return self.next_exec if self.overrun_seen is not None else None
+
+    @property
     def scheduled(self) -> bool:
         """On an interval schedule whose next run is known: its due scans look for its runs
         (not while a run that overran its interval is going: nothing times its end)."""
         return (self.interval is not None and self.next_exec is not None
-                and self.overrun_until is None)
+                and self.overrun_seen is None)
 
     def rate(self, now: float) -> float:
         """Runs per second, learned (with a prior). A scenario on an interval schedule runs when

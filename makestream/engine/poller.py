@@ -125,8 +125,8 @@ class Schedule(PolicyState):
         if target is None:
             return
         target.found_ended = max(target.found_ended, ended)
-        if target.overrun_until is not None and ended >= target.overrun_seen:
-            target.overrun_until = None  # the run that overran its interval, found
+        if target.overrun_seen is not None and ended >= target.overrun_seen:
+            target.overrun_seen = None  # the run that overran its interval, found
         if ended + CLEAR_SLACK_S < target.cleared_at:
             # A sweep said "nothing new here" well after this run had ended: the counters lag
             # the runs, and sweeps deserve less trust (see `scanned`).
@@ -332,8 +332,9 @@ class Schedule(PolicyState):
             self.found.popleft()
         # A run found early where a scheduled run had begun is most likely that run: no test of
         # the sweeps either (the due-scan rule below).
+        after_start = target.began is not None and target.found_ended > target.began
         early_due = (target.due_at is not None and started < target.due_at and found > 0
-                     and target.began is not None and target.found_ended > target.began)
+                     and after_start)
         if found and self.sweeps and signal not in ("due", "poll") and not early_due:
             # (a scheduled run found where its schedule said, or one followed in flight, is no
             # test of the sweeps)
@@ -375,8 +376,9 @@ class Schedule(PolicyState):
         # A due look answers its run only with a run that ended after the scheduled start: one
         # that ended before is the run before (it overran its interval, or ended just before the
         # watch began), and the scheduled run is still to come.
-        slot_run = found > 0 and (target.began is None or not math.isfinite(target.found_ended)
-                                  or target.found_ended > target.began)
+        # (Nothing ended found, only runs in flight: the scheduled run, begun.)
+        slot_run = found > 0 and (after_start or target.began is None
+                                  or not math.isfinite(target.found_ended))
         target.found_ended = float("-inf")
         target.signal_misses = 0
         if early_due:
