@@ -485,20 +485,63 @@ def test_growth_from_runs_that_ended_before_the_first_reading_is_explained_once_
     schedule.sweeps[0] = SweepGroup(0, 1, last=T)
     schedule.adopt(1, T, fresh=False, hooked=False)
     schedule.scans[1].scanned_once = True
-    schedule.listed(1, [("a", 2, T - 10), ("b", 2, T - 25), ("c", 2, T - 50), ("old", 2, T - 300)])
+    schedule.listed(1, [("a", 2, T - 10), ("b", 2, T - 25), ("c", 2, T - 40), ("old", 2, T - 300)])
     assert schedule.counter_moved(1, 2, T + 8)  # a pointer
     schedule.heat(1, T + 8)
     assert schedule.explain(1)  # the scan found no new run: "a" explains it
     assert schedule.scans[1].owed_ops == 0
     schedule.scanned(1, T + 9, T + 9, ok=True, found=0, signal="sweep")
     assert schedule.scans[1].signal is None  # answered: no retries
-    assert schedule.counter_moved(1, 4, T + 30)  # "b" and "c" reach the counter
-    assert schedule.explain(1)
+    # "b" and "c" reach the counter. "a" ended 10 s before the first reading and did not show
+    # in it: the counters lag, so this growth is explained at the sweep, with no scan.
+    assert schedule.counters_lag
+    assert not schedule.counter_moved(1, 4, T + 15)
     assert schedule.scans[1].owed_ops == 0
     assert set(schedule.scans[1].explained) == {"a", "b", "c"}
     assert schedule.counter_moved(1, 2, T + 60)  # nothing left to explain it: a run
     assert not schedule.explain(1)
     assert schedule.scans[1].owed_ops == 2
+
+
+def test_once_counters_are_seen_to_lag_runs_from_before_adoption_explain_growth_unscanned() -> None:
+    schedule = Schedule(rate_per_s=0.8)
+    schedule.sweeps[0] = SweepGroup(0, 1, last=T)
+    for sid in (1, 2, 3):
+        schedule.adopt(sid, T, fresh=False, hooked=False)
+        schedule.scans[sid].scanned_once = True
+    schedule.listed(1, [("1a", 2, T - 2)])
+    schedule.listed(2, [("2a", 2, T - 10)])
+    schedule.listed(3, [("3a", 2, T - 10), ("3b", 3, T - 20)])
+    # Counters kept up to date still reach a run that ended a moment before the first reading
+    # only after it (its log lagged): explaining that growth says nothing of the counters.
+    assert schedule.counter_moved(1, 2, T + 8)
+    assert schedule.explain(1)
+    assert not schedule.counters_lag
+    # Growth is a pointer until the counters are seen to lag.
+    assert schedule.counter_moved(2, 2, T + 8)
+    assert schedule.explain(2)  # its scan found no new run: "2a", 10 s before, was missing
+    assert schedule.counters_lag
+    # From then on the runs from before adoption explain growth with no scan, latest first;
+    # only growth beyond them points.
+    assert not schedule.counter_moved(3, 2, T + 15)
+    assert schedule.scans[3].explained == {"3a"}
+    assert schedule.counter_moved(3, 5, T + 25)
+    assert schedule.scans[3].explained == {"3a", "3b"}
+    assert schedule.scans[3].owed_ops == 2
+    # A run that ended more than EARLY_S before the growth explains none of it at a sweep: a
+    # counter lagging that much would have shown it in the first reading.
+    schedule.listed(2, [("2b", 2, T - 40)])
+    assert schedule.counter_moved(2, 2, T + 30)
+    assert "2b" not in schedule.scans[2].explained
+    # Evidence of the other kind: a run found well before a sweep that the counter lacks.
+    other = Schedule(rate_per_s=0.8)
+    other.sweeps[0] = SweepGroup(0, 1, last=T)
+    other.adopt(1, T, fresh=False, hooked=False)
+    other.found_ops(1, 3, T + 10)
+    other.counter_moved(1, 0, T + 12)
+    assert not other.counters_lag  # 2 s after its end: a counter may lag that much
+    other.counter_moved(1, 0, T + 20)
+    assert other.counters_lag
 
 
 def test_a_forgiven_pointer_keeps_what_runs_explained() -> None:

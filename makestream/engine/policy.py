@@ -28,7 +28,9 @@ the total (and the tail) of detection latency low.
      (`nextExec` + the long side of recent durations) passed (`due`; before it, a read is worth
      the chance the run is over by now, `ScanTarget.visible_chance`; only a run that ended after
      the scheduled start answers it), and a sweep whose
-     `operations` counter grew past the runs found so far (`sweep`, `owed_ops`). Softer signals
+     `operations` counter grew past the runs found so far (`sweep`, `owed_ops`; once counters
+     are seen to lag, `counters_lag`, growth that runs listed from just before start-up
+     explain points at nothing). Softer signals
      (a growing webhook queue, `dlqCount`/`isinvalid` moving) raise it to their measured
      precision. A sweep that saw nothing move makes the base rate count from its moment, as far
      as sweeps are trusted (`recall`: the share of runs found that a sweep had pointed at, from
@@ -400,6 +402,9 @@ class PolicyState:
     # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
     # saw nothing move can be believed.
     recall: float = 0.0  # earned: a sweep is trusted only once its pointers have been found right
+    # A sweep found a counter still not showing a run found well before it: counters lag the
+    # runs here (or are not kept), so early growth is read as runs from before adoption.
+    counters_lag: bool = False
     triggers_readable: bool = True
     signals: dict[str, Signal] = field(
         default_factory=lambda: {

@@ -148,22 +148,28 @@ class Schedule(PolicyState):
                     and execution_id not in target.explained):
                 target.early[execution_id] = (operations, ended)
 
-    def explain(self, scenario_id: int) -> bool:
+    def explain(self, scenario_id: int, now: float | None = None) -> bool:
         """A scan a counter's growth prompted found no new run: count runs that ended before
         adoption (listed, latest first: the likeliest to be missing from the first reading)
         against what the counter is owed, until it is owed nothing; each once. True if the
-        growth was so explained."""
+        growth was so explained. With `now` (growth a sweep saw then, unscanned): only runs
+        that ended within EARLY_S before it, the longest lag allowed for; an older one was in
+        the first reading, or counted since."""
         target = self.scans.get(scenario_id)
         if target is None:
             return False
-        for execution_id, (operations, _) in sorted(
+        for execution_id, (operations, ended) in sorted(
             target.early.items(), key=lambda item: -item[1][1]
         ):
-            if target.owed_ops <= 0:
+            if target.owed_ops <= 0 or (now is not None and now - ended > EARLY_S):
                 break
             del target.early[execution_id]
             target.explained.add(execution_id)
             target.owed_ops -= operations
+            if ended < target.adopted_at - CLEAR_SLACK_S:
+                # The first reading did not show a run that had ended well before it: the
+                # counters lag the runs (see `counter_moved`).
+                self.counters_lag = True
         return target.owed_ops <= 0
 
     def counter_moved(self, scenario_id: int, delta: int, now: float) -> bool:
@@ -177,6 +183,11 @@ class Schedule(PolicyState):
         if first:
             return False
         target.owed_ops += max(0, delta)
+        if delta > 0 and target.owed_ops > 0 and self.counters_lag and target.early:
+            # Counters have been seen to lag the runs: growth this soon after adoption is most
+            # likely the runs that ended just before it, listed already (`listed`), reaching
+            # the counter late. They explain it without a scan; only growth beyond them points.
+            self.explain(scenario_id, now)
         if target.owed_ops >= 0:
             target.ahead_since = float("inf")
         elif target.lags(now, CLEAR_SLACK_S) and self.sweeps:
@@ -184,6 +195,7 @@ class Schedule(PolicyState):
             # the runs (or are not kept up to date), and this sweep's "nothing new" is worth
             # nothing here. It costs the sweeps as a request spent on nothing would, so that
             # they shrink to their floor where counters cannot locate runs.
+            self.counters_lag = True
             self.signals["sweep"].paid_for(now)
         if target.owed_ops <= 0:
             target.owed_ops = max(target.owed_ops, -1_000_000)
