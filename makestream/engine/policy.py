@@ -402,8 +402,8 @@ class PolicyState:
     # The share of runs found in scenarios a sweep had pointed at (EWMA): how far a sweep that
     # saw nothing move can be believed.
     recall: float = 0.0  # earned: a sweep is trusted only once its pointers have been found right
-    # A sweep found a counter still not showing a run found well before it: counters lag the
-    # runs here (or are not kept), so early growth is read as runs from before adoption.
+    # A counter grew, after the first reading, by a run that had ended well before it: counters
+    # lag the runs here, so early growth is read as runs from before adoption (`explain`).
     counters_lag: bool = False
     triggers_readable: bool = True
     signals: dict[str, Signal] = field(

@@ -195,7 +195,6 @@ class Schedule(PolicyState):
             # the runs (or are not kept up to date), and this sweep's "nothing new" is worth
             # nothing here. It costs the sweeps as a request spent on nothing would, so that
             # they shrink to their floor where counters cannot locate runs.
-            self.counters_lag = True
             self.signals["sweep"].paid_for(now)
         if target.owed_ops <= 0:
             target.owed_ops = max(target.owed_ops, -1_000_000)
