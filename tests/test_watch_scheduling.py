@@ -147,7 +147,8 @@ async def test_a_run_that_overran_its_interval_is_read_for_like_a_scenario_witho
             target.scanned_once, target.last_scan = True, now
             plan(sid, next_in, now)
         on_time, near, window, overran = (watch.schedule.scans[sid] for sid in (1, 2, 3, 4))
-        assert overran.overrun_until == pytest.approx(now + 100, abs=0.01)
+        assert overran.overrun_seen is not None  # it ends by nextExec, at the latest
+        assert overran.next_exec == pytest.approx(now + 100, abs=0.01)
         assert not overran.scheduled
         # Within an interval and the slack for clocks that differ (6 s of 60): on schedule; an
         # hour ahead is more than a run can last (a time window, a start date): on schedule.
@@ -160,24 +161,24 @@ async def test_a_run_that_overran_its_interval_is_read_for_like_a_scenario_witho
         assert decision.news >= 1.0
         # A run found that ended before the overrun was seen is history, not that run ...
         watch.schedule.found_ops(4, 3, now - 10)
-        assert overran.overrun_until is not None
+        assert overran.overrun_seen is not None
         # ... one that ended since is it: the schedule times the next runs again.
         watch.schedule.found_ops(4, 3, now + 20)
-        assert overran.overrun_until is None and overran.scheduled
+        assert overran.overrun_seen is None and overran.scheduled
         # Unfound, it ends by nextExec: when that slot comes, the schedule takes over.
         plan(4, 100.0, now)
-        assert overran.overrun_until is not None
+        assert overran.overrun_seen is not None
         watch.schedule.roll(now + 101)
-        assert overran.overrun_until is None
+        assert overran.overrun_seen is None
         assert overran.began == pytest.approx(now + 100, abs=0.01)
         # A nextExec that moves back within an interval, or goes (paused), ends it too.
         plan(4, 100.0, now + 101)
-        assert overran.overrun_until is not None
+        assert overran.overrun_seen is not None
         plan(4, 30.0, now + 102)
-        assert overran.overrun_until is None
+        assert overran.overrun_seen is None
         plan(4, 100.0, now + 103)
         plan(4, None, now + 104)
-        assert overran.overrun_until is None
+        assert overran.overrun_seen is None
 
 
 async def test_a_due_look_is_answered_only_by_a_run_that_ended_after_the_scheduled_start() -> None:

@@ -321,11 +321,6 @@ class ScanTarget:
         return max(0.0, (shown(now) - before) / (1.0 - before)) if before < 1.0 else 0.0
 
     @property
-    def overrun_until(self) -> float | None:
-        """When the run that overran its interval ends at the latest (nextExec), if one is going."""
-        return self.next_exec if self.overrun_seen is not None else None
-
-    @property
     def scheduled(self) -> bool:
         """On an interval schedule whose next run is known: its due scans look for its runs
         (not while a run that overran its interval is going: nothing times its end)."""

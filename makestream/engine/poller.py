@@ -183,7 +183,7 @@ class Schedule(PolicyState):
         if first:
             return False
         target.owed_ops += max(0, delta)
-        if delta > 0 and target.owed_ops > 0 and self.counters_lag and target.early:
+        if delta > 0 and self.counters_lag:
             # Counters have been seen to lag the runs: growth this soon after adoption is most
             # likely the runs that ended just before it, listed already (`listed`), reaching
             # the counter late. They explain it without a scan; only growth beyond them points.
