@@ -111,6 +111,20 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> 
     assert result.output.count("makestream: error:") == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--log-range", "minutes"], "--log-range: use ms, s or ignored"),
+        (["--log-timestamp", "middle"], "--log-timestamp: use start or end"),
+    ],
+)
+def test_sim_serve_refuses_an_unknown_api_variant(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["sim", "serve", "--port", "0", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.count("makestream: error:") == 1
+
+
 def test_missing_token_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MAKE_API_TOKEN", raising=False)
     monkeypatch.setenv("MAKE_ZONE", "eu1.make.com")

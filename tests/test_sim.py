@@ -323,6 +323,29 @@ async def test_log_timestamp_can_be_the_end(clock: ManualClock) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("log_range", ["ms", "s", "ignored"])
+async def test_the_logs_from_parameter_can_be_read_three_ways(
+    clock: ManualClock, log_range: str
+) -> None:
+    zone = SimZone(one_scenario_world(), clock=clock, log_range=log_range)  # type: ignore[arg-type]
+    zone.start_execution(1)
+    clock.tick(10)
+    since_ms = ms(clock.now()) - 60_000
+    async with client_for(zone) as client:
+        in_ms = (await client.get("/scenarios/1/logs", params={"from": since_ms})).json()
+        in_s = (await client.get("/scenarios/1/logs", params={"from": since_ms // 1000})).json()
+        before = (await client.get("/scenarios/1/logs", params={"to": since_ms})).json()
+    # Milliseconds read as seconds lie far in the future; seconds read as milliseconds, in 1970.
+    listed = {"ms": (1, 1, 0), "s": (0, 1, 1), "ignored": (1, 1, 1)}[log_range]
+    assert tuple(len(page["scenarioLogs"]) for page in (in_ms, in_s, before)) == listed
+
+
+def test_an_unknown_reading_of_from_is_refused() -> None:
+    with pytest.raises(ValueError, match="log_range"):
+        SimZone(one_scenario_world(), log_range="minutes")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
 async def test_failed_run_detail_names_the_cause(clock: ManualClock) -> None:
     world = one_scenario_world(profile=Profile(duration_mean=2, duration_stddev=0, error_rate=1,
                                                failing_module=1))

@@ -385,6 +385,25 @@ async def test_both_log_variants_are_reported_exactly_once(
         assert any(e.type == "execution.started" for e in events)
 
 
+@pytest.mark.parametrize("log_range", ["ms", "s", "ignored"])
+async def test_every_reading_of_the_logs_from_parameter_gives_a_complete_stream(
+    log_range: str,
+) -> None:
+    """Whether `/logs` reads `from` in milliseconds or seconds is unconfirmed (make-api.md §6);
+    a server reading milliseconds as seconds answers a `from` with nothing, and one that ignores
+    it lists the whole history. Scans of 6 scenarios at 8 runs a minute (more than a page of
+    history each) must report every run once under each reading."""
+    zone = SimZone(busy_world(6, rate_per_minute=8.0, api_limit=240), clock=Clock(80), seed=5,
+                   log_range=log_range)  # type: ignore[arg-type]
+    ids = [s.id for s in zone.world.scenarios]
+    start = zone.clock.now()
+    events, _ = await collect(zone, WatchOptions(scenario_ids=ids), api_limit=240,
+                              until=_caught_up_after(zone, start, start + 4 * 60),
+                              max_clock_s=30 * 60)
+    expected = _check_exactly_once(zone, finished(events), start, start + 4 * 60 - 60)
+    assert expected > 100
+
+
 @pytest.mark.parametrize("stamp", ["start", "end"])
 async def test_a_run_far_longer_than_its_history_is_not_lost(stamp: str) -> None:
     """Start-stamped log entries of a long run land far below recent ones when it ends."""

@@ -45,6 +45,10 @@ def serve(
         "start", "--log-timestamp", metavar="start|end",
         help="Stamp log entries with the run's start or end.",
     ),
+    log_range: str = typer.Option(
+        "ms", "--log-range", metavar="ms|s|ignored",
+        help="How /logs reads its from and to parameters: milliseconds, seconds, or not at all.",
+    ),
 ) -> None:
     """Serve the simulated Make zone at http://HOST:PORT/api/v2.
 
@@ -71,9 +75,12 @@ def serve(
             raise UsageError(str(exc)) from None
         if log_timestamp not in ("start", "end"):
             raise UsageError("--log-timestamp: use start or end")
+        if log_range not in ("ms", "s", "ignored"):
+            raise UsageError("--log-range: use ms, s or ignored")
         zone = SimZone(
             spec, clock=clock, seed=seed, faults=faults, running_in_logs=running_in_logs,
             log_timestamp="start" if log_timestamp == "start" else "end",
+            log_range="ms" if log_range == "ms" else "s" if log_range == "s" else "ignored",
         )
         print(
             f"makestream sim: serving http://{host}:{port}/api/v2 "

@@ -105,10 +105,15 @@ class WatchReads(WatchBase):
         target = self.schedule.scans[sid]
         now_ms = int(started * 1000)
         fresh = target.fresh
-        from_ms = None if fresh else min(state.position.floor_ms, now_ms - state.lookback_ms)
+        # How far back news can lie. It is not sent as `from`: whether Make reads `from` in
+        # milliseconds or seconds is unconfirmed (make-api.md §6), and a server reading our
+        # milliseconds as seconds would answer every scan with nothing. Pages come newest
+        # first, so paging stops at the first page that reaches below it, whatever the server
+        # does with `from`; the request count is the same as with a `from` that works.
+        cutoff_ms = None if fresh else min(state.position.floor_ms, now_ms - state.lookback_ms)
         if fresh and len(state.history):
             # History came from the store: read back only as far as news can lie.
-            from_ms = int(self._started_at * 1000) - state.lookback_ms
+            cutoff_ms = int(self._started_at * 1000) - state.lookback_ms
         last: str | None = None
         seen: list[ExecutionLog] = []
         ok = False
@@ -116,32 +121,29 @@ class WatchReads(WatchBase):
         try:
             while True:
                 page = await self.client.logs(
-                    sid,
-                    from_ms=from_ms,
-                    limit=LOG_PAGE,
-                    last=last,
-                    priority=action.priority,
+                    sid, limit=LOG_PAGE, last=last, sort_dir="desc", priority=action.priority
                 )
                 seen.extend(page.items)
-                if fresh and from_ms is None:
+                if cutoff_ms is None:
                     # First page of a fresh scenario: learn how far back runs can land.
                     self._learn(sid, page.items)
-                    from_ms = int(self._started_at * 1000) - state.lookback_ms
-                    if page.items and page.items[-1].timestamp_ms < from_ms:
-                        break
-                if len(page.items) < LOG_PAGE or page.items[-1].imt_id in (None, last):
-                    break  # the end, or a server that ignores pg[last]
+                    cutoff_ms = int(self._started_at * 1000) - state.lookback_ms
+                if (len(page.items) < LOG_PAGE or page.items[-1].imt_id in (None, last)
+                        or page.items[-1].timestamp_ms < cutoff_ms):
+                    break  # the end, older than news can be, or a server that ignores pg[last]
                 last = page.items[-1].imt_id
             ok = True
             if self._done.is_set():
                 return  # the stream is closed: its last cursor must not cover runs never emitted
+            if not fresh:
+                seen = [e for e in seen if e.timestamp_ms >= cutoff_ms]
             if self.on_logs is not None:
                 self.on_logs(sid, seen)
             if fresh:
                 self.schedule.first_read(sid, max(
                     (_ended_by(e) for e in seen if e.status.terminal), default=-math.inf))
-                self._first_scan(sid, seen, from_ms or 0)
-                seen = [e for e in seen if e.timestamp_ms >= (from_ms or 0)]
+                self._first_scan(sid, seen, cutoff_ms)
+                seen = [e for e in seen if e.timestamp_ms >= cutoff_ms]
             found = self._absorb(sid, seen)
             self.schedule.listed(sid, [(e.id, e.operations or 0, _ended_by(e))
                                        for e in seen if e.status.terminal])

@@ -8,7 +8,8 @@ Choices where make-api.md is silent (each is what a client must cope with anyway
   the default order ("proprietal") is by id, descending.
 - `GET /scenarios/{id}/logs` and module logs: `pg[limit]` defaults to 50 and is capped at 200
   (larger values are clamped; `pg.limit` in the answer shows the value used). `showCheckRuns` is
-  accepted and has no effect: the simulator makes no check runs.
+  accepted and has no effect: the simulator makes no check runs. `from` and `to` are read as
+  milliseconds, or (`SimZone(log_range=...)`, the docs leave it open) as seconds or not at all.
 - `POST /run` with `responsive: true` waits up to 40 s of clock time; a slower run answers
   504 SC504 (the run goes on), with its `executionId` in the error body. `callbackUrl` is
   accepted and never called: the simulator makes no outbound requests.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from starlette.applications import Starlette
@@ -243,6 +245,11 @@ def _within(measure: Callable[[Execution], int], low: int | None,
 async def list_logs(request: Request) -> Response:
     zone = _zone(request)
     page = _page_query(request)
+    if zone.log_range == "s":
+        page = replace(page, from_ms=None if page.from_ms is None else page.from_ms * 1000,
+                       to_ms=None if page.to_ms is None else page.to_ms * 1000)
+    elif zone.log_range == "ignored":
+        page = replace(page, from_ms=None, to_ms=None)
     keep = _log_filter(request)
     _bool(request, "showCheckRuns")  # validated, no effect: there are no check runs
     org_id = zone.world.organization.id

@@ -152,11 +152,14 @@ class SimZone:
         counters: Literal["end", "log", "late", "never"] = "end",
         queue_readable: bool = True,
         organization_readable: bool = True,
+        log_range: Literal["ms", "s", "ignored"] = "ms",
     ) -> None:
         if log_timestamp not in ("start", "end"):
             raise ValueError("log_timestamp must be 'start' or 'end'")
         if counters not in ("end", "log", "late", "never"):
             raise ValueError("counters must be 'end', 'log', 'late' or 'never'")
+        if log_range not in ("ms", "s", "ignored"):
+            raise ValueError("log_range must be 'ms', 's' or 'ignored'")
         self.world = world if world is not None else demo_world()
         self.clock = clock if clock is not None else Clock()
         self.seed = seed
@@ -175,6 +178,9 @@ class SimZone:
         # and `GET /organizations/{id}` (else 403, as without the organizations:read scope).
         self.queue_readable = queue_readable
         self.organization_readable = organization_readable
+        # How `/logs` reads `from` and `to`: milliseconds (as makestream assumes Make does),
+        # seconds (as the docs' example values look), or not at all. make-api.md §6 leaves it open.
+        self.log_range = log_range
         # Guards state when a benchmark reads truth() from another thread than uvicorn's.
         self.lock = threading.RLock()
         self.started_ms = self.clock.now_ms()
