@@ -966,3 +966,38 @@ async def test_the_token_appears_nowhere(
     for text in shown:
         assert SECRET not in text  # ...and never shown
     assert h.notices  # and there was something to look at
+
+
+def _log_history(n: int) -> list[dict[str, Any]]:
+    """n log entries of scenario 5, newest first, as Make lists them."""
+    t0 = 1_790_000_000_000
+    return [{"imtId": f"{t0 + i * 1000}_scenario.5.auto.{i:032x}", "id": f"{i:032x}",
+             "timestamp": "2026-09-21T12:00:00Z", "duration": 1000, "status": 1}
+            for i in reversed(range(n))]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("keyset", [True, False])
+async def test_recent_logs_pages_from_the_last_entry_and_never_repeats_one(keyset: bool) -> None:
+    """In Make's example `pg.last` is not the page's last entry; a server may also ignore
+    `pg[last]`. Either way each run is listed once, and paging ends."""
+    history = _log_history(120)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        params = dict(parse_qsl(request.url.query.decode()))
+        limit = int(params["pg[limit]"])
+        start = 0
+        if keyset and "pg[last]" in params:
+            start = next(i for i, e in enumerate(history) if e["imtId"] == params["pg[last]"]) + 1
+        page = history[start:start + limit]
+        # `pg.last` names the newest entry, as in Make's own example.
+        return httpx.Response(200, json={"scenarioLogs": page,
+                                         "pg": {"last": history[0]["imtId"], "limit": limit}})
+
+    async with Harness(handler) as h:
+        entries = await h.client.recent_logs(5, 150)
+    ids = [e.id for e in entries]
+    assert len(ids) == len(set(ids))
+    assert ids == [e["id"] for e in history[:len(ids)]]
+    assert len(ids) == (120 if keyset else 100)
+    assert all(q["pg[sortDir]"] == "desc" for q in map(dict, map(h.query, range(len(h.requests)))))

@@ -405,24 +405,16 @@ def test(
     async def main() -> int:
         from makestream.config import load
         from makestream.engine.alerts import replay
-        from makestream.make.models import ExecutionLog
 
         thresholds = load().thresholds  # a bad config fails before any request is spent
         if from_store:
             return _test_from_store(thresholds, scenario, last, store, _table_wanted(fmt))
         async with open_client(conn) as (client, _zone):
             info = await client.scenario(scenario)
-            entries: list[ExecutionLog] = []
-            cursor: str | None = None
-            while len(entries) < last:
-                page = await client.logs(scenario, limit=min(100, last - len(entries)), last=cursor)
-                entries += page.items
-                cursor = page.pg.last if page.pg is not None else None
-                if not page.items or cursor is None:
-                    break
+            entries = await client.recent_logs(scenario, last)
             queue = None
             if info.hook_id is not None:
-                queue = sum(t.queue_count for t in await client.triggers(scenario))
+                queue = await client.queue_depth(scenario)
             alerts = replay(
                 thresholds,
                 info,

@@ -12,7 +12,7 @@ import math
 
 from makestream.engine.base import _ORG, LOG_PAGE, WatchBase
 from makestream.engine.poller import Action
-from makestream.errors import AuthError, NotFoundError
+from makestream.errors import NotFoundError
 from makestream.events import ModuleResult, _Event
 from makestream.make.budget import Priority
 from makestream.make.models import ExecStatus, ExecutionLog, Scenario
@@ -264,19 +264,16 @@ class WatchReads(WatchBase):
         # One at a time (see engine.policy): a low-priority read waits in the budget's queue
         # while the budget is busy, and holds a worker all that time.
         try:
-            triggers = await self.client.triggers(sid, priority=Priority.HIGH)
-        except (AuthError, NotFoundError) as exc:
-            if exc.status == 401:
-                raise
+            queue = await self.client.queue_depth(sid, priority=Priority.HIGH)
+        finally:
+            self.schedule.triggers_in_flight = False
+        if queue is None:
             # Queue depth is not readable with this token or this API: stop paying for it.
             self.schedule.queue_read(readable=False)
             return
-        finally:
-            self.schedule.triggers_in_flight = False
         state = self.tracker.scenarios[sid]
         if state.info is None or self._done.is_set():
             return
-        queue = sum(t.queue_count for t in triggers)
         before = state.queue_count
         self.emit(self.tracker.scenario_seen(state.info, queue_count=queue))
         if before is not None and queue > before:

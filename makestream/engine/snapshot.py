@@ -73,11 +73,12 @@ async def read_snapshot(
 ) -> list[ScenarioState]:
     """Ask Make for what each scenario's state event needs."""
     events: list[ScenarioState] = []
+    readable = True  # once Make refuses a queue depth, the others are not asked for
     for scenario in scenarios:
         page = await client.logs(scenario.id, limit=SNAPSHOT_LOGS, priority=Priority.NORMAL)
         queue = None
-        if scenario.hook_id is not None:
-            triggers = await client.triggers(scenario.id, priority=Priority.NORMAL)
-            queue = sum(t.queue_count for t in triggers)
+        if scenario.hook_id is not None and readable:
+            queue = await client.queue_depth(scenario.id, priority=Priority.NORMAL)
+            readable = queue is not None
         events.append(scenario_snapshot(scenario, page.items, queue_count=queue, tracker=tracker))
     return events

@@ -103,12 +103,13 @@ async def fetch_state(
             scenarios.append(await client.scenario(sid))
     logs: dict[int, Sequence[ExecutionLog]] = {}
     queues: dict[int, int | None] = {}
+    readable = True  # once Make refuses a queue depth, the others are not asked for
     for scenario in scenarios:
         page = await client.logs(scenario.id, limit=max(last, 50), priority=Priority.NORMAL)
         logs[scenario.id] = page.items
-        if scenario.hook_id is not None:
-            triggers = await client.triggers(scenario.id)
-            queues[scenario.id] = sum(t.queue_count for t in triggers)
+        if scenario.hook_id is not None and readable:
+            queues[scenario.id] = await client.queue_depth(scenario.id)
+            readable = queues[scenario.id] is not None
     return build_state(
         scenarios, logs, queues, client.budget.snapshot(), now=client.clock.now(), last=last
     )

@@ -22,7 +22,9 @@ import httpx
 from makestream import __version__
 from makestream.clock import Clock
 from makestream.errors import (
+    AuthError,
     MonitorError,
+    NotFoundError,
     PayloadError,
     RateLimitError,
     ServerError,
@@ -300,6 +302,20 @@ class MakeClient:
             scope="scenarios:read",
         )
 
+    async def queue_depth(
+        self, scenario_id: int, *, priority: Priority = Priority.NORMAL
+    ) -> int | None:
+        """The webhook queue depth (the triggers' `queue_count`s), or None where Make will not
+        tell: `GET …/triggers` refused (403) or absent (404) for this token or this API. A
+        token Make does not accept (401) still raises."""
+        try:
+            triggers = await self.triggers(scenario_id, priority=priority)
+        except (AuthError, NotFoundError) as exc:
+            if exc.status == 401:
+                raise
+            return None
+        return sum(t.queue_count for t in triggers)
+
     async def interface(
         self, scenario_id: int, *, priority: Priority = Priority.NORMAL
     ) -> ScenarioInterface:
@@ -350,6 +366,28 @@ class MakeClient:
             priority=priority,
             scope="scenarios:read",
         )
+
+    async def recent_logs(
+        self, scenario_id: int, count: int, *, priority: Priority = Priority.NORMAL
+    ) -> list[ExecutionLog]:
+        """The scenario's newest `count` log entries (fewer if it has fewer), newest first.
+
+        Pages on from the last entry's `imtId`, not from `pg.last`: in Make's own example
+        `pg.last` is not the page's last entry, and a server may echo the cursor it was given.
+        A page that brings nothing new (a server that ignores `pg[last]`) ends it."""
+        entries: list[ExecutionLog] = []
+        seen: set[str] = set()
+        cursor: str | None = None
+        while len(entries) < count:
+            page = await self.logs(scenario_id, limit=min(100, count - len(entries)),
+                                   last=cursor, sort_dir="desc", priority=priority)
+            fresh = [e for e in page.items if e.id not in seen]
+            seen.update(e.id for e in fresh)
+            entries += fresh
+            cursor = page.items[-1].imt_id if page.items else None
+            if not fresh or cursor is None:
+                break
+        return entries[:count]
 
     async def log(
         self, scenario_id: int, execution_id: str, *, priority: Priority = Priority.NORMAL
