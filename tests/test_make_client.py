@@ -278,6 +278,31 @@ async def test_scenarios_by_ids_use_repeated_brackets() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("by_ids", [False, True])
+async def test_scenarios_page_on_where_the_server_caps_the_page_and_says_so(by_ids: bool) -> None:
+    """The largest `pg[limit]` Make accepts is unknown; a server answering 50 of the 100 asked
+    for, with `pg.limit` 50, has more."""
+    every = list(range(1, 121))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qsl(request.url.query.decode())
+        params = dict(query)
+        wanted = [int(v) for k, v in query if k == "id[]"] or every
+        offset, limit = int(params["pg[offset]"]), min(50, int(params["pg[limit]"]))
+        ids = [i for i in every if i in wanted][offset : offset + limit]
+        return httpx.Response(200, json={"scenarios": [{"id": i} for i in ids],
+                                         "pg": {"limit": limit, "offset": offset}})
+
+    async with Harness(handler) as h:
+        if by_ids:
+            found = await h.client.scenarios(organization_id=9, ids=every[:99])
+        else:
+            found = await h.client.scenarios(team_id=7)
+    assert [s.id for s in found] == (every[:99] if by_ids else every)
+    assert len(h.requests) == (2 if by_ids else 3)
+
+
+@pytest.mark.anyio
 async def test_scenarios_stop_when_the_server_ignores_the_offset() -> None:
     page = {"scenarios": [{"id": 1}, {"id": 2}]}
     async with Harness(respond(200, page)) as h:

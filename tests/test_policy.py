@@ -19,6 +19,7 @@ from makestream.engine.policy import (
     ScanTarget,
     SweepGroup,
     decide,
+    poll_interval,
     scan_news,
 )
 from makestream.engine.poller import Schedule
@@ -604,3 +605,38 @@ def test_a_run_followed_in_the_logs_keeps_to_the_scan_limits_and_ends_with_its_s
     seen.polls = LOG_FOLLOWS_MAX + 1
     picked = decide(state, now).action
     assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "seen")
+
+
+def test_a_run_that_stays_in_flight_is_polled_ever_more_rarely_and_never_overflows() -> None:
+    state = state_with(20)
+    for expected in (None, 10.0):
+        run = PollTarget(1, "stuck", T, expected_s=expected, polls=10_000, by_logs=True)
+        gaps = [poll_interval(state, run, T + age) for age in (30, 300, 600, 6000)]
+        assert gaps[0] <= 5.0 and gaps == sorted(gaps) and gaps[-1] == 60.0
+
+
+def test_every_read_of_the_logs_past_a_runs_expected_end_counts_as_a_look() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=True)
+    schedule.watch_execution(1, "long", now=T, history=_History(), started=T, by_logs=True)
+    run = schedule.polls["long"]
+    assert run.expected_s == 10.0 and run.polls == 1
+    schedule.logs_read(1, T + 5)  # before its expected end: the timetable moves, no look counts
+    assert (run.polls, run.last_polled) == (1, T + 5)
+    schedule.logs_read(1, T + 12, followed="long")  # its own poll-scan, counted when sent
+    assert run.polls == 1
+    for i in range(LOG_FOLLOWS_MAX):
+        schedule.logs_read(1, T + 20 + i)  # read for other reasons: each is a look at it
+    assert run.polls == LOG_FOLLOWS_MAX + 1
+    # Now followed by its status: a listing that still shows it in flight does not put the
+    # next status poll off.
+    schedule.logs_read(1, T + 40)
+    assert (run.polls, run.last_polled) == (LOG_FOLLOWS_MAX + 1, T + 20 + LOG_FOLLOWS_MAX - 1)
+    picked = decide(schedule, T + 60).action
+    assert picked is not None and (picked.kind, picked.execution_id) == ("poll", "long")
+
+
+class _History:
+    """What `watch_execution` reads of a scenario's history: runs of about 10 s."""
+
+    def percentile(self, q: float) -> float:
+        return 10_000.0 if q == 50 else 6_000.0

@@ -249,3 +249,15 @@ def test_the_run_of_the_slot_before_does_not_release_a_slot() -> None:
     assert expected.type == "execution.expected"
     t.scan_complete(1, T0 + 300_000)
     assert t.scenarios[1].position.floor_ms == T0  # held (below the slot, as far as it can)
+
+
+def test_a_run_in_flight_longer_than_make_allows_stops_holding_the_floor() -> None:
+    t = tracker()
+    start = T0 + 120_000
+    t.started(1, "stuck", now=start / 1000, source="auto", started_at=start / 1000)
+    t.scan_complete(1, start + 30 * 60_000)
+    assert t.scenarios[1].position.floor_ms == start - 60_000  # held below its start
+    assert "stuck" in t.scenarios[1].running
+    t.scan_complete(1, start + 51 * 60_000)  # its start is past MAX_LOOKBACK_MS (50 min) now
+    assert t.scenarios[1].position.floor_ms == start + 51 * 60_000
+    assert "stuck" not in t.scenarios[1].running

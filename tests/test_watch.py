@@ -319,6 +319,45 @@ async def test_execution_follows_a_run_that_began_before_the_watch() -> None:
     assert watch.outcome.exit_code == ExitCode.EXECUTION_WARNING
 
 
+async def test_a_run_unknown_to_executions_for_a_moment_after_it_started_is_followed() -> None:
+    """A run just started can lag its listing; `/executions` answering 404 for the first
+    seconds after `POST /run` must not end the watch while the run goes on."""
+    clock = Clock(50)
+    eid = "9c4874979d974c3ebdef1e8aaa7dc452"
+    started: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path, now = request.url.path.removeprefix("/api/v2"), clock.now()
+        body = {"id": 5, "name": "s", "teamId": 7, "isActive": True}
+        if path in ("/scenarios/5", "/scenarios"):
+            return httpx.Response(200, json={"scenario": body, "scenarios": [body]})
+        if path == "/scenarios/5/run":
+            started.append(now)
+            return httpx.Response(200, json={"executionId": eid})
+        if path == f"/scenarios/5/executions/{eid}" and now - started[0] >= 3:
+            return httpx.Response(200, json={"status": "RUNNING" if now - started[0] < 6
+                                             else "SUCCESS"})
+        if path == "/scenarios/5/logs":
+            return httpx.Response(200, json={"scenarioLogs": []})
+        return httpx.Response(404, json={"detail": "Not found.", "code": "SC404"})
+
+    token = Token("3f2b5c1e-8a4d-4f6b-9c2e-7d1a0b9e4c3f")
+    client = MakeClient("https://eu1.make.com/api/v2", token, budget=Budget(60, clock=clock),
+                        clock=clock, transport=httpx.MockTransport(handler))
+    watch = Watch(client, WatchOptions(scenario_ids=[5], run=True, exit_status=True,
+                                       api_limit=60))
+    events: list[_Event] = []
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        with anyio.move_on_after(clock.real(120)):
+            async for event in watch.events:
+                events.append(event)
+        watch.events.close()
+    [done] = finished(events)
+    assert (done.execution_id, done.status) == (eid, "success")
+    assert watch.outcome.exit_code == ExitCode.OK
+
+
 async def test_unknown_execution_is_fatal() -> None:
     zone = SimZone(outcome_world(), clock=Clock(50), seed=1)
     events, watch = await collect(

@@ -84,6 +84,9 @@ class WatchBase:
         self._codes: list[ExitCode] = []
         self._counts: dict[str, int] = {"finished": 0, "success": 0, "warning": 0, "error": 0}
         self._targets: set[str] = set()  # executions whose end ends the watch (--run/--execution)
+        # When Make first answered 404 for each target: a run just started may not be known to
+        # `/executions` at once (see `NOT_FOUND_GRACE_S`).
+        self._target_missing: dict[str, float] = {}
         self._pending = 0  # follow-ups in flight, for --no-follow
         # Runs known to have ended and not reported yet (a follow-up reads their log entry or
         # error detail): whatever ends the watch, they are reported with what is known.

@@ -121,6 +121,7 @@ POLL_SHARE = 0.6
 # its status, which settles an entry that never turns terminal in the listing (an unknown
 # status, a stale RUNNING entry) or a run the listing no longer shows.
 LOG_FOLLOWS_MAX = 6
+POLL_MAX_S = 60.0  # the longest gap between two status polls of a run in flight (`poll_interval`)
 # Expected news added per second a sure signal's run has waited: enough to serve runs known to
 # wait oldest first, whatever their scenarios' base rates.
 SURE_AGE_WEIGHT = 0.1
@@ -462,17 +463,21 @@ def poll_interval(state: PolicyState, target: PollTarget, now: float) -> float:
         # --run/--execution: this run is all there is to watch, and a run's length varies too
         # much for history to say when to look; poll at the budget's pace.
         return floor
+    # A run in flight for long polls more rarely: at most 5 s apart, or a tenth of its age
+    # (up to a minute). An entry Make never turns terminal (an unknown status, PAUSED) then
+    # costs a poll a minute, not twelve, until it is given up (`Tracker.scan_complete`).
+    cap = min(POLL_MAX_S, max(5.0, (now - target.started) / 10))
     if target.expected_s is None:
-        return min(5.0, floor * 1.3**target.polls)
+        return min(cap, floor * 1.3 ** min(target.polls, 20))  # (1.3**20 > 5 already)
     # Sparse until the earliest plausible end, dense from there to a little past the expected
-    # end, then backing off towards 5 s for a run that overstays.
+    # end, then backing off towards the cap for a run that overstays.
     earliest = target.started + (target.earliest_s or target.expected_s * 0.5)
     if now < earliest:
         return max(floor, min((earliest - now) / 2, 30.0))
     overdue = now - (target.started + target.expected_s)
     if overdue <= 0:
         return floor
-    return max(floor, min(5.0, floor + overdue / 10))
+    return max(floor, min(cap, floor + overdue / 10))
 
 
 def scan_ready_at(state: PolicyState, target: ScanTarget) -> float:

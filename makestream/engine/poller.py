@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from makestream.engine.history import History
 from makestream.engine.policy import (
     DEMAND_SPAN_S,
+    LOG_FOLLOWS_MAX,
     SWEEP_MAX_S,
     TRIGGERS_MIN_S,
     Action,
@@ -75,12 +76,24 @@ class Schedule(PolicyState):
     def forget_execution(self, execution_id: str) -> None:
         self.polls.pop(execution_id, None)
 
-    def logs_read(self, scenario_id: int, now: float) -> None:
+    def logs_read(self, scenario_id: int, now: float, *, followed: str | None = None) -> None:
         """A scan read this scenario's logs: every run followed there was looked at just now
-        (its next look goes by the timetable from here, not at once)."""
+        (its next look goes by the timetable from here, not at once). `followed`: the run the
+        scan was sent for, whose look was counted when it was sent.
+
+        Past a run's expected end a look counts towards LOG_FOLLOWS_MAX whatever sent it: an
+        entry that never turns terminal in a scenario read often for other reasons is then
+        settled by its status too, not looked at forever."""
         for target in self.polls.values():
-            if target.by_logs and target.scenario_id == scenario_id and not target.in_flight:
-                target.last_polled = now
+            if (not target.by_logs or target.scenario_id != scenario_id or target.in_flight
+                    or target.polls > LOG_FOLLOWS_MAX):
+                # (Past LOG_FOLLOWS_MAX it is followed by its status, on that timetable: a
+                # listing that still shows it in flight must not put the next poll off.)
+                continue
+            target.last_polled = now
+            overdue = now > target.started + (target.expected_s or 0.0)
+            if target.execution_id != followed and overdue:
+                target.polls += 1
 
     def adopt(self, scenario_id: int, now: float, *, fresh: bool, hooked: bool) -> ScanTarget:
         target = self.scans.get(scenario_id)

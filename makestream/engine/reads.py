@@ -17,6 +17,10 @@ from makestream.events import ModuleResult, _Event
 from makestream.make.budget import Priority
 from makestream.make.models import ExecStatus, ExecutionLog, Scenario
 
+# How long an execution the watch was started for (`--run`, `--execution`) may be unknown to
+# `GET /executions/{id}` before the watch gives up on it.
+NOT_FOUND_GRACE_S = 10.0
+
 
 class WatchReads(WatchBase):
     """The action handlers of `Watch` that read Make."""
@@ -26,12 +30,19 @@ class WatchReads(WatchBase):
         try:
             detail = await self.client.execution(sid, eid, priority=Priority.HIGH)
         except NotFoundError:
-            self.schedule.polled(eid, self.clock.now())
-            self.schedule.forget_execution(eid)
+            now = self.clock.now()
+            self.schedule.polled(eid, now)
             if eid in self._targets:
+                # A run just started can lag its listing by a few seconds (make-api.md §5):
+                # `/executions` may not know it yet. Only a 404 that lasts ends the watch.
+                first = self._target_missing.setdefault(eid, now)
+                if now - first < NOT_FOUND_GRACE_S:
+                    return  # polled again on its timetable
+                self.schedule.forget_execution(eid)
                 raise NotFoundError(
                     f"execution {eid} of scenario {sid} not found", status=404
                 ) from None
+            self.schedule.forget_execution(eid)
             return
         except BaseException:
             self.schedule.polled(eid, self.clock.now())
@@ -154,6 +165,9 @@ class WatchReads(WatchBase):
                 # in a busy scenario, the rest may be runs whose logs are not out yet.)
                 self.schedule.explain(sid)
             self.tracker.scan_complete(sid, now_ms - state.lookback_ms)
+            for eid in [eid for eid, poll in self.schedule.polls.items()
+                        if poll.by_logs and poll.scenario_id == sid and eid not in state.running]:
+                self.schedule.forget_execution(eid)  # given up as stale (`scan_complete`)
         finally:
             self.schedule.scanned(sid, started, self.clock.now(), ok=ok, found=found,
                                   signal=action.signal)
@@ -163,7 +177,8 @@ class WatchReads(WatchBase):
                 self.schedule.polled(eid, self.clock.now(),
                                      ended=(eid not in self.schedule.polls) if ok else None)
             if ok:
-                self.schedule.logs_read(sid, self.clock.now())
+                self.schedule.logs_read(sid, self.clock.now(), followed=(
+                    action.execution_id if action.signal == "poll" else None))
 
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.

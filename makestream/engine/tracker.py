@@ -211,9 +211,17 @@ class Tracker:
         # Starts older than Make's longest run can no longer produce an entry.
         state.starts = [t for t in state.starts if t >= from_ms - MAX_LOOKBACK_MS]
         floor = min([from_ms, *state.held.values(), *(t - LATE_WINDOW_MS for t in state.starts)])
-        for run in state.running.values():
-            if run.started_at is not None:
-                floor = min(floor, int(run.started_at * 1000) - LATE_WINDOW_MS)
+        for eid, run in list(state.running.items()):
+            if run.started_at is None:
+                continue
+            started_ms = int(run.started_at * 1000)
+            if started_ms < from_ms - MAX_LOOKBACK_MS:
+                # Older than Make lets a run go: an entry that never turned terminal (an
+                # unknown status, a stale one). Holding the floor for it would page further
+                # back at every scan, for good; it is no longer counted as running.
+                del state.running[eid]
+                continue
+            floor = min(floor, started_ms - LATE_WINDOW_MS)
         state.position.raise_floor(floor)
         self._version += 1
 

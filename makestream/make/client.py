@@ -258,17 +258,21 @@ class MakeClient:
                     ("pg[sortBy]", "id"),
                     ("pg[sortDir]", "asc"),
                 ]
-                page = await self._get(
+                page, pg = await self._get(
                     "/scenarios",
-                    lambda body: shapes.many(body, Scenario, "scenarios"),
+                    lambda body: (shapes.many(body, Scenario, "scenarios"), shapes.page(body)),
                     params=params,
                     priority=priority,
                     scope="scenarios:read",
                 )
                 new = [s for s in page if s.id not in found]
                 found.update((s.id, s) for s in new)
+                # The largest `pg[limit]` Make accepts is unknown: a server that caps it says so
+                # in `pg.limit`, and a page that full is not the last one.
+                capped = pg.limit if pg is not None and (pg.limit or 0) > 0 else None
+                full = min(page_size, capped) if capped is not None else page_size
                 # A page with nothing new means the server ignores the offset: stop, not loop.
-                if len(page) < page_size or not new:
+                if len(page) < full or not new:
                     break
                 offset += len(page)
         return list(found.values())
