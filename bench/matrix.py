@@ -69,6 +69,8 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
     overload   webhooks bringing 1.5 x as many runs a minute as the budget has requests
     bursts     half webhooks 1 a minute, half webhooks whose senders batch: 10 requests in 5 s,
                a batch every 8 minutes on average (with 20 scenarios about 22 runs a minute)
+    polling    every scenario scheduled every 60 s; half are polling triggers whose check
+               finds nothing new 4 times in 5 (a check run: not listed, no counter moved)
     """
     if name == "idle":
         world = generated_world(n, seed=seed, api_limit=api_limit)
@@ -80,7 +82,8 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
     for i in range(n):
         sid = 1000 + i
         kind = {"active": "scheduled" if i % 2 == 0 else "webhook", "scheduled": "scheduled",
-                "poisson": "webhook", "overload": "webhook", "bursts": "webhook"}[name]
+                "polling": "scheduled", "poisson": "webhook", "overload": "webhook",
+                "bursts": "webhook"}[name]
         calm = name == "active" and n >= 100
         bursting = name == "bursts" and i % 2 == 1
         if name == "overload":
@@ -99,7 +102,8 @@ def workload_world(name: str, n: int, *, seed: int, api_limit: int) -> WorldSpec
             "blueprint": blueprint(f"{name} {i + 1}", [first, module(2, "json:ParseJSON")],
                                    instant=kind == "webhook"),
             "profile": Profile(duration_mean=mean, duration_stddev=mean / 4,
-                               warning_rate=0.1, error_rate=0.1),
+                               warning_rate=0.1, error_rate=0.1,
+                               check_rate=0.8 if name == "polling" and i % 2 == 0 else 0.0),
         }
         if kind == "scheduled":
             spec["scheduling"] = {"type": "indefinitely", "interval": 3 * n if calm else 60}
@@ -163,6 +167,8 @@ CELLS = [
     _cell("active", 100, _vary(running_in_logs=True), speed=5),
     _cell("active", 20, _vary(running_in_logs=True, log_lag=5.0)),
     _cell("poisson", 20, _vary(running_in_logs=True, log_lag=5.0)),
+    # Polling triggers: scheduled slots that mostly list nothing (check runs).
+    _cell("polling", 20, CONSERVATIVE),
 ]
 SMOKE = [_cell("active", 6, CONSERVATIVE, minutes=3.5, speed=20)]
 

@@ -640,3 +640,43 @@ class _History:
 
     def percentile(self, q: float) -> float:
         return 10_000.0 if q == 50 else 6_000.0
+
+
+def test_slots_that_list_no_run_stop_their_looks_and_teach_no_lag() -> None:
+    """A polling trigger that found nothing new makes a check run, which `/logs` does not list:
+    its slot must not be looked for until the next one, nor push every scenario's due scans
+    later by `due_lag`; its due scans are worth as much as its slots list runs."""
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    poller = schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                            next_exec=T + 10, interval=60, expected_s=4)
+    schedule.roll(T + 11)
+    schedule.scanned(1, T + 15, T + 15, ok=True, found=0, signal="due")  # first look: a miss
+    assert schedule.due_lag == 0.5  # (logs may show later: learned, as before)
+    assert poller.due_at is not None and poller.due_misses == 1
+    schedule.roll(T + 71)  # the next slot came, the last one never listed its run
+    assert (poller.slots_kept, poller.slots_empty, poller.began) == (0, 1, T + 70)
+    assert poller.due_at == pytest.approx(T + 74.5 + schedule.due_lag)
+    assert poller.slot_reliability == 0.5
+    # Now that its slots are known to list nothing at times, a miss teaches nothing ...
+    schedule.scanned(1, T + 75, T + 75, ok=True, found=0, signal="due")
+    assert schedule.due_lag == 0.5
+    # ... until a look again finds the run: logs did show later.
+    poller.found_ended = T + 76
+    schedule.scanned(1, poller.due_at or 0.0, T + 77, ok=True, found=1, signal="due")
+    assert schedule.due_lag == 1.0 and poller.due_at is None and poller.slots_kept == 1
+    # A due scan is worth what its slots list: less than one whose slots always do.
+    steady = schedule.scans[2] = ScanTarget(2, last_scan=T, scanned_once=True, since=T - 600)
+    for target in (poller, steady):
+        target.due_at, target.due_misses = T + 130, 0
+    poller.slots_empty = 4
+    assert scan_news(schedule, poller, T + 131) < scan_news(schedule, steady, T + 131) / 2
+
+
+def test_the_first_read_tells_how_many_slots_listed_a_run() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    schedule.scans[1] = ScanTarget(1, interval=60)
+    schedule.scans[2] = ScanTarget(2)  # no schedule: nothing to tell
+    schedule.slots_listed(1, 1, 300)
+    schedule.slots_listed(2, 1, 300)
+    assert (schedule.scans[1].slots_kept, schedule.scans[1].slots_empty) == (1, 4)
+    assert (schedule.scans[2].slots_kept, schedule.scans[2].slots_empty) == (0, 0)

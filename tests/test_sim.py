@@ -571,6 +571,28 @@ async def test_schedule_next_exec_and_totals(clock: ManualClock) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("check_rate", [0.0, 0.5, 1.0])
+async def test_a_polling_trigger_that_finds_nothing_makes_a_check_run_nobody_sees(
+    clock: ManualClock, check_rate: float
+) -> None:
+    world = one_scenario_world(scheduling={"type": "indefinitely", "interval": 60},
+                               profile=Profile(duration_mean=5, duration_stddev=0,
+                                               check_rate=check_rate))
+    zone = SimZone(world, clock=clock, seed=1)
+    async with client_for(zone) as client:
+        due = _iso_ms((await client.get("/scenarios/1")).json()["scenario"]["nextExec"]) / 1000
+        clock.t = due + 20 * 60 + 30
+        after = (await client.get("/scenarios/1")).json()["scenario"]
+        listed = (await client.get("/scenarios/1/logs")).json()["scenarioLogs"]
+    # Every slot came (nextExec moved on by 21), but only runs that found something ran.
+    assert _iso_ms(after["nextExec"]) / 1000 == due + 21 * 60
+    runs = len(zone.truth())
+    assert len(listed) == runs
+    assert after["operations"] == sum(r.operations for r in zone.truth())
+    assert {0.0: runs == 21, 0.5: 3 < runs < 18, 1.0: runs == 0}[check_rate]
+
+
+@pytest.mark.anyio
 async def test_consecutive_errors_make_a_scenario_invalid(clock: ManualClock) -> None:
     world = one_scenario_world(scheduling={"type": "indefinitely", "interval": 60},
                                profile=Profile(duration_mean=5, duration_stddev=0, error_rate=1))

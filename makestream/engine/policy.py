@@ -27,7 +27,9 @@ the total (and the tail) of detection latency low.
      signals add one run to that: a scheduled run whose expected end
      (`nextExec` + the long side of recent durations) passed (`due`; before it, a read is worth
      the chance the run is over by now, `ScanTarget.visible_chance`; only a run that ended after
-     the scheduled start answers it), and a sweep whose
+     the scheduled start answers it; worth a run times the share of the scenario's slots that
+     listed one, `slot_reliability`, since a polling trigger that found nothing makes a check
+     run `/logs` does not list), and a sweep whose
      `operations` counter grew past the runs found so far (`sweep`, `owed_ops`; once counters
      are seen to lag, `counters_lag`, growth that runs listed from just before start-up
      explain points at nothing). Softer signals
@@ -259,12 +261,22 @@ class ScanTarget:
     # ends by nextExec, and no due scan looks for it (`scheduled` is false until a read finds a
     # run that ended since, or nextExec comes). None: no such run.
     overrun_seen: float | None = None
+    # Scheduled slots whose run a due scan found, and slots given up with nothing listed: a
+    # polling trigger that found nothing new makes a check run, which `/logs` does not list.
+    slots_kept: int = 0
+    slots_empty: int = 0
     expected_s: float = 0.0
     # Recent runs' lengths at the QUANTILES (s; empty without history): how likely the run a
     # due scan waits for is over by now, before its sure moment (`visible_chance`).
     lengths: tuple[float, ...] = ()
     triggers_after: float = 0.0
     dispatched_base: float = 0.0  # the base chance of news when the scan in flight was picked
+
+    @property
+    def slot_reliability(self) -> float:
+        """The share of this scenario's scheduled slots that list a run (from a prior of one
+        that did): what a due scan is worth, where slots may be check runs."""
+        return (self.slots_kept + 1) / (self.slots_kept + self.slots_empty + 1)
 
     @property
     def proves_run(self) -> bool:
@@ -292,6 +304,11 @@ class ScanTarget:
         if self.next_exec is not None and self.next_exec <= now:
             self.overrun_seen = None  # the next slot came: the run that overran is over
         while self.next_exec is not None and self.next_exec <= now:
+            if self.due_at is not None and self.began is not None and self.next_exec > self.began:
+                # The next slot came and the last one's run was never listed (a check run, as
+                # far as anyone can tell): its looks again stop, the new slot's scan goes.
+                self.slots_empty += 1
+                self.due_at, self.due_misses = None, 0
             self.began = self.next_exec
             due = self.next_exec + max(self.expected_s, 1.0) + 0.5
             self.next_exec = self.next_exec + self.interval if self.interval else None
@@ -507,7 +524,7 @@ def waiting(sure: float, waited_s: float) -> float:
 def sure_signal(target: ScanTarget, now: float) -> bool:
     """A run is known to wait in this scenario: a scheduled run's moment passed, or a counter
     grew past the runs found."""
-    return target.is_due(now) or target.proves_run
+    return (target.is_due(now) and target.slot_reliability >= 0.5) or target.proves_run
 
 
 def unlocated(state: PolicyState, now: float) -> float:
@@ -563,8 +580,9 @@ def scan_news(state: PolicyState, target: ScanTarget, now: float,
     if target.due_at is not None and now >= target.due_at:  # (`is_due`, spelled out for mypy)
         # A run began at nextExec: its log will show; a miss only says "not yet" (the retries
         # back off). Worth a sure run, besides what the base rate expects; a look again after
-        # a miss, a likely one.
-        news += waiting(1.0 if target.due_misses == 0 else DUE_RETRY_NEWS, now - target.due_at)
+        # a miss, a likely one. Either as far as this scenario's slots list runs at all.
+        sure = 1.0 if target.due_misses == 0 else DUE_RETRY_NEWS
+        news += waiting(sure * target.slot_reliability, now - target.due_at)
     return news
 
 

@@ -265,6 +265,17 @@ class Schedule(PolicyState):
             target.runs += runs
             target.since -= span_s
 
+    def slots_listed(self, scenario_id: int, runs: int, window_s: float) -> None:
+        """The first read listed `runs` runs over the last `window_s` seconds: on an interval
+        schedule, the slots of that window that listed none were check runs (or the scenario
+        was off), and its due scans are worth as much as its slots list runs."""
+        target = self.scans.get(scenario_id)
+        if target is None or not target.interval or window_s < target.interval:
+            return
+        slots = int(window_s // target.interval)
+        target.slots_kept += min(runs, slots)
+        target.slots_empty += max(0, slots - runs)
+
     def sweep_groups(self, groups: dict[int, int], now: float) -> None:
         """The groups a sweep lists (0: the organization, else team ids) and their page counts;
         the listing that resolved the targets counts as the first sweep."""
@@ -410,26 +421,36 @@ class Schedule(PolicyState):
             # run that ended after the scheduled start: that is the run the due scan would look
             # for (one scheduled scenario's runs do not overlap).
             target.due_at, target.due_misses = None, 0
+            target.slots_kept += 1
         if target.due_at is not None and started >= target.due_at:
             if target.began is None:
                 target.began = started
             waited = now - target.began
-            if target.due_misses == 0:
-                # The first look at the expected moment: a miss says logs show later than that
-                # (Make's log lag, longer runs), a hit that they may show sooner.
-                self.due_lag = (max(0.0, self.due_lag - DUE_LAG_STEP / 5) if slot_run
-                                else min(DUE_LAG_MAX, self.due_lag + DUE_LAG_STEP))
+            # The first look at the expected moment: a hit says logs may show sooner than
+            # that, a miss that they show later (Make's log lag, longer runs). Where slots were
+            # seen to list nothing (check runs) a miss may be one more of those, which would
+            # push every scenario's due scans later: there the lesson waits for a look again
+            # to find the run.
+            first = target.due_misses == 0
+            if first and slot_run:
+                self.due_lag = max(0.0, self.due_lag - DUE_LAG_STEP / 5)
+            elif (first and not target.slots_empty) or (
+                    not first and slot_run and target.slots_empty):
+                self.due_lag = min(DUE_LAG_MAX, self.due_lag + DUE_LAG_STEP)
             if slot_run:
                 self.signals["due"].outcome(now, True, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
-            elif waited < max(DUE_GIVE_UP_S, 3 * target.expected_s):
+                target.slots_kept += 1
+            elif waited < max(DUE_GIVE_UP_S, 3 * target.expected_s) * target.slot_reliability:
                 # The log may lag the run's end, or the run may last longer: look again after
-                # a third of the time it has taken so far (at least a second).
+                # a third of the time it has taken so far (at least a second); for less long
+                # where slots often list nothing.
                 target.due_misses += 1
                 target.due_at = now + max(1.0, DUE_BACKOFF * waited)
             else:
                 self.signals["due"].outcome(now, False, target.dispatched_base)
                 target.due_at, target.due_misses = None, 0
+                target.slots_empty += 1
         if answered or (found and target.signal == "sweep" and target.owed_ops <= 0):
             # The scan answered whatever made the scenario hot (or, sent before the sweep that
             # pointed here, found the runs that explain the counter's growth).

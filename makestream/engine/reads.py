@@ -193,6 +193,8 @@ class WatchReads(WatchBase):
         state.position.floor_ms = floor_ms
         past = [e for e in entries if e.timestamp_ms + (e.duration_ms or 0) < start_ms]
         self.tracker.prime(sid, past)
+        self.schedule.slots_listed(sid, sum(1 for e in past if e.timestamp_ms >= floor_ms),
+                                   (start_ms - floor_ms) / 1000)
         # The scenario's base rate starts from the runs of its recent past.
         if len(past) >= 2:
             span = (start_ms - min(e.timestamp_ms for e in past)) / 1000

@@ -50,6 +50,10 @@ class Profile(_Spec):
     transfer: int = Field(2048, ge=0)
     # Chance that a filtered link lets the run through (routers pick branches by this).
     filter_pass_rate: float = Field(0.5, ge=0, le=1)
+    # Chance that a scheduled run's trigger finds nothing new: a check run, which `/logs` does
+    # not list (make-api.md §2.4: hidden by default) and which moves no counter. Polling
+    # triggers ("watch new rows") mostly make these.
+    check_rate: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _rates_fit(self) -> Profile:

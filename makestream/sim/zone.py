@@ -125,6 +125,7 @@ class ScenarioState:
     slots: list[int] = field(default_factory=lambda: [0])
     counters: dict[str, int] = field(default_factory=dict)
     in_flight: dict[str, Execution] = field(default_factory=dict)  # started, log not visible
+    checks: random.Random | None = None  # draws which scheduled runs are check runs
 
     @property
     def is_active(self) -> bool:
@@ -345,13 +346,20 @@ class SimZone:
         if not state.accepting:
             state.next_exec_ms = None
             return
-        execution = self._create(state, "auto", at, None)
-        self._start(execution)
+        rate = state.spec.profile.check_rate
+        if rate > 0 and state.checks is None:
+            state.checks = random.Random(f"{self.seed}/{state.spec.id}/checks")
+        if state.checks is not None and state.checks.random() < rate:
+            end_ms = at  # a check run: nothing new, nothing listed, no counter moved
+        else:
+            execution = self._create(state, "auto", at, None)
+            self._start(execution)
+            end_ms = execution.end_ms
         if once:
             state.next_exec_ms = None
             return
         # The next slot of the grid, skipping slots that fall while this run is still going.
-        due = max(at + interval, execution.end_ms)
+        due = max(at + interval, end_ms)
         slot = base + -(-(due - base) // interval) * interval
         state.next_exec_ms = slot
         self._push(slot, _PLAN, lambda: self._scheduled(state, slot, interval, base, once))
