@@ -680,3 +680,15 @@ def test_the_first_read_tells_how_many_slots_listed_a_run() -> None:
     schedule.slots_listed(2, 1, 300)
     assert (schedule.scans[1].slots_kept, schedule.scans[1].slots_empty) == (1, 4)
     assert (schedule.scans[2].slots_kept, schedule.scans[2].slots_empty) == (0, 0)
+
+
+def test_a_slot_whose_long_run_may_still_be_going_keeps_its_looks_at_the_next_slot() -> None:
+    schedule = Schedule(rate_per_s=0.8, following=False)
+    long = schedule.scans[1] = ScanTarget(1, last_scan=T, scanned_once=True, since=T - 600,
+                                          next_exec=T, interval=60, expected_s=40)
+    schedule.roll(T + 1)
+    schedule.scanned(1, T + 41, T + 41, ok=True, found=0, signal="due")  # not over yet
+    retry = long.due_at
+    assert retry is not None and long.due_misses == 1
+    schedule.roll(T + 61)  # the next slot: the run may well still be going
+    assert long.slots_empty == 0 and long.due_misses == 1 and long.due_at == retry

@@ -304,9 +304,12 @@ class ScanTarget:
         if self.next_exec is not None and self.next_exec <= now:
             self.overrun_seen = None  # the next slot came: the run that overran is over
         while self.next_exec is not None and self.next_exec <= now:
-            if self.due_at is not None and self.began is not None and self.next_exec > self.began:
-                # The next slot came and the last one's run was never listed (a check run, as
-                # far as anyone can tell): its looks again stop, the new slot's scan goes.
+            if (self.due_at is not None and self.due_misses and self.began is not None
+                    and self.next_exec >= self.began + 3 * max(self.expected_s, 1.0)):
+                # The next slot came, the last one's run was looked for and never listed, and
+                # runs here last under a third of that (the looks again would give up by now):
+                # a check run, as far as anyone can tell. Its looks stop, the new slot's go.
+                # (A run that may still be going keeps its looks, as before.)
                 self.slots_empty += 1
                 self.due_at, self.due_misses = None, 0
             self.began = self.next_exec
