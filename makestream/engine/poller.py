@@ -431,11 +431,13 @@ class Schedule(PolicyState):
             # seen to list nothing (check runs) a miss may be one more of those, which would
             # push every scenario's due scans later: there the lesson waits for a look again
             # to find the run.
-            first = target.due_misses == 0
-            if first and slot_run:
-                self.due_lag = max(0.0, self.due_lag - DUE_LAG_STEP / 5)
-            elif (first and not target.slots_empty) or (
-                    not first and slot_run and target.slots_empty):
+            if target.due_misses == 0:
+                if slot_run:
+                    self.due_lag = max(0.0, self.due_lag - DUE_LAG_STEP / 5)
+                late = not slot_run and not target.slots_empty
+            else:
+                late = slot_run and target.slots_empty > 0
+            if late:
                 self.due_lag = min(DUE_LAG_MAX, self.due_lag + DUE_LAG_STEP)
             if slot_run:
                 self.signals["due"].outcome(now, True, target.dispatched_base)
