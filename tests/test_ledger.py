@@ -6,8 +6,11 @@ real processes is in tests/test_budget_processes.py.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,16 @@ import anyio
 import pytest
 
 from makestream.clock import Clock
+from makestream.make import ledger as ledger_module
 from makestream.make.budget import Budget
-from makestream.make.ledger import LEDGER_MAX_BYTES, WINDOW_S, Ledger, ledger_dir, ledger_key
+from makestream.make.ledger import (
+    LEDGER_MAX_BYTES,
+    WINDOW_S,
+    Claim,
+    Ledger,
+    ledger_dir,
+    ledger_key,
+)
 
 pytestmark = pytest.mark.anyio
 URL = "https://eu1.make.com/api/v2"
@@ -164,21 +175,69 @@ async def test_a_link_planted_in_place_of_the_folder_is_refused(tmp_path: Path) 
     assert problems and "not private" in problems[0]
 
 
-async def test_a_lock_held_too_long_is_not_waited_for(tmp_path: Path) -> None:
-    import fcntl
-
-    a = member(tmp_path, 101)
-    assert await a.claim(1.0, cap=5) is not None
-    fd = os.open(a.path, os.O_RDWR)
+@contextlib.contextmanager
+def lock_held(ledger: Ledger) -> Iterator[None]:
+    """The ledger's lock taken, as by another process inside a decision."""
+    fd = os.open(ledger.path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # another process, stopped inside the lock
-        with anyio.fail_after(1):
-            assert await a.claim(2.0, cap=5) is None
-        assert a.broken is None  # busy once, not broken
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)
+
+
+async def test_a_taken_lock_delays_the_send_without_counting_it(tmp_path: Path) -> None:
+    a = member(tmp_path, 101)
+    assert await a.claim(1.0, cap=5) is not None
+    with lock_held(a), anyio.fail_after(1):
+        claim = await a.claim(2.0, cap=5)
+        # Not sent uncounted past the cap: asked to try again a few milliseconds later.
+        assert claim is not None and claim.busy and claim.delay > 0
+    assert a.broken is None
     claim = await a.claim(3.0, cap=5)
-    assert claim is not None and claim.used == 2
+    assert claim is not None and not claim.busy and claim.delay == 0
+    assert claim.used == 2  # the first send and this one, not the one that found the lock taken
+
+
+async def test_a_lock_held_for_good_is_not_waited_for_past_a_moment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "BUSY_WAIT_S", 0.05)
+    a = member(tmp_path, 101)
+    assert await a.claim(1.0, cap=5) is not None
+    with lock_held(a), anyio.fail_after(1):  # another process, stopped inside the lock
+        first = await a.claim(2.0, cap=5)
+        assert first is not None and first.busy
+        await anyio.sleep(0.06)
+        assert await a.claim(2.5, cap=5) is None  # decided alone from now on
+        assert await a.claim(2.6, cap=5) is None
+    claim = await a.claim(3.0, cap=5)
+    assert claim is not None and not claim.busy and claim.used == 2
+    # The lock got again: a later taken lock is waited for again.
+    with lock_held(a):
+        later = await a.claim(4.0, cap=5)
+        assert later is not None and later.busy
+
+
+async def test_a_budget_waits_for_a_taken_lock_then_counts_its_send(tmp_path: Path) -> None:
+    ledger = member(tmp_path, 101)
+    budget = Budget(60, clock=Clock(1))
+    budget.share_with(ledger)
+    await ledger.look(budget.clock.monotonic())  # the file exists, no send in it
+    sent = anyio.Event()
+
+    async def send() -> None:
+        await budget.acquire()
+        sent.set()
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            with lock_held(ledger):
+                tg.start_soon(send)
+                await anyio.sleep(0.05)
+                assert not sent.is_set()  # waits for the holder's decision
+            await sent.wait()
+    claim = await ledger.look(budget.clock.monotonic())
+    assert claim is not None and claim.used == 1  # counted in the ledger, not sent past it
 
 
 async def test_a_pause_seen_by_another_process_slows_this_one_down_too(tmp_path: Path) -> None:
@@ -210,17 +269,28 @@ async def test_a_light_sender_costs_a_busy_one_only_what_it_sends(tmp_path: Path
     assert snap.rate_per_min == pytest.approx(48 - 3)  # not 48 / 2
 
 
+class Recording(Ledger):
+    """A ledger that keeps the clock time of every send it counted: the times the shared cap
+    holds for (times read after acquire() returns run late on a busy machine at a fast clock)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.granted: list[float] = []
+
+    async def claim(self, now: float, cap: int) -> Claim | None:
+        claim = await super().claim(now, cap)
+        if claim is not None and claim.delay <= 0:
+            self.granted.append(now)
+        return claim
+
+
 async def busy_callers(budgets: dict[Any, Budget], clock: Clock, seconds: float,
-                       callers: int) -> tuple[dict[Any, list[float]], int]:
-    """`callers` tasks per budget acquiring as fast as they are let through for `seconds`
-    (clock): when each budget let each through, and the most sends in any window (a second
-    short of 60: times are read just after acquire() returns, a little late at a fast clock)."""
-    sent: dict[Any, list[float]] = {name: [] for name in budgets}
+                       callers: int) -> None:
+    """`callers` tasks per budget acquiring as fast as they are let through for `seconds`."""
 
     async def caller(name: Any) -> None:
         while True:
             await budgets[name].acquire()
-            sent[name].append(clock.monotonic())
 
     async with anyio.create_task_group() as tg:
         for name in budgets:
@@ -228,21 +298,23 @@ async def busy_callers(budgets: dict[Any, Budget], clock: Clock, seconds: float,
                 tg.start_soon(caller, name)
         await clock.sleep(seconds)
         tg.cancel_scope.cancel()
-    every = sorted(t for times in sent.values() for t in times)
-    return sent, max(sum(1 for t in every if s <= t < s + WINDOW_S - 1) for s in every)
 
 
 async def test_two_busy_budgets_on_one_ledger_keep_to_one_share_and_split_it(
         tmp_path: Path) -> None:
     clock = Clock(120)
     budgets = {}
+    ledgers = {}
     for pid in (1, 2):
         budget = Budget(60, clock=clock)
-        budget.share_with(Ledger(tmp_path, URL, "organization 1", pid=pid, speed=clock.speed,
-                                 alive=lambda _p: True))
+        ledgers[pid] = Recording(tmp_path, URL, "organization 1", pid=pid, speed=clock.speed,
+                                 alive=lambda _p: True)
+        budget.share_with(ledgers[pid])
         budgets[pid] = budget
-    sent, busiest = await busy_callers(budgets, clock, 180, callers=5)
-    every = sent[1] + sent[2]
+    await busy_callers(budgets, clock, 180, callers=5)
+    sent = {pid: ledger.granted for pid, ledger in ledgers.items()}
+    every = sorted(sent[1] + sent[2])
+    busiest = max(sum(1 for t in every if s <= t < s + WINDOW_S) for s in every)
     assert busiest <= 48
     assert len(every) >= 100  # the share is used, not starved
     # Pacing divides the rate between the two: neither takes the lion's share.

@@ -354,6 +354,8 @@ class Budget:
         assert self._ledger is not None
         await self.share_pause()
         claim = await self._ledger.claim(now, self._cap(self._total_rate(now)))
+        if claim is not None and claim.busy:
+            return claim.delay  # nothing was decided: ask again after the delay
         if claim is None:
             # The ledger is failing: keep to this process's own count, at the part of the rate
             # it had while the ledger answered, so that processes cut off from each other do

@@ -33,11 +33,15 @@ the process on its own budget, said once through ``on_problem``. A file that fai
 folder removed, a full disk) is said once too, and the process goes on counting alone at the
 part of the rate it last had, so that processes cut off from each other do not each take the
 whole share. A lock held far longer than a decision takes is waited for only a few
-milliseconds (this runs in the event loop): the process then decides alone that once.
+milliseconds (this runs in the event loop); a send then waits a few milliseconds more, off the
+event loop, and asks again, so that a holder descheduled on a busy machine does not let sends past
+the cap. Only a lock held for a whole second (a process stopped inside it) leaves the others
+deciding alone until they get it again.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -61,6 +65,10 @@ PID_MAX = 2**31 - 1
 # Waiting for the lock: at most this many tries this far apart (a few milliseconds in all).
 LOCK_TRIES = 20
 LOCK_PAUSE_S = 0.0002
+# A send that found the lock taken asks again this much later (real seconds, awaited off the
+# event loop), for at most BUSY_WAIT_S in a row before deciding alone.
+BUSY_RETRY_S = 0.005
+BUSY_WAIT_S = 1.0
 ENV = "MAKESTREAM_BUDGET_DIR"
 
 
@@ -77,6 +85,7 @@ class Claim:
     members: int  # processes (this one included) that share the ledger
     used: int  # sends of every process in the last window, this one included
     paused: bool = False  # the delay is a 429 pause some process saw
+    busy: bool = False  # the lock was taken: nothing was counted, ask again after the delay
 
 
 class SharedLedger(Protocol):
@@ -146,6 +155,9 @@ class Ledger:
         self._on_problem = on_problem
         self._alive = alive or _pid_alive
         self.broken: str | None = None
+        # Since when (real monotonic seconds) every try found the lock taken; None when the
+        # last one got it.
+        self._busy_since: float | None = None
 
     @classmethod
     def open(
@@ -198,6 +210,11 @@ class Ledger:
         window and no 429 pause lasts; else say how long to wait. None once the file failed."""
         with self._state(now) as state:
             if state is None:
+                busy = self._busy_since
+                if busy is not None and time.monotonic() - busy < BUSY_WAIT_S:
+                    # Held by a process descheduled inside it: wait for its decision rather
+                    # than send uncounted past the cap.
+                    return Claim(BUSY_RETRY_S * self.speed, 1, 1, 0, busy=True)
                 return None
             sends: list[list[float]] = state["sends"]
             delay = 0.0
@@ -208,7 +225,9 @@ class Ledger:
             elif len(sends) >= cap:
                 delay = max(0.0, sends[len(sends) - cap][0] + WINDOW_S - now)
             if delay <= 0:
-                sends.append([now, self.pid])
+                # In time order: a process that read the clock just before another but took
+                # the lock just after must not put the window's oldest send out of place.
+                bisect.insort(sends, [now, self.pid])
                 delay = 0.0
             senders = {int(pid) for _, pid in sends} | {self.pid}
             return Claim(delay, len(senders), len(state["members"]), len(sends), is_paused)
@@ -255,14 +274,17 @@ class Ledger:
             try:
                 handle = stack.enter_context(self._locked())
             except _Busy:
-                # Another process holds the lock far longer than a decision takes (stopped
-                # inside it, or a slow file system): go on alone this once.
+                # Another process holds the lock far longer than a decision takes (descheduled
+                # or stopped inside it, or a slow file system): no state this time.
+                if self._busy_since is None:
+                    self._busy_since = time.monotonic()
                 yield None
                 return
             except OSError as exc:
                 self._fail(exc)
                 yield None
                 return
+            self._busy_since = None
             state = _read(handle)
             self._prune(state, now)
             yield state
@@ -331,6 +353,7 @@ def _read(fd: int) -> dict[str, Any]:
         for pid, seen in (raw_members if isinstance(raw_members, dict) else {}).items()
         if _is_pid(pid) and isinstance(seen, float | int)
     }
+    sends.sort()  # claims keep them in time order; a file written otherwise is put in it
     state: dict[str, Any] = {"v": 1, "sends": sends, "members": members}
     if isinstance(data.get("paused_until"), float | int):
         state["paused_until"] = float(data["paused_until"])
