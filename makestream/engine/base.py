@@ -100,6 +100,8 @@ class WatchBase:
         self._awaited: set[str] = set()
         # Blueprints fetched so far (for --modules and the live view's module flow).
         self.blueprints: dict[int, Blueprint] = {}
+        # Log entries Make listed that could not be read (left out), each said once.
+        self._rejected: dict[tuple[int, str], None] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
         self.stored_replays = 0  # runs a resumed watch took from the history store

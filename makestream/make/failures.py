@@ -193,15 +193,20 @@ def error_from_transport(exc: httpx.RequestError, *, endpoint: str, host: str) -
     return TransportError(f"no answer from {host}: {reason} ({endpoint})")
 
 
+def invalid_reason(exc: ValidationError) -> str:
+    """A model's refusal in one line: the first field at fault and what is wrong with it."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join(str(part) for part in first["loc"]) or "body"
+    more = exc.error_count() - 1
+    extra = f" (and {more} more)" if more > 0 else ""
+    return f"{loc}: {first['msg']}{extra}"
+
+
 def payload_error(exc: Exception, *, endpoint: str) -> PayloadError:
     """The typed error for a 2xx answer whose body is not JSON or not the documented shape."""
     if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(part) for part in first["loc"]) or "body"
-        more = exc.error_count() - 1
-        extra = f" (and {more} more)" if more > 0 else ""
         return PayloadError(
-            f"Make answered {endpoint} with an unexpected body: {loc}: {first['msg']}{extra}"
+            f"Make answered {endpoint} with an unexpected body: {invalid_reason(exc)}"
         )
     if isinstance(exc, json.JSONDecodeError):
         return PayloadError(f"Make answered {endpoint} with a body that is not JSON")

@@ -299,10 +299,16 @@ class ExecutionLog(MakeModel):
 
 
 class LogPage(MakeModel):
-    """One page of `GET /scenarios/{id}/logs`; page on with `pg.last`."""
+    """One page of `GET /scenarios/{id}/logs`; page on with `pg.last`.
+
+    `items` are the entries that could be read; `size` counts every entry the page listed, and
+    `rejected` says, one line each, which could not be read and why (they are left out, so
+    that one broken entry does not keep a scenario's other runs from being read)."""
 
     items: list[ExecutionLog] = []
     pg: Page | None = None
+    size: int = 0
+    rejected: list[str] = []
 
 
 # --- one execution ---------------------------------------------------------------------------

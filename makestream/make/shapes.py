@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from makestream.make.failures import invalid_reason
 from makestream.make.models import (
     Blueprint,
     DlqBundleEntry,
@@ -57,8 +60,39 @@ def page(body: Any) -> Page | None:
     return Page.model_validate(pg) if isinstance(pg, dict) else None
 
 
+# How much of an unreadable entry's imtId (or id) a rejection quotes.
+_LABEL_MAX = 100
+_REASON_MAX = 300
+
+
 def log_page(body: Any) -> LogPage:
-    return LogPage(items=many(body, ExecutionLog, "scenarioLogs"), pg=page(body))
+    """The page's readable entries; each unreadable one is left out and said in `rejected`
+    (a page that is not the documented shape at all is still a ValueError)."""
+    raw = _object(body).get("scenarioLogs")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise ValueError("'scenarioLogs' is not a list")
+    items: list[ExecutionLog] = []
+    rejected: list[str] = []
+    for entry in raw:
+        try:
+            items.append(ExecutionLog.model_validate(entry))
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            reason = invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc)
+            rejected.append(f"{_label(entry)}: {reason[:_REASON_MAX]}")
+    return LogPage(items=items, pg=page(body), size=len(raw), rejected=rejected)
+
+
+def _label(entry: Any) -> str:
+    """What names an entry that could not be read: its imtId, else its id, else nothing."""
+    if isinstance(entry, dict):
+        for key in ("imtId", "id"):
+            value = entry.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                text = str(value)
+                return f"{key} {text[:_LABEL_MAX]}{'…' if len(text) > _LABEL_MAX else ''}"
+    return "no id"
 
 
 def module_log_page(body: Any) -> ModuleLogPage:
