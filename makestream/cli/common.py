@@ -161,6 +161,16 @@ async def open_client(
         base_url_for,
     )
 
+    if observer is None:
+        # A one-shot command has no stream to carry a non-fatal problem: say it on stderr,
+        # once each (`state` or `history` would otherwise show a run's figures silently short).
+        said: set[str] = set()
+
+        def observer(notice: ApiNotice) -> None:
+            if notice.kind == "payload" and notice.error and notice.error not in said:
+                said.add(notice.error)
+                say(f"warning: {notice.error}")
+
     clock = conn.clock()
     budget = Budget(conn.api_limit or 60, clock=clock, share=conn.budget_share)
     retry = ONE_SHOT if conn.one_shot else RetryPolicy()

@@ -45,6 +45,9 @@ _OUTCOME = {
     "error": ExitCode.EXECUTION_ERROR,
 }
 LOG_PAGE = 50
+# Entries that could not be read in full, remembered so that each is said once (the oldest is
+# forgotten past this many).
+PROBLEMS_MAX = 10_000
 _ORG = 0  # the sweep group that stands for the whole organization
 LISTED_PER_REQUEST = 99  # ids per listing request, whose pages hold 100
 # A scheduled run that began at most this long (plus the long side of its scenario's known run
@@ -100,8 +103,8 @@ class WatchBase:
         self._awaited: set[str] = set()
         # Blueprints fetched so far (for --modules and the live view's module flow).
         self.blueprints: dict[int, Blueprint] = {}
-        # Log entries Make listed that could not be read (left out), each said once.
-        self._rejected: dict[tuple[int, str], None] = {}
+        # Entries of Make's answers that could not be read in full, each said once.
+        self._problems: dict[str, None] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
         self.stored_replays = 0  # runs a resumed watch took from the history store
@@ -197,6 +200,8 @@ class WatchBase:
             self.failing = notice.error
         elif notice.kind == "request" and notice.status is not None and notice.status < 400:
             self.failing = None
+        if notice.kind == "payload" and notice.error is not None:
+            self._problem(notice.error)
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
             self.emit(
@@ -208,6 +213,16 @@ class WatchBase:
                     )
                 ]
             )
+
+    def _problem(self, line: str) -> None:
+        """Say once (a non-fatal `stream.error`) an entry that could not be read in full: every
+        scan of its scenario lists it again, and the stream goes on without it."""
+        if line in self._problems:
+            return
+        if len(self._problems) >= PROBLEMS_MAX:
+            del self._problems[next(iter(self._problems))]
+        self._problems[line] = None
+        self.emit([StreamError(message=line, error_type="PayloadError", fatal=False)])
 
     # -- life cycle ------------------------------------------------------------------------------
 

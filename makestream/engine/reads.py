@@ -13,15 +13,13 @@ import math
 from makestream.engine.base import _ORG, LOG_PAGE, WatchBase
 from makestream.engine.poller import Action
 from makestream.errors import NotFoundError
-from makestream.events import ModuleResult, StreamError, _Event
+from makestream.events import ModuleResult, _Event
 from makestream.make.budget import Priority
 from makestream.make.models import ExecStatus, ExecutionLog, Scenario
 
 # How long an execution the watch was started for (`--run`, `--execution`) may be unknown to
 # `GET /executions/{id}` before the watch gives up on it.
 NOT_FOUND_GRACE_S = 10.0
-# Unreadable log entries remembered so that each is said once (the oldest forgotten past this).
-REJECTED_MAX = 10_000
 
 
 class WatchReads(WatchBase):
@@ -137,7 +135,6 @@ class WatchReads(WatchBase):
                     sid, limit=LOG_PAGE, last=last, sort_dir="desc", priority=action.priority
                 )
                 seen.extend(page.items)
-                self._reject(sid, page.rejected)
                 if cutoff_ms is None:
                     # First page of a fresh scenario: learn how far back runs can land.
                     self._learn(sid, page.items)
@@ -183,21 +180,6 @@ class WatchReads(WatchBase):
             if ok:
                 self.schedule.logs_read(sid, self.clock.now(), followed=(
                     action.execution_id if action.signal == "poll" else None))
-
-    def _reject(self, sid: int, rejected: list[str]) -> None:
-        """Say once each log entry of `sid` that could not be read: it is left out, and the
-        scenario's other runs are read and reported as ever."""
-        for line in rejected:
-            key = (sid, line)
-            if key in self._rejected:
-                continue
-            if len(self._rejected) >= REJECTED_MAX:
-                del self._rejected[next(iter(self._rejected))]
-            self._rejected[key] = None
-            self.emit([StreamError(
-                message=f"Make listed a log entry of scenario {sid} that cannot be read; it is "
-                        f"left out: {line}",
-                error_type="PayloadError", fatal=False)])
 
     def _first_scan(self, sid: int, entries: list[ExecutionLog], floor_ms: int) -> None:
         """Runs that ended before the watch began are history, not news.

@@ -79,7 +79,9 @@ _IDS_PER_REQUEST = 100
 class ApiNotice:
     """What the client tells its observer: a request answered, a retry planned, a 429."""
 
-    kind: Literal["request", "retry", "throttled"]
+    # "payload": an answer's entry that could not be read in full (`error` says which, and
+    # whether a field was taken as absent or the entry left out).
+    kind: Literal["request", "retry", "throttled", "payload"]
     method: str
     path: str  # relative to the API base, without the query string
     status: int | None = None  # None when no answer came
@@ -258,13 +260,15 @@ class MakeClient:
                     ("pg[sortBy]", "id"),
                     ("pg[sortDir]", "asc"),
                 ]
-                page, pg = await self._get(
+                (page, size, problems), pg = await self._get(
                     "/scenarios",
-                    lambda body: (shapes.many(body, Scenario, "scenarios"), shapes.page(body)),
+                    lambda body: (shapes.many_lenient(body, Scenario, "scenarios"),
+                                  shapes.page(body)),
                     params=params,
                     priority=priority,
                     scope="scenarios:read",
                 )
+                self._problems("/scenarios", problems)
                 new = [s for s in page if s.id not in found]
                 found.update((s.id, s) for s in new)
                 # The largest `pg[limit]` Make accepts is unknown: a server that caps it says so
@@ -272,9 +276,9 @@ class MakeClient:
                 capped = pg.limit if pg is not None and (pg.limit or 0) > 0 else None
                 full = min(page_size, capped) if capped is not None else page_size
                 # A page with nothing new means the server ignores the offset: stop, not loop.
-                if len(page) < full or not new:
+                if size < full or not new:
                     break
-                offset += len(page)
+                offset += size
         return list(found.values())
 
     async def scenario(self, scenario_id: int, *, priority: Priority = Priority.NORMAL) -> Scenario:
@@ -363,13 +367,12 @@ class MakeClient:
             params.append(("pg[sortDir]", sort_dir))
         if show_check_runs is not None:
             params.append(("showCheckRuns", _flag(show_check_runs)))
-        return await self._get(
-            f"/scenarios/{int(scenario_id)}/logs",
-            shapes.log_page,
-            params=params,
-            priority=priority,
-            scope="scenarios:read",
+        path = f"/scenarios/{int(scenario_id)}/logs"
+        page = await self._get(
+            path, shapes.log_page, params=params, priority=priority, scope="scenarios:read"
         )
+        self._problems(path, page.problems)
+        return page
 
     async def recent_logs(
         self, scenario_id: int, count: int, *, priority: Priority = Priority.NORMAL
@@ -621,6 +624,13 @@ class MakeClient:
             # JSONDecodeError and pydantic's ValidationError are ValueErrors; the others are
             # what a model validator can still trip over on a body nobody foresaw.
             raise payload_error(exc, endpoint=endpoint) from exc
+
+    def _problems(self, path: str, problems: list[str]) -> None:
+        """Tell the observer of each entry of an answer that could not be read in full."""
+        for problem in problems:
+            self._notify(ApiNotice("payload", "GET", path, 200, None,
+                                   f"Make answered GET {path} with an entry that cannot be "
+                                   f"read in full: {problem}"))
 
     def _notify(self, notice: ApiNotice) -> None:
         if self._observer is None:

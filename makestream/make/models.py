@@ -301,14 +301,14 @@ class ExecutionLog(MakeModel):
 class LogPage(MakeModel):
     """One page of `GET /scenarios/{id}/logs`; page on with `pg.last`.
 
-    `items` are the entries that could be read; `size` counts every entry the page listed, and
-    `rejected` says, one line each, which could not be read and why (they are left out, so
-    that one broken entry does not keep a scenario's other runs from being read)."""
+    `size` counts every entry the page listed; `problems` says, one line each, what could not
+    be read (`shapes.lenient`: a field taken as absent, or an entry left out, so that one odd
+    entry does not keep a scenario's other runs from being read)."""
 
     items: list[ExecutionLog] = []
     pg: Page | None = None
     size: int = 0
-    rejected: list[str] = []
+    problems: list[str] = []
 
 
 # --- one execution ---------------------------------------------------------------------------

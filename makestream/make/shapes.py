@@ -60,39 +60,70 @@ def page(body: Any) -> Page | None:
     return Page.model_validate(pg) if isinstance(pg, dict) else None
 
 
-# How much of an unreadable entry's imtId (or id) a rejection quotes.
+# How much of an entry's imtId (or id) a problem quotes, and of the reason.
 _LABEL_MAX = 100
 _REASON_MAX = 300
 
 
-def log_page(body: Any) -> LogPage:
-    """The page's readable entries; each unreadable one is left out and said in `rejected`
-    (a page that is not the documented shape at all is still a ValueError)."""
-    raw = _object(body).get("scenarioLogs")
+def lenient(model: type[M], entry: Any) -> tuple[M | None, str | None]:
+    """One entry of a list Make answered, and what could not be read of it (None: all).
+
+    A field that cannot be read is taken as absent (its default), so that one odd value does
+    not cost the whole entry; only an entry that still cannot be read (its id unreadable, say)
+    is left out (None). The problem is one line naming the entry and the fields at fault."""
+    try:
+        return model.model_validate(entry), None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        reason = (invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc))
+        reason = reason[:_REASON_MAX]
+        label = _label(entry)
+        bad = (sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+               if isinstance(exc, ValidationError) else [])
+        if isinstance(entry, dict) and bad and all(key in entry for key in bad):
+            kept = {key: value for key, value in entry.items() if key not in bad}
+            try:
+                salvaged = model.model_validate(kept)
+            except (ValueError, TypeError, OverflowError, RecursionError):
+                pass
+            else:
+                return salvaged, f"{label}: {', '.join(bad)} taken as absent ({reason})"
+        return None, f"{label}: left out ({reason})"
+
+
+def many_lenient(body: Any, model: type[M], key: str) -> tuple[list[M], int, list[str]]:
+    """The list under `key` read entry by entry (`lenient`): the entries, how many were
+    listed, and a line for each that could not be read in full. A body that is not the
+    documented shape at all is still a ValueError."""
+    raw = _object(body).get(key)
     if raw is None:
         raw = []
     if not isinstance(raw, list):
-        raise ValueError("'scenarioLogs' is not a list")
-    items: list[ExecutionLog] = []
-    rejected: list[str] = []
+        raise ValueError(f"{key!r} is not a list")
+    items: list[M] = []
+    problems: list[str] = []
     for entry in raw:
-        try:
-            items.append(ExecutionLog.model_validate(entry))
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            reason = invalid_reason(exc) if isinstance(exc, ValidationError) else str(exc)
-            rejected.append(f"{_label(entry)}: {reason[:_REASON_MAX]}")
-    return LogPage(items=items, pg=page(body), size=len(raw), rejected=rejected)
+        item, problem = lenient(model, entry)
+        if item is not None:
+            items.append(item)
+        if problem is not None:
+            problems.append(problem)
+    return items, len(raw), problems
+
+
+def log_page(body: Any) -> LogPage:
+    items, size, problems = many_lenient(body, ExecutionLog, "scenarioLogs")
+    return LogPage(items=items, pg=page(body), size=size, problems=problems)
 
 
 def _label(entry: Any) -> str:
-    """What names an entry that could not be read: its imtId, else its id, else nothing."""
+    """What names an entry: its imtId, else its id, else nothing."""
     if isinstance(entry, dict):
         for key in ("imtId", "id"):
             value = entry.get(key)
             if isinstance(value, str | int) and not isinstance(value, bool):
                 text = str(value)
                 return f"{key} {text[:_LABEL_MAX]}{'…' if len(text) > _LABEL_MAX else ''}"
-    return "no id"
+    return "an entry without id"
 
 
 def module_log_page(body: Any) -> ModuleLogPage:
