@@ -218,6 +218,21 @@ async def test_a_lock_held_for_good_is_not_waited_for_past_a_moment(
         assert later is not None and later.busy
 
 
+async def test_only_claims_time_a_spell_of_taken_locks(tmp_path: Path) -> None:
+    a = member(tmp_path, 101)
+    assert await a.claim(1.0, cap=5) is not None
+    with lock_held(a):
+        await a.pause(1.5, until=100.0)  # found the lock taken: kept for the next decision
+        await anyio.sleep(0.05)
+        claim = await a.claim(2.0, cap=5)
+        assert claim is not None and claim.busy  # waits: a pause or a look starts no spell
+    claim = await a.claim(3.0, cap=5)
+    assert claim is not None and claim.paused and claim.delay == pytest.approx(97.0)
+    b = member(tmp_path, 102)
+    theirs = await b.claim(4.0, cap=5)
+    assert theirs is not None and theirs.paused  # the pause reached the other process
+
+
 async def test_a_budget_waits_for_a_taken_lock_then_counts_its_send(tmp_path: Path) -> None:
     ledger = member(tmp_path, 101)
     budget = Budget(60, clock=Clock(1))
@@ -285,12 +300,15 @@ class Recording(Ledger):
 
 
 async def busy_callers(budgets: dict[Any, Budget], clock: Clock, seconds: float,
-                       callers: int) -> None:
-    """`callers` tasks per budget acquiring as fast as they are let through for `seconds`."""
+                       callers: int) -> dict[Any, int]:
+    """`callers` tasks per budget acquiring as fast as they are let through for `seconds`;
+    how many acquires each budget let through."""
+    returned = dict.fromkeys(budgets, 0)
 
     async def caller(name: Any) -> None:
         while True:
             await budgets[name].acquire()
+            returned[name] += 1
 
     async with anyio.create_task_group() as tg:
         for name in budgets:
@@ -298,6 +316,7 @@ async def busy_callers(budgets: dict[Any, Budget], clock: Clock, seconds: float,
                 tg.start_soon(caller, name)
         await clock.sleep(seconds)
         tg.cancel_scope.cancel()
+    return returned
 
 
 async def test_two_busy_budgets_on_one_ledger_keep_to_one_share_and_split_it(
@@ -311,8 +330,10 @@ async def test_two_busy_budgets_on_one_ledger_keep_to_one_share_and_split_it(
                                  alive=lambda _p: True)
         budget.share_with(ledgers[pid])
         budgets[pid] = budget
-    await busy_callers(budgets, clock, 180, callers=5)
+    returned = await busy_callers(budgets, clock, 180, callers=5)
     sent = {pid: ledger.granted for pid, ledger in ledgers.items()}
+    # Every send a budget let through is one the ledger counted, and only those.
+    assert returned == {pid: len(times) for pid, times in sent.items()}
     every = sorted(sent[1] + sent[2])
     busiest = max(sum(1 for t in every if s <= t < s + WINDOW_S) for s in every)
     assert busiest <= 48

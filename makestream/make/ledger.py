@@ -66,9 +66,12 @@ PID_MAX = 2**31 - 1
 LOCK_TRIES = 20
 LOCK_PAUSE_S = 0.0002
 # A send that found the lock taken asks again this much later (real seconds, awaited off the
-# event loop), for at most BUSY_WAIT_S in a row before deciding alone.
+# event loop, with one try of the lock instead of LOCK_TRIES), for at most BUSY_WAIT_S in a row
+# before deciding alone. Busy tries less than BUSY_SPELL_GAP_S apart are one spell: a holder
+# stopped for good is not waited for again at each send.
 BUSY_RETRY_S = 0.005
 BUSY_WAIT_S = 1.0
+BUSY_SPELL_GAP_S = 5.0
 ENV = "MAKESTREAM_BUDGET_DIR"
 
 
@@ -155,9 +158,12 @@ class Ledger:
         self._on_problem = on_problem
         self._alive = alive or _pid_alive
         self.broken: str | None = None
-        # Since when (real monotonic seconds) every try found the lock taken; None when the
-        # last one got it.
+        # Since when (real monotonic seconds) every claim found the lock taken, and the latest
+        # that did; None when the last one got it.
         self._busy_since: float | None = None
+        self._busy_last = 0.0
+        # A 429 pause that found the lock taken: written at the next decision that gets it.
+        self._pause_pending: float | None = None
 
     @classmethod
     def open(
@@ -208,14 +214,21 @@ class Ledger:
     async def claim(self, now: float, cap: int) -> Claim | None:
         """Count one send at `now` if fewer than `cap` sends of all processes fall in the last
         window and no 429 pause lasts; else say how long to wait. None once the file failed."""
-        with self._state(now) as state:
+        spell = self._busy_since is not None
+        with self._state(now, tries=1 if spell else LOCK_TRIES) as state:
             if state is None:
-                busy = self._busy_since
-                if busy is not None and time.monotonic() - busy < BUSY_WAIT_S:
+                if self.broken is not None:
+                    return None
+                t = time.monotonic()
+                if self._busy_since is None or t - self._busy_last > BUSY_SPELL_GAP_S:
+                    self._busy_since = t
+                self._busy_last = t
+                if t - self._busy_since < BUSY_WAIT_S:
                     # Held by a process descheduled inside it: wait for its decision rather
                     # than send uncounted past the cap.
                     return Claim(BUSY_RETRY_S * self.speed, 1, 1, 0, busy=True)
-                return None
+                return None  # held for good (a process stopped inside it): decide alone
+            self._busy_since = None
             sends: list[list[float]] = state["sends"]
             delay = 0.0
             paused = state.get("paused_until")
@@ -236,10 +249,10 @@ class Ledger:
         """A 429: every process sharing the ledger waits until `until` (clock seconds)."""
         with self._state(now) as state:
             if state is None:
+                if self.broken is None:  # the lock was taken: write it at the next decision
+                    self._pause_pending = max(until, self._pause_pending or until)
                 return
-            paused = state.get("paused_until")
-            if not isinstance(paused, float | int) or paused < until:
-                state["paused_until"] = until
+            _pause_until(state, until)
 
     async def look(self, now: float) -> Claim | None:
         """The shared figures without sending (for snapshots); refreshes this member."""
@@ -265,28 +278,29 @@ class Ledger:
     # --- the file -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _state(self, now: float) -> Iterator[dict[str, Any] | None]:
-        """The pruned state under the lock, written back afterwards; None once broken."""
+    def _state(self, now: float, tries: int = LOCK_TRIES) -> Iterator[dict[str, Any] | None]:
+        """The pruned state under the lock, written back afterwards; None once broken, or when
+        the lock stayed taken for `tries` tries (`broken` is then None)."""
         if self.broken is not None:
             yield None
             return
         with contextlib.ExitStack() as stack:
             try:
-                handle = stack.enter_context(self._locked())
+                handle = stack.enter_context(self._locked(tries))
             except _Busy:
                 # Another process holds the lock far longer than a decision takes (descheduled
                 # or stopped inside it, or a slow file system): no state this time.
-                if self._busy_since is None:
-                    self._busy_since = time.monotonic()
                 yield None
                 return
             except OSError as exc:
                 self._fail(exc)
                 yield None
                 return
-            self._busy_since = None
             state = _read(handle)
             self._prune(state, now)
+            if self._pause_pending is not None:
+                _pause_until(state, self._pause_pending)
+                self._pause_pending = None
             yield state
             try:
                 _write(handle, state)
@@ -298,17 +312,17 @@ class Ledger:
         _tell(self._on_problem, f"{self.broken}; keeping to this process's own budget")
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[int]:
+    def _locked(self, tries: int = LOCK_TRIES) -> Iterator[int]:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             # A decision holds the lock for one read and one write (microseconds). This runs in
             # the event loop, so it waits a bounded moment for the lock, never for ever.
-            for attempt in range(LOCK_TRIES):
+            for attempt in range(tries):
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if attempt == LOCK_TRIES - 1:
+                    if attempt == tries - 1:
                         raise _Busy from None
                     time.sleep(LOCK_PAUSE_S)
             yield fd
@@ -325,6 +339,13 @@ class Ledger:
         paused = state.get("paused_until")
         if isinstance(paused, float | int) and paused <= now:
             state.pop("paused_until", None)
+
+
+def _pause_until(state: dict[str, Any], until: float) -> None:
+    """Make the state's 429 pause last at least until `until`."""
+    paused = state.get("paused_until")
+    if not isinstance(paused, float | int) or paused < until:
+        state["paused_until"] = until
 
 
 def _read(fd: int) -> dict[str, Any]:
