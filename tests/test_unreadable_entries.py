@@ -16,7 +16,7 @@ import pytest
 
 from makestream.clock import Clock
 from makestream.engine.watch import Watch, WatchOptions
-from makestream.events import ExecutionFinished, StreamError
+from makestream.events import ExecutionFinished, ScenarioChanged, StreamError
 from makestream.make import shapes
 from makestream.make.budget import Budget
 from makestream.make.client import MakeClient, Token
@@ -24,7 +24,7 @@ from makestream.make.client import MakeClient, Token
 pytestmark = pytest.mark.anyio
 
 TOKEN = "3f2b5c1e-8a4d-4f6b-9c2e-7d1a0b9e4c3f"
-BROKEN = 3  # the run whose `operations` cannot be read
+BROKEN = (3, 13)  # the runs whose `operations` cannot be read
 LOST = 7  # the run whose entry has no readable id
 RUNS = 70  # more than one page of 50, so that paging passes the broken entry too
 
@@ -33,7 +33,7 @@ def entry(t0: float, k: int) -> dict[str, object]:
     item: dict[str, object] = {
         "imtId": f"{int((t0 + 10 + k * 4) * 1000)}_scenario.5.auto.{k:032x}",
         "id": f"{k:032x}", "status": 1, "duration": 1000, "operations": 1}
-    if k == BROKEN:
+    if k in BROKEN:
         item["operations"] = "many"  # not a count
     if k == LOST:
         item["imtId"], item["id"] = "garbled", ["not", "an", "id"]
@@ -41,22 +41,23 @@ def entry(t0: float, k: int) -> dict[str, object]:
 
 
 def test_a_page_takes_unreadable_fields_as_absent_and_leaves_out_unreadable_entries() -> None:
-    body = {"scenarioLogs": [entry(0, 2), entry(0, BROKEN), {"status": 1}, entry(0, LOST)]}
+    body = {"scenarioLogs": [entry(0, 2), entry(0, 3), {"status": 1}, entry(0, LOST)]}
     page = shapes.log_page(body)
-    assert [e.id for e in page.items] == [f"{2:032x}", f"{BROKEN:032x}"]
-    assert page.items[1].operations == 0 and page.items[1].duration_ms == 1000
+    assert [e.id for e in page.items] == [f"{2:032x}", f"{3:032x}"]
+    assert page.items[1].unread == {"operations"} and page.items[1].duration_ms == 1000
+    assert not page.items[0].unread
     assert page.size == 4
-    assert page.problems[0].startswith(
-        f"imtId {entry(0, BROKEN)['imtId']}: operations taken as absent (operations: ")
-    assert page.problems[1].startswith("an entry without id: left out (")
-    assert page.problems[2].startswith("imtId garbled: left out (id: ")
+    assert str(page.problems[0]).startswith(
+        f"imtId {entry(0, 3)['imtId']}: operations taken as absent (operations: ")
+    assert str(page.problems[1]).startswith("an entry without id: left out (")
+    assert str(page.problems[2]).startswith("imtId garbled: left out (id: ")
     with pytest.raises(ValueError, match="not a list"):
         shapes.log_page({"scenarioLogs": {"imtId": "x"}})
 
 
 def test_a_long_label_is_cut() -> None:
     page = shapes.log_page({"scenarioLogs": [{"imtId": "x" * 5000, "id": [1]}]})
-    assert not page.items and len(page.problems[0]) < 600
+    assert not page.items and len(str(page.problems[0])) < 600
 
 
 async def test_one_unreadable_entry_does_not_stall_its_scenario() -> None:
@@ -89,6 +90,7 @@ async def test_one_unreadable_entry_does_not_stall_its_scenario() -> None:
     watch = Watch(client, WatchOptions(team_id=7, api_limit=240))
     watches.append(watch)
     finished: list[str] = []
+    operations: dict[str, int | None] = {}
     errors: list[StreamError] = []
     async with client, anyio.create_task_group() as tg:
         tg.start_soon(watch.run)
@@ -96,6 +98,7 @@ async def test_one_unreadable_entry_does_not_stall_its_scenario() -> None:
             async for event in watch.events:
                 if isinstance(event, ExecutionFinished):
                     finished.append(event.execution_id)
+                    operations[event.execution_id] = event.operations
                 elif isinstance(event, StreamError):
                     errors.append(event)
         watch.stop("test")
@@ -104,12 +107,17 @@ async def test_one_unreadable_entry_does_not_stall_its_scenario() -> None:
         watch.events.close()
     wanted = [f"{k:032x}" for k in range(RUNS) if k != LOST]
     assert sorted(finished) == wanted  # every other run, once each
-    # Each entry that could not be read in full said once, naming it and the field at fault,
-    # though every scan and sweep lists it again.
+    # A figure Make sent unreadable is unknown, not 0.
+    assert {eid for eid, ops in operations.items() if ops is None} == {
+        f"{k:032x}" for k in BROKEN}
+    assert all(ops == 1 for eid, ops in operations.items() if int(eid, 16) not in BROKEN)
+    # Each entry left out said once, and each kind of field taken as absent once (not again
+    # for the second run with it), naming the entry and the field at fault, though every scan
+    # and sweep lists them again.
     said = sorted(e.message for e in errors)
     assert len(said) == 4, said
     assert not any(e.fatal for e in errors)
-    assert any(f"{BROKEN:032x}: operations taken as absent" in m for m in said)
+    assert any(f"{BROKEN[0]:032x}: operations taken as absent" in m for m in said)
     assert any("imtId garbled: left out" in m for m in said)
     assert any("GET /scenarios with an entry" in m and "nextExec taken as absent" in m
                for m in said)
@@ -129,3 +137,93 @@ async def test_a_one_shot_command_says_each_problem_once_on_stderr(
     assert lines[0].startswith("makestream: warning: Make answered GET /scenarios/1/logs with "
                                "an entry that cannot be read in full: imtId x")
     assert "\x1b" not in lines[0] and "left out" in lines[0]
+
+
+async def test_a_flag_sent_unreadable_keeps_its_last_value_and_team_listings_page_on() -> None:
+    clock = Clock(200)
+    listings = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v2")
+        query = dict(parse_qsl(request.url.query.decode()))
+        if path == "/scenarios":
+            listings["n"] += 1
+            offset = int(query.get("pg[offset]", 0))
+            if offset == 0:  # a full first page of which nothing can be read
+                limit = int(query["pg[limit]"])
+                return httpx.Response(200, json={"scenarios": [{"id": "?"}] * limit})
+            # Scenario 5 is failing (isinvalid) and has 4 incomplete runs, but all but the
+            # first sweep after start-up send both fields in a form that cannot be read; and
+            # its teamId cannot be read at all.
+            garbled = listings["n"] > 3
+            body = {"id": 5, "name": "s", "teamId": [7], "isActive": True,
+                    "isinvalid": {"?": 1} if garbled else True,
+                    "dlqCount": [4] if garbled else 4}
+            return httpx.Response(200, json={"scenarios": [body]})
+        if path == "/scenarios/5/logs":
+            return httpx.Response(200, json={"scenarioLogs": []})
+        if path.startswith(("/organizations", "/teams", "/users")):
+            return httpx.Response(403, json={"detail": "Forbidden.", "code": "SC403"})
+        return httpx.Response(404, json={"detail": "Not found.", "code": "SC404"})
+
+    client = MakeClient("https://eu1.make.com/api/v2", Token(TOKEN), clock=clock,
+                        budget=Budget(240, clock=clock), transport=httpx.MockTransport(handler))
+    watch = Watch(client, WatchOptions(team_id=7, api_limit=240))
+    changes: list[ScenarioChanged] = []
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        with anyio.move_on_after(clock.real(5 * 60)):
+            async for event in watch.events:
+                if isinstance(event, ScenarioChanged):
+                    changes.append(event)
+        watch.stop("test")
+        async for _ in watch.events:
+            pass
+        watch.events.close()
+    assert watch.tracker.scenarios[5].team_id == 7  # the team listed, for per-team sweeps
+    assert listings["n"] >= 2 * 4  # swept (two pages a listing) with the fields unreadable
+    assert changes == []  # never reported as repaired, nor as failing again
+    info = watch.tracker.scenarios[5].info
+    assert info is not None and info.is_invalid and info.dlq_count == 4
+
+
+async def test_paging_goes_on_past_an_entry_whose_imtid_cannot_be_read() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = dict(parse_qsl(request.url.query.decode()))
+        last = query.get("pg[last]")
+        everything = [entry(0, k) for k in range(LOST)][::-1]  # 6 down to 0
+        everything[3]["imtId"] = 12345  # 3's is not text: read from its id and timestamp
+        everything[3]["timestamp"] = "1970-01-01T00:00:22Z"
+        listed = [e for e in everything
+                  if last is None or not isinstance(e["imtId"], str) or e["imtId"] < last]
+        return httpx.Response(200, json={"scenarioLogs": listed[:4]})
+
+    clock = Clock(200)
+    client = MakeClient("https://eu1.make.com/api/v2", Token(TOKEN), clock=clock,
+                        budget=Budget(240, clock=clock), transport=httpx.MockTransport(handler))
+    async with client:
+        entries = await client.recent_logs(5, LOST)
+    assert sorted(e.id for e in entries) == [f"{k:032x}" for k in range(LOST)]
+
+
+async def test_a_watch_says_only_the_problems_of_its_own_scenarios() -> None:
+    from makestream.make.client import ApiNotice
+
+    clock = Clock(1)
+    client = MakeClient("https://eu1.make.com/api/v2", Token(TOKEN), clock=clock,
+                        transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+    watch = Watch(client, WatchOptions(scenario_ids=[5]))
+    watch.tracker.add_scenario(5, floor_ms=0)
+    for path in ("/scenarios/6/logs", "/scenarios/5/logs", "/scenarios", "/scenarios/5/logs"):
+        watch.on_notice(ApiNotice("payload", "GET", path, 200, None, f"odd entry in {path}"))
+    said = []
+    while True:
+        try:
+            said.append(watch.events.receive_nowait())
+        except anyio.WouldBlock:
+            break
+    assert [e.message for e in said if isinstance(e, StreamError)] == [
+        "odd entry in /scenarios/5/logs", "odd entry in /scenarios"]
+    watch._send.close()
+    watch.events.close()
+    await client.aclose()

@@ -12,6 +12,7 @@ on it.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterable
 
@@ -45,6 +46,7 @@ _OUTCOME = {
     "error": ExitCode.EXECUTION_ERROR,
 }
 LOG_PAGE = 50
+_SCENARIO_PATH = re.compile(r"^/scenarios/([0-9]{1,15})/")
 # Entries that could not be read in full, remembered so that each is said once (the oldest is
 # forgotten past this many).
 PROBLEMS_MAX = 10_000
@@ -201,7 +203,11 @@ class WatchBase:
         elif notice.kind == "request" and notice.status is not None and notice.status < 400:
             self.failing = None
         if notice.kind == "payload" and notice.error is not None:
-            self._problem(notice.error)
+            # A client shared by several watches (MCP) tells each of every answer: a
+            # scenario's own reads concern only the watch that follows it.
+            own = _SCENARIO_PATH.match(notice.path)
+            if own is None or int(own[1]) in self.tracker.scenarios:
+                self._problem(notice.error)
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
             self.emit(

@@ -15,7 +15,7 @@ from makestream.engine.poller import Action
 from makestream.errors import NotFoundError
 from makestream.events import ModuleResult, _Event
 from makestream.make.budget import Priority
-from makestream.make.models import ExecStatus, ExecutionLog, Scenario
+from makestream.make.models import ExecStatus, ExecutionLog, Scenario, keep_known
 
 # How long an execution the watch was started for (`--run`, `--execution`) may be unknown to
 # `GET /executions/{id}` before the watch gives up on it.
@@ -139,11 +139,13 @@ class WatchReads(WatchBase):
                     # First page of a fresh scenario: learn how far back runs can land.
                     self._learn(sid, page.items)
                     cutoff_ms = int(self._started_at * 1000) - state.lookback_ms
-                if (page.size < LOG_PAGE or not page.items
-                        or page.items[-1].imt_id in (None, last)
+                # Paged on from the oldest entry that has an imtId (one whose imtId could not
+                # be read is still listed, and read).
+                cursor = next((e.imt_id for e in reversed(page.items) if e.imt_id), None)
+                if (page.size < LOG_PAGE or not page.items or cursor in (None, last)
                         or page.items[-1].timestamp_ms < cutoff_ms):
                     break  # the end, older than news can be, or a server that ignores pg[last]
-                last = page.items[-1].imt_id
+                last = cursor
             ok = True
             if self._done.is_set():
                 return  # the stream is closed: its last cursor must not cover runs never emitted
@@ -306,6 +308,7 @@ class WatchReads(WatchBase):
             if state is None:
                 continue
             before = state.info
+            scenario = keep_known(scenario, before)  # a field it could not read is no change
             self.emit(self.tracker.scenario_seen(scenario))
             if before is None:
                 continue

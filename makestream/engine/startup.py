@@ -148,8 +148,10 @@ class WatchStartup(WatchBase):
             since = int(self._started_at * 1000) - 3600_000  # --no-follow alone: the last hour
         known = opts.resume is not None and sid in opts.resume.positions
         state = self.tracker.add_scenario(sid, floor_ms=since if since is not None else 0)
-        state.name, state.team_id = scenario.name, scenario.team_id
-        self._team_of[sid] = scenario.team_id
+        # A team's listing that could not read a scenario's teamId still says its team.
+        team = scenario.team_id if scenario.team_id is not None else opts.team_id
+        state.name, state.team_id = scenario.name, team
+        self._team_of[sid] = team
         self.emit(self.tracker.scenario_seen(scenario))
         # With --since the runs it replays teach the durations; the store's would count twice.
         seeded = opts.since_ms is None and seed(state.history, opts.alerts, opts.history, sid)

@@ -304,9 +304,10 @@ class Tracker:
                 started_at=rfc3339(begun) if begun is not None else None,
                 ended_at=rfc3339(ended) if ended is not None else None,
                 duration_ms=duration,
-                operations=log.operations if log is not None else None,
-                transfer_bytes=log.transfer if log is not None else None,
-                centicredits=log.centicredits if log is not None else None,
+                # A figure Make sent unreadable is unknown (null), not the model's 0.
+                operations=_known(log, "operations"),
+                transfer_bytes=_known(log, "transfer"),
+                centicredits=_known(log, "centicredits"),
                 error=error,
                 url=url,
                 scenario_name=state.name,
@@ -428,3 +429,12 @@ class Tracker:
 
 def execution_id_delivered(state: ScenarioState, execution_id: str) -> bool:
     return short_id(execution_id) in state.position.done
+
+
+def _known(log: ExecutionLog | None, name: str) -> int | None:
+    """A figure of the log entry, or None where there is no entry or Make's value was
+    unreadable (`MakeModel.unread`)."""
+    if log is None or name in log.unread:
+        return None
+    value: int | None = getattr(log, name)
+    return value

@@ -45,6 +45,7 @@ from makestream.make.models import (
     LogPage,
     ModuleLogPage,
     Organization,
+    Problem,
     RunResult,
     Scenario,
     ScenarioInterface,
@@ -73,6 +74,8 @@ Params = list[tuple[str, str | int | float | bool | None]]
 _RESPONSIVE_TIMEOUT_S = 50.0
 # Long id lists go in several requests: every id is a query parameter, and URLs have limits.
 _IDS_PER_REQUEST = 100
+# Kinds of unreadable field remembered as said (forgotten all at once past this many).
+SAID_MAX = 1_000
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class MakeClient:
         self.timeout = timeout  # real seconds: it bounds a network wait, not a clock wait
         self._token = token
         self._observer = observer
+        # Kinds of unreadable field already said (`_problems`).
+        self._said: set[tuple[str, str, str]] = set()
         self._rng = random.Random()
         url = httpx.URL(self.base_url)
         # host:port in messages: "no answer from 127.0.0.1:8080" says which server it was.
@@ -249,6 +254,7 @@ class MakeClient:
         found: dict[int, Scenario] = {}
         for batch in batches:
             offset = 0
+            unreadable = 0  # full pages in a row of which no entry could be read
             while True:
                 # Sort by id: offset paging over Make's default "proprietary" order could skip
                 # or repeat scenarios when that order shifts between pages.
@@ -276,7 +282,10 @@ class MakeClient:
                 capped = pg.limit if pg is not None and (pg.limit or 0) > 0 else None
                 full = min(page_size, capped) if capped is not None else page_size
                 # A page with nothing new means the server ignores the offset: stop, not loop.
-                if size < full or not new:
+                # (A full page of entries none of which could be read is paged past, a few
+                # times at most: the same page again and again would be an offset ignored.)
+                unreadable = unreadable + 1 if size and not page else 0
+                if size < full or (not new and (page or unreadable > 3)):
                     break
                 offset += size
         return list(found.values())
@@ -391,7 +400,7 @@ class MakeClient:
             fresh = [e for e in page.items if e.id not in seen]
             seen.update(e.id for e in fresh)
             entries += fresh
-            cursor = page.items[-1].imt_id if page.items else None
+            cursor = next((e.imt_id for e in reversed(page.items) if e.imt_id), None)
             if not fresh or cursor is None:
                 break
         return entries[:count]
@@ -625,9 +634,19 @@ class MakeClient:
             # what a model validator can still trip over on a body nobody foresaw.
             raise payload_error(exc, endpoint=endpoint) from exc
 
-    def _problems(self, path: str, problems: list[str]) -> None:
-        """Tell the observer of each entry of an answer that could not be read in full."""
+    def _problems(self, path: str, problems: list[Problem]) -> None:
+        """Tell the observer of each entry of an answer that could not be read in full: each
+        entry left out (a run or a scenario missing), and each kind of field taken as absent
+        once per endpoint (a field Make sends in a form never seen would otherwise be said
+        again for every run)."""
         for problem in problems:
+            if problem.fields:
+                kind = (path, problem.fields, problem.reason)
+                if kind in self._said:
+                    continue
+                if len(self._said) >= SAID_MAX:
+                    self._said.clear()
+                self._said.add(kind)
             self._notify(ApiNotice("payload", "GET", path, 200, None,
                                    f"Make answered GET {path} with an entry that cannot be "
                                    f"read in full: {problem}"))

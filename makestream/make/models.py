@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     model_validator,
 )
 
@@ -160,6 +161,46 @@ class MakeModel(BaseModel):
     """Base of every payload model: tolerant, frozen, addressable by field name or Make's key."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    # Fields Make sent in a form that could not be read, taken as absent (`shapes.lenient`):
+    # their values here are defaults, not what Make holds.
+    _unread: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @property
+    def unread(self) -> frozenset[str]:
+        """The fields whose values are defaults standing in for what could not be read."""
+        return self._unread
+
+
+MM = TypeVar("MM", bound=MakeModel)
+
+
+def keep_known(new: MM, old: MM | None) -> MM:
+    """`new`, with each field it could not read taken from `old` (the last copy that had it)
+    rather than a default that would look like a change: a scenario whose `isinvalid` came in
+    unreadable is not reported as repaired, and then as failing again at the next copy."""
+    if old is None or not new.unread:
+        return new
+    kept = new.model_copy(update={name: getattr(old, name) for name in new.unread})
+    kept._unread = frozenset()
+    return kept
+
+
+def fields_of(model: type[MakeModel], keys: set[str]) -> frozenset[str]:
+    """The field names that JSON `keys` (field names or any of their aliases) fill."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        aliases = {name, info.alias} | set(_choices(info.validation_alias))
+        if aliases & keys:
+            names.add(name)
+    return frozenset(names)
+
+
+def _choices(alias: Any) -> list[str]:
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return []
 
 
 def _first_key(data: dict[str, Any], *keys: str) -> Any:
@@ -298,6 +339,19 @@ class ExecutionLog(MakeModel):
         return (self.timestamp - _EPOCH) // timedelta(milliseconds=1)
 
 
+class Problem(NamedTuple):
+    """What could not be read of one entry: the fields taken as absent ("" when the entry
+    was left out), and why. Its text is one line naming the entry."""
+
+    label: str  # the entry's imtId or id, cut short
+    fields: str  # the JSON keys taken as absent, comma-separated; "" when left out
+    reason: str
+
+    def __str__(self) -> str:
+        what = f"{self.fields} taken as absent" if self.fields else "left out"
+        return f"{self.label}: {what} ({self.reason})"
+
+
 class LogPage(MakeModel):
     """One page of `GET /scenarios/{id}/logs`; page on with `pg.last`.
 
@@ -308,7 +362,7 @@ class LogPage(MakeModel):
     items: list[ExecutionLog] = []
     pg: Page | None = None
     size: int = 0
-    problems: list[str] = []
+    problems: list[Problem] = []
 
 
 # --- one execution ---------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from makestream.make.models import (
     ModuleLog,
     ModuleLogPage,
     Page,
+    Problem,
     Trigger,
+    fields_of,
 )
 
 M = TypeVar("M", bound=MakeModel)
@@ -65,12 +67,12 @@ _LABEL_MAX = 100
 _REASON_MAX = 300
 
 
-def lenient(model: type[M], entry: Any) -> tuple[M | None, str | None]:
+def lenient(model: type[M], entry: Any) -> tuple[M | None, Problem | None]:
     """One entry of a list Make answered, and what could not be read of it (None: all).
 
-    A field that cannot be read is taken as absent (its default), so that one odd value does
-    not cost the whole entry; only an entry that still cannot be read (its id unreadable, say)
-    is left out (None). The problem is one line naming the entry and the fields at fault."""
+    A field that cannot be read is taken as absent (its default, listed in the model's
+    `unread`), so that one odd value does not cost the whole entry; only an entry that still
+    cannot be read (its id unreadable, say) is left out (None)."""
     try:
         return model.model_validate(entry), None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
@@ -86,11 +88,12 @@ def lenient(model: type[M], entry: Any) -> tuple[M | None, str | None]:
             except (ValueError, TypeError, OverflowError, RecursionError):
                 pass
             else:
-                return salvaged, f"{label}: {', '.join(bad)} taken as absent ({reason})"
-        return None, f"{label}: left out ({reason})"
+                salvaged._unread = fields_of(model, set(bad))
+                return salvaged, Problem(label, ", ".join(bad), reason)
+        return None, Problem(label, "", reason)
 
 
-def many_lenient(body: Any, model: type[M], key: str) -> tuple[list[M], int, list[str]]:
+def many_lenient(body: Any, model: type[M], key: str) -> tuple[list[M], int, list[Problem]]:
     """The list under `key` read entry by entry (`lenient`): the entries, how many were
     listed, and a line for each that could not be read in full. A body that is not the
     documented shape at all is still a ValueError."""
@@ -100,7 +103,7 @@ def many_lenient(body: Any, model: type[M], key: str) -> tuple[list[M], int, lis
     if not isinstance(raw, list):
         raise ValueError(f"{key!r} is not a list")
     items: list[M] = []
-    problems: list[str] = []
+    problems: list[Problem] = []
     for entry in raw:
         item, problem = lenient(model, entry)
         if item is not None:
