@@ -173,7 +173,10 @@ LIMITS: tuple[Limit, ...] = (
           "a payload error (`stream.error`; a one-shot command exits 6)"),
     Limit("Numbers in Make's answers", f"integers 0 to 2^53, durations up to "
           f"{limits.MAKE_DURATION_MAX_MS // 86_400_000} days, years {limits.MAKE_YEAR_MIN} to "
-          f"{limits.MAKE_YEAR_MAX}", "a payload error, as above"),
+          f"{limits.MAKE_YEAR_MAX}", "a payload error, as above; in one run or scenario of a "
+          "list, that field is taken as unknown (a run's figure is `null`, a scenario's flag "
+          "keeps its last value), said once in a `stream.error` (a warning on stderr from a "
+          "one-shot command), and the rest is read"),
     Limit("Make's `Retry-After`", _s(limits.RETRY_AFTER_MAX_S),
           "the wait is cut; `api.throttled` carries `asked_s`"),
     Limit("An HTTP request head to `serve-sse`", size_text(limits.HEADERS_MAX_BYTES)
