@@ -227,3 +227,15 @@ async def test_a_watch_says_only_the_problems_of_its_own_scenarios() -> None:
     watch._send.close()
     watch.events.close()
     await client.aclose()
+
+
+def test_a_module_log_page_keeps_what_it_can_read() -> None:
+    good = {"imtId": "1", "executionId": "a" * 32, "timestamp": "2026-01-01T00:00:00Z",
+            "status": 1, "bundles": 3}
+    odd = {**good, "executionId": "b" * 32, "bundles": -1}  # not a count: taken as absent
+    lost = {**good, "executionId": None, "imtId": "x"}  # no run to tie it to: left out
+    page = shapes.module_log_page({"moduleLogs": [good, odd, lost]})
+    assert [(m.execution_id[0], m.bundles, m.unread) for m in page.items] == [
+        ("a", 3, frozenset()), ("b", 0, frozenset({"bundles"}))]
+    assert page.size == 3
+    assert [str(p).split(":")[0] for p in page.problems] == ["imtId 1", "imtId x"]

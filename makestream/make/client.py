@@ -469,13 +469,13 @@ class MakeClient:
         params: Params = [("pg[limit]", int(limit))]
         if last is not None:
             params.append(("pg[last]", last))
-        return await self._get(
-            f"/scenarios/{int(scenario_id)}/modules/{int(module_id)}/logs",
-            shapes.module_log_page,
-            params=params,
-            priority=priority,
+        path = f"/scenarios/{int(scenario_id)}/modules/{int(module_id)}/logs"
+        page = await self._get(
+            path, shapes.module_log_page, params=params, priority=priority,
             scope="scenarios:read",
         )
+        self._problems(path, page.problems)
+        return page
 
     async def dlqs(self, scenario_id: int, *, priority: Priority = Priority.NORMAL) -> list[Dlq]:
         """The scenario's incomplete executions."""

@@ -607,10 +607,12 @@ class ModuleLog(MakeModel):
 
 
 class ModuleLogPage(MakeModel):
-    """One page of module logs; page on with `pg.last`."""
+    """One page of module logs; page on with `pg.last` (`size`, `problems`: as `LogPage`)."""
 
     items: list[ModuleLog] = []
     pg: Page | None = None
+    size: int = 0
+    problems: list[Problem] = []
 
 
 class Dlq(MakeModel):

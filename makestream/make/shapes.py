@@ -130,7 +130,8 @@ def _label(entry: Any) -> str:
 
 
 def module_log_page(body: Any) -> ModuleLogPage:
-    return ModuleLogPage(items=many(body, ModuleLog, "moduleLogs"), pg=page(body))
+    items, size, problems = many_lenient(body, ModuleLog, "moduleLogs")
+    return ModuleLogPage(items=items, pg=page(body), size=size, problems=problems)
 
 
 def execution_detail(body: Any) -> ExecutionDetail:
