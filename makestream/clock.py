@@ -14,11 +14,14 @@ benchmarks and has no effect on a real Make zone other than making makestream's 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
 
 import anyio
+
+from makestream.limits import SPEED_MAX
 
 ENV = "MAKESTREAM_CLOCK"
 
@@ -27,8 +30,8 @@ class Clock:
     """Epoch time that advances `speed` times faster than real time from `anchor` on."""
 
     def __init__(self, speed: float = 1.0, *, anchor: float | None = None) -> None:
-        if not speed > 0:
-            raise ValueError("clock speed must be positive")
+        if not (speed > 0 and math.isfinite(speed)):
+            raise ValueError("clock speed must be a positive finite number")
         self.speed = speed
         self.anchor = time.time() if anchor is None else anchor
 
@@ -40,9 +43,13 @@ class Clock:
             return cls()
         speed, _, anchor = spec.partition("@")
         try:
-            return cls(float(speed), anchor=float(anchor) if anchor else None)
+            clock = cls(float(speed), anchor=float(anchor) if anchor else None)
         except ValueError:
             raise ValueError(f"{ENV}={spec!r}: expected SPEED or SPEED@EPOCH_SECONDS") from None
+        if clock.speed > SPEED_MAX or not math.isfinite(clock.anchor):
+            raise ValueError(f"{ENV}={spec!r}: the speed may be at most {SPEED_MAX:g}, the "
+                             "epoch finite")
+        return clock
 
     def spec(self) -> str:
         """The `MAKESTREAM_CLOCK` value that reproduces this clock in another process."""

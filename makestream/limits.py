@@ -69,3 +69,7 @@ MCP_DATA_MAX_BYTES = DATA_MAX_BYTES
 # A request body of `makestream mcp --http` (413 beyond; Content-Length and the bytes streamed
 # alike): room for the largest `data` and the rest of one request.
 MCP_HTTP_BODY_MAX_BYTES = MCP_DATA_MAX_BYTES + 1 * MiB
+
+# The fastest clock the CLI accepts (`--speed`, MAKESTREAM_CLOCK): past a few thousand, one
+# real millisecond is seconds of clock, and timers due together swamp the event loop.
+SPEED_MAX = 1000.0

@@ -174,3 +174,19 @@ def test_state_demo_without_ids_describes_every_demo_scenario() -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert [s["scenario_id"] for s in doc["scenarios"]] == [s.id for s in demo_world().scenarios]
+
+
+@pytest.mark.parametrize("speed", ["inf", "1e309", "5000", "0"])
+@pytest.mark.parametrize("command", [["watch", "--demo", "--count", "1"], ["sim", "serve"]])
+def test_a_clock_speed_out_of_range_is_a_usage_error(command: list[str], speed: str) -> None:
+    # A speed of thousands swamped the event loop past Ctrl-C; infinity was a traceback.
+    result = runner.invoke(app, [*command, "--speed", speed])
+    assert result.exit_code == 2, result.output
+    assert "--speed" in result.output and "Traceback" not in result.output
+
+
+def test_a_clock_from_the_environment_out_of_range_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["watch", "--demo", "--count", "1"],
+                           env={"MAKESTREAM_CLOCK": "5000"})
+    assert result.exit_code == 2, result.output
+    assert "MAKESTREAM_CLOCK" in result.output and "at most 1000" in result.output

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from makestream.errors import ExitCode, Interrupted, MakestreamError, UsageError
+from makestream.limits import SPEED_MAX
 
 if TYPE_CHECKING:
     from makestream.clock import Clock
@@ -278,7 +279,7 @@ BudgetShareOpt = typer.Option(
     "this machine together (they share one budget).",
 )
 SpeedOpt = typer.Option(
-    None, "--speed", min=0.001, metavar="FACTOR",
+    None, "--speed", min=0.001, max=SPEED_MAX, metavar="FACTOR",
     help="Run the clock FACTOR times faster than real time, to see a simulated zone's hours in "
     "minutes (with --demo; a real account runs at its own pace). Default: real time.",
 )

@@ -8,6 +8,7 @@ import typer
 
 from makestream.cli.common import command_app, run
 from makestream.errors import UsageError
+from makestream.limits import SPEED_MAX
 
 app = command_app(
     name="sim",
@@ -22,7 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to bind."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the simulated world."),
     speed: float = typer.Option(
-        1.0, "--speed", min=0.001, metavar="FACTOR",
+        1.0, "--speed", min=0.001, max=SPEED_MAX, metavar="FACTOR",
         help="How much faster than real time the zone's clock runs.",
     ),
     fault: list[str] = typer.Option(

@@ -56,6 +56,19 @@ class Watch(WatchStartup, WatchReads):
             self._close()
 
     async def _guarded_setup_and_work(self, tg: anyio.abc.TaskGroup) -> None:
+        timeout = self.options.timeout_s
+        if timeout is None:
+            await self._setup_and_work(tg)
+            return
+        # --timeout holds while Make is down or slow at start-up too: each try there retries
+        # for longer than a CI job's --timeout may allow.
+        left = timeout - (self.clock.now() - self._started_at)
+        with anyio.move_on_after(self.clock.real(max(left, 0.0))) as scope:
+            await self._setup_and_work(tg)
+        if scope.cancelled_caught:
+            self.stop("timeout", ExitCode.TIMEOUT)
+
+    async def _setup_and_work(self, tg: anyio.abc.TaskGroup) -> None:
         delay = 2.0
         opts = self.options
         while True:
@@ -67,10 +80,6 @@ class Watch(WatchStartup, WatchReads):
                 # what retrying cannot fix — a bad token, an unknown scenario — ends the watch.
                 # A one-shot watch, and one that runs or follows a single execution, gives up
                 # instead once the client's bounded retries are spent: cron and CI must not hang.
-                timeout = opts.timeout_s
-                if timeout is not None and self.clock.now() - self._started_at + delay > timeout:
-                    self.stop("timeout", ExitCode.TIMEOUT)
-                    return
                 bounded = not opts.follow or opts.run or opts.execution_id is not None
                 if not exc.transient or bounded:
                     self._fatal(exc)
