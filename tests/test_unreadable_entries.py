@@ -40,6 +40,21 @@ def entry(t0: float, k: int) -> dict[str, object]:
     return item
 
 
+async def events_for(client: MakeClient, watch: Watch, real_s: float) -> list[object]:
+    """Every event `watch` emits in `real_s` seconds, then stopped."""
+    seen: list[object] = []
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        with anyio.move_on_after(real_s):
+            async for event in watch.events:
+                seen.append(event)
+        watch.stop("test")
+        async for _ in watch.events:
+            pass
+        watch.events.close()
+    return seen
+
+
 def test_a_page_takes_unreadable_fields_as_absent_and_leaves_out_unreadable_entries() -> None:
     body = {"scenarioLogs": [entry(0, 2), entry(0, 3), {"status": 1}, entry(0, LOST)]}
     page = shapes.log_page(body)
@@ -92,19 +107,12 @@ async def test_one_unreadable_entry_does_not_stall_its_scenario() -> None:
     finished: list[str] = []
     operations: dict[str, int | None] = {}
     errors: list[StreamError] = []
-    async with client, anyio.create_task_group() as tg:
-        tg.start_soon(watch.run)
-        with anyio.move_on_after(clock.real(10 + RUNS * 4 + 60)):
-            async for event in watch.events:
-                if isinstance(event, ExecutionFinished):
-                    finished.append(event.execution_id)
-                    operations[event.execution_id] = event.operations
-                elif isinstance(event, StreamError):
-                    errors.append(event)
-        watch.stop("test")
-        async for _ in watch.events:
-            pass
-        watch.events.close()
+    for event in await events_for(client, watch, clock.real(10 + RUNS * 4 + 60)):
+        if isinstance(event, ExecutionFinished):
+            finished.append(event.execution_id)
+            operations[event.execution_id] = event.operations
+        elif isinstance(event, StreamError):
+            errors.append(event)
     wanted = [f"{k:032x}" for k in range(RUNS) if k != LOST]
     assert sorted(finished) == wanted  # every other run, once each
     # A figure Make sent unreadable is unknown, not 0.
@@ -169,17 +177,8 @@ async def test_a_flag_sent_unreadable_keeps_its_last_value_and_team_listings_pag
     client = MakeClient("https://eu1.make.com/api/v2", Token(TOKEN), clock=clock,
                         budget=Budget(240, clock=clock), transport=httpx.MockTransport(handler))
     watch = Watch(client, WatchOptions(team_id=7, api_limit=240))
-    changes: list[ScenarioChanged] = []
-    async with client, anyio.create_task_group() as tg:
-        tg.start_soon(watch.run)
-        with anyio.move_on_after(clock.real(5 * 60)):
-            async for event in watch.events:
-                if isinstance(event, ScenarioChanged):
-                    changes.append(event)
-        watch.stop("test")
-        async for _ in watch.events:
-            pass
-        watch.events.close()
+    changes = [e for e in await events_for(client, watch, clock.real(5 * 60))
+               if isinstance(e, ScenarioChanged)]
     assert watch.tracker.scenarios[5].team_id == 7  # the team listed, for per-team sweeps
     assert listings["n"] >= 2 * 4  # swept (two pages a listing) with the fields unreadable
     assert changes == []  # never reported as repaired, nor as failing again
