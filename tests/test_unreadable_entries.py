@@ -206,23 +206,26 @@ async def test_paging_goes_on_past_an_entry_whose_imtid_cannot_be_read() -> None
 
 
 async def test_a_watch_says_only_the_problems_of_its_own_scenarios() -> None:
-    from makestream.make.client import ApiNotice
+    from makestream.make.models import Problem
 
     clock = Clock(1)
+    watches: list[Watch] = []
     client = MakeClient("https://eu1.make.com/api/v2", Token(TOKEN), clock=clock,
-                        transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+                        transport=httpx.MockTransport(lambda r: httpx.Response(404)),
+                        observer=lambda notice: watches[0].on_notice(notice))
     watch = Watch(client, WatchOptions(scenario_ids=[5]))
+    watches.append(watch)
     watch.tracker.add_scenario(5, floor_ms=0)
     for path in ("/scenarios/6/logs", "/scenarios/5/logs", "/scenarios", "/scenarios/5/logs"):
-        watch.on_notice(ApiNotice("payload", "GET", path, 200, None, f"odd entry in {path}"))
+        client._problems(path, [Problem("imtId x", "", "odd")])
     said = []
     while True:
         try:
             said.append(watch.events.receive_nowait())
         except anyio.WouldBlock:
             break
-    assert [e.message for e in said if isinstance(e, StreamError)] == [
-        "odd entry in /scenarios/5/logs", "odd entry in /scenarios"]
+    assert [e.message.split(" with ")[0] for e in said if isinstance(e, StreamError)] == [
+        "Make answered GET /scenarios/5/logs", "Make answered GET /scenarios"]
     watch._send.close()
     watch.events.close()
     await client.aclose()

@@ -163,13 +163,11 @@ async def open_client(
     )
 
     if observer is None:
-        # A one-shot command has no stream to carry a non-fatal problem: say it on stderr,
-        # once each (`state` or `history` would otherwise show a run's figures silently short).
-        said: set[str] = set()
-
+        # A one-shot command has no stream to carry a non-fatal problem: say it on stderr
+        # (the client says each once; `state` or `history` would otherwise show a run's figures
+        # silently short).
         def observer(notice: ApiNotice) -> None:
-            if notice.kind == "payload" and notice.error and notice.error not in said:
-                said.add(notice.error)
+            if notice.kind == "payload" and notice.error:
                 say(f"warning: {notice.error}")
 
     clock = conn.clock()

@@ -47,9 +47,6 @@ _OUTCOME = {
 }
 LOG_PAGE = 50
 _SCENARIO_PATH = re.compile(r"^/scenarios/([0-9]{1,15})/")
-# Entries that could not be read in full, remembered so that each is said once (the oldest is
-# forgotten past this many).
-PROBLEMS_MAX = 10_000
 _ORG = 0  # the sweep group that stands for the whole organization
 LISTED_PER_REQUEST = 99  # ids per listing request, whose pages hold 100
 # A scheduled run that began at most this long (plus the long side of its scenario's known run
@@ -105,8 +102,6 @@ class WatchBase:
         self._awaited: set[str] = set()
         # Blueprints fetched so far (for --modules and the live view's module flow).
         self.blueprints: dict[int, Blueprint] = {}
-        # Entries of Make's answers that could not be read in full, each said once.
-        self._problems: dict[str, None] = {}
         self._team_of: dict[int, int | None] = {}
         self._started_at = self.clock.now()
         self.stored_replays = 0  # runs a resumed watch took from the history store
@@ -207,7 +202,9 @@ class WatchBase:
             # scenario's own reads concern only the watch that follows it.
             own = _SCENARIO_PATH.match(notice.path)
             if own is None or int(own[1]) in self.tracker.scenarios:
-                self._problem(notice.error)
+                # Said once each by the client; the stream goes on without the entry.
+                self.emit([StreamError(message=notice.error, error_type="PayloadError",
+                                       fatal=False)])
         if notice.kind == "throttled":
             snap = self.client.budget.snapshot()
             self.emit(
@@ -219,16 +216,6 @@ class WatchBase:
                     )
                 ]
             )
-
-    def _problem(self, line: str) -> None:
-        """Say once (a non-fatal `stream.error`) an entry that could not be read in full: every
-        scan of its scenario lists it again, and the stream goes on without it."""
-        if line in self._problems:
-            return
-        if len(self._problems) >= PROBLEMS_MAX:
-            del self._problems[next(iter(self._problems))]
-        self._problems[line] = None
-        self.emit([StreamError(message=line, error_type="PayloadError", fatal=False)])
 
     # -- life cycle ------------------------------------------------------------------------------
 

@@ -139,9 +139,7 @@ class WatchReads(WatchBase):
                     # First page of a fresh scenario: learn how far back runs can land.
                     self._learn(sid, page.items)
                     cutoff_ms = int(self._started_at * 1000) - state.lookback_ms
-                # Paged on from the oldest entry that has an imtId (one whose imtId could not
-                # be read is still listed, and read).
-                cursor = next((e.imt_id for e in reversed(page.items) if e.imt_id), None)
+                cursor = page.last_imt_id
                 if (page.size < LOG_PAGE or not page.items or cursor in (None, last)
                         or page.items[-1].timestamp_ms < cutoff_ms):
                     break  # the end, older than news can be, or a server that ignores pg[last]

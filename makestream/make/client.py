@@ -74,7 +74,7 @@ Params = list[tuple[str, str | int | float | bool | None]]
 _RESPONSIVE_TIMEOUT_S = 50.0
 # Long id lists go in several requests: every id is a query parameter, and URLs have limits.
 _IDS_PER_REQUEST = 100
-# Kinds of unreadable field remembered as said (forgotten all at once past this many).
+# Problems remembered as said (`_problems`; forgotten all at once past this many).
 SAID_MAX = 1_000
 
 
@@ -146,7 +146,7 @@ class MakeClient:
         self.timeout = timeout  # real seconds: it bounds a network wait, not a clock wait
         self._token = token
         self._observer = observer
-        # Kinds of unreadable field already said (`_problems`).
+        # Unreadable entries, and kinds of unreadable field, already said (`_problems`).
         self._said: set[tuple[str, str, str]] = set()
         self._rng = random.Random()
         url = httpx.URL(self.base_url)
@@ -400,7 +400,7 @@ class MakeClient:
             fresh = [e for e in page.items if e.id not in seen]
             seen.update(e.id for e in fresh)
             entries += fresh
-            cursor = next((e.imt_id for e in reversed(page.items) if e.imt_id), None)
+            cursor = page.last_imt_id
             if not fresh or cursor is None:
                 break
         return entries[:count]
@@ -635,18 +635,18 @@ class MakeClient:
             raise payload_error(exc, endpoint=endpoint) from exc
 
     def _problems(self, path: str, problems: list[Problem]) -> None:
-        """Tell the observer of each entry of an answer that could not be read in full: each
-        entry left out (a run or a scenario missing), and each kind of field taken as absent
-        once per endpoint (a field Make sends in a form never seen would otherwise be said
-        again for every run)."""
+        """Tell the observer, once each, of the entries of an answer that could not be read in
+        full (every later read lists them again): each entry left out (a run or a scenario
+        missing), and each kind of field taken as absent once per endpoint (a field Make sends
+        in a form never seen would otherwise be said again for every run)."""
         for problem in problems:
-            if problem.fields:
-                kind = (path, problem.fields, problem.reason)
-                if kind in self._said:
-                    continue
-                if len(self._said) >= SAID_MAX:
-                    self._said.clear()
-                self._said.add(kind)
+            said = (path, problem.fields, problem.reason) if problem.fields else (
+                path, "", str(problem))
+            if said in self._said:
+                continue
+            if len(self._said) >= SAID_MAX:
+                self._said.clear()
+            self._said.add(said)
             self._notify(ApiNotice("payload", "GET", path, 200, None,
                                    f"Make answered GET {path} with an entry that cannot be "
                                    f"read in full: {problem}"))

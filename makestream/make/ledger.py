@@ -213,7 +213,9 @@ class Ledger:
 
     async def claim(self, now: float, cap: int) -> Claim | None:
         """Count one send at `now` if fewer than `cap` sends of all processes fall in the last
-        window and no 429 pause lasts; else say how long to wait. None once the file failed."""
+        window and no 429 pause lasts; else say how long to wait (`busy`: the lock was taken,
+        ask again). None once the file failed, or while the lock stays taken past BUSY_WAIT_S:
+        the process then decides alone."""
         spell = self._busy_since is not None
         with self._state(now, tries=1 if spell else LOCK_TRIES) as state:
             if state is None:

@@ -364,6 +364,12 @@ class LogPage(MakeModel):
     size: int = 0
     problems: list[Problem] = []
 
+    @property
+    def last_imt_id(self) -> str | None:
+        """The imtId to page on from: the oldest entry's that has one (an entry whose imtId
+        could not be read is still listed, and read)."""
+        return next((e.imt_id for e in reversed(self.items) if e.imt_id), None)
+
 
 # --- one execution ---------------------------------------------------------------------------
 
